@@ -1,0 +1,4 @@
+# Short targets; logic that grows lives in scripts/.
+.PHONY: test
+test:
+	cargo test --workspace

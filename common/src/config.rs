@@ -1,0 +1,718 @@
+//! Configuration: `config.yaml` with `${VAR}` / `${VAR:-default}` substitution.
+//!
+//! Loading is a chain of pure steps, so tests can run each with a map instead of the process
+//! environment: read the file, [`substitute`] variables through a lookup function, parse into
+//! typed sections (unknown keys refused), then [`Config::check`] the values.
+//! `.env` is not read here: each binary's `main` loads it first (real environment wins).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A value that must never reach logs or debug output: passwords and tokens.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+/// The whole file: one section per part of the system. A missing section takes its defaults.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub consumer: ConsumerConfig,
+    pub propagator: PropagatorConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    pub dbname: String,
+    /// How long one connection attempt may take.
+    pub connect_timeout_seconds: f64,
+    /// Server-side cap on any one statement, so no request waits on the database without bound.
+    pub statement_timeout_seconds: f64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            host: "localhost".into(),
+            port: 5432,
+            user: "postgres".into(),
+            password: Secret::default(),
+            dbname: "events".into(),
+            connect_timeout_seconds: 3.0,
+            statement_timeout_seconds: 5.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerConfig {
+    pub host: String,
+    pub port: u16,
+    /// Database workers, each owning one PostgreSQL connection.
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    /// When set, requests must carry `Authorization: Bearer <token>`.
+    pub auth_token: Option<Secret>,
+    /// Open connections served at once; past it, new connections get a fast 503.
+    pub max_connections: usize,
+    /// Validated events waiting for a database worker; past it, a fast 503.
+    pub queue_capacity: usize,
+    /// Most events committed in one transaction (group commit).
+    pub max_batch: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    /// Time allowed to receive a whole request head, and then its whole body.
+    pub read_timeout_seconds: f64,
+    pub write_timeout_seconds: f64,
+    /// How long a keep-alive connection may sit idle between requests.
+    pub idle_timeout_seconds: f64,
+    /// On SIGTERM, how long in-flight requests get to finish.
+    pub shutdown_timeout_seconds: f64,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            host: "0.0.0.0".into(),
+            port: 8080,
+            workers: 4,
+            max_body_bytes: 64 * 1024,
+            auth_token: None,
+            max_connections: 2048,
+            queue_capacity: 1024,
+            max_batch: 256,
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            read_timeout_seconds: 10.0,
+            write_timeout_seconds: 10.0,
+            idle_timeout_seconds: 30.0,
+            shutdown_timeout_seconds: 10.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PropagatorConfig {
+    pub endpoint: String,
+    pub period_seconds: f64,
+    pub events_file: PathBuf,
+    pub auth_token: Option<Secret>,
+    /// Attempts after the first before an event is given up.
+    pub max_retries: u32,
+    pub connect_timeout_seconds: f64,
+    /// Whole-request cap: connect, send, and read the answer.
+    pub request_timeout_seconds: f64,
+    pub backoff_initial_seconds: f64,
+    pub backoff_max_seconds: f64,
+    /// On SIGTERM, how long the in-flight send (with its retries) may still take.
+    pub shutdown_timeout_seconds: f64,
+}
+
+impl Default for PropagatorConfig {
+    fn default() -> Self {
+        PropagatorConfig {
+            endpoint: "http://127.0.0.1:8080/event".into(),
+            period_seconds: 1.0,
+            events_file: PathBuf::from("events.json"),
+            auth_token: None,
+            // 0.1 s doubling to a 5 s cap with full jitter: 20 retries ride out ~45 s of outage.
+            max_retries: 20,
+            connect_timeout_seconds: 3.0,
+            request_timeout_seconds: 10.0,
+            backoff_initial_seconds: 0.1,
+            backoff_max_seconds: 5.0,
+            shutdown_timeout_seconds: 10.0,
+        }
+    }
+}
+
+/// Why the configuration cannot be used. Every message names the file and what to fix.
+#[derive(Debug)]
+pub enum ConfigError {
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    MissingVariable {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        variable: String,
+    },
+    BadSubstitution {
+        path: PathBuf,
+        line: usize,
+        text: String,
+    },
+    Parse {
+        path: PathBuf,
+        message: String,
+    },
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        problem: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, error } => {
+                write!(f, "cannot read config file {}: {error}", path.display())
+            }
+            ConfigError::MissingVariable { path, line, key, variable } => write!(
+                f,
+                "{}:{line}: {key}: environment variable {variable} is not set and has no default \
+                 (set it, add it to .env, or write ${{{variable}:-default}})",
+                path.display()
+            ),
+            ConfigError::BadSubstitution { path, line, text } => write!(
+                f,
+                "{}:{line}: malformed variable reference `{text}` (write ${{NAME}} or ${{NAME:-default}})",
+                path.display()
+            ),
+            ConfigError::Parse { path, message } => write!(f, "{}: {message}", path.display()),
+            ConfigError::Invalid { path, key, problem } => {
+                write!(f, "{}: {key}: {problem}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads, substitutes from the process environment, parses and checks `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        Config::from_yaml(&text, path, |name| std::env::var(name).ok())
+    }
+
+    /// Parses config text; `path` is only used in messages, `lookup` resolves variables.
+    pub fn from_yaml(
+        text: &str,
+        path: &Path,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let substituted = substitute(text, lookup).map_err(|e| e.into_config_error(path))?;
+        // An empty file (or one holding only comments) is an empty mapping, not an error.
+        let config: Config = if substituted.trim().is_empty()
+            || substituted
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            Config::default()
+        } else {
+            serde_norway::from_str(&substituted).map_err(|e| ConfigError::Parse {
+                path: path.to_owned(),
+                message: one_line(&e.to_string()),
+            })?
+        };
+        config.check(path)?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, problem: String| {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key,
+                problem,
+            })
+        };
+        let positive_seconds: [(&'static str, f64); 9] = [
+            (
+                "database.connect_timeout_seconds",
+                self.database.connect_timeout_seconds,
+            ),
+            (
+                "database.statement_timeout_seconds",
+                self.database.statement_timeout_seconds,
+            ),
+            (
+                "consumer.read_timeout_seconds",
+                self.consumer.read_timeout_seconds,
+            ),
+            (
+                "consumer.write_timeout_seconds",
+                self.consumer.write_timeout_seconds,
+            ),
+            (
+                "consumer.idle_timeout_seconds",
+                self.consumer.idle_timeout_seconds,
+            ),
+            (
+                "propagator.connect_timeout_seconds",
+                self.propagator.connect_timeout_seconds,
+            ),
+            (
+                "propagator.request_timeout_seconds",
+                self.propagator.request_timeout_seconds,
+            ),
+            (
+                "propagator.backoff_initial_seconds",
+                self.propagator.backoff_initial_seconds,
+            ),
+            (
+                "propagator.backoff_max_seconds",
+                self.propagator.backoff_max_seconds,
+            ),
+        ];
+        for (key, value) in positive_seconds {
+            if !(value.is_finite() && value > 0.0 && value <= 86_400.0) {
+                return invalid(
+                    key,
+                    format!("must be a number of seconds above 0 and at most 86400, got {value}"),
+                );
+            }
+        }
+        let non_negative_seconds: [(&'static str, f64); 3] = [
+            (
+                "consumer.shutdown_timeout_seconds",
+                self.consumer.shutdown_timeout_seconds,
+            ),
+            (
+                "propagator.shutdown_timeout_seconds",
+                self.propagator.shutdown_timeout_seconds,
+            ),
+            ("propagator.period_seconds", self.propagator.period_seconds),
+        ];
+        for (key, value) in non_negative_seconds {
+            if !(value.is_finite() && (0.0..=86_400.0).contains(&value)) {
+                return invalid(
+                    key,
+                    format!("must be a number of seconds from 0 to 86400, got {value}"),
+                );
+            }
+        }
+        let at_least_one: [(&'static str, usize); 7] = [
+            ("consumer.workers", self.consumer.workers),
+            ("consumer.max_body_bytes", self.consumer.max_body_bytes),
+            ("consumer.max_connections", self.consumer.max_connections),
+            ("consumer.queue_capacity", self.consumer.queue_capacity),
+            ("consumer.max_batch", self.consumer.max_batch),
+            ("consumer.max_header_bytes", self.consumer.max_header_bytes),
+            ("consumer.max_headers", self.consumer.max_headers),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return invalid(key, "must be at least 1".into());
+            }
+        }
+        if self.consumer.workers > 256 {
+            return invalid(
+                "consumer.workers",
+                format!(
+                    "at most 256 database connections, got {}",
+                    self.consumer.workers
+                ),
+            );
+        }
+        if self.consumer.max_header_bytes < 256 {
+            return invalid("consumer.max_header_bytes", "must be at least 256".into());
+        }
+        let endpoint = &self.propagator.endpoint;
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return invalid(
+                "propagator.endpoint",
+                format!("must be an http:// or https:// URL, got `{endpoint}`"),
+            );
+        }
+        for (key, token) in [
+            ("consumer.auth_token", &self.consumer.auth_token),
+            ("propagator.auth_token", &self.propagator.auth_token),
+        ] {
+            if let Some(token) = token {
+                let ok = token.expose().bytes().all(|b| b.is_ascii_graphic());
+                if !ok {
+                    return invalid(key, "must be printable ASCII without spaces".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ConsumerConfig {
+    /// The configured token, treating an empty string as "no authentication".
+    pub fn auth_token(&self) -> Option<&Secret> {
+        self.auth_token.as_ref().filter(|t| !t.is_empty())
+    }
+}
+
+impl PropagatorConfig {
+    pub fn auth_token(&self) -> Option<&Secret> {
+        self.auth_token.as_ref().filter(|t| !t.is_empty())
+    }
+}
+
+/// A `${...}` reference that could not be resolved, with where it stands.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SubstError {
+    Missing {
+        line: usize,
+        key: String,
+        variable: String,
+    },
+    Malformed {
+        line: usize,
+        text: String,
+    },
+}
+
+impl SubstError {
+    fn into_config_error(self, path: &Path) -> ConfigError {
+        match self {
+            SubstError::Missing {
+                line,
+                key,
+                variable,
+            } => ConfigError::MissingVariable {
+                path: path.to_owned(),
+                line,
+                key,
+                variable,
+            },
+            SubstError::Malformed { line, text } => ConfigError::BadSubstitution {
+                path: path.to_owned(),
+                line,
+                text,
+            },
+        }
+    }
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` in YAML text; `$${` stays a literal `${`.
+///
+/// `${VAR}` needs VAR set (an empty value is a value); `${VAR:-default}` takes the default when
+/// VAR is unset or empty, as the shell does. Comment lines are left alone. Inside a quoted YAML
+/// scalar the value is escaped for that quoting, so secrets with `"`, `\` or `: ` survive:
+/// write `password: "${DB_PASSWORD}"`.
+pub fn substitute(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, SubstError> {
+    let mut out = String::with_capacity(text.len());
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    for (index, line) in lines.iter().enumerate() {
+        if line.trim_start().starts_with('#') || !line.contains('$') {
+            out.push_str(line);
+            continue;
+        }
+        let mut rest = *line;
+        while let Some(pos) = rest.find('$') {
+            let (before, from_dollar) = rest.split_at(pos);
+            out.push_str(before);
+            if let Some(after) = from_dollar.strip_prefix("$${") {
+                out.push_str("${");
+                rest = after;
+                continue;
+            }
+            let Some(after_brace) = from_dollar.strip_prefix("${") else {
+                out.push('$');
+                rest = &from_dollar[1..];
+                continue;
+            };
+            let malformed = || SubstError::Malformed {
+                line: index + 1,
+                text: from_dollar.trim_end().chars().take(40).collect(),
+            };
+            let end = after_brace.find('}').ok_or_else(malformed)?;
+            let expr = &after_brace[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (expr, None),
+            };
+            let valid_name = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid_name {
+                return Err(malformed());
+            }
+            let value = match (lookup(name), default) {
+                (Some(v), Some(d)) if v.is_empty() => d.to_owned(),
+                (Some(v), _) => v,
+                (None, Some(d)) => d.to_owned(),
+                (None, None) => {
+                    return Err(SubstError::Missing {
+                        line: index + 1,
+                        key: key_path(&lines, index),
+                        variable: name.to_owned(),
+                    })
+                }
+            };
+            let quote = quote_context(&out);
+            push_escaped(&mut out, &value, quote);
+            rest = &after_brace[end + 1..];
+        }
+        out.push_str(rest);
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quote {
+    None,
+    Single,
+    Double,
+}
+
+/// The quoting in force at the end of `text`, looking only at its last line.
+fn quote_context(text: &str) -> Quote {
+    let line = text.rsplit('\n').next().unwrap_or("");
+    let mut state = Quote::None;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        state = match (state, c) {
+            (Quote::None, '"') => Quote::Double,
+            (Quote::None, '\'') => Quote::Single,
+            (Quote::Double, '\\') => {
+                chars.next();
+                Quote::Double
+            }
+            (Quote::Double, '"') | (Quote::Single, '\'') => Quote::None,
+            (s, _) => s,
+        };
+    }
+    state
+}
+
+fn push_escaped(out: &mut String, value: &str, quote: Quote) {
+    match quote {
+        Quote::None => out.push_str(value),
+        Quote::Single => out.push_str(&value.replace('\'', "''")),
+        Quote::Double => {
+            for c in value.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\t' => out.push_str("\\t"),
+                    c => out.push(c),
+                }
+            }
+        }
+    }
+}
+
+/// The dotted key a line belongs to (`database.password`), found from indentation.
+fn key_path(lines: &[&str], index: usize) -> String {
+    let mut path = Vec::new();
+    let mut indent = usize::MAX;
+    for line in lines[..=index].iter().rev() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let this_indent = line.len() - trimmed.len();
+        if this_indent < indent {
+            if let Some((key, _)) = trimmed.split_once(':') {
+                path.push(
+                    key.trim()
+                        .trim_matches(|c| c == '"' || c == '\'')
+                        .to_owned(),
+                );
+            }
+            indent = this_indent;
+            if indent == 0 {
+                break;
+            }
+        }
+    }
+    path.reverse();
+    if path.is_empty() {
+        "(top level)".into()
+    } else {
+        path.join(".")
+    }
+}
+
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_yaml(text, Path::new("config.yaml"), vars(env))
+    }
+
+    #[test]
+    fn the_shipped_config_loads_with_the_template_variables() {
+        let text = include_str!("../../config.yaml");
+        let config = load(text, &[("DB_PASSWORD", "s3cret")]).unwrap();
+        assert_eq!(config.database.password.expose(), "s3cret");
+        assert_eq!(config.consumer.port, 8080);
+        assert!(!config.propagator.endpoint.is_empty());
+    }
+
+    #[test]
+    fn substitutes_values_and_defaults() {
+        let text = "database:\n  port: ${DB_PORT:-5433}\n  host: ${DB_HOST}\n  user: ${U:-}\n";
+        let config = load(text, &[("DB_HOST", "db.local")]).unwrap();
+        assert_eq!(config.database.port, 5433);
+        assert_eq!(config.database.host, "db.local");
+        assert_eq!(config.database.user, "");
+        let config = load(text, &[("DB_HOST", "h"), ("DB_PORT", "6000")]).unwrap();
+        assert_eq!(config.database.port, 6000);
+    }
+
+    #[test]
+    fn an_empty_variable_takes_the_default_but_counts_as_a_value_without_one() {
+        let text = "database:\n  host: ${H:-fallback}\n  password: \"${P}\"\n";
+        let config = load(text, &[("H", ""), ("P", "")]).unwrap();
+        assert_eq!(config.database.host, "fallback");
+        assert_eq!(config.database.password.expose(), "");
+    }
+
+    #[test]
+    fn a_missing_variable_names_itself_the_key_and_the_line() {
+        let text = "database:\n  host: x\n  password: ${DB_PASSWORD}\n";
+        let err = load(text, &[]).unwrap_err().to_string();
+        assert!(err.contains("DB_PASSWORD"), "{err}");
+        assert!(err.contains("config.yaml:3"), "{err}");
+        assert!(err.contains("database.password"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn quoted_secrets_with_special_characters_survive() {
+        let text = "database:\n  password: \"${P}\"\nconsumer:\n  auth_token: '${T}'\n";
+        let config = load(text, &[("P", r#"a"b\c: #d"#), ("T", "it's")]).unwrap();
+        assert_eq!(config.database.password.expose(), r#"a"b\c: #d"#);
+        assert_eq!(config.consumer.auth_token.unwrap().expose(), "it's");
+    }
+
+    #[test]
+    fn comments_and_escaped_dollars_are_left_alone() {
+        let text = "# uses ${NOT_SET}\ndatabase:\n  dbname: \"$${literal}\"\n  user: a$b\n";
+        let config = load(text, &[]).unwrap();
+        assert_eq!(config.database.dbname, "${literal}");
+        assert_eq!(config.database.user, "a$b");
+    }
+
+    #[test]
+    fn malformed_references_are_refused() {
+        for text in ["a: ${UNCLOSED", "a: ${}", "a: ${1X}", "a: ${A B}"] {
+            let err = load(text, &[]).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::BadSubstitution { .. }),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let err = load("consumer:\n  prot: 8080\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prot"), "{err}");
+        assert!(err.starts_with("config.yaml:"), "{err}");
+        let err = load("consumr:\n  port: 8080\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("consumr"), "{err}");
+    }
+
+    #[test]
+    fn a_non_number_port_is_refused_naming_the_key() {
+        let err = load("consumer:\n  port: eighty\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("consumer.port"), "{err}");
+        let err = load("consumer:\n  port: 70000\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("consumer.port"), "{err}");
+    }
+
+    #[test]
+    fn values_that_cannot_work_are_refused_naming_the_key() {
+        let cases = [
+            ("consumer:\n  workers: 0\n", "consumer.workers"),
+            (
+                "propagator:\n  period_seconds: -1\n",
+                "propagator.period_seconds",
+            ),
+            (
+                "propagator:\n  endpoint: localhost:8080\n",
+                "propagator.endpoint",
+            ),
+            (
+                "database:\n  connect_timeout_seconds: 0\n",
+                "database.connect_timeout_seconds",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = load(text, &[]).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_sections_take_their_defaults() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config, Config::default());
+        let config = load("propagator:\n  period_seconds: 0.05\n", &[]).unwrap();
+        assert_eq!(config.propagator.period_seconds, 0.05);
+        assert_eq!(config.consumer, ConsumerConfig::default());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let text = "database:\n  password: hunter2\nconsumer:\n  auth_token: tok123\npropagator:\n  auth_token: tok456\n";
+        let config = load(text, &[]).unwrap();
+        let debug = format!("{config:?}");
+        for secret in ["hunter2", "tok123", "tok456"] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+    }
+}

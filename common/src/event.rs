@@ -1,0 +1,583 @@
+//! The event: its wire form, its rules, and the one function that turns bytes into a valid event.
+//!
+//! Parse, don't validate: [`Event`] can only be built through [`Event::new`] or [`parse_event`],
+//! both of which run the rules, so anything holding an `Event` holds a valid one.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// Longest accepted `event_type`, in characters (Unicode scalar values).
+pub const MAX_EVENT_TYPE_CHARS: usize = 255;
+
+pub const EVENT_TYPE: &str = "event_type";
+pub const EVENT_PAYLOAD: &str = "event_payload";
+
+/// A validated event: `event_type` is 1 to 255 characters, neither string contains U+0000.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    event_type: String,
+    event_payload: String,
+}
+
+impl Event {
+    /// Builds an event, applying the same rules as [`parse_event`].
+    pub fn new(
+        event_type: impl Into<String>,
+        event_payload: impl Into<String>,
+    ) -> Result<Event, EventError> {
+        let event_type = event_type.into();
+        let event_payload = event_payload.into();
+        let chars = event_type.chars().count();
+        if chars == 0 {
+            return Err(EventError::EmptyType);
+        }
+        if chars > MAX_EVENT_TYPE_CHARS {
+            return Err(EventError::TypeTooLong { chars });
+        }
+        if event_type.contains('\0') {
+            return Err(EventError::ContainsNul { field: EVENT_TYPE });
+        }
+        if event_payload.contains('\0') {
+            return Err(EventError::ContainsNul {
+                field: EVENT_PAYLOAD,
+            });
+        }
+        Ok(Event {
+            event_type,
+            event_payload,
+        })
+    }
+
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    pub fn event_payload(&self) -> &str {
+        &self.event_payload
+    }
+}
+
+/// Why a body is not a valid event. [`EventError::is_malformed`] separates "not an event-shaped
+/// JSON document at all" (HTTP 400) from "JSON that breaks the event rules" (HTTP 422).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventError {
+    NotUtf8 {
+        valid_up_to: usize,
+    },
+    InvalidJson {
+        message: String,
+    },
+    NotAnObject {
+        found: &'static str,
+    },
+    MissingField {
+        field: &'static str,
+    },
+    UnknownField {
+        name: String,
+    },
+    DuplicateField {
+        field: &'static str,
+    },
+    NotAString {
+        field: &'static str,
+        found: &'static str,
+    },
+    EmptyType,
+    TypeTooLong {
+        chars: usize,
+    },
+    ContainsNul {
+        field: &'static str,
+    },
+}
+
+impl EventError {
+    /// True when the body is not UTF-8, not JSON, or not a JSON object.
+    pub fn is_malformed(&self) -> bool {
+        matches!(
+            self,
+            EventError::NotUtf8 { .. }
+                | EventError::InvalidJson { .. }
+                | EventError::NotAnObject { .. }
+        )
+    }
+
+    /// The field at fault, when exactly one is.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            EventError::MissingField { field }
+            | EventError::DuplicateField { field }
+            | EventError::NotAString { field, .. }
+            | EventError::ContainsNul { field } => Some(field),
+            EventError::UnknownField { name } => Some(name),
+            EventError::EmptyType | EventError::TypeTooLong { .. } => Some(EVENT_TYPE),
+            EventError::NotUtf8 { .. }
+            | EventError::InvalidJson { .. }
+            | EventError::NotAnObject { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventError::NotUtf8 { valid_up_to } => {
+                write!(f, "body is not valid UTF-8 (invalid byte at offset {valid_up_to})")
+            }
+            EventError::InvalidJson { message } => write!(f, "body is not valid JSON: {message}"),
+            EventError::NotAnObject { found } => {
+                write!(f, "body must be a JSON object with event_type and event_payload, found {found}")
+            }
+            EventError::MissingField { field } => write!(f, "missing field `{field}`"),
+            EventError::UnknownField { name } => write!(
+                f,
+                "unknown field `{name}`: an event has only `event_type` and `event_payload`"
+            ),
+            EventError::DuplicateField { field } => write!(f, "field `{field}` appears twice"),
+            EventError::NotAString { field, found } => {
+                write!(f, "field `{field}` must be a string, found {found}")
+            }
+            EventError::EmptyType => write!(f, "field `event_type` must not be empty"),
+            EventError::TypeTooLong { chars } => write!(
+                f,
+                "field `event_type` is {chars} characters long, at most {MAX_EVENT_TYPE_CHARS} are allowed"
+            ),
+            EventError::ContainsNul { field } => write!(
+                f,
+                "field `{field}` contains the character U+0000, which cannot be stored"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EventError {}
+
+/// Parses and validates one event from a request body.
+///
+/// Rules: UTF-8; one JSON object with exactly `event_type` and `event_payload`, both strings;
+/// `event_type` 1 to 255 characters; no U+0000 anywhere. The first broken rule is reported.
+pub fn parse_event(body: &[u8]) -> Result<Event, EventError> {
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(EventError::NotUtf8 {
+            valid_up_to: e.valid_up_to(),
+        });
+    }
+    match serde_json::from_slice::<Checked>(body) {
+        Ok(Checked(outcome)) => outcome,
+        Err(e) => Err(EventError::InvalidJson {
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Why an array of events (the propagator's events file) cannot be used.
+#[derive(Debug)]
+pub enum EventListError {
+    InvalidJson(serde_json::Error),
+    NotAnArray { found: &'static str },
+    Empty,
+    Invalid { index: usize, error: EventError },
+}
+
+impl fmt::Display for EventListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventListError::InvalidJson(e) => write!(f, "not valid JSON: {e}"),
+            EventListError::NotAnArray { found } => {
+                write!(f, "must be a JSON array of events, found {found}")
+            }
+            EventListError::Empty => write!(f, "holds no events: the array is empty"),
+            EventListError::Invalid { index, error } => {
+                write!(f, "event at index {index}: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for EventListError {}
+
+/// Parses a JSON array of events, validating each entry with the same rules as [`parse_event`].
+pub fn parse_event_list(json: &[u8]) -> Result<Vec<Event>, EventListError> {
+    let CheckedList(outcome) =
+        serde_json::from_slice::<CheckedList>(json).map_err(EventListError::InvalidJson)?;
+    let events = outcome?;
+    if events.is_empty() {
+        return Err(EventListError::Empty);
+    }
+    Ok(events)
+}
+
+/// A JSON value that was checked against the event rules. Rule violations are carried in the
+/// value rather than as serde errors, so a serde error always means broken JSON syntax.
+struct Checked(Result<Event, EventError>);
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(EventVisitor).map(Checked)
+    }
+}
+
+struct EventVisitor;
+
+impl<'de> Visitor<'de> for EventVisitor {
+    type Value = Result<Event, EventError>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut event_type: Option<String> = None;
+        let mut event_payload: Option<String> = None;
+        let mut first_error: Option<EventError> = None;
+        while let Some(key) = map.next_key::<KeyName>()? {
+            let (field, slot) = match key.0.as_str() {
+                EVENT_TYPE => (EVENT_TYPE, &mut event_type),
+                EVENT_PAYLOAD => (EVENT_PAYLOAD, &mut event_payload),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    first_error.get_or_insert(EventError::UnknownField { name: key.0 });
+                    continue;
+                }
+            };
+            match map.next_value::<FieldValue>()? {
+                FieldValue::String(_) if slot.is_some() => {
+                    first_error.get_or_insert(EventError::DuplicateField { field });
+                }
+                FieldValue::String(s) => *slot = Some(s),
+                FieldValue::Other(found) => {
+                    first_error.get_or_insert(EventError::NotAString { field, found });
+                }
+            }
+        }
+        if let Some(error) = first_error {
+            return Ok(Err(error));
+        }
+        let Some(event_type) = event_type else {
+            return Ok(Err(EventError::MissingField { field: EVENT_TYPE }));
+        };
+        let Some(event_payload) = event_payload else {
+            return Ok(Err(EventError::MissingField {
+                field: EVENT_PAYLOAD,
+            }));
+        };
+        Ok(Event::new(event_type, event_payload))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err(EventError::NotAnObject { found: "an array" }))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Err(EventError::NotAnObject { found: "a string" }))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err(EventError::NotAnObject { found: "a boolean" }))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Err(EventError::NotAnObject { found: "a number" }))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Err(EventError::NotAnObject { found: "a number" }))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err(EventError::NotAnObject { found: "a number" }))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Err(EventError::NotAnObject { found: "null" }))
+    }
+}
+
+/// An object key, owned: keys are short and an unknown one is quoted in the error.
+struct KeyName(String);
+
+impl<'de> Deserialize<'de> for KeyName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(KeyName)
+    }
+}
+
+/// The value of a known field: a string, or the kind of JSON value found instead.
+enum FieldValue {
+    String(String),
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for FieldValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FieldValueVisitor)
+    }
+}
+
+struct FieldValueVisitor;
+
+impl<'de> Visitor<'de> for FieldValueVisitor {
+    type Value = FieldValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldValue, E> {
+        Ok(FieldValue::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<FieldValue, E> {
+        Ok(FieldValue::String(v))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<FieldValue, E> {
+        Ok(FieldValue::Other("a boolean"))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<FieldValue, E> {
+        Ok(FieldValue::Other("a number"))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<FieldValue, E> {
+        Ok(FieldValue::Other("a number"))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<FieldValue, E> {
+        Ok(FieldValue::Other("a number"))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<FieldValue, E> {
+        Ok(FieldValue::Other("null"))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FieldValue, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(FieldValue::Other("an array"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FieldValue, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(FieldValue::Other("an object"))
+    }
+}
+
+/// A JSON array whose entries were each checked; the first bad entry is kept with its index.
+struct CheckedList(Result<Vec<Event>, EventListError>);
+
+impl<'de> Deserialize<'de> for CheckedList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ListVisitor).map(CheckedList)
+    }
+}
+
+struct ListVisitor;
+
+impl ListVisitor {
+    fn not_an_array<E>(found: &'static str) -> Result<Result<Vec<Event>, EventListError>, E> {
+        Ok(Err(EventListError::NotAnArray { found }))
+    }
+}
+
+impl<'de> Visitor<'de> for ListVisitor {
+    type Value = Result<Vec<Event>, EventListError>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut events = Vec::new();
+        let mut first_error = None;
+        while let Some(Checked(outcome)) = seq.next_element::<Checked>()? {
+            match outcome {
+                Ok(event) => events.push(event),
+                Err(error) => {
+                    let index = events.len();
+                    first_error.get_or_insert(EventListError::Invalid { index, error });
+                    // Keep counting positions after an error so later entries are still parsed.
+                    events.push(Event {
+                        event_type: String::new(),
+                        event_payload: String::new(),
+                    });
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Ok(Err(error)),
+            None => Ok(Ok(events)),
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Self::not_an_array("an object")
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Self::not_an_array("a string")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Self::not_an_array("a boolean")
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Self::not_an_array("a number")
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Self::not_an_array("a number")
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Self::not_an_array("a number")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Self::not_an_array("null")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_a_well_formed_event() {
+        let event = parse_event(br#"{"event_type":"login","event_payload":"user 42"}"#).unwrap();
+        assert_eq!(event.event_type(), "login");
+        assert_eq!(event.event_payload(), "user 42");
+    }
+
+    #[test]
+    fn accepts_an_empty_payload_and_keys_in_any_order() {
+        let event = parse_event(br#" {"event_payload":"","event_type":"x"} "#).unwrap();
+        assert_eq!(event.event_payload(), "");
+    }
+
+    #[test]
+    fn accepts_a_type_of_exactly_255_multibyte_characters() {
+        let t = "é".repeat(255);
+        let body = format!(r#"{{"event_type":"{t}","event_payload":"p"}}"#);
+        assert_eq!(parse_event(body.as_bytes()).unwrap().event_type(), t);
+    }
+
+    #[test]
+    fn refuses_malformed_bodies_as_malformed() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "empty body"),
+            (b"{", "truncated object"),
+            (
+                b"{\"event_type\":\"a\",\"event_payload\":\"b\"} x",
+                "trailing garbage",
+            ),
+            (b"\xff\xfe{}", "not UTF-8"),
+            (b"[]", "an array"),
+            (b"\"login\"", "a string"),
+            (b"null", "null"),
+            (b"42", "a number"),
+            (b"{\"event_type\":\"a\",}", "trailing comma"),
+        ];
+        for (body, reason) in cases {
+            let err = parse_event(body).expect_err(reason);
+            assert!(
+                err.is_malformed(),
+                "{reason}: expected malformed, got {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_rule_violations_naming_the_field() {
+        let long = "t".repeat(256);
+        let long_body = format!(r#"{{"event_type":"{long}","event_payload":"p"}}"#);
+        let cases: Vec<(&[u8], &str, &str)> = vec![
+            (br#"{"event_payload":"p"}"#, "event_type", "missing type"),
+            (br#"{"event_type":"t"}"#, "event_payload", "missing payload"),
+            (
+                br#"{"event_type":"t","event_payload":"p","x":1}"#,
+                "x",
+                "unknown key",
+            ),
+            (
+                br#"{"event_type":1,"event_payload":"p"}"#,
+                "event_type",
+                "number type",
+            ),
+            (
+                br#"{"event_type":"t","event_payload":{"a":1}}"#,
+                "event_payload",
+                "object payload",
+            ),
+            (
+                br#"{"event_type":"t","event_payload":null}"#,
+                "event_payload",
+                "null payload",
+            ),
+            (
+                br#"{"event_type":"","event_payload":"p"}"#,
+                "event_type",
+                "empty type",
+            ),
+            (long_body.as_bytes(), "event_type", "256-character type"),
+            (
+                br#"{"event_type":"a\u0000b","event_payload":"p"}"#,
+                "event_type",
+                "NUL in type",
+            ),
+            (
+                br#"{"event_type":"t","event_payload":"\u0000"}"#,
+                "event_payload",
+                "NUL in payload",
+            ),
+            (
+                br#"{"event_type":"t","event_type":"u","event_payload":"p"}"#,
+                "event_type",
+                "duplicate key",
+            ),
+        ];
+        for (body, field, reason) in cases {
+            let err = parse_event(body).expect_err(reason);
+            assert!(
+                !err.is_malformed(),
+                "{reason}: expected a rule violation, got {err:?}"
+            );
+            assert_eq!(err.field(), Some(field), "{reason}: {err}");
+            assert!(
+                err.to_string().contains(field),
+                "{reason}: message `{err}` names no field"
+            );
+        }
+    }
+
+    #[test]
+    fn a_list_error_names_the_index_of_the_bad_entry() {
+        let json =
+            br#"[{"event_type":"a","event_payload":"b"},{"event_type":"","event_payload":"b"}]"#;
+        let err = parse_event_list(json).unwrap_err();
+        assert!(err.to_string().starts_with("event at index 1:"), "{err}");
+    }
+
+    #[test]
+    fn a_list_must_be_a_non_empty_array() {
+        assert!(matches!(
+            parse_event_list(b"[]"),
+            Err(EventListError::Empty)
+        ));
+        assert!(matches!(
+            parse_event_list(b"{}"),
+            Err(EventListError::NotAnArray { .. })
+        ));
+        assert!(matches!(
+            parse_event_list(b"[{]"),
+            Err(EventListError::InvalidJson(_))
+        ));
+        let ok = parse_event_list(br#"[{"event_type":"a","event_payload":"b"}]"#).unwrap();
+        assert_eq!(ok.len(), 1);
+    }
+}
