@@ -1,4 +1,175 @@
-//! The event consumer: `POST /event` over a small blocking HTTP/1.1 server, stored in PostgreSQL.
+//! The event consumer: `POST /event` over a small blocking HTTP/1.1 server, stored in
+//! PostgreSQL with group commit.
+//!
+//! [`start`] binds, spawns the database workers and the acceptor, and returns a [`Running`]
+//! handle that knows its address; [`Running::shutdown`] stops it gracefully. `main.rs` only
+//! parses the command line, loads the configuration and waits for a signal.
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod metrics;
+pub mod notify;
+pub mod pipeline;
+pub mod routes;
+pub mod server;
+pub mod store;
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::Config;
+
+use crate::http::Limits;
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::pipeline::Pipeline;
+use crate::server::Shared;
+
+/// Why the consumer could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Bind { addr: String, error: std::io::Error },
+    Thread(std::io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            StartError::Thread(error) => write!(f, "cannot start a thread: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running consumer.
+#[derive(Debug)]
+pub struct Running {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    notifier: Arc<Notifier>,
+    shutdown_timeout: Duration,
+    acceptor: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// Starts the consumer without systemd notifications (tests, embedding).
+pub fn start(config: &Config) -> Result<Running, StartError> {
+    start_with_notifier(config, Notifier::disabled())
+}
+
+/// Binds `consumer.host:consumer.port` (port 0 picks a free one), spawns the database workers
+/// and the acceptor, then tells systemd it is ready. The database may be down: the workers
+/// keep reconnecting and `/readyz` says so.
+pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Running, StartError> {
+    let c = &config.consumer;
+    let addr = format!("{}:{}", c.host, c.port);
+    let listener = TcpListener::bind(&addr).map_err(|error| StartError::Bind {
+        addr: addr.clone(),
+        error,
+    })?;
+    let local = listener.local_addr().map_err(|error| StartError::Bind { addr, error })?;
+    let notifier = Arc::new(notifier);
+    let metrics = Arc::new(Metrics::default());
+    let pipeline = Arc::new(Pipeline::new(
+        config.database.clone(),
+        c.queue_capacity,
+        c.max_batch,
+        Arc::clone(&metrics),
+        Arc::clone(&notifier),
+    ));
+    let shared = Arc::new(Shared {
+        limits: Limits {
+            max_head_bytes: c.max_header_bytes,
+            max_headers: c.max_headers,
+            max_body_bytes: c.max_body_bytes,
+            read_timeout: Duration::from_secs_f64(c.read_timeout_seconds),
+            idle_timeout: Duration::from_secs_f64(c.idle_timeout_seconds),
+            write_timeout: Duration::from_secs_f64(c.write_timeout_seconds),
+        },
+        max_connections: c.max_connections,
+        auth_token: c.auth_token().cloned(),
+        metrics,
+        pipeline: Arc::clone(&pipeline),
+        stopping: AtomicBool::new(false),
+        in_flight: AtomicUsize::new(0),
+    });
+    let mut workers = Vec::with_capacity(c.workers);
+    for id in 0..c.workers {
+        let pipeline = Arc::clone(&pipeline);
+        let handle = std::thread::Builder::new()
+            .name(format!("db-worker-{id}"))
+            .spawn(move || pipeline.run_worker(id))
+            .map_err(StartError::Thread)?;
+        workers.push(handle);
+    }
+    let acceptor = {
+        let shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("acceptor".into())
+            .spawn(move || server::accept_loop(listener, shared))
+            .map_err(StartError::Thread)?
+    };
+    log::info!(
+        "listening on {local} ({} database workers, database {}@{}:{}/{})",
+        c.workers,
+        config.database.user,
+        config.database.host,
+        config.database.port,
+        config.database.dbname
+    );
+    notifier.ready(&format!("listening on {local}"));
+    Ok(Running {
+        addr: local,
+        shared,
+        notifier,
+        shutdown_timeout: Duration::from_secs_f64(c.shutdown_timeout_seconds),
+        acceptor: Some(acceptor),
+        workers,
+    })
+}
+
+impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to `shutdown_timeout_seconds`),
+    /// lets the workers store what is queued, then closes the database connections.
+    pub fn shutdown(mut self) {
+        self.notifier.stopping();
+        log::info!("shutting down: no new connections, finishing requests in flight");
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        server::wake_acceptor(self.addr);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        let deadline = Instant::now() + self.shutdown_timeout;
+        while self.shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = self.shared.in_flight.load(Ordering::SeqCst);
+        if left > 0 {
+            log::warn!("{left} requests still in flight after the shutdown timeout; leaving them");
+        }
+        self.shared.pipeline.queue.close();
+        for worker in self.workers.drain(..) {
+            // Workers end once the queue is drained; a worker stuck in the database is bounded
+            // by statement_timeout.
+            let _ = worker.join();
+        }
+        log::info!(
+            "stopped; {} events stored since start",
+            self.shared.metrics.events_stored()
+        );
+    }
+}

@@ -1,1 +1,122 @@
-fn main() {}
+//! `event_consumer`: command line, configuration, signals. The service lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Config, EXIT_CONFIG};
+use event_consumer::notify::Notifier;
+
+const USAGE: &str = "\
+event_consumer: receives events on POST /event and stores them in PostgreSQL
+
+Usage: event_consumer [--config PATH] [--port N]
+
+Options:
+  --config PATH   configuration file (default: config.yaml)
+  --port N        listen port, overrides consumer.port
+  -h, --help      print this help
+  -V, --version   print the version
+
+A .env file in the working directory is loaded first; variables already set win.
+LOG_LEVEL sets the log level (error, warn, info, debug, trace).
+Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 configuration or usage error.";
+
+struct Options {
+    config: PathBuf,
+    port: Option<u16>,
+}
+
+enum Parsed {
+    Run(Options),
+    Exit(&'static str),
+}
+
+fn parse_args() -> Result<Parsed, String> {
+    use lexopt::prelude::*;
+    let mut options = Options {
+        config: PathBuf::from("config.yaml"),
+        port: None,
+    };
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("config") => options.config = parser.value().map_err(|e| e.to_string())?.into(),
+            Long("port") => {
+                let value = parser.value().map_err(|e| e.to_string())?;
+                let value = value.to_string_lossy();
+                let port = value
+                    .parse::<u16>()
+                    .map_err(|_| format!("--port: `{value}` is not a port number (0-65535)"))?;
+                options.port = Some(port);
+            }
+            Short('h') | Long("help") => return Ok(Parsed::Exit(USAGE)),
+            Short('V') | Long("version") => {
+                return Ok(Parsed::Exit(concat!("event_consumer ", env!("CARGO_PKG_VERSION"))))
+            }
+            _ => return Err(format!("{} (see --help)", arg.unexpected())),
+        }
+    }
+    Ok(Parsed::Run(options))
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args() {
+        Ok(Parsed::Run(options)) => options,
+        Ok(Parsed::Exit(text)) => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("event_consumer: {message}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    // .env first, before any thread exists (it sets environment variables).
+    if let Err(e) = load_dotenv() {
+        eprintln!("event_consumer: {e}");
+        return ExitCode::from(EXIT_CONFIG as u8);
+    }
+    common::logging::init();
+    let mut config = match Config::load(&options.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("event_consumer: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    if let Some(port) = options.port {
+        config.consumer.port = port;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            eprintln!("event_consumer: cannot handle signal {signal}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let running = match event_consumer::start_with_notifier(&config, Notifier::from_env()) {
+        Ok(running) => running,
+        Err(e) => {
+            eprintln!("event_consumer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    running.shutdown();
+    ExitCode::SUCCESS
+}
+
+/// Loads `.env` from the working directory only (not its parents); a missing file is fine.
+fn load_dotenv() -> Result<(), String> {
+    match dotenvy::from_path(".env") {
+        Ok(()) => Ok(()),
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!(".env: {e}")),
+    }
+}

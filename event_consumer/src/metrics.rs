@@ -1,0 +1,185 @@
+//! Counters for `GET /metrics`, in the Prometheus text format, kept in atomics (no locks on the
+//! request path, no allocation).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Routes as they appear in the `route` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Event,
+    Healthz,
+    Readyz,
+    Metrics,
+    Other,
+}
+
+const ROUTES: [(Route, &str); 5] = [
+    (Route::Event, "/event"),
+    (Route::Healthz, "/healthz"),
+    (Route::Readyz, "/readyz"),
+    (Route::Metrics, "/metrics"),
+    (Route::Other, "other"),
+];
+
+/// Statuses the service answers; anything else is counted under the last slot.
+const STATUSES: [u16; 19] = [
+    200, 201, 400, 401, 404, 405, 408, 411, 413, 415, 417, 422, 429, 431, 500, 501, 503, 505, 0,
+];
+
+/// Upper bounds of the request-duration histogram, in seconds.
+const DURATION_BOUNDS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Upper bounds of the events-per-commit histogram.
+const BATCH_BOUNDS: [u64; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: [[AtomicU64; STATUSES.len()]; ROUTES.len()],
+    duration_buckets: [AtomicU64; DURATION_BOUNDS.len()],
+    duration_count: AtomicU64,
+    duration_sum_micros: AtomicU64,
+    batch_buckets: [AtomicU64; BATCH_BOUNDS.len()],
+    batch_count: AtomicU64,
+    batch_sum: AtomicU64,
+    events_stored: AtomicU64,
+    duplicates: AtomicU64,
+    db_errors: AtomicU64,
+    connections_rejected: AtomicU64,
+    requests_rejected_busy: AtomicU64,
+    pub open_connections: AtomicUsize,
+    pub queued: AtomicUsize,
+}
+
+impl Metrics {
+    pub fn record_request(&self, route: Route, status: u16, elapsed: Duration) {
+        let r = ROUTES.iter().position(|(x, _)| *x == route).unwrap_or(ROUTES.len() - 1);
+        let s = STATUSES.iter().position(|&x| x == status).unwrap_or(STATUSES.len() - 1);
+        self.requests[r][s].fetch_add(1, Relaxed);
+        let seconds = elapsed.as_secs_f64();
+        if let Some(b) = DURATION_BOUNDS.iter().position(|&bound| seconds <= bound) {
+            self.duration_buckets[b].fetch_add(1, Relaxed);
+        }
+        self.duration_count.fetch_add(1, Relaxed);
+        self.duration_sum_micros.fetch_add(elapsed.as_micros() as u64, Relaxed);
+    }
+
+    /// One committed batch: `created` new rows and `existing` idempotent repeats.
+    pub fn record_commit(&self, size: usize, created: u64, existing: u64) {
+        if let Some(b) = BATCH_BOUNDS.iter().position(|&bound| size as u64 <= bound) {
+            self.batch_buckets[b].fetch_add(1, Relaxed);
+        }
+        self.batch_count.fetch_add(1, Relaxed);
+        self.batch_sum.fetch_add(size as u64, Relaxed);
+        self.events_stored.fetch_add(created, Relaxed);
+        self.duplicates.fetch_add(existing, Relaxed);
+    }
+
+    pub fn record_db_error(&self) {
+        self.db_errors.fetch_add(1, Relaxed);
+    }
+
+    pub fn record_connection_rejected(&self) {
+        self.connections_rejected.fetch_add(1, Relaxed);
+    }
+
+    pub fn record_queue_full(&self) {
+        self.requests_rejected_busy.fetch_add(1, Relaxed);
+    }
+
+    pub fn events_stored(&self) -> u64 {
+        self.events_stored.load(Relaxed)
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let _ = self.render_into(&mut out);
+        out
+    }
+
+    fn render_into(&self, out: &mut String) -> std::fmt::Result {
+        writeln!(out, "# HELP event_consumer_requests_total HTTP requests answered, by route and status.")?;
+        writeln!(out, "# TYPE event_consumer_requests_total counter")?;
+        for (r, (_, route)) in ROUTES.iter().enumerate() {
+            for (s, status) in STATUSES.iter().enumerate() {
+                let n = self.requests[r][s].load(Relaxed);
+                if n > 0 {
+                    let status = if *status == 0 { "other".to_string() } else { status.to_string() };
+                    writeln!(out, "event_consumer_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}")?;
+                }
+            }
+        }
+        writeln!(out, "# HELP event_consumer_request_duration_seconds Time from a complete request to its answer.")?;
+        writeln!(out, "# TYPE event_consumer_request_duration_seconds histogram")?;
+        let mut cumulative = 0;
+        for (b, bound) in DURATION_BOUNDS.iter().enumerate() {
+            cumulative += self.duration_buckets[b].load(Relaxed);
+            writeln!(out, "event_consumer_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}")?;
+        }
+        let count = self.duration_count.load(Relaxed);
+        writeln!(out, "event_consumer_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}")?;
+        let sum = self.duration_sum_micros.load(Relaxed) as f64 / 1e6;
+        writeln!(out, "event_consumer_request_duration_seconds_sum {sum}")?;
+        writeln!(out, "event_consumer_request_duration_seconds_count {count}")?;
+
+        writeln!(out, "# HELP event_consumer_commit_batch_size Events written per database commit (group commit).")?;
+        writeln!(out, "# TYPE event_consumer_commit_batch_size histogram")?;
+        let mut cumulative = 0;
+        for (b, bound) in BATCH_BOUNDS.iter().enumerate() {
+            cumulative += self.batch_buckets[b].load(Relaxed);
+            writeln!(out, "event_consumer_commit_batch_size_bucket{{le=\"{bound}\"}} {cumulative}")?;
+        }
+        let count = self.batch_count.load(Relaxed);
+        writeln!(out, "event_consumer_commit_batch_size_bucket{{le=\"+Inf\"}} {count}")?;
+        writeln!(out, "event_consumer_commit_batch_size_sum {}", self.batch_sum.load(Relaxed))?;
+        writeln!(out, "event_consumer_commit_batch_size_count {count}")?;
+
+        let counters = [
+            ("events_stored_total", "Events written to the database.", self.events_stored.load(Relaxed)),
+            ("events_duplicate_total", "Requests whose Idempotency-Key was already stored (answered 200).", self.duplicates.load(Relaxed)),
+            ("db_errors_total", "Failed database operations (connects and statements).", self.db_errors.load(Relaxed)),
+            ("connections_rejected_total", "Connections refused with 503 at the max_connections bound.", self.connections_rejected.load(Relaxed)),
+            ("queue_full_total", "Requests refused with 503 because the queue was full.", self.requests_rejected_busy.load(Relaxed)),
+        ];
+        for (name, help, value) in counters {
+            writeln!(out, "# HELP event_consumer_{name} {help}")?;
+            writeln!(out, "# TYPE event_consumer_{name} counter")?;
+            writeln!(out, "event_consumer_{name} {value}")?;
+        }
+        let gauges = [
+            ("open_connections", "Client connections open now.", self.open_connections.load(Relaxed)),
+            ("queued_events", "Validated events waiting for a database worker.", self.queued.load(Relaxed)),
+        ];
+        for (name, help, value) in gauges {
+            writeln!(out, "# HELP event_consumer_{name} {help}")?;
+            writeln!(out, "# TYPE event_consumer_{name} gauge")?;
+            writeln!(out, "event_consumer_{name} {value}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_histograms() {
+        let m = Metrics::default();
+        m.record_request(Route::Event, 201, Duration::from_micros(800));
+        m.record_request(Route::Event, 201, Duration::from_millis(3));
+        m.record_request(Route::Other, 404, Duration::from_micros(10));
+        m.record_commit(2, 2, 0);
+        let text = m.render();
+        assert!(text.contains("event_consumer_requests_total{route=\"/event\",status=\"201\"} 2"), "{text}");
+        assert!(text.contains("event_consumer_requests_total{route=\"other\",status=\"404\"} 1"), "{text}");
+        assert!(text.contains("event_consumer_request_duration_seconds_bucket{le=\"0.001\"} 2"), "{text}");
+        assert!(text.contains("event_consumer_request_duration_seconds_bucket{le=\"+Inf\"} 3"), "{text}");
+        assert!(text.contains("event_consumer_events_stored_total 2"), "{text}");
+        assert!(text.contains("event_consumer_commit_batch_size_bucket{le=\"2\"} 1"), "{text}");
+    }
+}

@@ -1,0 +1,258 @@
+//! Routing: our own small request in, a decision out. No sockets and no database here, so
+//! every rule of the HTTP contract is testable as a plain function.
+
+use common::config::Secret;
+use common::{parse_event, Event};
+
+use crate::http::{Method, Request, Response};
+use crate::metrics::Route;
+
+/// What to do with a request.
+#[derive(Debug)]
+pub enum Action {
+    /// Answer at once.
+    Respond(Response),
+    /// Store this validated event, then answer with its row.
+    Store {
+        event: Event,
+        idempotency_key: Option<String>,
+    },
+    /// Answer 200 if the database answers, 503 otherwise.
+    CheckReady,
+    /// Answer with the metrics text.
+    Metrics,
+}
+
+/// The longest accepted `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+
+/// Which route a path belongs to, for metrics.
+pub fn route_of(path: &str) -> Route {
+    match path {
+        "/event" => Route::Event,
+        "/healthz" => Route::Healthz,
+        "/readyz" => Route::Readyz,
+        "/metrics" => Route::Metrics,
+        _ => Route::Other,
+    }
+}
+
+/// Decides what a request gets. `auth_token` is the configured token, if any.
+pub fn route(request: &mut Request, auth_token: Option<&Secret>) -> Action {
+    let get_only = |action: Action| match request.method {
+        Method::Get | Method::Head => action,
+        _ => Action::Respond(method_not_allowed("GET, HEAD")),
+    };
+    match request.path.as_str() {
+        "/event" => match request.method {
+            Method::Post => post_event(request, auth_token),
+            _ => Action::Respond(method_not_allowed("POST")),
+        },
+        "/healthz" => get_only(Action::Respond(Response::json(200, br#"{"status":"ok"}"#.to_vec()))),
+        "/readyz" => get_only(Action::CheckReady),
+        "/metrics" => get_only(Action::Metrics),
+        _ => Action::Respond(Response::error(404, "no such resource: POST /event is the only one that takes events")),
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> Response {
+    Response::error(405, &format!("method not allowed here; allowed: {allow}")).with_header("Allow", allow)
+}
+
+fn post_event(request: &mut Request, auth_token: Option<&Secret>) -> Action {
+    if let Some(token) = auth_token {
+        if !bearer_matches(request.authorization.as_deref(), token) {
+            return Action::Respond(
+                Response::error(401, "missing or wrong bearer token: send Authorization: Bearer <token>")
+                    .with_header("WWW-Authenticate", "Bearer"),
+            );
+        }
+    }
+    if let Some(content_type) = request.content_type.as_deref() {
+        if !is_json(content_type) {
+            return Action::Respond(Response::error(
+                415,
+                &format!("Content-Type must be application/json, got `{}`", printable(content_type)),
+            ));
+        }
+    }
+    let idempotency_key = match request.idempotency_key.take() {
+        Some(key) => match check_idempotency_key(&key) {
+            Ok(()) => Some(key),
+            Err(problem) => {
+                return Action::Respond(error_with_field(400, &format!("Idempotency-Key {problem}"), "Idempotency-Key"))
+            }
+        },
+        None => None,
+    };
+    match parse_event(&request.body) {
+        Ok(event) => Action::Store {
+            event,
+            idempotency_key,
+        },
+        Err(e) => {
+            let status = if e.is_malformed() { 400 } else { 422 };
+            Action::Respond(match e.field() {
+                Some(field) => error_with_field(status, &e.to_string(), field),
+                None => Response::error(status, &e.to_string()),
+            })
+        }
+    }
+}
+
+/// An error body naming the field at fault: `{"error": "...", "field": "..."}`.
+pub fn error_with_field(status: u16, message: &str, field: &str) -> Response {
+    let body = serde_json::json!({ "error": message, "field": field });
+    Response::json(status, body.to_string().into_bytes())
+}
+
+/// `application/json`, with parameters such as `charset=utf-8` allowed; case-insensitive.
+fn is_json(content_type: &str) -> bool {
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    media_type.eq_ignore_ascii_case("application/json")
+}
+
+/// 1 to 255 visible ASCII characters.
+fn check_idempotency_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() {
+        return Err("must not be empty");
+    }
+    if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err("must be at most 255 characters");
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be visible ASCII characters only (no spaces or control characters)");
+    }
+    Ok(())
+}
+
+/// `Bearer <token>` compared in constant time, so response timing does not reveal how much of
+/// a guess was right.
+fn bearer_matches(header: Option<&str>, token: &Secret) -> bool {
+    let Some(header) = header else { return false };
+    let Some((scheme, given)) = header.trim().split_once(' ') else { return false };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return false;
+    }
+    constant_time_eq(given.trim().as_bytes(), token.expose().as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    // Compare over the longer length so the time depends only on the lengths.
+    let len = a.len().max(b.len());
+    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    for i in 0..len {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+/// A header value quoted in an error message: at most 64 characters, no control characters.
+fn printable(value: &str) -> String {
+    value.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: Method, path: &str, body: &str) -> Request {
+        Request {
+            method,
+            path: path.into(),
+            content_type: Some("application/json".into()),
+            authorization: None,
+            idempotency_key: None,
+            body: body.as_bytes().to_vec(),
+            keep_alive: true,
+        }
+    }
+
+    const GOOD: &str = r#"{"event_type":"a","event_payload":"b"}"#;
+
+    fn status_of(action: Action) -> u16 {
+        match action {
+            Action::Respond(r) => r.status,
+            Action::Store { .. } => 0,
+            Action::CheckReady => 1,
+            Action::Metrics => 2,
+        }
+    }
+
+    #[test]
+    fn a_valid_event_is_stored() {
+        let mut r = request(Method::Post, "/event", GOOD);
+        assert!(matches!(route(&mut r, None), Action::Store { .. }));
+    }
+
+    #[test]
+    fn each_refusal_gets_its_status() {
+        let token = Secret::new("t0ken");
+        let cases: Vec<(Request, Option<&Secret>, u16, &str)> = vec![
+            (request(Method::Get, "/event", ""), None, 405, "GET on /event"),
+            (request(Method::Post, "/healthz", ""), None, 405, "POST on /healthz"),
+            (request(Method::Post, "/nope", GOOD), None, 404, "unknown path"),
+            (request(Method::Post, "/event", "{"), None, 400, "broken JSON"),
+            (request(Method::Post, "/event", "[1]"), None, 400, "not an object"),
+            (request(Method::Post, "/event", r#"{"event_type":"a"}"#), None, 422, "missing field"),
+            (request(Method::Post, "/event", GOOD), Some(&token), 401, "no token"),
+            (
+                Request { content_type: Some("text/plain".into()), ..request(Method::Post, "/event", GOOD) },
+                None,
+                415,
+                "text/plain",
+            ),
+            (
+                Request { idempotency_key: Some("has space".into()), ..request(Method::Post, "/event", GOOD) },
+                None,
+                400,
+                "key with a space",
+            ),
+            (
+                Request { idempotency_key: Some("k".repeat(256)), ..request(Method::Post, "/event", GOOD) },
+                None,
+                400,
+                "256-character key",
+            ),
+            (
+                Request { authorization: Some("Bearer wrong".into()), ..request(Method::Post, "/event", GOOD) },
+                Some(&token),
+                401,
+                "wrong token",
+            ),
+        ];
+        for (mut req, auth, status, reason) in cases {
+            assert_eq!(status_of(route(&mut req, auth)), status, "{reason}");
+        }
+    }
+
+    #[test]
+    fn allowed_variants_pass() {
+        let token = Secret::new("t0ken");
+        let mut r = Request {
+            content_type: Some("Application/JSON; charset=utf-8".into()),
+            authorization: Some("bearer t0ken".into()),
+            idempotency_key: Some("k".repeat(255)),
+            ..request(Method::Post, "/event", GOOD)
+        };
+        assert!(matches!(route(&mut r, Some(&token)), Action::Store { .. }));
+        let mut no_type = Request { content_type: None, ..request(Method::Post, "/event", GOOD) };
+        assert!(matches!(route(&mut no_type, None), Action::Store { .. }));
+    }
+
+    #[test]
+    fn a_405_names_the_allowed_methods() {
+        let mut r = request(Method::Get, "/event", "");
+        let Action::Respond(resp) = route(&mut r, None) else { panic!("expected a response") };
+        assert!(resp.headers.iter().any(|(k, v)| *k == "Allow" && v == "POST"));
+    }
+
+    #[test]
+    fn constant_time_comparison_is_exact() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

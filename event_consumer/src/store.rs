@@ -1,0 +1,277 @@
+//! PostgreSQL storage: the only module that holds SQL.
+//!
+//! A [`Store`] is one connection with its statements prepared once. [`Store::save_batch`]
+//! writes any number of events in ONE statement, which PostgreSQL runs as one transaction with
+//! one commit: that is what group commit shares between the requests of a batch. Rows carrying
+//! an idempotency key that is already stored are not written again; the first row is returned.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use common::config::DatabaseConfig;
+use common::Event;
+use postgres::error::SqlState;
+use postgres::{Client, NoTls, Statement};
+
+/// `received_at` as RFC 3339 in UTC with microseconds, formatted by the database so the
+/// service needs no date library.
+const RECEIVED_AT_RFC3339: &str =
+    r#"to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#;
+
+/// One event to store, with the idempotency key its request carried.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    pub event: &'a Event,
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// Where an event is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub id: i64,
+    /// RFC 3339, UTC.
+    pub received_at: String,
+}
+
+/// The outcome for one event of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Saved {
+    /// Written now.
+    Created(StoredEvent),
+    /// Its idempotency key was already stored (by an earlier request, or earlier in this batch):
+    /// nothing was written, this is the first row.
+    Existing(StoredEvent),
+}
+
+impl Saved {
+    pub fn stored(&self) -> &StoredEvent {
+        match self {
+            Saved::Created(s) | Saved::Existing(s) => s,
+        }
+    }
+}
+
+/// Why a save failed. Callers answer [`StoreError::Unavailable`] with 503 and retry later.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The database cannot be reached or dropped the connection, is shutting down or starting,
+    /// or the statement ran past `statement_timeout`. The connection should be replaced.
+    Unavailable(postgres::Error),
+    /// The database answered with an error that a new connection will not fix (a missing
+    /// table, a permission problem): an operator has to act.
+    Failed(postgres::Error),
+    /// The database's answer did not match the batch: a bug.
+    Inconsistent(String),
+}
+
+impl StoreError {
+    fn from_postgres(error: postgres::Error) -> StoreError {
+        if is_unavailable(&error) {
+            StoreError::Unavailable(error)
+        } else {
+            StoreError::Failed(error)
+        }
+    }
+
+    /// True when the server itself refused the statement, so it was certainly not committed
+    /// and may be run again on a new connection.
+    pub fn certainly_not_committed(&self) -> bool {
+        match self {
+            StoreError::Unavailable(e) | StoreError::Failed(e) => e.code().is_some(),
+            StoreError::Inconsistent(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(e) => write!(f, "database unavailable: {}", describe(e)),
+            StoreError::Failed(e) => write!(f, "database error: {}", describe(e)),
+            StoreError::Inconsistent(what) => write!(f, "unexpected answer from the database: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// The full text of a postgres error: its Display hides the server's message behind "db error".
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}: {})", e, db.code().code(), db.message()),
+        None => {
+            let source = std::error::Error::source(e).map(|s| format!(": {s}")).unwrap_or_default();
+            format!("{e}{source}")
+        }
+    }
+}
+
+/// Errors that a new connection, later, can cure.
+fn is_unavailable(error: &postgres::Error) -> bool {
+    let Some(code) = error.code() else {
+        // No SQLSTATE: an I/O error, a closed connection, a timeout on our side.
+        return true;
+    };
+    let class = &code.code()[..2];
+    // 08 connection exception, 53 insufficient resources, 57 operator intervention
+    // (shutdown, crash recovery, statement timeout), 40 serialization / deadlock.
+    matches!(class, "08" | "53" | "57" | "40")
+        || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+}
+
+/// One connection with its prepared statements.
+pub struct Store {
+    client: Client,
+    insert: Statement,
+    lookup: Statement,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("closed", &self.client.is_closed()).finish()
+    }
+}
+
+impl Store {
+    /// Connects with the configured timeouts and prepares the statements.
+    pub fn connect(config: &DatabaseConfig) -> Result<Store, StoreError> {
+        let statement_timeout_ms = (config.statement_timeout_seconds * 1000.0).round() as u64;
+        let connect_timeout = Duration::from_secs_f64(config.connect_timeout_seconds);
+        let mut pg = postgres::Config::new();
+        pg.host(&config.host)
+            .port(config.port)
+            .user(&config.user)
+            .password(config.password.expose())
+            .dbname(&config.dbname)
+            .application_name("event_consumer")
+            .connect_timeout(connect_timeout)
+            // The server cancels any statement running longer, so no request waits unbounded.
+            .options(&format!("-c statement_timeout={statement_timeout_ms}"))
+            // A silent network loss is noticed within a bounded time, not after 2 h of TCP
+            // keepalive defaults.
+            .keepalives_idle(Duration::from_secs(10))
+            .tcp_user_timeout(connect_timeout + Duration::from_millis(statement_timeout_ms));
+        let mut client = pg.connect(NoTls).map_err(StoreError::from_postgres)?;
+        let insert_sql = format!(
+            "INSERT INTO events (event_type, event_payload, idempotency_key) \
+             SELECT t, p, k FROM unnest($1::text[], $2::text[], $3::text[]) \
+                 WITH ORDINALITY AS batch(t, p, k, n) ORDER BY n \
+             ON CONFLICT (idempotency_key) DO NOTHING \
+             RETURNING id, idempotency_key, {RECEIVED_AT_RFC3339}"
+        );
+        let lookup_sql = format!(
+            "SELECT id, idempotency_key, {RECEIVED_AT_RFC3339} FROM events \
+             WHERE idempotency_key = ANY($1::text[])"
+        );
+        let insert = client.prepare(&insert_sql).map_err(StoreError::from_postgres)?;
+        let lookup = client.prepare(&lookup_sql).map_err(StoreError::from_postgres)?;
+        Ok(Store {
+            client,
+            insert,
+            lookup,
+        })
+    }
+
+    /// Runs an empty query: true when the connection still works.
+    pub fn is_valid(&mut self, timeout: Duration) -> bool {
+        self.client.is_valid(timeout).is_ok()
+    }
+
+    /// Saves one event.
+    pub fn save(&mut self, event: &Event, idempotency_key: Option<&str>) -> Result<Saved, StoreError> {
+        let mut saved = self.save_batch(&[NewEvent {
+            event,
+            idempotency_key,
+        }])?;
+        saved
+            .pop()
+            .ok_or_else(|| StoreError::Inconsistent("no row for a batch of one".into()))
+    }
+
+    /// Saves a batch in one statement (one transaction, one commit) and returns one outcome per
+    /// input, in input order. A key that appears twice in the batch is written once: the first
+    /// occurrence gets `Created`, the later ones `Existing` with the same row.
+    pub fn save_batch(&mut self, batch: &[NewEvent<'_>]) -> Result<Vec<Saved>, StoreError> {
+        // Only the first occurrence of each key goes to the database.
+        let mut first_with_key: HashMap<&str, usize> = HashMap::new();
+        let mut written: Vec<usize> = Vec::with_capacity(batch.len());
+        for (index, new) in batch.iter().enumerate() {
+            match new.idempotency_key {
+                Some(key) => {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = first_with_key.entry(key) {
+                        slot.insert(index);
+                        written.push(index);
+                    }
+                }
+                None => written.push(index),
+            }
+        }
+        let types: Vec<&str> = written.iter().map(|&i| batch[i].event.event_type()).collect();
+        let payloads: Vec<&str> = written.iter().map(|&i| batch[i].event.event_payload()).collect();
+        let keys: Vec<Option<&str>> = written.iter().map(|&i| batch[i].idempotency_key).collect();
+        let rows = self
+            .client
+            .query(&self.insert, &[&types, &payloads, &keys])
+            .map_err(StoreError::from_postgres)?;
+
+        let mut outcome: Vec<Option<Saved>> = vec![None; batch.len()];
+        // Rows come back in insertion order, which follows the ORDER BY: keyless rows are
+        // matched by position among the keyless inputs, keyed rows by their key.
+        let mut keyless = written.iter().copied().filter(|&i| batch[i].idempotency_key.is_none());
+        for row in &rows {
+            let stored = StoredEvent {
+                id: row.get(0),
+                received_at: row.get(2),
+            };
+            let key: Option<&str> = row.get(1);
+            let index = match key {
+                Some(key) => first_with_key.get(key).copied(),
+                None => keyless.next(),
+            }
+            .ok_or_else(|| StoreError::Inconsistent("a returned row matches no input".into()))?;
+            outcome[index] = Some(Saved::Created(stored));
+        }
+        if keyless.next().is_some() {
+            return Err(StoreError::Inconsistent("fewer rows returned than events without a key".into()));
+        }
+
+        // Keys that were not written were already stored: fetch their first rows.
+        let missing: Vec<&str> = first_with_key
+            .iter()
+            .filter(|(_, &i)| outcome[i].is_none())
+            .map(|(&k, _)| k)
+            .collect();
+        if !missing.is_empty() {
+            let rows = self
+                .client
+                .query(&self.lookup, &[&missing])
+                .map_err(StoreError::from_postgres)?;
+            for row in &rows {
+                let key: &str = row.get(1);
+                if let Some(&index) = first_with_key.get(key) {
+                    outcome[index] = Some(Saved::Existing(StoredEvent {
+                        id: row.get(0),
+                        received_at: row.get(2),
+                    }));
+                }
+            }
+        }
+
+        // Later occurrences of a key in this batch share the first one's row.
+        for (index, new) in batch.iter().enumerate() {
+            if outcome[index].is_some() {
+                continue;
+            }
+            if let Some(&first) = new.idempotency_key.and_then(|k| first_with_key.get(k)) {
+                if first != index {
+                    outcome[index] = outcome[first].as_ref().map(|s| Saved::Existing(s.stored().clone()));
+                }
+            }
+        }
+        outcome
+            .into_iter()
+            .map(|o| o.ok_or_else(|| StoreError::Inconsistent("a key conflicted but its row was not found".into())))
+            .collect()
+    }
+}

@@ -1,0 +1,265 @@
+//! Test helpers: a consumer on port 0 against a fresh database, a raw HTTP client, and the
+//! built binary as a child process for signal, memory and systemd tests.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Config;
+use event_consumer::Running;
+use test_support::TestDb;
+
+pub const GOOD_EVENT: &str = r#"{"event_type":"user.login","event_payload":"id=42"}"#;
+
+/// A consumer running in this process against its own database.
+pub struct TestApp {
+    pub db: TestDb,
+    pub addr: SocketAddr,
+    running: Option<Running>,
+}
+
+impl TestApp {
+    pub fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {})
+    }
+
+    pub fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDb::new();
+        let config = test_config(&db, adjust);
+        let running = event_consumer::start(&config).expect("consumer starts");
+        let addr = running.addr();
+        TestApp {
+            db,
+            addr,
+            running: Some(running),
+        }
+    }
+
+    pub fn post(&self, body: &str, headers: &[(&str, &str)]) -> RawResponse {
+        post_event(self.addr, body, headers)
+    }
+
+    pub fn get(&self, path: &str) -> RawResponse {
+        send(self.addr, format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
+    }
+
+    pub fn shutdown(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown();
+        }
+    }
+}
+
+pub fn test_config(db: &TestDb, adjust: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config::default();
+    config.database = db.database_config();
+    config.database.connect_timeout_seconds = 2.0;
+    config.consumer.host = "127.0.0.1".into();
+    config.consumer.port = 0;
+    config.consumer.workers = 2;
+    config.consumer.shutdown_timeout_seconds = 5.0;
+    adjust(&mut config);
+    config
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+}
+
+pub fn post_event(addr: SocketAddr, body: &str, headers: &[(&str, &str)]) -> RawResponse {
+    let mut request = format!("POST /event HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    send(addr, request.as_bytes())
+}
+
+/// Sends raw bytes on a new connection and reads one response.
+pub fn send(addr: SocketAddr, raw: &[u8]) -> RawResponse {
+    let mut stream = connect(addr);
+    stream.write_all(raw).unwrap();
+    read_response(&mut BufReader::new(stream)).expect("a response")
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connects");
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    stream.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
+    stream
+}
+
+/// Reads one response (status line, headers, Content-Length body); None if the server closed
+/// the connection before answering.
+pub fn read_response(reader: &mut impl BufRead) -> Option<RawResponse> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(RawResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// The built `event_consumer` binary running as a child process with a config file.
+pub struct ConsumerProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+}
+
+impl ConsumerProcess {
+    /// `extra_yaml` is appended under the `consumer:` section (indented by the caller).
+    pub fn start(db: &TestDb, extra_consumer_yaml: &str, env: &[(&str, &str)]) -> ConsumerProcess {
+        let port = test_support::free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "consumer-test-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos() + port as u128
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = db.database_config();
+        let yaml = format!(
+            "database:\n  host: {}\n  port: {}\n  user: {}\n  password: \"{}\"\n  dbname: {}\n  connect_timeout_seconds: 2\n\
+             consumer:\n  host: 127.0.0.1\n  port: {port}\n  workers: 2\n{extra_consumer_yaml}",
+            c.host,
+            c.port,
+            c.user,
+            c.password.expose(),
+            c.dbname
+        );
+        std::fs::write(dir.join("config.yaml"), yaml).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_event_consumer"));
+        command
+            .arg("--config")
+            .arg(dir.join("config.yaml"))
+            .current_dir(&dir)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("JOURNAL_STREAM")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("the consumer binary starts");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let process = ConsumerProcess { child, addr, dir };
+        process.wait_until_listening();
+        process
+    }
+
+    fn wait_until_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the consumer did not listen on {} within 20 s", self.addr);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid())
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for exit (bounded) and returns the exit code and everything logged.
+    pub fn wait(mut self, limit: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut log = String::new();
+                if let Some(mut stderr) = self.child.stderr.take() {
+                    let _ = stderr.read_to_string(&mut log);
+                }
+                return (status.code(), log);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the consumer did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ConsumerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
