@@ -1,1 +1,55 @@
-fn main() {}
+//! `event_propagator`: parse the command line, load `.env` and the config, run, exit with the
+//! summary's code. Fatal errors are printed here, once, as one line.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use common::EXIT_CONFIG;
+use event_propagator::cli::{self, Command};
+use event_propagator::{Options, Stop};
+
+fn main() -> ExitCode {
+    ExitCode::from(real_main() as u8)
+}
+
+fn real_main() -> i32 {
+    let args = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Help) => {
+            print!("{}", cli::USAGE);
+            return 0;
+        }
+        Ok(Command::Version) => {
+            println!("event_propagator {}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
+        Err(e) => return fail(&e),
+    };
+    // `.env` in the working directory only; real environment variables win over it. Loading
+    // sets variables, so it happens before any thread starts.
+    if let Err(e) = dotenvy::from_path(".env") {
+        if !e.not_found() {
+            return fail(&format!(".env: {e}"));
+        }
+    }
+    common::logging::init();
+    let config = match common::Config::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => return fail(&e),
+    };
+    let mut options = Options::from_config(&config.propagator);
+    args.apply(&mut options);
+    let stop = Stop::new();
+    if let Err(e) = stop.on_signals() {
+        return fail(&format!("cannot install the SIGTERM/SIGINT handlers: {e}"));
+    }
+    match event_propagator::run(options, &stop) {
+        Ok(summary) => summary.exit_code(),
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(error: &dyn std::fmt::Display) -> i32 {
+    eprintln!("event_propagator: {error}");
+    EXIT_CONFIG
+}

@@ -1,0 +1,303 @@
+//! Command-line flags. Each flag overrides the matching `propagator.*` key of the config file;
+//! `--count`, `--duration`, `--seed` and `--keys-log` exist only here.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Options;
+
+pub const USAGE: &str = "\
+Sends randomly chosen events from a JSON file to the event consumer at a fixed rate.
+
+Usage: event_propagator [OPTIONS]
+
+Options:
+  --config PATH          configuration file [default: config.yaml]
+  --endpoint URL         consumer URL, overrides propagator.endpoint
+  --period SECONDS       time between sends (0 = back to back, fractions allowed),
+                         overrides propagator.period_seconds
+  --events-file PATH     JSON array of events, overrides propagator.events_file
+  --count N              send N events, then exit
+  --duration SECONDS     stop starting new sends after this long, then exit
+  --seed N               seed for choosing events, to replay a run (default: random, logged)
+  --keys-log PATH        append each event's Idempotency-Key to PATH before sending it
+  --help                 print this help
+  --version              print the version
+
+Without --count or --duration it runs until SIGTERM or SIGINT.
+Exit status: 0 every event sent was delivered; 1 an event was rejected, given up or
+abandoned at shutdown; 2 configuration or input error.
+";
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Run(Args),
+    Help,
+    Version,
+}
+
+/// Parsed flags; `None` means "as the config file says".
+#[derive(Debug, Clone, PartialEq)]
+pub struct Args {
+    pub config: PathBuf,
+    pub endpoint: Option<String>,
+    pub period_seconds: Option<f64>,
+    pub events_file: Option<PathBuf>,
+    pub count: Option<u64>,
+    pub duration_seconds: Option<f64>,
+    pub seed: Option<u64>,
+    pub keys_log: Option<PathBuf>,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            config: PathBuf::from("config.yaml"),
+            endpoint: None,
+            period_seconds: None,
+            events_file: None,
+            count: None,
+            duration_seconds: None,
+            seed: None,
+            keys_log: None,
+        }
+    }
+}
+
+impl Args {
+    /// Applies the flags on top of options taken from the config file.
+    pub fn apply(&self, options: &mut Options) {
+        if let Some(endpoint) = &self.endpoint {
+            options.endpoint = endpoint.clone();
+        }
+        if let Some(period) = self.period_seconds {
+            options.period = Duration::from_secs_f64(period);
+        }
+        if let Some(path) = &self.events_file {
+            options.events_file = path.clone();
+        }
+        if let Some(count) = self.count {
+            options.count = Some(count);
+        }
+        if let Some(duration) = self.duration_seconds {
+            options.duration = Some(Duration::from_secs_f64(duration));
+        }
+        if let Some(seed) = self.seed {
+            options.seed = Some(seed);
+        }
+        if let Some(path) = &self.keys_log {
+            options.keys_log = Some(path.clone());
+        }
+    }
+}
+
+/// A bad command line, as one line naming the flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliError(String);
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (see --help)", self.0)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// Longest accepted `--duration`: ten years, far beyond any real run, far below overflow.
+const MAX_DURATION_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
+
+/// Parses the arguments after the program name.
+pub fn parse<I>(args: I) -> Result<Command, CliError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    use lexopt::Arg::{Long, Short, Value};
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut out = Args::default();
+    loop {
+        let arg = parser.next().map_err(lexopt_error)?;
+        let Some(arg) = arg else { break };
+        match arg {
+            Long("help") | Short('h') => return Ok(Command::Help),
+            Long("version") | Short('V') => return Ok(Command::Version),
+            Long("config") => out.config = parser.value().map_err(lexopt_error)?.into(),
+            Long("endpoint") => {
+                let url = text(&mut parser, "--endpoint")?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(CliError(format!(
+                        "--endpoint: expected an http:// or https:// URL, got `{url}`"
+                    )));
+                }
+                out.endpoint = Some(url);
+            }
+            Long("period") => {
+                let value = text(&mut parser, "--period")?;
+                out.period_seconds = Some(seconds(&value, "--period", 0.0, 86_400.0, true)?);
+            }
+            Long("events-file") => {
+                out.events_file = Some(parser.value().map_err(lexopt_error)?.into());
+            }
+            Long("count") => {
+                let value = text(&mut parser, "--count")?;
+                match value.parse::<u64>() {
+                    Ok(n) if n >= 1 => out.count = Some(n),
+                    _ => {
+                        return Err(CliError(format!(
+                            "--count: expected a whole number of events, at least 1, got `{value}`"
+                        )))
+                    }
+                }
+            }
+            Long("duration") => {
+                let value = text(&mut parser, "--duration")?;
+                let max = MAX_DURATION_SECONDS;
+                out.duration_seconds = Some(seconds(&value, "--duration", 0.0, max, false)?);
+            }
+            Long("seed") => {
+                let value = text(&mut parser, "--seed")?;
+                out.seed = Some(value.parse().map_err(|_| {
+                    CliError(format!(
+                        "--seed: expected a whole number from 0 to {}, got `{value}`",
+                        u64::MAX
+                    ))
+                })?);
+            }
+            Long("keys-log") => out.keys_log = Some(parser.value().map_err(lexopt_error)?.into()),
+            Value(value) => {
+                return Err(CliError(format!(
+                    "unexpected argument `{}`: this program takes only options",
+                    value.to_string_lossy()
+                )))
+            }
+            other => return Err(lexopt_error(other.unexpected())),
+        }
+    }
+    Ok(Command::Run(out))
+}
+
+/// The flag's value as UTF-8 text.
+fn text(parser: &mut lexopt::Parser, flag: &str) -> Result<String, CliError> {
+    let value = parser.value().map_err(lexopt_error)?;
+    value.into_string().map_err(|v| {
+        CliError(format!(
+            "{flag}: `{}` is not valid UTF-8",
+            v.to_string_lossy()
+        ))
+    })
+}
+
+/// A number of seconds within `min..=max` (`min` itself allowed only if `min_ok`).
+fn seconds(value: &str, flag: &str, min: f64, max: f64, min_ok: bool) -> Result<f64, CliError> {
+    let parsed = value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s <= max && (*s > min || (min_ok && *s == min)));
+    parsed.ok_or_else(|| {
+        let low = if min_ok { "from" } else { "above" };
+        CliError(format!(
+            "{flag}: expected a number of seconds {low} {min} to {max}, got `{value}`"
+        ))
+    })
+}
+
+fn lexopt_error(error: lexopt::Error) -> CliError {
+    CliError(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &str) -> Result<Args, CliError> {
+        match parse(args.split_whitespace())? {
+            Command::Run(args) => Ok(args),
+            other => panic!("expected a run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_flags_means_the_config_file_decides() {
+        assert_eq!(run("").unwrap(), Args::default());
+    }
+
+    #[test]
+    fn every_flag_is_parsed() {
+        let args = run(
+            "--config /etc/p.yaml --endpoint http://h:1/event --period 0.05 --events-file e.json \
+             --count 200 --duration 1.5 --seed 42 --keys-log keys.txt",
+        )
+        .unwrap();
+        assert_eq!(
+            args,
+            Args {
+                config: "/etc/p.yaml".into(),
+                endpoint: Some("http://h:1/event".into()),
+                period_seconds: Some(0.05),
+                events_file: Some("e.json".into()),
+                count: Some(200),
+                duration_seconds: Some(1.5),
+                seed: Some(42),
+                keys_log: Some("keys.txt".into()),
+            }
+        );
+        // --flag=value works too.
+        assert_eq!(run("--period=0").unwrap().period_seconds, Some(0.0));
+    }
+
+    #[test]
+    fn flags_override_the_config_file() {
+        let config = common::Config::default();
+        let mut options = Options::from_config(&config.propagator);
+        assert_eq!(options.period, Duration::from_secs(1));
+        run("--endpoint http://x:9/e --period 0.25 --events-file f.json --count 3 --seed 5")
+            .unwrap()
+            .apply(&mut options);
+        assert_eq!(options.endpoint, "http://x:9/e");
+        assert_eq!(options.period, Duration::from_millis(250));
+        assert_eq!(options.events_file, PathBuf::from("f.json"));
+        assert_eq!((options.count, options.seed), (Some(3), Some(5)));
+        // Keys the flags do not touch keep their config values.
+        assert_eq!(options.max_retries, config.propagator.max_retries);
+        assert_eq!(options.duration, None);
+    }
+
+    #[test]
+    fn help_and_version_win() {
+        assert_eq!(parse(["--count", "3", "--help"]).unwrap(), Command::Help);
+        assert_eq!(parse(["--version"]).unwrap(), Command::Version);
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_flag() {
+        let cases = [
+            ("--period -1", "--period", "a negative period"),
+            ("--period abc", "--period", "a period that is not a number"),
+            ("--period NaN", "--period", "NaN"),
+            ("--period 100000", "--period", "more than a day"),
+            ("--count 0", "--count", "zero events"),
+            ("--count 1.5", "--count", "a fractional count"),
+            ("--count -3", "--count", "a negative count"),
+            ("--duration 0", "--duration", "a zero duration"),
+            ("--duration inf", "--duration", "an infinite duration"),
+            ("--seed x", "--seed", "a seed that is not a number"),
+            (
+                "--endpoint localhost:8080",
+                "--endpoint",
+                "a URL without scheme",
+            ),
+            ("--count", "--count", "a missing value"),
+            ("--bogus", "--bogus", "an unknown flag"),
+            ("stray", "stray", "a positional argument"),
+        ];
+        for (args, needle, reason) in cases {
+            let message = run(args).unwrap_err().to_string();
+            assert!(message.contains(needle), "{reason}: {message}");
+            assert!(!message.contains('\n'), "{reason}: one line: {message}");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The fixed-rate schedule: slot `k` is due at `start + k × period`, computed from the start
+//! every time in whole nanoseconds, so neither the time a send takes nor rounding adds drift.
+//!
+//! When a send overruns, the next one goes out at once (it is late, and its lateness is measured
+//! against its own slot), the slots that passed meanwhile are skipped rather than fired in a
+//! burst, and their number is reported. Pure: the caller passes the current time in.
+
+use std::time::{Duration, Instant};
+
+const NANOS_PER_SEC: u128 = 1_000_000_000;
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    start: Instant,
+    period: Duration,
+    next: u64,
+}
+
+/// The slot a send is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub index: u64,
+    /// When the send is due. With period 0 this is the moment the slot was taken.
+    pub due: Instant,
+    /// Slots passed over since the previous send because that send overran.
+    pub skipped: u64,
+}
+
+impl Schedule {
+    /// A schedule whose slot 0 is due at `start`. A zero period means "back to back".
+    pub fn new(start: Instant, period: Duration) -> Schedule {
+        Schedule {
+            start,
+            period,
+            next: 0,
+        }
+    }
+
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// When slot `index` is due: `start + index × period`, exactly.
+    pub fn due(&self, index: u64) -> Instant {
+        self.start + times(self.period, index)
+    }
+
+    /// Takes the slot for the next send, given that the previous send finished at `now`.
+    ///
+    /// If the next slot is still ahead, it is returned as is. If it has passed, it is still
+    /// returned (the caller sends at once and the send counts as late), and every later slot
+    /// that has also passed by `now` is skipped.
+    pub fn next_slot(&mut self, now: Instant) -> Slot {
+        let index = self.next;
+        if self.period.is_zero() {
+            self.next += 1;
+            return Slot {
+                index,
+                due: now,
+                skipped: 0,
+            };
+        }
+        let due = self.due(index);
+        let latest_passed = match now.checked_duration_since(self.start) {
+            Some(elapsed) => {
+                u64::try_from(elapsed.as_nanos() / self.period.as_nanos()).unwrap_or(u64::MAX)
+            }
+            None => 0,
+        };
+        if due >= now || latest_passed <= index {
+            self.next = index + 1;
+            return Slot {
+                index,
+                due,
+                skipped: 0,
+            };
+        }
+        self.next = latest_passed + 1;
+        Slot {
+            index,
+            due,
+            skipped: latest_passed - index,
+        }
+    }
+}
+
+/// `period × n` in whole nanoseconds (no floating point, so no accumulated rounding).
+fn times(period: Duration, n: u64) -> Duration {
+    let nanos = period.as_nanos() * u128::from(n);
+    let secs = u64::try_from(nanos / NANOS_PER_SEC).unwrap_or(u64::MAX);
+    Duration::new(secs, (nanos % NANOS_PER_SEC) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_kth_slot_is_due_at_start_plus_k_periods_exactly() {
+        let start = Instant::now();
+        let schedule = Schedule::new(start, ms(1));
+        for k in [0u64, 1, 2, 999, 1_000_000, 86_400_000, 10_000_000_000] {
+            assert_eq!(
+                schedule.due(k) - start,
+                Duration::from_nanos(k * 1_000_000),
+                "k={k}"
+            );
+        }
+        // A period that is not a whole number of milliseconds, as read from the config.
+        let period = Duration::from_secs_f64(0.05);
+        let schedule = Schedule::new(start, period);
+        for k in [0u32, 1, 3, 7, 1_000, 123_457, 4_000_000] {
+            assert_eq!(schedule.due(u64::from(k)), start + period * k, "k={k}");
+        }
+    }
+
+    #[test]
+    fn sends_that_fit_their_slot_do_not_shift_later_slots() {
+        let start = Instant::now();
+        let period = ms(10);
+        let mut schedule = Schedule::new(start, period);
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut now = start;
+        for k in 0..100_000u64 {
+            let slot = schedule.next_slot(now);
+            assert_eq!(slot.index, k);
+            assert_eq!(slot.due, start + ms(10) * k as u32);
+            assert_eq!(slot.skipped, 0);
+            // The send starts at its due time and takes anything up to a whole period.
+            now = slot.due + period.mul_f64(rng.f64());
+        }
+        // After 100 000 sends the schedule is exactly where the clock says, not behind.
+        assert_eq!(schedule.due(100_000) - start, Duration::from_secs(1_000));
+    }
+
+    #[test]
+    fn an_overrun_sends_at_once_and_skips_the_slots_that_passed() {
+        let start = Instant::now();
+        let mut schedule = Schedule::new(start, ms(10));
+        assert_eq!(schedule.next_slot(start).index, 0);
+        // Send 0 took 25 ms: slot 1 (due at 10 ms) goes out now, late; slot 2 (20 ms) is skipped.
+        let now = start + ms(25);
+        let slot = schedule.next_slot(now);
+        assert_eq!((slot.index, slot.due, slot.skipped), (1, start + ms(10), 1));
+        // The schedule resumes on its grid: slot 3 at 30 ms, not 25 + 10 ms.
+        let slot = schedule.next_slot(now + ms(1));
+        assert_eq!((slot.index, slot.due, slot.skipped), (3, start + ms(30), 0));
+    }
+
+    #[test]
+    fn a_send_that_is_late_by_less_than_a_period_skips_nothing() {
+        let start = Instant::now();
+        let mut schedule = Schedule::new(start, ms(10));
+        schedule.next_slot(start);
+        let slot = schedule.next_slot(start + ms(15));
+        assert_eq!((slot.index, slot.skipped), (1, 0));
+        assert_eq!(schedule.next_slot(start + ms(16)).index, 2);
+    }
+
+    #[test]
+    fn a_long_outage_skips_every_passed_slot_once() {
+        let start = Instant::now();
+        let mut schedule = Schedule::new(start, ms(1));
+        schedule.next_slot(start);
+        // One send held up for 10 s by retries: 10 000 slots passed, one is sent late.
+        let slot = schedule.next_slot(start + Duration::from_secs(10) + Duration::from_micros(500));
+        assert_eq!((slot.index, slot.skipped), (1, 9_999));
+        let slot = schedule.next_slot(start + Duration::from_secs(10) + ms(1));
+        assert_eq!((slot.index, slot.due), (10_001, start + ms(10_001)));
+    }
+
+    #[test]
+    fn a_zero_period_sends_back_to_back_and_never_skips() {
+        let start = Instant::now();
+        let mut schedule = Schedule::new(start, Duration::ZERO);
+        for k in 0..5 {
+            let now = start + ms(100 * k);
+            let slot = schedule.next_slot(now);
+            assert_eq!((slot.index, slot.due, slot.skipped), (k, now, 0));
+        }
+    }
+}

@@ -1,0 +1,657 @@
+//! Sending one event: the HTTP agent, the attempts and their classification, backoff, give-up.
+//!
+//! Retry policy: connection errors, timeouts and the answers 408, 429, 500, 502, 503 and 504
+//! mean "try again later". Each retry waits a random time between zero and a ceiling that
+//! starts at `backoff_initial_seconds` and doubles up to `backoff_max_seconds` ("full jitter":
+//! many propagators recovering from the same outage do not come back in lockstep), and at least
+//! as long as the consumer's `Retry-After`. Every attempt carries the event's `Idempotency-Key`,
+//! so an attempt whose answer was lost and that is then retried is stored once and acknowledged
+//! with 200. Any other answer is final: 201 and 200 are delivered, the rest is rejected (the
+//! consumer says why in `{"error": ..., "field": ...}`) and not retried, since resending the
+//! same bytes would get the same answer.
+//!
+//! Attempts run on a worker thread that owns the `ureq` agent, so the caller can stop waiting
+//! when the shutdown allowance runs out even while a request hangs.
+
+use std::fmt;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::Secret;
+
+use crate::stop::Stop;
+
+/// Longest answer body read: the consumer's error bodies are a few hundred bytes.
+const MAX_ANSWER_BYTES: u64 = 64 * 1024;
+/// Longest consumer message quoted in a log line.
+const MAX_MESSAGE_CHARS: usize = 300;
+/// A `Retry-After` beyond a day is taken as a day.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+/// How often the wait for an answer checks for a stop request.
+const STOP_CHECK: Duration = Duration::from_millis(20);
+
+/// What the sender needs to know, taken from the configuration.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub endpoint: String,
+    pub auth_token: Option<Secret>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_retries: u32,
+    pub backoff: Backoff,
+    pub shutdown_timeout: Duration,
+}
+
+/// Builds the one agent used for the whole run: explicit timeouts (ureq has none by default),
+/// statuses as answers rather than errors so `Retry-After` and the error body can be read, and
+/// no redirects (a POST must reach the configured endpoint, not wherever it points).
+pub fn build_agent(connect_timeout: Duration, request_timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(connect_timeout))
+        .timeout_global(Some(request_timeout))
+        .max_redirects(0)
+        .user_agent(concat!("event_propagator/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+/// The result of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// 201: stored now.
+    Created,
+    /// 200: the consumer already had this idempotency key.
+    Duplicate,
+    /// Worth another attempt later.
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// A final refusal from the consumer.
+    Rejected { status: u16, message: String },
+    /// A failure on our side that another attempt cannot fix (a URL ureq refuses, https
+    /// without the `tls` feature).
+    Fatal { reason: String },
+}
+
+/// How sending one event ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    Duplicate,
+    Rejected {
+        status: u16,
+        message: String,
+    },
+    GaveUp {
+        reason: String,
+    },
+    /// Still in flight when the shutdown allowance ran out: the consumer may have stored it.
+    Abandoned,
+}
+
+/// An outcome and the number of attempts it took (retries = attempts − 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub outcome: Outcome,
+    pub attempts: u32,
+}
+
+/// Sorts an HTTP answer. `now` is used for a `Retry-After` given as a date.
+pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8], now: SystemTime) -> Answer {
+    match status {
+        201 => Answer::Created,
+        200 => Answer::Duplicate,
+        // Another 2xx still means the consumer took the event.
+        202..=299 => Answer::Created,
+        408 | 429 | 500 | 502 | 503 | 504 => Answer::Retry {
+            reason: status_text(status),
+            retry_after: retry_after.and_then(|v| parse_retry_after(v, now)),
+        },
+        _ => Answer::Rejected {
+            status,
+            message: consumer_message(body),
+        },
+    }
+}
+
+/// Sorts a transport error: anything that can heal (the consumer restarting, a network blip,
+/// a timeout, a half-written answer) is retried; errors in our own setup are not.
+pub fn classify_error(error: &ureq::Error) -> Answer {
+    use ureq::Error as E;
+    let fatal = matches!(
+        error,
+        E::BadUri(_)
+            | E::Http(_)
+            | E::TlsRequired
+            | E::RequireHttpsOnly(_)
+            | E::InvalidProxyUrl
+            | E::Tls(_)
+    );
+    let reason = one_line(&error.to_string());
+    if fatal {
+        Answer::Fatal { reason }
+    } else {
+        Answer::Retry {
+            reason,
+            retry_after: None,
+        }
+    }
+}
+
+/// Parses `Retry-After`: whole seconds, or an HTTP date (a date in the past means now).
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits that overflow u64 are still "a very long time".
+        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX).min(86_400))
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// The error text the consumer sent (`{"error": ..., "field": ...}`), or the start of the body.
+fn consumer_message(body: &[u8]) -> String {
+    let json = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let field = |name: &str| {
+        json.as_ref()
+            .and_then(|j| j.get(name))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let text = match (field("error"), field("field")) {
+        (Some(error), Some(field)) => format!("{error} (field `{field}`)"),
+        (Some(error), None) => error,
+        (None, _) => String::from_utf8_lossy(body).into_owned(),
+    };
+    let text = one_line(&text);
+    if text.is_empty() {
+        return "(no message)".into();
+    }
+    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+fn status_text(status: u16) -> String {
+    let reason = ureq::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason());
+    match reason {
+        Some(reason) => format!("{status} {reason}"),
+        None => status.to_string(),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The longest wait before retry number `retry` (1 for the first retry):
+    /// `initial × 2^(retry−1)`, capped at `max`.
+    pub fn ceiling(&self, retry: u32) -> Duration {
+        let doublings = retry.saturating_sub(1).min(62) as i32;
+        let seconds = self.initial.as_secs_f64() * 2f64.powi(doublings);
+        Duration::from_secs_f64(seconds.min(self.max.as_secs_f64()))
+    }
+
+    /// The wait before retry number `retry`: uniform between zero and the ceiling, and never
+    /// shorter than the consumer's `Retry-After`.
+    pub fn delay(
+        &self,
+        retry: u32,
+        retry_after: Option<Duration>,
+        rng: &mut fastrand::Rng,
+    ) -> Duration {
+        let jittered = self.ceiling(retry).mul_f64(rng.f64());
+        match retry_after {
+            Some(floor) => jittered.max(floor),
+            None => jittered,
+        }
+    }
+}
+
+/// Lets the first warning through, then at most one per interval, counting the rest, so an
+/// outage at 1000 sends per second does not write 1000 lines per second.
+#[derive(Debug)]
+pub struct WarnLimiter {
+    interval: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl WarnLimiter {
+    pub fn new(interval: Duration) -> WarnLimiter {
+        WarnLimiter {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether to log a warning now; if so, how many were held back since the last one.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.interval => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+/// Sends events with retries; owns the HTTP worker thread.
+#[derive(Debug)]
+pub struct Sender {
+    config: SenderConfig,
+    worker: Worker,
+    jitter: fastrand::Rng,
+    warnings: WarnLimiter,
+    /// Failed attempts since the last answer that ended an event, for the recovery message.
+    failing_since: Option<(Instant, u64)>,
+}
+
+impl Sender {
+    /// Starts the worker thread with its agent. `jitter_seed` makes backoff waits reproducible.
+    pub fn start(config: SenderConfig, jitter_seed: u64) -> std::io::Result<Sender> {
+        let agent = build_agent(config.connect_timeout, config.request_timeout);
+        let auth = config
+            .auth_token
+            .as_ref()
+            .filter(|t| !t.is_empty())
+            .map(|t| Secret::new(format!("Bearer {}", t.expose())));
+        let worker = Worker::start(agent, config.endpoint.clone(), auth)?;
+        Ok(Sender {
+            config,
+            worker,
+            jitter: fastrand::Rng::with_seed(jitter_seed),
+            warnings: WarnLimiter::new(Duration::from_secs(1)),
+            failing_since: None,
+        })
+    }
+
+    /// Sends one event until it is delivered, rejected, given up or abandoned.
+    ///
+    /// After a stop request the event still gets `shutdown_timeout` (from the request) to
+    /// finish, retries included; past that it is abandoned. A retry that could only start after
+    /// that allowance is not waited for.
+    pub fn deliver(&mut self, body: Arc<[u8]>, key: &str, stop: &Stop) -> Delivery {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let Some(answer) = self.worker.call(Arc::clone(&body), key, stop, self.grace()) else {
+                return self.finish(Outcome::Abandoned, attempts);
+            };
+            let (reason, retry_after) = match answer {
+                Answer::Created => return self.finish(Outcome::Delivered, attempts),
+                Answer::Duplicate => return self.finish(Outcome::Duplicate, attempts),
+                Answer::Rejected { status, message } => {
+                    return self.finish(Outcome::Rejected { status, message }, attempts)
+                }
+                Answer::Fatal { reason } => {
+                    return self.finish(Outcome::GaveUp { reason }, attempts)
+                }
+                Answer::Retry {
+                    reason,
+                    retry_after,
+                } => (reason, retry_after),
+            };
+            let now = Instant::now();
+            let failures = self.failing_since.get_or_insert((now, 0));
+            failures.1 += 1;
+            let retry = attempts; // the retry this failure would lead to
+            if retry > self.config.max_retries {
+                return self.finish(Outcome::GaveUp { reason }, attempts);
+            }
+            let wait = self
+                .config
+                .backoff
+                .delay(retry, retry_after, &mut self.jitter);
+            if let Some(held_back) = self.warnings.allow(now) {
+                let held_back = match held_back {
+                    0 => String::new(),
+                    n => format!("; {n} similar warnings held back"),
+                };
+                log::warn!(
+                    "event {key}: {reason}; retry {retry} of {} in {:.3}s{held_back}",
+                    self.config.max_retries,
+                    wait.as_secs_f64()
+                );
+            }
+            if !self.wait_for_retry(now + wait, stop) {
+                return self.finish(Outcome::Abandoned, attempts);
+            }
+        }
+    }
+
+    /// How long the in-flight event may still take: unbounded until a stop is requested.
+    fn grace(&self) -> Duration {
+        self.config.shutdown_timeout
+    }
+
+    /// Waits until `retry_at`. Returns false when a stop request means the event must be
+    /// abandoned instead: the retry would start after the shutdown allowance.
+    fn wait_for_retry(&self, retry_at: Instant, stop: &Stop) -> bool {
+        loop {
+            if let Some(requested) = stop.requested_at() {
+                let deadline = requested + self.config.shutdown_timeout;
+                if retry_at > deadline {
+                    return false;
+                }
+                std::thread::sleep(retry_at.saturating_duration_since(Instant::now()));
+                return true;
+            }
+            if !stop.sleep_until(retry_at) {
+                return true;
+            }
+            // Stopped during the wait: check the retry time against the allowance.
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome, attempts: u32) -> Delivery {
+        let answered = matches!(
+            outcome,
+            Outcome::Delivered | Outcome::Duplicate | Outcome::Rejected { .. }
+        );
+        if answered {
+            if let Some((since, failures)) = self.failing_since.take() {
+                log::info!(
+                    "consumer answering again after {failures} failed attempts over {:.1}s",
+                    since.elapsed().as_secs_f64()
+                );
+            }
+        }
+        Delivery { outcome, attempts }
+    }
+}
+
+/// The job for one attempt, tagged so a late answer to an abandoned attempt is never taken
+/// for the answer to a newer one.
+struct Job {
+    id: u64,
+    body: Arc<[u8]>,
+    key: String,
+}
+
+/// The thread that makes the HTTP calls, owning the agent (and its keep-alive connection).
+struct Worker {
+    jobs: mpsc::Sender<Job>,
+    answers: mpsc::Receiver<(u64, Answer)>,
+    next_id: u64,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("next_id", &self.next_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    fn start(
+        agent: ureq::Agent,
+        endpoint: String,
+        auth: Option<Secret>,
+    ) -> std::io::Result<Worker> {
+        let (jobs, job_rx) = mpsc::channel::<Job>();
+        let (answer_tx, answers) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("http".into())
+            .spawn(move || {
+                // Ends when the Sender is dropped (the job channel closes).
+                for job in job_rx {
+                    let answer = attempt(&agent, &endpoint, auth.as_ref(), &job);
+                    if answer_tx.send((job.id, answer)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Worker {
+            jobs,
+            answers,
+            next_id: 0,
+        })
+    }
+
+    /// Runs one attempt and waits for its answer. Returns None when a stop was requested and
+    /// `grace` has passed since, with the attempt still unanswered.
+    fn call(&mut self, body: Arc<[u8]>, key: &str, stop: &Stop, grace: Duration) -> Option<Answer> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let job = Job {
+            id,
+            body,
+            key: key.to_owned(),
+        };
+        if self.jobs.send(job).is_err() {
+            return Some(Answer::Fatal {
+                reason: "the HTTP worker thread has stopped".into(),
+            });
+        }
+        loop {
+            let wait = match stop.requested_at() {
+                None => STOP_CHECK,
+                Some(requested) => {
+                    let left = (requested + grace).saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    left.min(STOP_CHECK)
+                }
+            };
+            match self.answers.recv_timeout(wait) {
+                Ok((answer_id, answer)) if answer_id == id => return Some(answer),
+                Ok(_) | Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Some(Answer::Fatal {
+                        reason: "the HTTP worker thread has stopped".into(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// One POST and its classification.
+fn attempt(agent: &ureq::Agent, endpoint: &str, auth: Option<&Secret>, job: &Job) -> Answer {
+    let mut request = agent
+        .post(endpoint)
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", job.key.as_str());
+    if let Some(auth) = auth {
+        request = request.header("Authorization", auth.expose());
+    }
+    match request.send(&job.body[..]) {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            // Read the body to the end so the connection can go back to the pool; a failure
+            // here does not change what the status said.
+            let body = response
+                .body_mut()
+                .with_config()
+                .limit(MAX_ANSWER_BYTES)
+                .read_to_vec()
+                .unwrap_or_default();
+            classify(status, retry_after.as_deref(), &body, SystemTime::now())
+        }
+        Err(error) => classify_error(&error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backoff() -> Backoff {
+        Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn the_backoff_ceiling_doubles_then_stays_at_the_cap() {
+        let b = backoff();
+        let ceilings: Vec<_> = (1..=9).map(|r| b.ceiling(r).as_millis()).collect();
+        assert_eq!(ceilings, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+        assert_eq!(b.ceiling(1_000_000), Duration::from_secs(5), "no overflow");
+    }
+
+    #[test]
+    fn full_jitter_stays_between_zero_and_the_ceiling_and_spreads_out() {
+        let b = backoff();
+        let mut rng = fastrand::Rng::with_seed(7);
+        for retry in 1..=10 {
+            let ceiling = b.ceiling(retry);
+            let waits: Vec<_> = (0..2_000).map(|_| b.delay(retry, None, &mut rng)).collect();
+            assert!(waits.iter().all(|w| *w <= ceiling), "retry {retry}");
+            let below_tenth = waits.iter().filter(|w| **w < ceiling / 10).count();
+            let above_nine_tenths = waits.iter().filter(|w| **w > ceiling * 9 / 10).count();
+            // About 200 each for a uniform spread; a fixed or half-jitter wait has none.
+            assert!(
+                below_tenth > 120 && above_nine_tenths > 120,
+                "retry {retry}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_for_the_wait() {
+        let b = backoff();
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..100 {
+            assert!(b.delay(1, Some(Duration::from_secs(3)), &mut rng) >= Duration::from_secs(3));
+        }
+        // A Retry-After shorter than the jitter does not shorten it below the random draw.
+        let mut a = fastrand::Rng::with_seed(9);
+        let mut c = fastrand::Rng::with_seed(9);
+        assert_eq!(
+            b.delay(4, Some(Duration::ZERO), &mut a),
+            b.delay(4, None, &mut c)
+        );
+    }
+
+    #[test]
+    fn retry_after_parses_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let cases = [
+            ("0", Some(Duration::ZERO)),
+            (" 7 ", Some(Duration::from_secs(7))),
+            (
+                "Sun, 06 Nov 1994 08:50:07 GMT",
+                Some(Duration::from_secs(30)),
+            ),
+            ("Sun, 06 Nov 1994 08:00:00 GMT", Some(Duration::ZERO)),
+            ("999999999999999999999", Some(MAX_RETRY_AFTER)),
+            ("1.5", None),
+            ("-3", None),
+            ("soon", None),
+            ("", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(parse_retry_after(value, now), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn answers_are_sorted_into_delivered_retried_and_rejected() {
+        let now = SystemTime::now();
+        assert_eq!(classify(201, None, b"", now), Answer::Created);
+        assert_eq!(classify(200, None, b"", now), Answer::Duplicate);
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert!(
+                matches!(classify(status, Some("2"), b"", now), Answer::Retry { retry_after: Some(d), .. } if d == Duration::from_secs(2)),
+                "{status} is retried"
+            );
+        }
+        for status in [400, 401, 403, 404, 409, 413, 415, 422, 501, 301] {
+            assert!(
+                matches!(classify(status, None, b"", now), Answer::Rejected { status: s, .. } if s == status),
+                "{status} is not retried"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rejection_quotes_the_consumers_message_on_one_line() {
+        let body = br#"{"error": "field `event_type` must not be empty", "field": "event_type"}"#;
+        let Answer::Rejected { message, .. } = classify(422, None, body, SystemTime::now()) else {
+            panic!("not a rejection");
+        };
+        assert_eq!(
+            message,
+            "field `event_type` must not be empty (field `event_type`)"
+        );
+        let Answer::Rejected { message, .. } =
+            classify(400, None, b"plain\ntext", SystemTime::now())
+        else {
+            panic!("not a rejection");
+        };
+        assert_eq!(message, "plain text");
+        let long = "x".repeat(5_000);
+        let Answer::Rejected { message, .. } =
+            classify(400, None, long.as_bytes(), SystemTime::now())
+        else {
+            panic!("not a rejection");
+        };
+        assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS + 1);
+    }
+
+    #[test]
+    fn transport_errors_are_retried_unless_our_setup_is_wrong() {
+        let retried = [
+            ureq::Error::ConnectionFailed,
+            ureq::Error::HostNotFound,
+            ureq::Error::Timeout(ureq::Timeout::Global),
+            ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        ];
+        for error in retried {
+            assert!(
+                matches!(classify_error(&error), Answer::Retry { .. }),
+                "{error}"
+            );
+        }
+        for error in [ureq::Error::TlsRequired, ureq::Error::BadUri("x".into())] {
+            assert!(
+                matches!(classify_error(&error), Answer::Fatal { .. }),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn warnings_are_limited_to_one_per_interval_with_a_count_of_the_rest() {
+        let mut limiter = WarnLimiter::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert_eq!(limiter.allow(t0), Some(0));
+        let held: Vec<_> = (1..=999)
+            .map(|ms| limiter.allow(t0 + Duration::from_millis(ms)))
+            .collect();
+        assert!(held.iter().all(Option::is_none));
+        assert_eq!(limiter.allow(t0 + Duration::from_millis(1_000)), Some(999));
+        assert_eq!(limiter.allow(t0 + Duration::from_millis(1_001)), None);
+    }
+}
