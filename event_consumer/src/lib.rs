@@ -73,7 +73,9 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
         addr: addr.clone(),
         error,
     })?;
-    let local = listener.local_addr().map_err(|error| StartError::Bind { addr, error })?;
+    let local = listener
+        .local_addr()
+        .map_err(|error| StartError::Bind { addr, error })?;
     let notifier = Arc::new(notifier);
     let metrics = Arc::new(Metrics::default());
     let pipeline = Arc::new(Pipeline::new(

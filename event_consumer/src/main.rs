@@ -54,7 +54,10 @@ fn parse_args() -> Result<Parsed, String> {
             }
             Short('h') | Long("help") => return Ok(Parsed::Exit(USAGE)),
             Short('V') | Long("version") => {
-                return Ok(Parsed::Exit(concat!("event_consumer ", env!("CARGO_PKG_VERSION"))))
+                return Ok(Parsed::Exit(concat!(
+                    "event_consumer ",
+                    env!("CARGO_PKG_VERSION")
+                )))
             }
             _ => return Err(format!("{} (see --help)", arg.unexpected())),
         }

@@ -56,15 +56,22 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn record_request(&self, route: Route, status: u16, elapsed: Duration) {
-        let r = ROUTES.iter().position(|(x, _)| *x == route).unwrap_or(ROUTES.len() - 1);
-        let s = STATUSES.iter().position(|&x| x == status).unwrap_or(STATUSES.len() - 1);
+        let r = ROUTES
+            .iter()
+            .position(|(x, _)| *x == route)
+            .unwrap_or(ROUTES.len() - 1);
+        let s = STATUSES
+            .iter()
+            .position(|&x| x == status)
+            .unwrap_or(STATUSES.len() - 1);
         self.requests[r][s].fetch_add(1, Relaxed);
         let seconds = elapsed.as_secs_f64();
         if let Some(b) = DURATION_BOUNDS.iter().position(|&bound| seconds <= bound) {
             self.duration_buckets[b].fetch_add(1, Relaxed);
         }
         self.duration_count.fetch_add(1, Relaxed);
-        self.duration_sum_micros.fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.duration_sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Relaxed);
     }
 
     /// One committed batch: `created` new rows and `existing` idempotent repeats.
@@ -102,26 +109,42 @@ impl Metrics {
     }
 
     fn render_into(&self, out: &mut String) -> std::fmt::Result {
-        writeln!(out, "# HELP event_consumer_requests_total HTTP requests answered, by route and status.")?;
+        writeln!(
+            out,
+            "# HELP event_consumer_requests_total HTTP requests answered, by route and status."
+        )?;
         writeln!(out, "# TYPE event_consumer_requests_total counter")?;
         for (r, (_, route)) in ROUTES.iter().enumerate() {
             for (s, status) in STATUSES.iter().enumerate() {
                 let n = self.requests[r][s].load(Relaxed);
                 if n > 0 {
-                    let status = if *status == 0 { "other".to_string() } else { status.to_string() };
+                    let status = if *status == 0 {
+                        "other".to_string()
+                    } else {
+                        status.to_string()
+                    };
                     writeln!(out, "event_consumer_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}")?;
                 }
             }
         }
         writeln!(out, "# HELP event_consumer_request_duration_seconds Time from a complete request to its answer.")?;
-        writeln!(out, "# TYPE event_consumer_request_duration_seconds histogram")?;
+        writeln!(
+            out,
+            "# TYPE event_consumer_request_duration_seconds histogram"
+        )?;
         let mut cumulative = 0;
         for (b, bound) in DURATION_BOUNDS.iter().enumerate() {
             cumulative += self.duration_buckets[b].load(Relaxed);
-            writeln!(out, "event_consumer_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}")?;
+            writeln!(
+                out,
+                "event_consumer_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            )?;
         }
         let count = self.duration_count.load(Relaxed);
-        writeln!(out, "event_consumer_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}")?;
+        writeln!(
+            out,
+            "event_consumer_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        )?;
         let sum = self.duration_sum_micros.load(Relaxed) as f64 / 1e6;
         writeln!(out, "event_consumer_request_duration_seconds_sum {sum}")?;
         writeln!(out, "event_consumer_request_duration_seconds_count {count}")?;
@@ -131,19 +154,49 @@ impl Metrics {
         let mut cumulative = 0;
         for (b, bound) in BATCH_BOUNDS.iter().enumerate() {
             cumulative += self.batch_buckets[b].load(Relaxed);
-            writeln!(out, "event_consumer_commit_batch_size_bucket{{le=\"{bound}\"}} {cumulative}")?;
+            writeln!(
+                out,
+                "event_consumer_commit_batch_size_bucket{{le=\"{bound}\"}} {cumulative}"
+            )?;
         }
         let count = self.batch_count.load(Relaxed);
-        writeln!(out, "event_consumer_commit_batch_size_bucket{{le=\"+Inf\"}} {count}")?;
-        writeln!(out, "event_consumer_commit_batch_size_sum {}", self.batch_sum.load(Relaxed))?;
+        writeln!(
+            out,
+            "event_consumer_commit_batch_size_bucket{{le=\"+Inf\"}} {count}"
+        )?;
+        writeln!(
+            out,
+            "event_consumer_commit_batch_size_sum {}",
+            self.batch_sum.load(Relaxed)
+        )?;
         writeln!(out, "event_consumer_commit_batch_size_count {count}")?;
 
         let counters = [
-            ("events_stored_total", "Events written to the database.", self.events_stored.load(Relaxed)),
-            ("events_duplicate_total", "Requests whose Idempotency-Key was already stored (answered 200).", self.duplicates.load(Relaxed)),
-            ("db_errors_total", "Failed database operations (connects and statements).", self.db_errors.load(Relaxed)),
-            ("connections_rejected_total", "Connections refused with 503 at the max_connections bound.", self.connections_rejected.load(Relaxed)),
-            ("queue_full_total", "Requests refused with 503 because the queue was full.", self.requests_rejected_busy.load(Relaxed)),
+            (
+                "events_stored_total",
+                "Events written to the database.",
+                self.events_stored.load(Relaxed),
+            ),
+            (
+                "events_duplicate_total",
+                "Requests whose Idempotency-Key was already stored (answered 200).",
+                self.duplicates.load(Relaxed),
+            ),
+            (
+                "db_errors_total",
+                "Failed database operations (connects and statements).",
+                self.db_errors.load(Relaxed),
+            ),
+            (
+                "connections_rejected_total",
+                "Connections refused with 503 at the max_connections bound.",
+                self.connections_rejected.load(Relaxed),
+            ),
+            (
+                "queue_full_total",
+                "Requests refused with 503 because the queue was full.",
+                self.requests_rejected_busy.load(Relaxed),
+            ),
         ];
         for (name, help, value) in counters {
             writeln!(out, "# HELP event_consumer_{name} {help}")?;
@@ -151,8 +204,16 @@ impl Metrics {
             writeln!(out, "event_consumer_{name} {value}")?;
         }
         let gauges = [
-            ("open_connections", "Client connections open now.", self.open_connections.load(Relaxed)),
-            ("queued_events", "Validated events waiting for a database worker.", self.queued.load(Relaxed)),
+            (
+                "open_connections",
+                "Client connections open now.",
+                self.open_connections.load(Relaxed),
+            ),
+            (
+                "queued_events",
+                "Validated events waiting for a database worker.",
+                self.queued.load(Relaxed),
+            ),
         ];
         for (name, help, value) in gauges {
             writeln!(out, "# HELP event_consumer_{name} {help}")?;
@@ -175,11 +236,29 @@ mod tests {
         m.record_request(Route::Other, 404, Duration::from_micros(10));
         m.record_commit(2, 2, 0);
         let text = m.render();
-        assert!(text.contains("event_consumer_requests_total{route=\"/event\",status=\"201\"} 2"), "{text}");
-        assert!(text.contains("event_consumer_requests_total{route=\"other\",status=\"404\"} 1"), "{text}");
-        assert!(text.contains("event_consumer_request_duration_seconds_bucket{le=\"0.001\"} 2"), "{text}");
-        assert!(text.contains("event_consumer_request_duration_seconds_bucket{le=\"+Inf\"} 3"), "{text}");
-        assert!(text.contains("event_consumer_events_stored_total 2"), "{text}");
-        assert!(text.contains("event_consumer_commit_batch_size_bucket{le=\"2\"} 1"), "{text}");
+        assert!(
+            text.contains("event_consumer_requests_total{route=\"/event\",status=\"201\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("event_consumer_requests_total{route=\"other\",status=\"404\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("event_consumer_request_duration_seconds_bucket{le=\"0.001\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("event_consumer_request_duration_seconds_bucket{le=\"+Inf\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("event_consumer_events_stored_total 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("event_consumer_commit_batch_size_bucket{le=\"2\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -78,7 +78,9 @@ impl Notifier {
 
     /// Sends `WATCHDOG=1` if half the watchdog interval passed since the last ping.
     pub fn watchdog_tick(&self) {
-        let Some(interval) = self.watchdog_interval else { return };
+        let Some(interval) = self.watchdog_interval else {
+            return;
+        };
         let now = self.started.elapsed().as_millis() as u64;
         let last = self.last_ping_ms.load(Ordering::Relaxed);
         let half = (interval.as_millis() as u64 / 2).max(1);
@@ -123,15 +125,21 @@ mod tests {
         let path = dir.join("notify.sock");
         let _ = std::fs::remove_file(&path);
         let listener = UnixDatagram::bind(&path).unwrap();
-        listener.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        listener
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
         let notifier = Notifier::new(path.to_str(), None);
         notifier.ready("listening");
         notifier.stopping();
         let mut buf = [0u8; 256];
         let n = listener.recv(&mut buf).unwrap();
-        assert!(std::str::from_utf8(&buf[..n]).unwrap().starts_with("READY=1\n"));
+        assert!(std::str::from_utf8(&buf[..n])
+            .unwrap()
+            .starts_with("READY=1\n"));
         let n = listener.recv(&mut buf).unwrap();
-        assert!(std::str::from_utf8(&buf[..n]).unwrap().starts_with("STOPPING=1"));
+        assert!(std::str::from_utf8(&buf[..n])
+            .unwrap()
+            .starts_with("STOPPING=1"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -144,7 +144,11 @@ impl Queue {
     }
 
     pub fn len(&self) -> usize {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).jobs.len()
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .jobs
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -231,7 +235,10 @@ impl Pipeline {
                 .store(self.queue.len(), Ordering::Relaxed);
             let result = catch_unwind(AssertUnwindSafe(|| worker.process(&mut batch)));
             if result.is_err() {
-                log::error!("worker {id}: panic while storing a batch of {}; answered 500", batch.len());
+                log::error!(
+                    "worker {id}: panic while storing a batch of {}; answered 500",
+                    batch.len()
+                );
                 // A panic may leave the connection mid-protocol: start over with a new one.
                 worker.store = None;
             }
@@ -341,7 +348,11 @@ impl Worker {
         }
         if events.is_empty() {
             // Only readiness pings: prove the connection answers.
-            let outcome = if self.ping() { Outcome::Ready } else { Outcome::Unavailable };
+            let outcome = if self.ping() {
+                Outcome::Ready
+            } else {
+                Outcome::Unavailable
+            };
             for job in batch.drain(..) {
                 job.reply().put(outcome.clone());
             }
@@ -351,14 +362,22 @@ impl Worker {
         drop(events);
         match result {
             Ok(saved) => {
-                let created = saved.iter().filter(|s| matches!(s, Saved::Created(_))).count() as u64;
-                self.pipeline
-                    .metrics
-                    .record_commit(saved.len(), created, saved.len() as u64 - created);
+                let created = saved
+                    .iter()
+                    .filter(|s| matches!(s, Saved::Created(_)))
+                    .count() as u64;
+                self.pipeline.metrics.record_commit(
+                    saved.len(),
+                    created,
+                    saved.len() as u64 - created,
+                );
                 let mut saved = saved.into_iter();
                 for job in batch.drain(..) {
                     let outcome = match &job {
-                        Job::Store { .. } => saved.next().map(Outcome::Saved).unwrap_or(Outcome::Internal),
+                        Job::Store { .. } => saved
+                            .next()
+                            .map(Outcome::Saved)
+                            .unwrap_or(Outcome::Internal),
                         Job::Ping { .. } => Outcome::Ready,
                     };
                     job.reply().put(outcome);
@@ -386,7 +405,11 @@ impl Worker {
 
     /// True when the connection answers an empty query, or a new one could be opened.
     fn ping(&mut self) -> bool {
-        if self.store.as_mut().is_some_and(|s| s.is_valid(Duration::from_secs(1))) {
+        if self
+            .store
+            .as_mut()
+            .is_some_and(|s| s.is_valid(Duration::from_secs(1)))
+        {
             return true;
         }
         self.store = None;
@@ -396,7 +419,10 @@ impl Worker {
     /// Saves; when the connection turns out dead and the server certainly did not commit
     /// (it refused the statement, e.g. while shutting down), tries once more on a new one.
     fn save_with_one_retry(&mut self, events: &[NewEvent<'_>]) -> Result<Vec<Saved>, StoreError> {
-        let store = self.store.as_mut().ok_or_else(|| StoreError::Inconsistent("no connection".into()))?;
+        let store = self
+            .store
+            .as_mut()
+            .ok_or_else(|| StoreError::Inconsistent("no connection".into()))?;
         match store.save_batch(events) {
             Ok(saved) => Ok(saved),
             Err(error @ StoreError::Unavailable(_)) => {
@@ -425,7 +451,12 @@ mod tests {
 
     fn ping_job() -> (Job, Arc<ReplySlot>) {
         let slot = Arc::new(ReplySlot::default());
-        (Job::Ping { reply: Arc::clone(&slot) }, slot)
+        (
+            Job::Ping {
+                reply: Arc::clone(&slot),
+            },
+            slot,
+        )
     }
 
     #[test]

@@ -48,23 +48,33 @@ pub fn route(request: &mut Request, auth_token: Option<&Secret>) -> Action {
             Method::Post => post_event(request, auth_token),
             _ => Action::Respond(method_not_allowed("POST")),
         },
-        "/healthz" => get_only(Action::Respond(Response::json(200, br#"{"status":"ok"}"#.to_vec()))),
+        "/healthz" => get_only(Action::Respond(Response::json(
+            200,
+            br#"{"status":"ok"}"#.to_vec(),
+        ))),
         "/readyz" => get_only(Action::CheckReady),
         "/metrics" => get_only(Action::Metrics),
-        _ => Action::Respond(Response::error(404, "no such resource: POST /event is the only one that takes events")),
+        _ => Action::Respond(Response::error(
+            404,
+            "no such resource: POST /event is the only one that takes events",
+        )),
     }
 }
 
 fn method_not_allowed(allow: &'static str) -> Response {
-    Response::error(405, &format!("method not allowed here; allowed: {allow}")).with_header("Allow", allow)
+    Response::error(405, &format!("method not allowed here; allowed: {allow}"))
+        .with_header("Allow", allow)
 }
 
 fn post_event(request: &mut Request, auth_token: Option<&Secret>) -> Action {
     if let Some(token) = auth_token {
         if !bearer_matches(request.authorization.as_deref(), token) {
             return Action::Respond(
-                Response::error(401, "missing or wrong bearer token: send Authorization: Bearer <token>")
-                    .with_header("WWW-Authenticate", "Bearer"),
+                Response::error(
+                    401,
+                    "missing or wrong bearer token: send Authorization: Bearer <token>",
+                )
+                .with_header("WWW-Authenticate", "Bearer"),
             );
         }
     }
@@ -72,7 +82,10 @@ fn post_event(request: &mut Request, auth_token: Option<&Secret>) -> Action {
         if !is_json(content_type) {
             return Action::Respond(Response::error(
                 415,
-                &format!("Content-Type must be application/json, got `{}`", printable(content_type)),
+                &format!(
+                    "Content-Type must be application/json, got `{}`",
+                    printable(content_type)
+                ),
             ));
         }
     }
@@ -80,7 +93,11 @@ fn post_event(request: &mut Request, auth_token: Option<&Secret>) -> Action {
         Some(key) => match check_idempotency_key(&key) {
             Ok(()) => Some(key),
             Err(problem) => {
-                return Action::Respond(error_with_field(400, &format!("Idempotency-Key {problem}"), "Idempotency-Key"))
+                return Action::Respond(error_with_field(
+                    400,
+                    &format!("Idempotency-Key {problem}"),
+                    "Idempotency-Key",
+                ))
             }
         },
         None => None,
@@ -130,7 +147,9 @@ fn check_idempotency_key(key: &str) -> Result<(), &'static str> {
 /// a guess was right.
 fn bearer_matches(header: Option<&str>, token: &Secret) -> bool {
     let Some(header) = header else { return false };
-    let Some((scheme, given)) = header.trim().split_once(' ') else { return false };
+    let Some((scheme, given)) = header.trim().split_once(' ') else {
+        return false;
+    };
     if !scheme.eq_ignore_ascii_case("bearer") {
         return false;
     }
@@ -189,33 +208,80 @@ mod tests {
     fn each_refusal_gets_its_status() {
         let token = Secret::new("t0ken");
         let cases: Vec<(Request, Option<&Secret>, u16, &str)> = vec![
-            (request(Method::Get, "/event", ""), None, 405, "GET on /event"),
-            (request(Method::Post, "/healthz", ""), None, 405, "POST on /healthz"),
-            (request(Method::Post, "/nope", GOOD), None, 404, "unknown path"),
-            (request(Method::Post, "/event", "{"), None, 400, "broken JSON"),
-            (request(Method::Post, "/event", "[1]"), None, 400, "not an object"),
-            (request(Method::Post, "/event", r#"{"event_type":"a"}"#), None, 422, "missing field"),
-            (request(Method::Post, "/event", GOOD), Some(&token), 401, "no token"),
             (
-                Request { content_type: Some("text/plain".into()), ..request(Method::Post, "/event", GOOD) },
+                request(Method::Get, "/event", ""),
+                None,
+                405,
+                "GET on /event",
+            ),
+            (
+                request(Method::Post, "/healthz", ""),
+                None,
+                405,
+                "POST on /healthz",
+            ),
+            (
+                request(Method::Post, "/nope", GOOD),
+                None,
+                404,
+                "unknown path",
+            ),
+            (
+                request(Method::Post, "/event", "{"),
+                None,
+                400,
+                "broken JSON",
+            ),
+            (
+                request(Method::Post, "/event", "[1]"),
+                None,
+                400,
+                "not an object",
+            ),
+            (
+                request(Method::Post, "/event", r#"{"event_type":"a"}"#),
+                None,
+                422,
+                "missing field",
+            ),
+            (
+                request(Method::Post, "/event", GOOD),
+                Some(&token),
+                401,
+                "no token",
+            ),
+            (
+                Request {
+                    content_type: Some("text/plain".into()),
+                    ..request(Method::Post, "/event", GOOD)
+                },
                 None,
                 415,
                 "text/plain",
             ),
             (
-                Request { idempotency_key: Some("has space".into()), ..request(Method::Post, "/event", GOOD) },
+                Request {
+                    idempotency_key: Some("has space".into()),
+                    ..request(Method::Post, "/event", GOOD)
+                },
                 None,
                 400,
                 "key with a space",
             ),
             (
-                Request { idempotency_key: Some("k".repeat(256)), ..request(Method::Post, "/event", GOOD) },
+                Request {
+                    idempotency_key: Some("k".repeat(256)),
+                    ..request(Method::Post, "/event", GOOD)
+                },
                 None,
                 400,
                 "256-character key",
             ),
             (
-                Request { authorization: Some("Bearer wrong".into()), ..request(Method::Post, "/event", GOOD) },
+                Request {
+                    authorization: Some("Bearer wrong".into()),
+                    ..request(Method::Post, "/event", GOOD)
+                },
                 Some(&token),
                 401,
                 "wrong token",
@@ -236,15 +302,23 @@ mod tests {
             ..request(Method::Post, "/event", GOOD)
         };
         assert!(matches!(route(&mut r, Some(&token)), Action::Store { .. }));
-        let mut no_type = Request { content_type: None, ..request(Method::Post, "/event", GOOD) };
+        let mut no_type = Request {
+            content_type: None,
+            ..request(Method::Post, "/event", GOOD)
+        };
         assert!(matches!(route(&mut no_type, None), Action::Store { .. }));
     }
 
     #[test]
     fn a_405_names_the_allowed_methods() {
         let mut r = request(Method::Get, "/event", "");
-        let Action::Respond(resp) = route(&mut r, None) else { panic!("expected a response") };
-        assert!(resp.headers.iter().any(|(k, v)| *k == "Allow" && v == "POST"));
+        let Action::Respond(resp) = route(&mut r, None) else {
+            panic!("expected a response")
+        };
+        assert!(resp
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "Allow" && v == "POST"));
     }
 
     #[test]

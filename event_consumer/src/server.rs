@@ -57,9 +57,16 @@ pub fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 if shared.stopping.load(Ordering::SeqCst) {
                     break;
                 }
-                let open = shared.metrics.open_connections.fetch_add(1, Ordering::SeqCst) + 1;
+                let open = shared
+                    .metrics
+                    .open_connections
+                    .fetch_add(1, Ordering::SeqCst)
+                    + 1;
                 if open > shared.max_connections {
-                    shared.metrics.open_connections.fetch_sub(1, Ordering::SeqCst);
+                    shared
+                        .metrics
+                        .open_connections
+                        .fetch_sub(1, Ordering::SeqCst);
                     shared.metrics.record_connection_rejected();
                     refuse_busy(stream);
                     continue;
@@ -74,7 +81,10 @@ pub fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     });
                 if let Err(e) = spawned {
                     // The closure (and its stream) was dropped; the guard never ran.
-                    shared.metrics.open_connections.fetch_sub(1, Ordering::SeqCst);
+                    shared
+                        .metrics
+                        .open_connections
+                        .fetch_sub(1, Ordering::SeqCst);
                     errors.log(&format!("cannot start a connection thread: {e}"));
                 }
             }
@@ -107,7 +117,10 @@ struct ErrorLog {
 impl ErrorLog {
     fn log(&mut self, message: &str) {
         let now = Instant::now();
-        if self.last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(5)) {
+        if self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(5))
+        {
             if self.suppressed > 0 {
                 log::warn!("{message} ({} similar errors not logged)", self.suppressed);
             } else {
@@ -150,7 +163,9 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             Ok(request) => request,
             Err(ReadError::Closed) | Err(ReadError::Io(_)) => return,
             Err(ReadError::Reject(response)) => {
-                shared.metrics.record_request(Route::Other, response.status, Duration::ZERO);
+                shared
+                    .metrics
+                    .record_request(Route::Other, response.status, Duration::ZERO);
                 conn.reject_and_close(&response);
                 return;
             }
@@ -166,15 +181,28 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         let response = if stopping {
             shutting_down()
         } else {
-            catch_unwind(AssertUnwindSafe(|| handle(&mut request, shared, &reply))).unwrap_or_else(|_| {
-                log::error!("panic while handling {:?} {}; answered 500", request.method, request.path);
-                Response::error(500, "internal error, it has been logged")
-            })
+            catch_unwind(AssertUnwindSafe(|| handle(&mut request, shared, &reply))).unwrap_or_else(
+                |_| {
+                    log::error!(
+                        "panic while handling {:?} {}; answered 500",
+                        request.method,
+                        request.path
+                    );
+                    Response::error(500, "internal error, it has been logged")
+                },
+            )
         };
         let written = conn.write_response(&response, keep_alive, head_only);
-        shared.metrics.record_request(route, response.status, started.elapsed());
+        shared
+            .metrics
+            .record_request(route, response.status, started.elapsed());
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-        log::debug!("{:?} {} -> {}", request.method, request.path, response.status);
+        log::debug!(
+            "{:?} {} -> {}",
+            request.method,
+            request.path,
+            response.status
+        );
         if written.is_err() || !keep_alive {
             return;
         }
@@ -189,7 +217,13 @@ fn handle(request: &mut Request, shared: &Shared, reply: &Arc<ReplySlot>) -> Res
     match route(request, shared.auth_token.as_ref()) {
         Action::Respond(response) => response,
         Action::Metrics => Response::json(200, shared.metrics.render().into_bytes()),
-        Action::CheckReady => match submit(shared, Job::Ping { reply: Arc::clone(reply) }, reply) {
+        Action::CheckReady => match submit(
+            shared,
+            Job::Ping {
+                reply: Arc::clone(reply),
+            },
+            reply,
+        ) {
             Ok(Outcome::Ready) => Response::json(200, br#"{"status":"ready"}"#.to_vec()),
             Ok(_) => database_unavailable(),
             Err(response) => response,
@@ -204,10 +238,16 @@ fn handle(request: &mut Request, shared: &Shared, reply: &Arc<ReplySlot>) -> Res
                 reply: Arc::clone(reply),
             };
             match submit(shared, job, reply) {
-                Ok(Outcome::Saved(Saved::Created(row))) => Response::json(201, row_json(row.id, &row.received_at)),
-                Ok(Outcome::Saved(Saved::Existing(row))) => Response::json(200, row_json(row.id, &row.received_at)),
+                Ok(Outcome::Saved(Saved::Created(row))) => {
+                    Response::json(201, row_json(row.id, &row.received_at))
+                }
+                Ok(Outcome::Saved(Saved::Existing(row))) => {
+                    Response::json(200, row_json(row.id, &row.received_at))
+                }
                 Ok(Outcome::Unavailable) => database_unavailable(),
-                Ok(Outcome::Ready) | Ok(Outcome::Internal) => Response::error(500, "internal error, it has been logged"),
+                Ok(Outcome::Ready) | Ok(Outcome::Internal) => {
+                    Response::error(500, "internal error, it has been logged")
+                }
                 Err(response) => response,
             }
         }
@@ -220,8 +260,11 @@ fn submit(shared: &Shared, job: Job, reply: &ReplySlot) -> Result<Outcome, Respo
         Ok(()) => Ok(reply.wait()),
         Err(QueueError::Full) => {
             shared.metrics.record_queue_full();
-            Err(Response::error(503, "server busy: too many events waiting to be stored, retry in a moment")
-                .with_header("Retry-After", "1"))
+            Err(Response::error(
+                503,
+                "server busy: too many events waiting to be stored, retry in a moment",
+            )
+            .with_header("Retry-After", "1"))
         }
         Err(QueueError::Closed) => Err(shutting_down()),
     }
@@ -238,8 +281,12 @@ fn row_json(id: i64, received_at: &str) -> Vec<u8> {
 /// Wakes a blocked `accept` so the acceptor sees `stopping`.
 pub fn wake_acceptor(addr: SocketAddr) {
     let target = match addr {
-        SocketAddr::V4(a) if a.ip().is_unspecified() => SocketAddr::from(([127, 0, 0, 1], a.port())),
-        SocketAddr::V6(a) if a.ip().is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port())),
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], a.port()))
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
+        }
         other => other,
     };
     let _ = TcpStream::connect_timeout(&target, Duration::from_secs(1));

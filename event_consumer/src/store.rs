@@ -89,7 +89,9 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::Unavailable(e) => write!(f, "database unavailable: {}", describe(e)),
             StoreError::Failed(e) => write!(f, "database error: {}", describe(e)),
-            StoreError::Inconsistent(what) => write!(f, "unexpected answer from the database: {what}"),
+            StoreError::Inconsistent(what) => {
+                write!(f, "unexpected answer from the database: {what}")
+            }
         }
     }
 }
@@ -101,7 +103,9 @@ fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({}: {})", e, db.code().code(), db.message()),
         None => {
-            let source = std::error::Error::source(e).map(|s| format!(": {s}")).unwrap_or_default();
+            let source = std::error::Error::source(e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
             format!("{e}{source}")
         }
     }
@@ -116,8 +120,7 @@ fn is_unavailable(error: &postgres::Error) -> bool {
     let class = &code.code()[..2];
     // 08 connection exception, 53 insufficient resources, 57 operator intervention
     // (shutdown, crash recovery, statement timeout), 40 serialization / deadlock.
-    matches!(class, "08" | "53" | "57" | "40")
-        || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+    matches!(class, "08" | "53" | "57" | "40") || *code == SqlState::READ_ONLY_SQL_TRANSACTION
 }
 
 /// One connection with its prepared statements.
@@ -129,7 +132,9 @@ pub struct Store {
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("closed", &self.client.is_closed()).finish()
+        f.debug_struct("Store")
+            .field("closed", &self.client.is_closed())
+            .finish()
     }
 }
 
@@ -164,8 +169,12 @@ impl Store {
             "SELECT id, idempotency_key, {RECEIVED_AT_RFC3339} FROM events \
              WHERE idempotency_key = ANY($1::text[])"
         );
-        let insert = client.prepare(&insert_sql).map_err(StoreError::from_postgres)?;
-        let lookup = client.prepare(&lookup_sql).map_err(StoreError::from_postgres)?;
+        let insert = client
+            .prepare(&insert_sql)
+            .map_err(StoreError::from_postgres)?;
+        let lookup = client
+            .prepare(&lookup_sql)
+            .map_err(StoreError::from_postgres)?;
         Ok(Store {
             client,
             insert,
@@ -179,7 +188,11 @@ impl Store {
     }
 
     /// Saves one event.
-    pub fn save(&mut self, event: &Event, idempotency_key: Option<&str>) -> Result<Saved, StoreError> {
+    pub fn save(
+        &mut self,
+        event: &Event,
+        idempotency_key: Option<&str>,
+    ) -> Result<Saved, StoreError> {
         let mut saved = self.save_batch(&[NewEvent {
             event,
             idempotency_key,
@@ -199,7 +212,9 @@ impl Store {
         for (index, new) in batch.iter().enumerate() {
             match new.idempotency_key {
                 Some(key) => {
-                    if let std::collections::hash_map::Entry::Vacant(slot) = first_with_key.entry(key) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                        first_with_key.entry(key)
+                    {
                         slot.insert(index);
                         written.push(index);
                     }
@@ -207,8 +222,14 @@ impl Store {
                 None => written.push(index),
             }
         }
-        let types: Vec<&str> = written.iter().map(|&i| batch[i].event.event_type()).collect();
-        let payloads: Vec<&str> = written.iter().map(|&i| batch[i].event.event_payload()).collect();
+        let types: Vec<&str> = written
+            .iter()
+            .map(|&i| batch[i].event.event_type())
+            .collect();
+        let payloads: Vec<&str> = written
+            .iter()
+            .map(|&i| batch[i].event.event_payload())
+            .collect();
         let keys: Vec<Option<&str>> = written.iter().map(|&i| batch[i].idempotency_key).collect();
         let rows = self
             .client
@@ -218,7 +239,10 @@ impl Store {
         let mut outcome: Vec<Option<Saved>> = vec![None; batch.len()];
         // Rows come back in insertion order, which follows the ORDER BY: keyless rows are
         // matched by position among the keyless inputs, keyed rows by their key.
-        let mut keyless = written.iter().copied().filter(|&i| batch[i].idempotency_key.is_none());
+        let mut keyless = written
+            .iter()
+            .copied()
+            .filter(|&i| batch[i].idempotency_key.is_none());
         for row in &rows {
             let stored = StoredEvent {
                 id: row.get(0),
@@ -233,7 +257,9 @@ impl Store {
             outcome[index] = Some(Saved::Created(stored));
         }
         if keyless.next().is_some() {
-            return Err(StoreError::Inconsistent("fewer rows returned than events without a key".into()));
+            return Err(StoreError::Inconsistent(
+                "fewer rows returned than events without a key".into(),
+            ));
         }
 
         // Keys that were not written were already stored: fetch their first rows.
@@ -265,13 +291,19 @@ impl Store {
             }
             if let Some(&first) = new.idempotency_key.and_then(|k| first_with_key.get(k)) {
                 if first != index {
-                    outcome[index] = outcome[first].as_ref().map(|s| Saved::Existing(s.stored().clone()));
+                    outcome[index] = outcome[first]
+                        .as_ref()
+                        .map(|s| Saved::Existing(s.stored().clone()));
                 }
             }
         }
         outcome
             .into_iter()
-            .map(|o| o.ok_or_else(|| StoreError::Inconsistent("a key conflicted but its row was not found".into())))
+            .map(|o| {
+                o.ok_or_else(|| {
+                    StoreError::Inconsistent("a key conflicted but its row was not found".into())
+                })
+            })
             .collect()
     }
 }

@@ -13,12 +13,20 @@ fn a_valid_event_is_stored_and_answered_201_with_its_row() {
     assert_eq!(response.status, 201, "{}", response.body);
     let body = response.json();
     let id = body["id"].as_i64().expect("id is an integer");
-    let received_at = body["received_at"].as_str().expect("received_at is a string");
-    assert!(received_at.len() >= 20 && received_at.ends_with('Z'), "{received_at}");
+    let received_at = body["received_at"]
+        .as_str()
+        .expect("received_at is a string");
+    assert!(
+        received_at.len() >= 20 && received_at.ends_with('Z'),
+        "{received_at}"
+    );
     let row = app
         .db
         .client()
-        .query_one("SELECT event_type, event_payload FROM events WHERE id = $1", &[&id])
+        .query_one(
+            "SELECT event_type, event_payload FROM events WHERE id = $1",
+            &[&id],
+        )
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "user.login");
     assert_eq!(row.get::<_, String>(1), "id=42");
@@ -41,7 +49,11 @@ fn idempotency_holds_across_consumer_restarts_and_processes() {
     let first = app.post(GOOD_EVENT, &[("Idempotency-Key", "k-restart")]);
     let config = crate::helpers::test_config(&app.db, |_| {});
     let other = event_consumer::start(&config).unwrap();
-    let second = crate::helpers::post_event(other.addr(), GOOD_EVENT, &[("Idempotency-Key", "k-restart")]);
+    let second = crate::helpers::post_event(
+        other.addr(),
+        GOOD_EVENT,
+        &[("Idempotency-Key", "k-restart")],
+    );
     other.shutdown();
     assert_eq!((first.status, second.status), (201, 200));
     assert_eq!(first.json()["id"], second.json()["id"]);
@@ -51,26 +63,91 @@ fn idempotency_holds_across_consumer_restarts_and_processes() {
 #[test]
 fn bad_requests_get_their_4xx_a_json_error_and_store_nothing() {
     let app = TestApp::spawn_with(|c| c.consumer.max_body_bytes = 1024);
-    let big = format!(r#"{{"event_type":"a","event_payload":"{}"}}"#, "x".repeat(2000));
-    let long_type = format!(r#"{{"event_type":"{}","event_payload":"p"}}"#, "t".repeat(256));
-    let cases: Vec<(String, Vec<(&str, &str)>, u16, Option<&str>, &str)> = vec![
+    let big = format!(
+        r#"{{"event_type":"a","event_payload":"{}"}}"#,
+        "x".repeat(2000)
+    );
+    let long_type = format!(
+        r#"{{"event_type":"{}","event_payload":"p"}}"#,
+        "t".repeat(256)
+    );
+    type Case<'a> = (
+        String,
+        Vec<(&'a str, &'a str)>,
+        u16,
+        Option<&'a str>,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         ("{not json".into(), vec![], 400, None, "broken JSON"),
         ("[1,2]".into(), vec![], 400, None, "an array"),
-        (r#"{"event_type":"a"}"#.into(), vec![], 422, Some("event_payload"), "missing payload"),
-        (r#"{"event_type":"a","event_payload":"b","extra":1}"#.into(), vec![], 422, Some("extra"), "unknown key"),
-        (r#"{"event_type":7,"event_payload":"b"}"#.into(), vec![], 422, Some("event_type"), "number type"),
-        (r#"{"event_type":"","event_payload":"b"}"#.into(), vec![], 422, Some("event_type"), "empty type"),
-        (long_type, vec![], 422, Some("event_type"), "256-character type"),
-        (r#"{"event_type":"a","event_payload":"\u0000"}"#.into(), vec![], 422, Some("event_payload"), "NUL"),
-        (GOOD_EVENT.into(), vec![("Content-Type", "text/plain")], 415, None, "text/plain"),
+        (
+            r#"{"event_type":"a"}"#.into(),
+            vec![],
+            422,
+            Some("event_payload"),
+            "missing payload",
+        ),
+        (
+            r#"{"event_type":"a","event_payload":"b","extra":1}"#.into(),
+            vec![],
+            422,
+            Some("extra"),
+            "unknown key",
+        ),
+        (
+            r#"{"event_type":7,"event_payload":"b"}"#.into(),
+            vec![],
+            422,
+            Some("event_type"),
+            "number type",
+        ),
+        (
+            r#"{"event_type":"","event_payload":"b"}"#.into(),
+            vec![],
+            422,
+            Some("event_type"),
+            "empty type",
+        ),
+        (
+            long_type,
+            vec![],
+            422,
+            Some("event_type"),
+            "256-character type",
+        ),
+        (
+            r#"{"event_type":"a","event_payload":"\u0000"}"#.into(),
+            vec![],
+            422,
+            Some("event_payload"),
+            "NUL",
+        ),
+        (
+            GOOD_EVENT.into(),
+            vec![("Content-Type", "text/plain")],
+            415,
+            None,
+            "text/plain",
+        ),
         (big, vec![], 413, None, "body over max_body_bytes"),
-        (GOOD_EVENT.into(), vec![("Idempotency-Key", "")], 400, Some("Idempotency-Key"), "empty key"),
+        (
+            GOOD_EVENT.into(),
+            vec![("Idempotency-Key", "")],
+            400,
+            Some("Idempotency-Key"),
+            "empty key",
+        ),
     ];
     for (body, headers, status, field, reason) in cases {
         let response = app.post(&body, &headers);
         assert_eq!(response.status, status, "{reason}: {}", response.body);
         let json = response.json();
-        assert!(json["error"].as_str().is_some_and(|m| !m.is_empty()), "{reason}: {}", response.body);
+        assert!(
+            json["error"].as_str().is_some_and(|m| !m.is_empty()),
+            "{reason}: {}",
+            response.body
+        );
         if let Some(field) = field {
             assert_eq!(json["field"], field, "{reason}: {}", response.body);
         }
@@ -81,7 +158,9 @@ fn bad_requests_get_their_4xx_a_json_error_and_store_nothing() {
 #[test]
 fn invalid_utf8_is_a_400() {
     let app = TestApp::spawn();
-    let mut raw = b"POST /event HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nConnection: close\r\n\r\n".to_vec();
+    let mut raw =
+        b"POST /event HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nConnection: close\r\n\r\n"
+            .to_vec();
     raw.extend_from_slice(b"\xff\xfe{}");
     assert_eq!(send(app.addr, &raw).status, 400);
 }
@@ -89,7 +168,14 @@ fn invalid_utf8_is_a_400() {
 #[test]
 fn charset_parameters_and_a_missing_content_type_are_accepted() {
     let app = TestApp::spawn();
-    assert_eq!(app.post(GOOD_EVENT, &[("Content-Type", "application/json; charset=utf-8")]).status, 201);
+    assert_eq!(
+        app.post(
+            GOOD_EVENT,
+            &[("Content-Type", "application/json; charset=utf-8")]
+        )
+        .status,
+        201
+    );
     let raw = format!(
         "POST /event HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{GOOD_EVENT}",
         GOOD_EVENT.len()
@@ -103,7 +189,10 @@ fn wrong_methods_get_405_with_allow_and_unknown_paths_404() {
     let response = app.get("/event");
     assert_eq!(response.status, 405);
     assert_eq!(response.header("Allow"), Some("POST"));
-    let response = send(app.addr, b"DELETE /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let response = send(
+        app.addr,
+        b"DELETE /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(response.status, 405);
     assert!(response.header("Allow").is_some_and(|a| a.contains("GET")));
     assert_eq!(app.get("/events").status, 404);
@@ -112,11 +201,24 @@ fn wrong_methods_get_405_with_allow_and_unknown_paths_404() {
 
 #[test]
 fn a_configured_token_is_required() {
-    let app = TestApp::spawn_with(|c| c.consumer.auth_token = Some(common::Secret::new("s3cret-token")));
+    let app =
+        TestApp::spawn_with(|c| c.consumer.auth_token = Some(common::Secret::new("s3cret-token")));
     assert_eq!(app.post(GOOD_EVENT, &[]).status, 401);
-    assert_eq!(app.post(GOOD_EVENT, &[("Authorization", "Bearer wrong")]).status, 401);
-    assert_eq!(app.post(GOOD_EVENT, &[("Authorization", "Basic czNjcmV0LXRva2Vu")]).status, 401);
-    assert_eq!(app.post(GOOD_EVENT, &[("Authorization", "Bearer s3cret-token")]).status, 201);
+    assert_eq!(
+        app.post(GOOD_EVENT, &[("Authorization", "Bearer wrong")])
+            .status,
+        401
+    );
+    assert_eq!(
+        app.post(GOOD_EVENT, &[("Authorization", "Basic czNjcmV0LXRva2Vu")])
+            .status,
+        401
+    );
+    assert_eq!(
+        app.post(GOOD_EVENT, &[("Authorization", "Bearer s3cret-token")])
+            .status,
+        201
+    );
     assert_eq!(app.db.count_events(), 1);
 }
 
@@ -128,14 +230,20 @@ fn health_readiness_and_metrics_answer() {
     app.post(GOOD_EVENT, &[]);
     let metrics = app.get("/metrics");
     assert_eq!(metrics.status, 200);
-    assert!(metrics.header("Content-Type").is_some_and(|t| t.starts_with("text/plain")));
+    assert!(metrics
+        .header("Content-Type")
+        .is_some_and(|t| t.starts_with("text/plain")));
     for needle in [
         "event_consumer_requests_total{route=\"/event\",status=\"201\"} 1",
         "event_consumer_events_stored_total 1",
         "event_consumer_db_errors_total",
         "event_consumer_request_duration_seconds_bucket",
     ] {
-        assert!(metrics.body.contains(needle), "metrics lack {needle}:\n{}", metrics.body);
+        assert!(
+            metrics.body.contains(needle),
+            "metrics lack {needle}:\n{}",
+            metrics.body
+        );
     }
 }
 
@@ -149,7 +257,10 @@ fn a_stopped_database_gives_503_with_retry_after_and_service_recovers_without_re
     });
     let running = event_consumer::start(&config).unwrap();
     let addr = running.addr();
-    assert_eq!(crate::helpers::post_event(addr, GOOD_EVENT, &[]).status, 201);
+    assert_eq!(
+        crate::helpers::post_event(addr, GOOD_EVENT, &[]).status,
+        201
+    );
 
     cluster.stop("fast");
     for _ in 0..5 {
@@ -157,9 +268,16 @@ fn a_stopped_database_gives_503_with_retry_after_and_service_recovers_without_re
         let response = crate::helpers::post_event(addr, GOOD_EVENT, &[]);
         assert_eq!(response.status, 503, "{}", response.body);
         assert!(response.header("Retry-After").is_some());
-        assert!(started.elapsed() < Duration::from_secs(5), "503 took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "503 took {:?}",
+            started.elapsed()
+        );
     }
-    let ready = send(addr, b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let ready = send(
+        addr,
+        b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(ready.status, 503);
 
     cluster.pg_ctl_start();
@@ -168,7 +286,10 @@ fn a_stopped_database_gives_503_with_retry_after_and_service_recovers_without_re
     let response = crate::helpers::post_event(addr, GOOD_EVENT, &[]);
     assert_eq!(response.status, 201, "{}", response.body);
     for _ in 0..6 {
-        assert_eq!(crate::helpers::post_event(addr, GOOD_EVENT, &[]).status, 201);
+        assert_eq!(
+            crate::helpers::post_event(addr, GOOD_EVENT, &[]).status,
+            201
+        );
     }
     running.shutdown();
     assert_eq!(db.count_events(), 8);
@@ -182,10 +303,22 @@ fn the_consumer_starts_while_the_database_is_down_and_serves_once_it_is_up() {
     let config = crate::helpers::test_config(&db, |c| c.database.connect_timeout_seconds = 1.0);
     let running = event_consumer::start(&config).unwrap();
     let addr = running.addr();
-    assert_eq!(send(addr, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n").status, 200);
-    assert_eq!(send(addr, b"GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n").status, 503);
+    assert_eq!(
+        send(addr, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n").status,
+        200
+    );
+    assert_eq!(
+        send(addr, b"GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n").status,
+        503
+    );
     cluster.pg_ctl_start();
-    assert_eq!(send(addr, b"GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n").status, 200);
-    assert_eq!(crate::helpers::post_event(addr, GOOD_EVENT, &[]).status, 201);
+    assert_eq!(
+        send(addr, b"GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n").status,
+        200
+    );
+    assert_eq!(
+        crate::helpers::post_event(addr, GOOD_EVENT, &[]).status,
+        201
+    );
     running.shutdown();
 }

@@ -42,13 +42,10 @@ impl TestApp {
     }
 
     pub fn get(&self, path: &str) -> RawResponse {
-        send(self.addr, format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
-    }
-
-    pub fn shutdown(mut self) {
-        if let Some(running) = self.running.take() {
-            running.shutdown();
-        }
+        send(
+            self.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
     }
 }
 
@@ -61,8 +58,10 @@ impl Drop for TestApp {
 }
 
 pub fn test_config(db: &TestDb, adjust: impl FnOnce(&mut Config)) -> Config {
-    let mut config = Config::default();
-    config.database = db.database_config();
+    let mut config = Config {
+        database: db.database_config(),
+        ..Config::default()
+    };
     config.database.connect_timeout_seconds = 2.0;
     config.consumer.host = "127.0.0.1".into();
     config.consumer.port = 0;
@@ -89,13 +88,20 @@ impl RawResponse {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
     }
 }
 
 pub fn post_event(addr: SocketAddr, body: &str, headers: &[(&str, &str)]) -> RawResponse {
-    let mut request = format!("POST /event HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+    let mut request = format!(
+        "POST /event HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
         request.push_str("Content-Type: application/json\r\n");
     }
     for (k, v) in headers {
@@ -115,8 +121,12 @@ pub fn send(addr: SocketAddr, raw: &[u8]) -> RawResponse {
 
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connects");
-    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    stream.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     stream
 }
 
@@ -222,7 +232,11 @@ impl ConsumerProcess {
     }
 
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 

@@ -22,7 +22,10 @@ fn a_declared_100_gb_body_is_refused_413_and_memory_stays_flat() {
     }
     let after = consumer.rss_kib();
     println!("RSS before {before} KiB, after 20 x 100 GB declared bodies {after} KiB");
-    assert!(after < before + 4096, "RSS grew from {before} to {after} KiB");
+    assert!(
+        after < before + 4096,
+        "RSS grew from {before} to {after} KiB"
+    );
 }
 
 #[test]
@@ -47,14 +50,18 @@ fn a_10_mb_body_is_refused_quickly_without_being_held_in_memory() {
             sent += chunk.len();
         }
     });
-    let response = read_response(&mut BufReader::new(stream)).expect("a 413 before the connection closes");
+    let response =
+        read_response(&mut BufReader::new(stream)).expect("a 413 before the connection closes");
     let elapsed = started.elapsed();
     assert_eq!(response.status, 413);
     assert!(elapsed < Duration::from_secs(3), "413 took {elapsed:?}");
     let _ = sender.join();
     let after = consumer.rss_kib();
     println!("10 MB body: 413 after {elapsed:?}; RSS {before} -> {after} KiB");
-    assert!(after < before + 4096, "RSS grew from {before} to {after} KiB");
+    assert!(
+        after < before + 4096,
+        "RSS grew from {before} to {after} KiB"
+    );
     assert_eq!(db.count_events(), 0);
 }
 
@@ -68,21 +75,33 @@ fn a_1_mb_header_line_is_refused() {
     // The server may answer and close before all of it is written.
     let _ = stream.write_all(&raw);
     let response = read_response(&mut BufReader::new(stream)).expect("an answer");
-    assert!(matches!(response.status, 431 | 400), "got {}", response.status);
+    assert!(
+        matches!(response.status, 431 | 400),
+        "got {}",
+        response.status
+    );
 }
 
 #[test]
 fn a_client_that_sends_half_a_request_and_stalls_is_cut_off_after_the_read_timeout() {
     let app = TestApp::spawn_with(|c| c.consumer.read_timeout_seconds = 0.5);
     let mut stream = connect(app.addr);
-    stream.write_all(b"POST /event HTTP/1.1\r\nHost: t\r\nContent-Le").unwrap();
+    stream
+        .write_all(b"POST /event HTTP/1.1\r\nHost: t\r\nContent-Le")
+        .unwrap();
     let started = Instant::now();
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest);
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(5), "cut after {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(5),
+        "cut after {elapsed:?}"
+    );
     let text = String::from_utf8_lossy(&rest);
-    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -101,7 +120,9 @@ fn a_slow_body_is_cut_off_at_the_deadline_even_if_bytes_keep_trickling() {
             break;
         }
         let mut probe = [0u8; 512];
-        stream.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
         if let Ok(n) = stream.read(&mut probe) {
             cut = true;
             let text = String::from_utf8_lossy(&probe[..n]);
@@ -110,7 +131,11 @@ fn a_slow_body_is_cut_off_at_the_deadline_even_if_bytes_keep_trickling() {
         }
     }
     assert!(cut, "a body trickling one byte per 100 ms was not cut off");
-    assert!(started.elapsed() < Duration::from_secs(3), "cut after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cut after {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -120,7 +145,11 @@ fn pipelined_requests_are_answered_in_order() {
     for i in 0..5 {
         let body = format!(r#"{{"event_type":"pipelined","event_payload":"{i}"}}"#);
         raw.extend_from_slice(
-            format!("POST /event HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes(),
+            format!(
+                "POST /event HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
         );
     }
     raw.extend_from_slice(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");

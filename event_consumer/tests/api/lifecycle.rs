@@ -12,7 +12,11 @@ use test_support::TestDb;
 use crate::helpers::{connect, read_response, ConsumerProcess, GOOD_EVENT};
 
 fn run_with_config(yaml: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let dir = std::env::temp_dir().join(format!("consumer-cfg-{}-{}", std::process::id(), yaml.len()));
+    let dir = std::env::temp_dir().join(format!(
+        "consumer-cfg-{}-{}",
+        std::process::id(),
+        yaml.len()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("config-{}.yaml", fastrand_suffix()));
     std::fs::write(&path, yaml).unwrap();
@@ -23,24 +27,42 @@ fn run_with_config(yaml: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     }
     let out = command.output().unwrap();
     let _ = std::fs::remove_file(&path);
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn fastrand_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 #[test]
 fn configuration_errors_exit_2_with_one_line_naming_the_problem() {
     let cases = [
         ("consumer:\n  prot: 8080\n", "prot", "a typo'd key"),
-        ("database:\n  password: \"${SURELY_UNSET_VAR_FOR_TEST}\"\n", "SURELY_UNSET_VAR_FOR_TEST", "a missing variable"),
-        ("consumer:\n  port: eighty\n", "consumer.port", "a non-number port"),
+        (
+            "database:\n  password: \"${SURELY_UNSET_VAR_FOR_TEST}\"\n",
+            "SURELY_UNSET_VAR_FOR_TEST",
+            "a missing variable",
+        ),
+        (
+            "consumer:\n  port: eighty\n",
+            "consumer.port",
+            "a non-number port",
+        ),
     ];
     for (yaml, needle, reason) in cases {
         let (code, stderr) = run_with_config(yaml, &[]);
         assert_eq!(code, Some(2), "{reason}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{reason}: one line: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{reason}: one line: {stderr}"
+        );
         assert!(stderr.contains(needle), "{reason}: {stderr}");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_event_consumer"))
@@ -79,10 +101,14 @@ fn sigterm_during_a_burst_exits_0_and_every_201_has_its_row() {
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+                    let Ok(mut stream) =
+                        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+                    else {
                         return;
                     };
-                    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
                     let raw = format!(
                         "POST /event HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{GOOD_EVENT}",
                         GOOD_EVENT.len()
@@ -94,9 +120,10 @@ fn sigterm_during_a_burst_exits_0_and_every_201_has_its_row() {
                             break;
                         }
                         match read_response(&mut reader) {
-                            Some(r) if r.status == 201 => {
-                                acknowledged.lock().unwrap().push(r.json()["id"].as_i64().unwrap())
-                            }
+                            Some(r) if r.status == 201 => acknowledged
+                                .lock()
+                                .unwrap()
+                                .push(r.json()["id"].as_i64().unwrap()),
                             Some(r) => assert_eq!(r.status, 503, "only 201 or 503 while stopping"),
                             None => break,
                         }
@@ -120,8 +147,15 @@ fn sigterm_during_a_burst_exits_0_and_every_201_has_its_row() {
         .query_one("SELECT count(*) FROM events WHERE id = ANY($1)", &[&ids])
         .unwrap()
         .get(0);
-    assert_eq!(stored as usize, ids.len(), "every acknowledged event is stored");
-    println!("{} events acknowledged during the burst, all stored", ids.len());
+    assert_eq!(
+        stored as usize,
+        ids.len(),
+        "every acknowledged event is stored"
+    );
+    println!(
+        "{} events acknowledged during the burst, all stored",
+        ids.len()
+    );
 }
 
 #[test]
@@ -132,7 +166,9 @@ fn the_consumer_tells_systemd_it_is_ready_and_stopping() {
     let path = dir.join("notify.sock");
     let _ = std::fs::remove_file(&path);
     let socket = UnixDatagram::bind(&path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let consumer = ConsumerProcess::start(&db, "", &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
     let mut buf = [0u8; 512];
     let n = socket.recv(&mut buf).unwrap();
@@ -140,8 +176,13 @@ fn the_consumer_tells_systemd_it_is_ready_and_stopping() {
     assert!(message.lines().any(|l| l == "READY=1"), "{message}");
     // Ready means listening: a request succeeds now.
     let mut stream = connect(consumer.addr);
-    stream.write_all(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut BufReader::new(stream)).unwrap().status, 200);
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut BufReader::new(stream)).unwrap().status,
+        200
+    );
     consumer.signal("TERM");
     let n = socket.recv(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));

@@ -14,12 +14,23 @@ fn event(t: &str, p: &str) -> Event {
 fn an_inserted_event_reads_back_with_its_id_and_time() {
     let db = TestDb::new();
     let mut store = Store::connect(&db.database_config()).unwrap();
-    let saved = store.save(&event("door.opened", "north gate"), None).unwrap();
-    let Saved::Created(row) = saved else { panic!("expected Created, got {saved:?}") };
-    assert!(row.received_at.ends_with('Z') && row.received_at.contains('T'), "{}", row.received_at);
+    let saved = store
+        .save(&event("door.opened", "north gate"), None)
+        .unwrap();
+    let Saved::Created(row) = saved else {
+        panic!("expected Created, got {saved:?}")
+    };
+    assert!(
+        row.received_at.ends_with('Z') && row.received_at.contains('T'),
+        "{}",
+        row.received_at
+    );
     let back = db
         .client()
-        .query_one("SELECT event_type, event_payload, idempotency_key FROM events WHERE id = $1", &[&row.id])
+        .query_one(
+            "SELECT event_type, event_payload, idempotency_key FROM events WHERE id = $1",
+            &[&row.id],
+        )
         .unwrap();
     assert_eq!(back.get::<_, String>(0), "door.opened");
     assert_eq!(back.get::<_, String>(1), "north gate");
@@ -31,7 +42,9 @@ fn a_repeated_idempotency_key_returns_the_first_row_and_writes_nothing() {
     let db = TestDb::new();
     let mut store = Store::connect(&db.database_config()).unwrap();
     let first = store.save(&event("a", "1"), Some("key-1")).unwrap();
-    let again = store.save(&event("a", "different payload"), Some("key-1")).unwrap();
+    let again = store
+        .save(&event("a", "different payload"), Some("key-1"))
+        .unwrap();
     assert!(matches!(first, Saved::Created(_)));
     assert_eq!(again, Saved::Existing(first.stored().clone()));
     assert_eq!(db.count_events(), 1);
@@ -43,19 +56,42 @@ fn a_batch_keeps_input_order_and_handles_repeated_keys_inside_it() {
     let mut store = Store::connect(&db.database_config()).unwrap();
     store.save(&event("old", "x"), Some("seen-before")).unwrap();
     let events: Vec<Event> = (0..6).map(|i| event("t", &format!("p{i}"))).collect();
-    let keys = [None, Some("k1"), Some("seen-before"), None, Some("k1"), Some("k2")];
+    let keys = [
+        None,
+        Some("k1"),
+        Some("seen-before"),
+        None,
+        Some("k1"),
+        Some("k2"),
+    ];
     let batch: Vec<NewEvent<'_>> = events
         .iter()
         .zip(keys)
-        .map(|(event, idempotency_key)| NewEvent { event, idempotency_key })
+        .map(|(event, idempotency_key)| NewEvent {
+            event,
+            idempotency_key,
+        })
         .collect();
     let saved = store.save_batch(&batch).unwrap();
     let kinds: Vec<&str> = saved
         .iter()
-        .map(|s| if matches!(s, Saved::Created(_)) { "created" } else { "existing" })
+        .map(|s| {
+            if matches!(s, Saved::Created(_)) {
+                "created"
+            } else {
+                "existing"
+            }
+        })
         .collect();
-    assert_eq!(kinds, ["created", "created", "existing", "created", "existing", "created"]);
-    assert_eq!(saved[1].stored(), saved[4].stored(), "same key in one batch, same row");
+    assert_eq!(
+        kinds,
+        ["created", "created", "existing", "created", "existing", "created"]
+    );
+    assert_eq!(
+        saved[1].stored(),
+        saved[4].stored(),
+        "same key in one batch, same row"
+    );
     // Each created row holds its own payload: the outcomes are matched to the right inputs.
     let mut client = db.client();
     for (i, s) in saved.iter().enumerate() {
