@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite against real PostgreSQL, then a check that nothing is left behind.
+#
+# Without DATABASE_URL each test process starts its own throwaway cluster (test_support) under
+# a temporary directory made here; its guardian stops the cluster and deletes it when the
+# process exits. After the run this script waits for that and fails if a postgres process or
+# a data directory of the run is still there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+EVENTS_TEST_TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/events-test.XXXXXX")
+export EVENTS_TEST_TMPDIR
+# The cluster runs as the postgres user when we are root: it must be able to enter this dir.
+chmod 755 "$EVENTS_TEST_TMPDIR"
+
+status=0
+cargo test --workspace "$@" || status=$?
+
+# Guardians clean up asynchronously once their test process has exited.
+leftover() {
+    pgrep -f -- "$EVENTS_TEST_TMPDIR" >/dev/null 2>&1 && return 0
+    [[ -n $(ls -A "$EVENTS_TEST_TMPDIR" 2>/dev/null) ]]
+}
+for _ in $(seq 1 100); do
+    leftover || break
+    sleep 0.2
+done
+if leftover; then
+    echo "test.sh: the test run left PostgreSQL behind under $EVENTS_TEST_TMPDIR:" >&2
+    pgrep -af -- "$EVENTS_TEST_TMPDIR" >&2 || true
+    ls -la "$EVENTS_TEST_TMPDIR" >&2 || true
+    status=1
+else
+    echo "test.sh: no PostgreSQL process or data directory left behind"
+fi
+rmdir "$EVENTS_TEST_TMPDIR" 2>/dev/null || true
+exit "$status"
