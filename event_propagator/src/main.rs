@@ -39,6 +39,12 @@ fn real_main() -> i32 {
     };
     let mut options = Options::from_config(&config.propagator);
     args.apply(&mut options);
+    if options.auth_token.is_some() && log::max_level() > log::LevelFilter::Debug {
+        // ureq's trace output hex-dumps every byte it sends, the Authorization header included;
+        // its debug output redacts headers, so debug is as far as it may go.
+        log::set_max_level(log::LevelFilter::Debug);
+        log::warn!("LOG_LEVEL=trace lowered to debug: trace output would contain the auth token");
+    }
     let stop = Stop::new();
     if let Err(e) = stop.on_signals() {
         return fail(&format!("cannot install the SIGTERM/SIGINT handlers: {e}"));

@@ -1,0 +1,305 @@
+//! The built binary: exit codes, messages, signals, `.env`.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+#[test]
+fn a_counted_run_exits_0_and_prints_one_summary_line() {
+    let dir = TempDir::new();
+    let receiver = Receiver::accepting();
+    write_config(&dir, &receiver.url(), "");
+    let (code, stderr) = run_binary(&dir, &["--count", "5", "--seed", "11"], LIMIT);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(receiver.requests().len(), 5);
+    let summary = summary_line(&stderr);
+    for field in [
+        "sent=5 ",
+        "delivered=5 ",
+        "duplicates=0 ",
+        "rejected=0 ",
+        "given_up=0 ",
+        "retries=0 ",
+        "skipped_slots=0 ",
+        "elapsed=",
+        "lateness_p50=",
+        "lateness_p99=",
+        "lateness_max=",
+        "end=count",
+    ] {
+        assert!(summary.contains(field), "{field} missing from {summary}");
+    }
+    assert_eq!(stderr.matches("summary: ").count(), 1);
+    let start = stderr
+        .lines()
+        .find(|l| l.contains("sending to"))
+        .expect("a start line");
+    assert!(
+        start.contains(&receiver.url()) && start.contains("seed 11") && start.contains("3 events"),
+        "{start}"
+    );
+}
+
+#[test]
+fn flags_override_the_config_file() {
+    let dir = TempDir::new();
+    let receiver = Receiver::accepting();
+    // The file points at a port nothing listens on and a missing events file.
+    dir.write(
+        "config.yaml",
+        "propagator:\n  endpoint: http://127.0.0.1:9/nowhere\n  events_file: missing.json\n",
+    );
+    dir.write("other.json", EVENTS_JSON);
+    let (code, stderr) = run_binary(
+        &dir,
+        &[
+            "--endpoint",
+            &receiver.url(),
+            "--events-file",
+            "other.json",
+            "--period",
+            "0.01",
+            "--count",
+            "3",
+        ],
+        LIMIT,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(receiver.requests().len(), 3);
+}
+
+#[test]
+fn a_rejected_event_makes_a_counted_run_exit_1_with_the_consumers_message() {
+    let dir = TempDir::new();
+    let receiver = Receiver::start(|_, _| {
+        Reply::status(422).body(r#"{"error": "payload smells funny", "field": "event_payload"}"#)
+    });
+    write_config(&dir, &receiver.url(), "");
+    let (code, stderr) = run_binary(&dir, &["--count", "2"], LIMIT);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(receiver.requests().len(), 2, "not retried");
+    assert!(stderr.contains("payload smells funny"), "{stderr}");
+    assert!(summary_line(&stderr).contains("rejected=2"), "{stderr}");
+}
+
+#[test]
+fn an_event_given_up_makes_the_exit_code_1() {
+    let dir = TempDir::new();
+    let receiver = Receiver::start(|_, _| Reply::status(503));
+    write_config(&dir, &receiver.url(), "");
+    let (code, stderr) = run_binary(&dir, &["--count", "1"], LIMIT);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(receiver.requests().len(), 4, "1 attempt + max_retries 3");
+    assert!(summary_line(&stderr).contains("given_up=1"), "{stderr}");
+    assert!(stderr.contains("given up after 4 attempt(s)"), "{stderr}");
+}
+
+#[test]
+fn a_bad_events_file_exits_2_naming_the_file_and_the_entry() {
+    let dir = TempDir::new();
+    let receiver = Receiver::accepting();
+    write_config(&dir, &receiver.url(), "");
+    dir.write(
+        "events.json",
+        r#"[{"event_type": "ok", "event_payload": ""}, {"event_type": "x", "event_payload": 1}]"#,
+    );
+    let (code, stderr) = run_binary(&dir, &["--count", "1"], LIMIT);
+    assert_eq!(code, 2, "{stderr}");
+    let line = stderr.trim();
+    assert!(!line.contains('\n'), "one line: {stderr}");
+    assert!(line.starts_with("event_propagator: "), "{line}");
+    assert!(
+        line.contains("events.json") && line.contains("index 1"),
+        "{line}"
+    );
+    assert!(receiver.requests().is_empty());
+
+    for (contents, needle) in [("[]", "empty"), ("{not json", "JSON")] {
+        dir.write("events.json", contents);
+        let (code, stderr) = run_binary(&dir, &["--count", "1"], LIMIT);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains("events.json") && stderr.contains(needle),
+            "{stderr}"
+        );
+    }
+    std::fs::remove_file(dir.path().join("events.json")).unwrap();
+    let (code, stderr) = run_binary(&dir, &["--count", "1"], LIMIT);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("cannot read events file events.json"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_flags_and_a_bad_config_exit_2_with_one_line() {
+    let dir = TempDir::new();
+    write_config(&dir, "http://127.0.0.1:9/event", "");
+    for (args, needle) in [
+        (&["--period", "fast"][..], "--period"),
+        (&["--count", "0"][..], "--count"),
+        (&["--frobnicate"][..], "--frobnicate"),
+        (&["--config", "nope.yaml"][..], "nope.yaml"),
+        (&["--endpoint", "https://example.org/event"][..], "tls"),
+    ] {
+        if needle == "tls" && cfg!(feature = "tls") {
+            continue;
+        }
+        let (code, stderr) = run_binary(&dir, args, LIMIT);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("event_propagator: "),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    }
+    dir.write("config.yaml", "propagator:\n  period_seconds: -1\n");
+    let (code, stderr) = run_binary(&dir, &[], LIMIT);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("propagator.period_seconds"), "{stderr}");
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let dir = TempDir::new();
+    let output = propagator(&dir, &["--help"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in [
+        "--config",
+        "--endpoint",
+        "--period",
+        "--events-file",
+        "--count",
+        "--duration",
+        "--seed",
+        "--keys-log",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+    let output = propagator(&dir, &["--version"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8(output.stdout)
+        .unwrap()
+        .starts_with("event_propagator 0."));
+}
+
+#[test]
+fn sigterm_ends_an_endless_run_promptly_with_a_summary() {
+    let dir = TempDir::new();
+    let receiver = Receiver::accepting();
+    write_config(&dir, &receiver.url(), "");
+    let child = propagator(&dir, &["--period", "0.01"]).spawn().unwrap();
+    assert!(receiver.wait_for(5, LIMIT), "it never started sending");
+    sigterm(&child);
+    let signalled = Instant::now();
+    let (status, stderr) = wait_with_timeout(child, LIMIT);
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        took < Duration::from_millis(500),
+        "exited {took:?} after SIGTERM"
+    );
+    let summary = summary_line(&stderr);
+    assert!(
+        summary.contains("end=signal") && summary.contains("given_up=0"),
+        "{summary}"
+    );
+    let sent: usize = summary
+        .split("sent=")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert_eq!(
+        sent,
+        receiver.requests().len(),
+        "every send reached the receiver"
+    );
+}
+
+#[test]
+fn sigterm_abandons_a_hanging_send_within_the_shutdown_timeout() {
+    let dir = TempDir::new();
+    let receiver = Receiver::start(|_, _| Reply::status(201).after(Duration::from_secs(30)));
+    write_config(
+        &dir,
+        &receiver.url(),
+        "  request_timeout_seconds: 60\n  shutdown_timeout_seconds: 0.5\n",
+    );
+    let child = propagator(&dir, &[]).spawn().unwrap();
+    assert!(receiver.wait_for(1, LIMIT), "it never sent");
+    sigterm(&child);
+    let signalled = Instant::now();
+    let (status, stderr) = wait_with_timeout(child, LIMIT);
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(1_500),
+        "exited {took:?} after SIGTERM with a 0.5 s shutdown timeout"
+    );
+    assert!(summary_line(&stderr).contains("abandoned=1"), "{stderr}");
+    assert!(stderr.contains("abandoned at shutdown"), "{stderr}");
+}
+
+#[test]
+fn the_token_is_sent_but_never_logged_even_at_trace_level() {
+    let dir = TempDir::new();
+    let receiver = Receiver::start(|_, n| match n {
+        0 => Reply::status(503),
+        1 => Reply::status(401),
+        _ => Reply::status(201),
+    });
+    write_config(&dir, &receiver.url(), "  auth_token: Tok-3f9a77c1\n");
+    let child = propagator(&dir, &["--count", "3"])
+        .env("LOG_LEVEL", "trace")
+        .spawn()
+        .unwrap();
+    let (status, stderr) = wait_with_timeout(child, LIMIT);
+    assert_eq!(status.code(), Some(1), "the 401 is a rejection: {stderr}");
+    assert!(receiver
+        .requests()
+        .iter()
+        .all(|r| r.header("authorization") == Some("Bearer Tok-3f9a77c1")));
+    assert!(!stderr.contains("3f9a77c1"), "token in the log:\n{stderr}");
+}
+
+#[test]
+fn dotenv_in_the_working_directory_fills_config_variables_and_the_environment_wins() {
+    let dir = TempDir::new();
+    let receiver = Receiver::accepting();
+    write_config(&dir, "${TEST_PROPAGATOR_URL}", "");
+    dir.write(
+        ".env",
+        &format!("TEST_PROPAGATOR_URL={}\nLOG_LEVEL=debug\n", receiver.url()),
+    );
+    // LOG_LEVEL=info is set by the helper, so the .env value must not apply.
+    let (code, stderr) = run_binary(&dir, &["--count", "2"], LIMIT);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(receiver.requests().len(), 2);
+    assert!(
+        !stderr.contains("DEBUG"),
+        "the real LOG_LEVEL lost to .env:\n{stderr}"
+    );
+
+    dir.write(".env", "this is not a dotenv line\n");
+    let (code, stderr) = run_binary(&dir, &["--count", "1"], LIMIT);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.starts_with("event_propagator: .env"), "{stderr}");
+}
+
+#[test]
+fn the_keys_log_flag_records_every_event() {
+    let dir = TempDir::new();
+    let receiver = Receiver::accepting();
+    write_config(&dir, &receiver.url(), "");
+    let (code, stderr) = run_binary(&dir, &["--count", "7", "--keys-log", "keys.txt"], LIMIT);
+    assert_eq!(code, 0, "{stderr}");
+    let logged = std::fs::read_to_string(dir.path().join("keys.txt")).unwrap();
+    let sent: Vec<String> = receiver.requests().iter().map(|r| r.key()).collect();
+    assert_eq!(logged.lines().collect::<Vec<_>>(), sent);
+}

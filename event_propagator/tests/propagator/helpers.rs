@@ -1,0 +1,420 @@
+//! A recording HTTP/1.1 receiver on 127.0.0.1, temporary directories, options and a runner for
+//! the built binary.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use event_propagator::Options;
+
+/// Three events, so tests can tell them apart by type.
+pub const EVENTS_JSON: &str = r#"[
+  {"event_type": "alpha", "event_payload": "{\"n\": 1}"},
+  {"event_type": "beta", "event_payload": "two"},
+  {"event_type": "gamma", "event_payload": "Température ✓"}
+]"#;
+
+/// A directory removed on drop. It also holds a share of the machine: tests that measure
+/// timing take it whole with [`TempDir::exclusive`], so the other tests of this binary (which
+/// run on parallel threads) do not disturb the measurement.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+    _machine: Machine,
+}
+
+#[derive(Debug)]
+#[allow(dead_code)] // held for its Drop
+enum Machine {
+    Shared(RwLockReadGuard<'static, ()>),
+    Exclusive(RwLockWriteGuard<'static, ()>),
+}
+
+static MACHINE: RwLock<()> = RwLock::new(());
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let guard = MACHINE.read().unwrap_or_else(PoisonError::into_inner);
+        TempDir::with(Machine::Shared(guard))
+    }
+
+    /// A directory for a test that measures timing: no other test of this binary runs meanwhile.
+    pub fn exclusive() -> TempDir {
+        let guard = MACHINE.write().unwrap_or_else(PoisonError::into_inner);
+        TempDir::with(Machine::Exclusive(guard))
+    }
+
+    fn with(machine: Machine) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "event-propagator-test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir {
+            path,
+            _machine: machine,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Options for an in-process run against `endpoint`: fast retries, short timeouts.
+pub fn options(dir: &TempDir, endpoint: &str) -> Options {
+    let config = common::Config::default();
+    let mut options = Options::from_config(&config.propagator);
+    options.endpoint = endpoint.to_owned();
+    options.events_file = dir.write("events.json", EVENTS_JSON);
+    options.period = Duration::ZERO;
+    options.backoff_initial = Duration::from_millis(10);
+    options.backoff_max = Duration::from_millis(50);
+    options.connect_timeout = Duration::from_secs(1);
+    options.request_timeout = Duration::from_secs(5);
+    options.shutdown_timeout = Duration::from_secs(2);
+    options.max_retries = 5;
+    options.seed = Some(1);
+    options
+}
+
+/// What the receiver answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// Wait this long before answering (to make the client time out).
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        let body = if status >= 400 {
+            format!(r#"{{"error": "test receiver says {status}"}}"#)
+        } else {
+            r#"{"id": 1}"#.into()
+        };
+        Reply {
+            status,
+            headers: Vec::new(),
+            body,
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: &str) -> Reply {
+        self.body = body.into();
+        self
+    }
+
+    pub fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Which TCP connection it came on (0 for the first accepted).
+    pub connection: usize,
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn key(&self) -> String {
+        self.header("idempotency-key")
+            .expect("every request carries an Idempotency-Key")
+            .to_owned()
+    }
+
+    pub fn event_type(&self) -> String {
+        let json: serde_json::Value = serde_json::from_slice(&self.body).unwrap();
+        json["event_type"].as_str().unwrap().to_owned()
+    }
+}
+
+type Responder = dyn Fn(&Request, usize) -> Reply + Send + Sync;
+
+struct Shared {
+    requests: Mutex<Vec<Request>>,
+    connections: AtomicUsize,
+    stopping: AtomicBool,
+    responder: Box<Responder>,
+}
+
+/// A minimal HTTP/1.1 server that records every request and answers through a closure given
+/// the request and its number (0 for the first). Keep-alive unless the client says close.
+pub struct Receiver {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Receiver {
+    pub fn start(responder: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> Receiver {
+        Receiver::on(TcpListener::bind("127.0.0.1:0").unwrap(), responder)
+    }
+
+    /// Always answers 201.
+    pub fn accepting() -> Receiver {
+        Receiver::start(|_, _| Reply::status(201))
+    }
+
+    pub fn on(
+        listener: TcpListener,
+        responder: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+    ) -> Receiver {
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            requests: Mutex::new(Vec::new()),
+            connections: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            responder: Box::new(responder),
+        });
+        let accept_shared = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if accept_shared.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let connection = accept_shared.connections.fetch_add(1, Ordering::SeqCst);
+                let shared = Arc::clone(&accept_shared);
+                std::thread::spawn(move || serve(stream, connection, &shared));
+            }
+        });
+        Receiver { addr, shared }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/event", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` requests have arrived.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.requests().len() >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn serve(stream: TcpStream, connection: usize, shared: &Shared) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_owned();
+        let path = parts.next().unwrap_or_default().to_owned();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.push((name.trim().to_owned(), value.trim().to_owned()));
+            }
+        }
+        let length = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.parse::<usize>().unwrap())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let close = headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
+        let request = Request {
+            connection,
+            method,
+            path,
+            headers,
+            body,
+            at: Instant::now(),
+        };
+        let number = {
+            let mut requests = shared.requests.lock().unwrap();
+            requests.push(request.clone());
+            requests.len() - 1
+        };
+        let reply = (shared.responder)(&request, number);
+        if !reply.delay.is_zero() {
+            std::thread::sleep(reply.delay);
+        }
+        let mut head = format!(
+            "HTTP/1.1 {} Test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            reply.status,
+            reply.body.len()
+        );
+        for (name, value) in &reply.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(if close {
+            "Connection: close\r\n\r\n"
+        } else {
+            "Connection: keep-alive\r\n\r\n"
+        });
+        // One write for head and body: two small writes would meet Nagle's algorithm and the
+        // client's delayed ACK, adding 40 ms to every answer.
+        head.push_str(&reply.body);
+        let written = writer
+            .write_all(head.as_bytes())
+            .and_then(|()| writer.flush());
+        if written.is_err() || close {
+            return;
+        }
+    }
+}
+
+/// A config file for the binary pointing at `endpoint`, with fast retries.
+pub fn write_config(dir: &TempDir, endpoint: &str, extra: &str) -> PathBuf {
+    dir.write("events.json", EVENTS_JSON);
+    dir.write(
+        "config.yaml",
+        &format!(
+            "propagator:\n  endpoint: {endpoint}\n  period_seconds: 0\n  events_file: events.json\n  \
+             backoff_initial_seconds: 0.01\n  backoff_max_seconds: 0.05\n  max_retries: 3\n{extra}"
+        ),
+    )
+}
+
+/// The built binary, run in `dir` (where its config.yaml and events.json are).
+pub fn propagator(dir: &TempDir, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_event_propagator"));
+    command
+        .args(args)
+        .current_dir(dir.path())
+        .env("LOG_LEVEL", "info")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs the binary to its end, failing the test if it takes longer than `timeout`.
+pub fn run_binary(dir: &TempDir, args: &[&str], timeout: Duration) -> (i32, String) {
+    let child = propagator(dir, args).spawn().unwrap();
+    let (status, stderr) = wait_with_timeout(child, timeout);
+    (status.code().expect("exited, not killed"), stderr)
+}
+
+/// Waits for `child` and returns its status and stderr, killing it and failing the test after
+/// `timeout`. Output is read on threads so a chatty child never blocks on a full pipe.
+pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> (ExitStatus, String) {
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the propagator did not exit within {timeout:?}; stderr:\n{}",
+                stderr.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = stdout.join();
+    (status, stderr.join().unwrap())
+}
+
+/// Sends SIGTERM to a child process.
+pub fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -TERM failed");
+}
+
+/// The `summary:` line of a run's stderr.
+pub fn summary_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|l| l.contains("summary: "))
+        .unwrap_or_else(|| panic!("no summary line in:\n{stderr}"))
+}
