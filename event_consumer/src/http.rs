@@ -132,7 +132,8 @@ pub struct Response {
     /// `Connection` and `Transfer-Encoding` belong to this layer: extra headers with those
     /// names are not written.
     pub headers: Vec<(&'static str, String)>,
-    /// Always JSON in this service.
+    /// `application/json` for everything but the metrics text.
+    pub content_type: &'static str,
     pub body: Vec<u8>,
 }
 
@@ -141,7 +142,16 @@ impl Response {
         Response {
             status,
             headers: Vec::new(),
+            content_type: "application/json",
             body,
+        }
+    }
+
+    /// Prometheus text exposition format.
+    pub fn metrics_text(status: u16, body: Vec<u8>) -> Response {
+        Response {
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            ..Response::json(status, body)
         }
     }
 
@@ -834,8 +844,9 @@ fn encode_response(
     // Writing into a Vec cannot fail.
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {}\r\nDate: {date}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        "HTTP/1.1 {status} {}\r\nDate: {date}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
         reason_phrase(status),
+        response.content_type,
         response.body.len()
     );
     for (name, value) in &response.headers {

@@ -86,14 +86,7 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
         Arc::clone(&notifier),
     ));
     let shared = Arc::new(Shared {
-        limits: Limits {
-            max_head_bytes: c.max_header_bytes,
-            max_headers: c.max_headers,
-            max_body_bytes: c.max_body_bytes,
-            read_timeout: Duration::from_secs_f64(c.read_timeout_seconds),
-            idle_timeout: Duration::from_secs_f64(c.idle_timeout_seconds),
-            write_timeout: Duration::from_secs_f64(c.write_timeout_seconds),
-        },
+        limits: Limits::from_config(c),
         max_connections: c.max_connections,
         auth_token: c.auth_token().cloned(),
         metrics,

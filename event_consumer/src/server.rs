@@ -203,7 +203,13 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             request.path,
             response.status
         );
-        if written.is_err() || !keep_alive {
+        if written.is_err() {
+            return;
+        }
+        if !keep_alive {
+            // Shut our side, then drain briefly, so the client reads the answer rather than a
+            // reset caused by requests it pipelined after this one.
+            conn.linger_close();
             return;
         }
     }
@@ -216,7 +222,7 @@ fn shutting_down() -> Response {
 fn handle(request: &mut Request, shared: &Shared, reply: &Arc<ReplySlot>) -> Response {
     match route(request, shared.auth_token.as_ref()) {
         Action::Respond(response) => response,
-        Action::Metrics => Response::json(200, shared.metrics.render().into_bytes()),
+        Action::Metrics => Response::metrics_text(200, shared.metrics.render().into_bytes()),
         Action::CheckReady => match submit(
             shared,
             Job::Ping {
