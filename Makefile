@@ -1,4 +1,39 @@
 # Short targets; logic that grows lives in scripts/.
-.PHONY: test
+#
+#   make            build (release), start PostgreSQL + schema + consumer + propagator, stream logs;
+#                   Ctrl-C stops everything (propagator, consumer, database)
+#   make stop       stop a running `make` from another terminal (or what a killed one left)
+#   make status     what runs, and the stored events by type
+#   make clean-db   delete the local database (.local/pg, or the container's volume)
+#   make dist       static binaries for x86_64 and aarch64 (musl) in dist/<target>/
+#   make smoke      the `make` flow end to end on a throwaway state dir and ports
+#   make test       the test suite
+#
+# The database listens on DB_PORT, default 5433 (see scripts/lib.sh); .env is created from
+# .env.template when missing. EVENTS_DB=local|docker picks the database, EVENTS_STATE_DIR moves .local.
+.DEFAULT_GOAL := run
+.PHONY: run build stop status clean-db dist smoke test
+
+run: build
+	exec scripts/run-suite.sh run
+
+build:
+	cargo build --release -p event_consumer -p event_propagator
+
+stop:
+	scripts/run-suite.sh stop
+
+status:
+	scripts/status.sh
+
+clean-db:
+	scripts/run-suite.sh clean-db
+
+dist:
+	scripts/dist.sh
+
+smoke:
+	scripts/smoke.sh
+
 test:
-	cargo test --workspace
+	scripts/test.sh

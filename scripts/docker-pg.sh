@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The PostgreSQL container of `make` when a Docker engine answers: start | stop | status | clean.
+#
+# Runs postgres/compose.yml as the compose project events-dev (COMPOSE_PROJECT_NAME overrides).
+# Credentials and DB_PORT (default 5433) come from .env through the environment; the data lives
+# in a named volume that survives `stop`; `clean` removes the container and the volume.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+load_settings
+
+file=$repo/postgres/compose.yml
+export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-events-dev}
+
+compose() {
+    if docker compose version >/dev/null 2>&1; then
+        docker compose -f "$file" "$@"
+    elif command -v docker-compose >/dev/null; then
+        docker-compose -f "$file" "$@"
+    else
+        die "neither 'docker compose' nor 'docker-compose' is installed (Debian/Ubuntu:" \
+            "apt-get install docker-compose-plugin), or run the local cluster with EVENTS_DB=local"
+    fi
+}
+
+container_running() {
+    [[ -n $(compose ps -q --status running db 2>/dev/null || compose ps -q db 2>/dev/null) ]]
+}
+
+start() {
+    docker_engine || die "no Docker engine answers ('docker info' fails)"
+    [[ -n ${DB_PASSWORD:-} ]] || die "DB_PASSWORD is not set: set it in .env (see .env.template)"
+    if ! container_running && port_in_use 127.0.0.1 "$DB_PORT"; then
+        die "port $DB_PORT on 127.0.0.1 is already in use by another program (another PostgreSQL?):" \
+            "stop it, or set DB_PORT in .env to a free port"
+    fi
+    say "starting the PostgreSQL container ($COMPOSE_PROJECT_NAME, postgres/compose.yml) on 127.0.0.1:$DB_PORT"
+    compose up -d db
+    require_psql
+    wait_for_db 90
+}
+
+stop() {
+    docker_engine || return 0
+    say "stopping the PostgreSQL container ($COMPOSE_PROJECT_NAME)"
+    compose stop db
+}
+
+status() {
+    docker_engine || { echo "Docker PostgreSQL: no Docker engine answers"; return 3; }
+    compose ps db
+}
+
+clean() {
+    docker_engine || return 0
+    compose down -v
+    say "removed the PostgreSQL container and its volume ($COMPOSE_PROJECT_NAME)"
+}
+
+case ${1:-} in
+start | stop | status | clean) "$1" ;;
+*)
+    echo "usage: $me start|stop|status|clean" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,189 @@
+# shellcheck shell=bash
+# Shared by the scripts in scripts/ (sourced, not run): the repository root, .env loading, the
+# defaults of the local run, the state directory and small helpers.
+#
+# Variables that steer the scripts (all optional):
+#   EVENTS_STATE_DIR  where `make` keeps the local cluster, pid files and logs (default .local)
+#   EVENTS_DB         auto (Docker when `docker info` answers, else local binaries), docker, local
+#   PG_BINDIR         directory of initdb/pg_ctl/postgres when they are not found on their own
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+me=${me:-$(basename "$0")}
+
+say() { printf '%s: %s\n' "$me" "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+# Loads a dotenv file without overriding variables that are already set: the same rule as the
+# binaries (dotenvy) and db_init_script.sh, so every part of `make` sees the same values.
+load_dotenv() {
+    local file=$1 line name value
+    [[ -f $file ]] || return 0
+    while IFS= read -r line || [[ -n $line ]]; do
+        line=${line%$'\r'}
+        [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
+        name=${BASH_REMATCH[2]} value=${BASH_REMATCH[3]}
+        [[ -n ${!name+set} ]] && continue
+        if [[ $value =~ ^\"(.*)\"$ || $value =~ ^\'(.*)\'$ ]]; then value=${BASH_REMATCH[1]}; fi
+        export "$name=$value"
+    done <"$file"
+}
+
+# The port of the database that `make` starts when DB_PORT is set nowhere: 5433, not 5432, so
+# it never collides with a PostgreSQL the machine already runs on the standard port.
+readonly local_db_port_default=5433
+
+# Creates .env from .env.template when it is missing, so DB_PASSWORD is set. The copy also pins
+# DB_PORT, so binaries started by hand reach the same database as `make`.
+ensure_dotenv() {
+    [[ -f $repo/.env ]] && return 0
+    [[ -f $repo/.env.template ]] || die ".env and .env.template are both missing"
+    {
+        cat "$repo/.env.template"
+        printf '\n# Added by make: the database that make starts listens here (5433 keeps clear of a\n'
+        printf '# PostgreSQL already running on 5432).\nDB_PORT=%s\n' "$local_db_port_default"
+    } >"$repo/.env"
+    say "created .env from .env.template (DB_PASSWORD=change-me, DB_PORT=$local_db_port_default); edit it to change them"
+}
+
+# Loads .env and exports the settings every script uses, with the defaults of the local run.
+load_settings() {
+    load_dotenv "$repo/.env"
+    export DB_HOST=${DB_HOST:-localhost}
+    export DB_PORT=${DB_PORT:-$local_db_port_default}
+    export DB_USER=${DB_USER:-postgres}
+    export DB_NAME=${DB_NAME:-events}
+    export CONSUMER_PORT=${CONSUMER_PORT:-8080}
+    # The propagator follows the consumer when only CONSUMER_PORT was changed.
+    export PROPAGATOR_ENDPOINT=${PROPAGATOR_ENDPOINT:-http://127.0.0.1:$CONSUMER_PORT/event}
+    [[ $DB_PORT =~ ^[0-9]+$ ]] || die "DB_PORT '$DB_PORT' is not a port number"
+    [[ $CONSUMER_PORT =~ ^[0-9]+$ ]] || die "CONSUMER_PORT '$CONSUMER_PORT' is not a port number"
+
+    state=${EVENTS_STATE_DIR:-$repo/.local}
+    [[ $state == /* ]] || state=$PWD/$state
+    export EVENTS_STATE_DIR=$state
+    # shellcheck disable=SC2034 # used by the scripts that source this file
+    run_dir=$state/run log_dir=$state/logs
+}
+
+# True when something accepts TCP connections on host:port.
+port_in_use() {
+    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+# Prints the HTTP status code of GET http://host:port/path, or nothing when there is no answer.
+http_status() {
+    local host=$1 port=$2 path=$3
+    (
+        exec 3<>"/dev/tcp/$host/$port" || exit 1
+        printf 'GET %s HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n\r\n' "$path" "$host" "$port" >&3
+        IFS=' ' read -r -t 3 _ code _ <&3 || exit 1
+        printf '%s\n' "$code"
+    ) 2>/dev/null || true
+}
+
+# True when the process exists and is not a zombie.
+alive() {
+    [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null
+}
+
+# The pid stored in a pid file, if that process still runs.
+live_pid() {
+    local pid
+    [[ -f $1 ]] || return 1
+    pid=$(<"$1")
+    alive "$pid" && printf '%s\n' "$pid"
+}
+
+# psql against the configured database; the password comes from DB_PASSWORD.
+db_psql() {
+    PGHOST=$DB_HOST PGPORT=$DB_PORT PGUSER=$DB_USER PGPASSWORD=${DB_PASSWORD:-} \
+        PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-3} PGAPPNAME=$me psql -X "$@"
+}
+
+require_psql() {
+    command -v psql >/dev/null || die "psql not found: install the PostgreSQL client" \
+        "(Debian/Ubuntu: apt-get install postgresql-client; Fedora: dnf install postgresql;" \
+        "macOS: brew install libpq)"
+}
+
+# Waits until the server accepts our login, up to $1 seconds.
+wait_for_db() {
+    local deadline=$((SECONDS + $1)) out
+    until out=$(db_psql -d postgres -qtA -c 'SELECT 1' 2>&1); do
+        if ((SECONDS >= deadline)); then
+            die "PostgreSQL at $DB_HOST:$DB_PORT did not accept a login within $1 s: ${out#psql: error: }"
+        fi
+        sleep 0.5
+    done
+}
+
+# Whether a Docker engine answers, not just the client.
+docker_engine() {
+    command -v docker >/dev/null && docker info >/dev/null 2>&1
+}
+
+# The directory of initdb, pg_ctl and postgres: PG_BINDIR, `pg_config --bindir`, the newest
+# /usr/lib/postgresql/*/bin (Debian), or the directory of an initdb on PATH.
+pg_bindir() {
+    local dir candidate
+    has_server() { [[ -x $1/initdb && -x $1/pg_ctl && -x $1/postgres ]]; }
+    if [[ -n ${PG_BINDIR:-} ]]; then
+        has_server "$PG_BINDIR" && { printf '%s\n' "$PG_BINDIR"; return 0; }
+        die "PG_BINDIR=$PG_BINDIR does not hold initdb, pg_ctl and postgres"
+    fi
+    if command -v pg_config >/dev/null && dir=$(pg_config --bindir 2>/dev/null) && has_server "$dir"; then
+        printf '%s\n' "$dir"
+        return 0
+    fi
+    dir=
+    for candidate in /usr/lib/postgresql/*/bin; do
+        has_server "$candidate" || continue
+        if [[ -z $dir ]] || ((${candidate//[^0-9]/} > ${dir//[^0-9]/})); then dir=$candidate; fi
+    done
+    [[ -n $dir ]] && { printf '%s\n' "$dir"; return 0; }
+    if candidate=$(command -v initdb) && has_server "$(dirname "$candidate")"; then
+        dirname "$candidate"
+        return 0
+    fi
+    return 1
+}
+
+readonly install_hint="Install one of them:
+  - Docker Engine with the compose plugin (https://docs.docker.com/engine/install/), started, or
+  - the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql postgresql-client;
+    Fedora: dnf install postgresql-server postgresql; macOS: brew install postgresql@15),
+    or point PG_BINDIR at the directory holding initdb, pg_ctl and postgres."
+
+# Which database `make` runs: docker or local (EVENTS_DB=auto|docker|local).
+choose_db_mode() {
+    case ${EVENTS_DB:-auto} in
+    docker)
+        docker_engine || die "EVENTS_DB=docker but no Docker engine answers ('docker info' fails)"
+        echo docker
+        ;;
+    local)
+        pg_bindir >/dev/null || die "EVENTS_DB=local but no PostgreSQL server binaries were found. $install_hint"
+        echo local
+        ;;
+    auto)
+        if docker_engine; then
+            echo docker
+        elif pg_bindir >/dev/null; then
+            echo local
+        else
+            die "neither a Docker engine ('docker info' fails) nor PostgreSQL server binaries" \
+                "(initdb, pg_ctl) were found. $install_hint"
+        fi
+        ;;
+    *) die "EVENTS_DB='$EVENTS_DB': use auto, docker or local" ;;
+    esac
+}
+
+# Refuses DB_HOST values that are not this machine: `make` starts the database itself.
+require_local_db_host() {
+    case $DB_HOST in
+    localhost | 127.0.0.1 | ::1) ;;
+    *) die "DB_HOST=$DB_HOST: make starts its own database on this machine; unset DB_HOST" \
+        "(or set it to localhost) in .env or the environment" ;;
+    esac
+}

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The local PostgreSQL cluster of `make` when no Docker engine answers: start | stop | status | clean.
+#
+# The cluster lives in $EVENTS_STATE_DIR/pg (default .local/pg, git-ignored) and survives between
+# runs; `clean` deletes it. It is created with the password of DB_USER from .env (initdb
+# --pwfile), scram-sha-256 authentication, listens on localhost:DB_PORT (default 5433) and keeps
+# its Unix socket in its own directory, so it never touches a system PostgreSQL.
+# PostgreSQL refuses to run as root, so as root the server binaries run as the `postgres` user.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+load_settings
+
+cluster=$state/pg
+data=$cluster/data
+
+as_root() { [[ $(id -u) == 0 ]]; }
+
+# Runs a server binary, as `postgres` when we are root.
+pg() {
+    local program=$bindir/$1
+    shift
+    if as_root; then
+        runuser -u postgres -- "$program" "$@"
+    else
+        "$program" "$@"
+    fi
+}
+
+find_binaries() {
+    bindir=$(pg_bindir) || die "no PostgreSQL server binaries (initdb, pg_ctl) were found. $install_hint"
+    if as_root; then
+        id postgres >/dev/null 2>&1 || die "running as root, but there is no 'postgres' user to run" \
+            "the server as (PostgreSQL refuses root): create one, or run make as a normal user"
+        command -v runuser >/dev/null || die "running as root needs runuser (util-linux) to start PostgreSQL as 'postgres'"
+    fi
+}
+
+# 0 running, 3 not running, 4 no cluster (pg_ctl's codes).
+server_state() {
+    [[ -f $data/PG_VERSION ]] || return 4
+    pg pg_ctl -D "$data" status >/dev/null 2>&1 || return 3
+}
+
+# The port the running server listens on (line 4 of postmaster.pid).
+running_port() {
+    sed -n 4p "$data/postmaster.pid" 2>/dev/null
+}
+
+init_cluster() {
+    [[ -n ${DB_PASSWORD:-} ]] || die "DB_PASSWORD is not set: set it in .env (see .env.template)"
+    mkdir -p "$cluster"
+    chmod 700 "$cluster"
+    if as_root; then
+        chown postgres:postgres "$cluster"
+        runuser -u postgres -- test -w "$cluster" ||
+            die "the postgres user cannot reach $cluster (a parent directory is closed to it):" \
+                "set EVENTS_STATE_DIR to a directory it can reach, e.g. EVENTS_STATE_DIR=/var/tmp/events-local"
+    fi
+    local pwfile=$cluster/initdb-password log=$cluster/initdb.log
+    (umask 077 && printf '%s\n' "$DB_PASSWORD" >"$pwfile")
+    if as_root; then chown postgres:postgres "$pwfile"; fi
+    say "creating a PostgreSQL cluster in $data (user $DB_USER, password from DB_PASSWORD)"
+    if ! pg initdb -D "$data" -U "$DB_USER" --pwfile="$pwfile" --auth=scram-sha-256 \
+        -E UTF8 --no-locale >"$log" 2>&1; then
+        rm -f "$pwfile"
+        cat "$log" >&2
+        rm -rf "$data"
+        die "initdb failed (output above)"
+    fi
+    rm -f "$pwfile"
+    # Connections over TCP and the socket both need the password (scram-sha-256, set above).
+    cat >>"$data/postgresql.conf" <<EOF
+
+# Added by scripts/local-pg.sh. The port comes from DB_PORT at each start (pg_ctl -o -p).
+listen_addresses = 'localhost'
+unix_socket_directories = '$cluster'
+EOF
+}
+
+start() {
+    find_binaries
+    local rc=0
+    server_state || rc=$?
+    if ((rc == 0)); then
+        if [[ $(running_port) == "$DB_PORT" ]]; then
+            say "PostgreSQL in $data is already running on port $DB_PORT"
+            return 0
+        fi
+        say "PostgreSQL in $data runs on port $(running_port), DB_PORT is $DB_PORT: restarting it"
+        stop
+    fi
+    if ((rc == 4)); then init_cluster; fi
+    if port_in_use 127.0.0.1 "$DB_PORT"; then
+        die "port $DB_PORT on 127.0.0.1 is already in use by another program (another PostgreSQL?):" \
+            "stop it, or set DB_PORT in .env to a free port"
+    fi
+    say "starting PostgreSQL $(pg postgres --version | awk '{print $3}') from $bindir on localhost:$DB_PORT (log: $cluster/server.log)"
+    if ! pg pg_ctl -D "$data" -l "$cluster/server.log" -o "-p $DB_PORT" -w -t 60 start >/dev/null; then
+        tail -n 20 "$cluster/server.log" >&2 || true
+        die "PostgreSQL did not start (the end of $cluster/server.log is above)"
+    fi
+}
+
+stop() {
+    find_binaries
+    if server_state; then
+        say "stopping PostgreSQL in $data"
+        pg pg_ctl -D "$data" -m fast -w -t 60 stop >/dev/null
+    fi
+}
+
+status() {
+    find_binaries
+    local rc=0
+    server_state || rc=$?
+    case $rc in
+    0) echo "local PostgreSQL: running on port $(running_port), data in $data" ;;
+    3) echo "local PostgreSQL: stopped, data in $data" ;;
+    *) echo "local PostgreSQL: no cluster in $data (make creates one)" ;;
+    esac
+    return "$rc"
+}
+
+clean() {
+    if [[ -d $cluster ]]; then
+        if pg_bindir >/dev/null; then stop; fi
+        rm -rf "$cluster"
+        say "removed the local cluster in $cluster"
+    fi
+}
+
+case ${1:-} in
+start | stop | status | clean) "$1" ;;
+*)
+    echo "usage: $me start|stop|status|clean" >&2
+    exit 2
+    ;;
+esac
