@@ -170,9 +170,32 @@ pub struct ConsumerProcess {
     pub dir: PathBuf,
 }
 
+/// How to start a [`ConsumerProcess`] beyond the defaults.
+#[derive(Debug, Default)]
+pub struct ProcessOptions<'a> {
+    /// Lines appended under `database:` (indented by the caller).
+    pub database_yaml: &'a str,
+    /// Lines appended under `consumer:` (indented by the caller).
+    pub consumer_yaml: &'a str,
+    pub env: &'a [(&'a str, &'a str)],
+    /// Starts the binary through `sh -c 'ulimit -n N; exec …'` (same pid).
+    pub max_open_files: Option<u32>,
+}
+
 impl ConsumerProcess {
     /// `extra_yaml` is appended under the `consumer:` section (indented by the caller).
     pub fn start(db: &TestDb, extra_consumer_yaml: &str, env: &[(&str, &str)]) -> ConsumerProcess {
+        ConsumerProcess::start_with(
+            db,
+            ProcessOptions {
+                consumer_yaml: extra_consumer_yaml,
+                env,
+                ..ProcessOptions::default()
+            },
+        )
+    }
+
+    pub fn start_with(db: &TestDb, options: ProcessOptions<'_>) -> ConsumerProcess {
         let port = test_support::free_port();
         let dir = std::env::temp_dir().join(format!(
             "consumer-test-{}-{}",
@@ -182,16 +205,30 @@ impl ConsumerProcess {
         std::fs::create_dir_all(&dir).unwrap();
         let c = db.database_config();
         let yaml = format!(
-            "database:\n  host: {}\n  port: {}\n  user: {}\n  password: \"{}\"\n  dbname: {}\n  connect_timeout_seconds: 2\n\
-             consumer:\n  host: 127.0.0.1\n  port: {port}\n  workers: 2\n{extra_consumer_yaml}",
+            "database:\n  host: {}\n  port: {}\n  user: {}\n  password: \"{}\"\n  dbname: {}\n  connect_timeout_seconds: 2\n{}\
+             consumer:\n  host: 127.0.0.1\n  port: {port}\n  workers: 2\n{}",
             c.host,
             c.port,
             c.user,
             c.password.expose(),
-            c.dbname
+            c.dbname,
+            options.database_yaml,
+            options.consumer_yaml,
         );
         std::fs::write(dir.join("config.yaml"), yaml).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_event_consumer"));
+        let binary = env!("CARGO_BIN_EXE_event_consumer");
+        let mut command = match options.max_open_files {
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.args([
+                    "-c",
+                    &format!("ulimit -n {n} && exec \"$0\" \"$@\""),
+                    binary,
+                ]);
+                sh
+            }
+            None => Command::new(binary),
+        };
         command
             .arg("--config")
             .arg(dir.join("config.yaml"))
@@ -201,7 +238,7 @@ impl ConsumerProcess {
             .env_remove("JOURNAL_STREAM")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        for (k, v) in env {
+        for (k, v) in options.env {
             command.env(k, v);
         }
         let child = command.spawn().expect("the consumer binary starts");
