@@ -8,11 +8,12 @@
 #   make dist       static binaries for x86_64 and aarch64 (musl) in dist/<target>/
 #   make smoke      the `make` flow end to end on a throwaway state dir and ports
 #   make test       the test suite
+#   make bench      throughput vs PostgreSQL's own INSERT ceiling, written to bench/RESULTS.md
 #
 # The database listens on DB_PORT, default 5433 (see scripts/lib.sh); .env is created from
 # .env.template when missing. EVENTS_DB=local|docker picks the database, EVENTS_STATE_DIR moves .local.
 .DEFAULT_GOAL := run
-.PHONY: run build stop status clean-db dist smoke test
+.PHONY: run build stop status clean-db dist smoke test bench
 
 run: build
 	exec scripts/run-suite.sh run
@@ -37,3 +38,6 @@ smoke:
 
 test:
 	scripts/test.sh
+
+bench:
+	scripts/bench.sh
