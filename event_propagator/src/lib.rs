@@ -23,7 +23,7 @@ pub mod stop;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::config::PropagatorConfig;
@@ -31,14 +31,14 @@ use common::Secret;
 
 pub use schedule::Slot;
 pub use sender::{Delivery, Outcome};
-pub use stats::{End, Summary};
+pub use stats::{End, Stats, Summary};
 pub use stop::Stop;
 
 use events::{EventsFileError, Picker};
 use keys_log::KeysLog;
 use schedule::Schedule;
 use sender::{Backoff, Sender, SenderConfig, WarnLimiter};
-use stats::Stats;
+use stats::InFlight;
 
 /// Everything a run needs: the `propagator` config section with the command-line overrides.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +96,6 @@ pub enum SetupError {
         path: PathBuf,
         error: std::io::Error,
     },
-    Thread(std::io::Error),
 }
 
 impl fmt::Display for SetupError {
@@ -109,7 +108,6 @@ impl fmt::Display for SetupError {
             SetupError::KeysLog { path, error } => {
                 write!(f, "cannot open keys log {}: {error}", path.display())
             }
-            SetupError::Thread(e) => write!(f, "cannot start the HTTP worker thread: {e}"),
         }
     }
 }
@@ -142,19 +140,24 @@ pub struct Sent {
 pub struct Propagator {
     options: Options,
     event_types: Vec<String>,
-    bodies: Vec<Arc<[u8]>>,
+    bodies: Vec<Vec<u8>>,
     picker: Picker,
     sender: Sender,
     keys_log: Option<KeysLog>,
     /// Created at the first tick: slot 0 is due when the run starts sending, not when it was set up.
     schedule: Option<Schedule>,
-    stats: Stats,
+    /// Shared with [`Propagator::run_until_stopped`]'s waiting thread, which may have to report
+    /// while a send hangs.
+    stats: Arc<Mutex<Stats>>,
     skip_warnings: WarnLimiter,
     end: Option<End>,
 }
 
+/// How often the thread waiting for a run looks at the stop request.
+const RUN_CHECK: Duration = Duration::from_millis(100);
+
 impl Propagator {
-    /// Checks the events file, the endpoint and the keys log, and starts the HTTP worker.
+    /// Checks the endpoint, the events file and the keys log, and builds the HTTP agent.
     pub fn new(options: Options) -> Result<Propagator, SetupError> {
         check_endpoint(&options.endpoint)?;
         let events = events::load(&options.events_file).map_err(SetupError::Events)?;
@@ -168,10 +171,10 @@ impl Propagator {
         let seed = options.seed.unwrap_or_else(events::random_seed);
         let bodies = events
             .iter()
-            .map(|e| Arc::from(serde_json::to_vec(e).expect("an event serialises")))
+            .map(|e| serde_json::to_vec(e).expect("an event serialises"))
             .collect();
         let event_types = events.iter().map(|e| e.event_type().to_owned()).collect();
-        let sender = Sender::start(
+        let sender = Sender::new(
             SenderConfig {
                 endpoint: options.endpoint.clone(),
                 auth_token: options.auth_token.clone(),
@@ -186,8 +189,7 @@ impl Propagator {
             },
             // Jitter has its own generator, so retries never change which events are chosen.
             seed ^ 0x9e37_79b9_7f4a_7c15,
-        )
-        .map_err(SetupError::Thread)?;
+        );
         Ok(Propagator {
             picker: Picker::new(events.len(), seed),
             event_types,
@@ -195,7 +197,7 @@ impl Propagator {
             sender,
             keys_log,
             schedule: None,
-            stats: Stats::default(),
+            stats: Arc::default(),
             skip_warnings: WarnLimiter::new(Duration::from_secs(1)),
             end: None,
             options,
@@ -207,8 +209,9 @@ impl Propagator {
         self.picker.seed()
     }
 
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// A copy of the counters so far.
+    pub fn stats(&self) -> Stats {
+        lock(&self.stats).clone()
     }
 
     /// Waits for the next slot, sends one event with its retries, and says what happened; or
@@ -217,7 +220,8 @@ impl Propagator {
         if let Some(end) = self.end {
             return Tick::Finished(end);
         }
-        if self.options.count.is_some_and(|n| self.stats.sent >= n) {
+        let sent = lock(&self.stats).sent;
+        if self.options.count.is_some_and(|n| sent >= n) {
             return self.finish(End::Count);
         }
         if stop.is_requested() {
@@ -251,22 +255,30 @@ impl Propagator {
         }
         let sent_at = Instant::now();
         let lateness = sent_at.saturating_duration_since(slot.due);
-        self.stats.record_send(sent_at, lateness, slot.skipped);
+        let skipped_total = {
+            let mut stats = lock(&self.stats);
+            stats.mark_start(start);
+            let in_flight = InFlight {
+                key: key.clone(),
+                event_type: self.event_types[event_index].clone(),
+                event_index,
+            };
+            stats.record_send(sent_at, lateness, slot.skipped, in_flight);
+            stats.skipped_slots
+        };
         if slot.skipped > 0 {
             if let Some(held_back) = self.skip_warnings.allow(sent_at) {
                 log::warn!(
-                    "the previous send overran its slot: skipped {} slot(s) (total {}, {held_back} \
-                     warnings held back); sending late by {:.3}s",
+                    "the previous send overran its slot: skipped {} slot(s) (total {skipped_total}, \
+                     {held_back} warnings held back); sending late by {:.3}s",
                     slot.skipped,
-                    self.stats.skipped_slots,
                     lateness.as_secs_f64()
                 );
             }
         }
 
-        let body = Arc::clone(&self.bodies[event_index]);
-        let delivery = self.sender.deliver(body, &key, stop);
-        self.stats.record_delivery(&delivery);
+        let delivery = self.sender.deliver(&self.bodies[event_index], &key, stop);
+        lock(&self.stats).record_delivery(&delivery);
         self.log_outcome(&key, event_index, &delivery);
         Tick::Sent(Sent {
             key,
@@ -278,7 +290,12 @@ impl Propagator {
     }
 
     /// Ticks until the run ends, then logs and returns the summary.
-    pub fn run_until_stopped(mut self, stop: &Stop) -> Summary {
+    ///
+    /// The ticks run on a thread of their own while this one waits, so that after a stop
+    /// request this returns within `shutdown_timeout` even if the request in flight hangs: that
+    /// event is then counted as abandoned, and the thread is left to its request timeout (the
+    /// process is about to exit anyway).
+    pub fn run_until_stopped(self, stop: &Stop) -> Summary {
         log::info!(
             "sending to {} every {}s: {} events from {}, seed {} (replay with --seed {}){}{}",
             redact_userinfo(&self.options.endpoint),
@@ -296,24 +313,82 @@ impl Propagator {
                 .map(|d| format!(", duration {}s", d.as_secs_f64()))
                 .unwrap_or_default(),
         );
-        let end = loop {
-            if let Tick::Finished(end) = self.tick(stop) {
-                break end;
+        let stats = Arc::clone(&self.stats);
+        let shutdown_timeout = self.options.shutdown_timeout;
+        // The propagator goes to the thread through a channel, so it is still ours if the thread
+        // cannot be started.
+        let (hand_over, receive) = mpsc::channel::<Propagator>();
+        let (report, finished) = mpsc::channel::<End>();
+        let thread_stop = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sender".into())
+            .spawn(move || {
+                if let Ok(mut propagator) = receive.recv() {
+                    let end = propagator.tick_until_finished(&thread_stop);
+                    let _ = report.send(end);
+                }
+            });
+        let thread = match spawned {
+            Ok(thread) => thread,
+            Err(e) => {
+                log::warn!(
+                    "cannot start the sender thread ({e}); sending from this one, so a send that \
+                     hangs at shutdown is bounded by request_timeout_seconds instead"
+                );
+                let mut this = self;
+                let end = this.tick_until_finished(stop);
+                return this.conclude(end);
             }
         };
-        let summary = self.summary_at(end);
+        hand_over
+            .send(self)
+            .expect("the sender thread waits for the propagator");
+        let end = loop {
+            let wait = match stop.requested_at() {
+                None => RUN_CHECK,
+                Some(requested) => {
+                    let left =
+                        (requested + shutdown_timeout).saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break abandon(&stats);
+                    }
+                    left.min(RUN_CHECK)
+                }
+            };
+            match finished.recv_timeout(wait) {
+                Ok(done) => {
+                    let _ = thread.join();
+                    break done;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => match thread.join() {
+                    Err(panic) => std::panic::resume_unwind(panic),
+                    Ok(()) => unreachable!("the sender thread reports before it ends"),
+                },
+            }
+        };
+        let summary = summary_of(&lock(&stats), end);
         log::info!("summary: {summary}");
         summary
     }
 
     /// The summary so far, as if the run ended now for `end`.
     pub fn summary_at(&self, end: End) -> Summary {
-        let elapsed = self
-            .schedule
-            .as_ref()
-            .map(|s| s.start().elapsed())
-            .unwrap_or_default();
-        self.stats.summary(elapsed, end)
+        summary_of(&lock(&self.stats), end)
+    }
+
+    fn tick_until_finished(&mut self, stop: &Stop) -> End {
+        loop {
+            if let Tick::Finished(end) = self.tick(stop) {
+                return end;
+            }
+        }
+    }
+
+    fn conclude(&self, end: End) -> Summary {
+        let summary = self.summary_at(end);
+        log::info!("summary: {summary}");
+        summary
     }
 
     fn finish(&mut self, end: End) -> Tick {
@@ -335,12 +410,34 @@ impl Propagator {
                 "event {key} ({event_type}, entry {event_index}) given up after {attempts} \
                  attempt(s): {reason}"
             ),
-            Outcome::Abandoned => log::error!(
-                "event {key} ({event_type}, entry {event_index}) abandoned at shutdown after \
-                 {attempts} attempt(s) without an answer: the consumer may or may not have it"
-            ),
+            Outcome::Abandoned => log_abandoned(key, event_type, event_index),
         }
     }
+}
+
+/// The shutdown allowance ran out with the sender thread still busy: count its event as
+/// abandoned and report without it.
+fn abandon(stats: &Mutex<Stats>) -> End {
+    if let Some(event) = lock(stats).abandon_in_flight() {
+        log_abandoned(&event.key, &event.event_type, event.event_index);
+    }
+    End::Stopped
+}
+
+fn summary_of(stats: &Stats, end: End) -> Summary {
+    let elapsed = stats.started().map(|s| s.elapsed()).unwrap_or_default();
+    stats.summary(elapsed, end)
+}
+
+fn log_abandoned(key: &str, event_type: &str, event_index: usize) {
+    log::error!(
+        "event {key} ({event_type}, entry {event_index}) abandoned at shutdown without an \
+         answer: the consumer may or may not have it"
+    );
+}
+
+fn lock(stats: &Mutex<Stats>) -> MutexGuard<'_, Stats> {
+    stats.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Sets up and runs until the count, the duration or a stop request ends it.

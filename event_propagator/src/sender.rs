@@ -10,12 +10,10 @@
 //! consumer says why in `{"error": ..., "field": ...}`) and not retried, since resending the
 //! same bytes would get the same answer.
 //!
-//! Attempts run on a worker thread that owns the `ureq` agent, so the caller can stop waiting
-//! when the shutdown allowance runs out even while a request hangs.
+//! Attempts run on the calling thread (no hand-off per request: at 1000 sends per second the
+//! thread switches would cost more than the request itself). Bounding a request that hangs
+//! while the process shuts down is [`crate::Propagator::run_until_stopped`]'s job.
 
-use std::fmt;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::Secret;
@@ -28,8 +26,6 @@ const MAX_ANSWER_BYTES: u64 = 64 * 1024;
 const MAX_MESSAGE_CHARS: usize = 300;
 /// A `Retry-After` beyond a day is taken as a day.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
-/// How often the wait for an answer checks for a stop request.
-const STOP_CHECK: Duration = Duration::from_millis(20);
 
 /// What the sender needs to know, taken from the configuration.
 #[derive(Debug, Clone)]
@@ -257,48 +253,60 @@ impl WarnLimiter {
     }
 }
 
-/// Sends events with retries; owns the HTTP worker thread.
+/// Sends events with retries over one keep-alive agent, on the calling thread.
 #[derive(Debug)]
 pub struct Sender {
     config: SenderConfig,
-    worker: Worker,
+    agent: ureq::Agent,
+    /// `Bearer <token>`, built once.
+    authorization: Option<Secret>,
     jitter: fastrand::Rng,
     warnings: WarnLimiter,
-    /// Failed attempts since the last answer that ended an event, for the recovery message.
+    /// Failed attempts since an answer last ended an event, for the recovery message.
     failing_since: Option<(Instant, u64)>,
 }
 
 impl Sender {
-    /// Starts the worker thread with its agent. `jitter_seed` makes backoff waits reproducible.
-    pub fn start(config: SenderConfig, jitter_seed: u64) -> std::io::Result<Sender> {
+    /// `jitter_seed` makes backoff waits reproducible.
+    pub fn new(config: SenderConfig, jitter_seed: u64) -> Sender {
         let agent = build_agent(config.connect_timeout, config.request_timeout);
-        let auth = config
+        let authorization = config
             .auth_token
             .as_ref()
             .filter(|t| !t.is_empty())
             .map(|t| Secret::new(format!("Bearer {}", t.expose())));
-        let worker = Worker::start(agent, config.endpoint.clone(), auth)?;
-        Ok(Sender {
+        Sender {
             config,
-            worker,
+            agent,
+            authorization,
             jitter: fastrand::Rng::with_seed(jitter_seed),
             warnings: WarnLimiter::new(Duration::from_secs(1)),
             failing_since: None,
-        })
+        }
     }
 
     /// Sends one event until it is delivered, rejected, given up or abandoned.
     ///
     /// After a stop request the event still gets `shutdown_timeout` (from the request) to
-    /// finish, retries included; past that it is abandoned. A retry that could only start after
-    /// that allowance is not waited for.
-    pub fn deliver(&mut self, body: Arc<[u8]>, key: &str, stop: &Stop) -> Delivery {
+    /// finish, retries included: attempts started after the request are cut to what is left
+    /// of it, and a retry that could only start after it is not waited for. An attempt already
+    /// running when the stop comes keeps its own timeout; [`crate::Propagator::run_until_stopped`]
+    /// stops waiting for it at the deadline.
+    pub fn deliver(&mut self, body: &[u8], key: &str, stop: &Stop) -> Delivery {
         let mut attempts = 0;
         loop {
-            attempts += 1;
-            let Some(answer) = self.worker.call(Arc::clone(&body), key, stop, self.grace()) else {
-                return self.finish(Outcome::Abandoned, attempts);
+            let limit = match self.shutdown_deadline(stop) {
+                None => None,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return self.finish(Outcome::Abandoned, attempts);
+                    }
+                    Some(left.min(self.config.request_timeout))
+                }
             };
+            attempts += 1;
+            let answer = self.attempt(body, key, limit);
             let (reason, retry_after) = match answer {
                 Answer::Created => return self.finish(Outcome::Delivered, attempts),
                 Answer::Duplicate => return self.finish(Outcome::Duplicate, attempts),
@@ -314,6 +322,9 @@ impl Sender {
                 } => (reason, retry_after),
             };
             let now = Instant::now();
+            if self.shutdown_deadline(stop).is_some_and(|d| now >= d) {
+                return self.finish(Outcome::Abandoned, attempts);
+            }
             let failures = self.failing_since.get_or_insert((now, 0));
             failures.1 += 1;
             let retry = attempts; // the retry this failure would lead to
@@ -341,18 +352,55 @@ impl Sender {
         }
     }
 
-    /// How long the in-flight event may still take: unbounded until a stop is requested.
-    fn grace(&self) -> Duration {
-        self.config.shutdown_timeout
+    /// One POST and its classification. `limit` shortens the request timeout during shutdown.
+    fn attempt(&self, body: &[u8], key: &str, limit: Option<Duration>) -> Answer {
+        let mut request = self
+            .agent
+            .post(&self.config.endpoint)
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", key);
+        if let Some(authorization) = &self.authorization {
+            request = request.header("Authorization", authorization.expose());
+        }
+        if let Some(limit) = limit {
+            // Per-request timeouts keep the pooled connection (ureq pools by address and TLS
+            // settings, not timeouts).
+            request = request.config().timeout_global(Some(limit)).build();
+        }
+        match request.send(body) {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                // Read the body to the end so the connection can go back to the pool; a failure
+                // here does not change what the status said.
+                let body = response
+                    .body_mut()
+                    .with_config()
+                    .limit(MAX_ANSWER_BYTES)
+                    .read_to_vec()
+                    .unwrap_or_default();
+                classify(status, retry_after.as_deref(), &body, SystemTime::now())
+            }
+            Err(error) => classify_error(&error),
+        }
+    }
+
+    /// When the event in flight must be finished by, once a stop has been requested.
+    fn shutdown_deadline(&self, stop: &Stop) -> Option<Instant> {
+        stop.requested_at()
+            .map(|requested| requested + self.config.shutdown_timeout)
     }
 
     /// Waits until `retry_at`. Returns false when a stop request means the event must be
     /// abandoned instead: the retry would start after the shutdown allowance.
     fn wait_for_retry(&self, retry_at: Instant, stop: &Stop) -> bool {
         loop {
-            if let Some(requested) = stop.requested_at() {
-                let deadline = requested + self.config.shutdown_timeout;
-                if retry_at > deadline {
+            if let Some(deadline) = self.shutdown_deadline(stop) {
+                if retry_at >= deadline {
                     return false;
                 }
                 std::thread::sleep(retry_at.saturating_duration_since(Instant::now()));
@@ -379,125 +427,6 @@ impl Sender {
             }
         }
         Delivery { outcome, attempts }
-    }
-}
-
-/// The job for one attempt, tagged so a late answer to an abandoned attempt is never taken
-/// for the answer to a newer one.
-struct Job {
-    id: u64,
-    body: Arc<[u8]>,
-    key: String,
-}
-
-/// The thread that makes the HTTP calls, owning the agent (and its keep-alive connection).
-struct Worker {
-    jobs: mpsc::Sender<Job>,
-    answers: mpsc::Receiver<(u64, Answer)>,
-    next_id: u64,
-}
-
-impl fmt::Debug for Worker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Worker")
-            .field("next_id", &self.next_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Worker {
-    fn start(
-        agent: ureq::Agent,
-        endpoint: String,
-        auth: Option<Secret>,
-    ) -> std::io::Result<Worker> {
-        let (jobs, job_rx) = mpsc::channel::<Job>();
-        let (answer_tx, answers) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("http".into())
-            .spawn(move || {
-                // Ends when the Sender is dropped (the job channel closes).
-                for job in job_rx {
-                    let answer = attempt(&agent, &endpoint, auth.as_ref(), &job);
-                    if answer_tx.send((job.id, answer)).is_err() {
-                        return;
-                    }
-                }
-            })?;
-        Ok(Worker {
-            jobs,
-            answers,
-            next_id: 0,
-        })
-    }
-
-    /// Runs one attempt and waits for its answer. Returns None when a stop was requested and
-    /// `grace` has passed since, with the attempt still unanswered.
-    fn call(&mut self, body: Arc<[u8]>, key: &str, stop: &Stop, grace: Duration) -> Option<Answer> {
-        self.next_id += 1;
-        let id = self.next_id;
-        let job = Job {
-            id,
-            body,
-            key: key.to_owned(),
-        };
-        if self.jobs.send(job).is_err() {
-            return Some(Answer::Fatal {
-                reason: "the HTTP worker thread has stopped".into(),
-            });
-        }
-        loop {
-            let wait = match stop.requested_at() {
-                None => STOP_CHECK,
-                Some(requested) => {
-                    let left = (requested + grace).saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return None;
-                    }
-                    left.min(STOP_CHECK)
-                }
-            };
-            match self.answers.recv_timeout(wait) {
-                Ok((answer_id, answer)) if answer_id == id => return Some(answer),
-                Ok(_) | Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Some(Answer::Fatal {
-                        reason: "the HTTP worker thread has stopped".into(),
-                    })
-                }
-            }
-        }
-    }
-}
-
-/// One POST and its classification.
-fn attempt(agent: &ureq::Agent, endpoint: &str, auth: Option<&Secret>, job: &Job) -> Answer {
-    let mut request = agent
-        .post(endpoint)
-        .header("Content-Type", "application/json")
-        .header("Idempotency-Key", job.key.as_str());
-    if let Some(auth) = auth {
-        request = request.header("Authorization", auth.expose());
-    }
-    match request.send(&job.body[..]) {
-        Ok(mut response) => {
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            // Read the body to the end so the connection can go back to the pool; a failure
-            // here does not change what the status said.
-            let body = response
-                .body_mut()
-                .with_config()
-                .limit(MAX_ANSWER_BYTES)
-                .read_to_vec()
-                .unwrap_or_default();
-            classify(status, retry_after.as_deref(), &body, SystemTime::now())
-        }
-        Err(error) => classify_error(&error),
     }
 }
 

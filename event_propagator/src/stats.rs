@@ -48,21 +48,47 @@ pub struct Stats {
     pub retries: u64,
     pub skipped_slots: u64,
     pub lateness: Histogram,
+    /// The event sent and not yet finished.
+    pub in_flight: Option<InFlight>,
+    started: Option<Instant>,
     first_send: Option<Instant>,
     last_send: Option<Instant>,
 }
 
+/// The event between its first attempt and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    pub key: String,
+    pub event_type: String,
+    pub event_index: usize,
+}
+
 impl Stats {
+    /// Marks the start of the run (slot 0's due time); later calls keep the first.
+    pub fn mark_start(&mut self, at: Instant) {
+        self.started.get_or_insert(at);
+    }
+
+    pub fn started(&self) -> Option<Instant> {
+        self.started
+    }
+
     /// Records a send going out at `at`, `lateness` after its due time.
-    pub fn record_send(&mut self, at: Instant, lateness: Duration, skipped: u64) {
+    pub fn record_send(&mut self, at: Instant, lateness: Duration, skipped: u64, event: InFlight) {
         self.sent += 1;
         self.skipped_slots += skipped;
         self.lateness.record(lateness);
         self.first_send.get_or_insert(at);
         self.last_send = Some(at);
+        self.in_flight = Some(event);
     }
 
+    /// Records how the event in flight ended. Ignored when there is none: the run already
+    /// counted it as abandoned and moved on.
     pub fn record_delivery(&mut self, delivery: &Delivery) {
+        if self.in_flight.take().is_none() {
+            return;
+        }
         self.retries += u64::from(delivery.attempts.saturating_sub(1));
         match delivery.outcome {
             Outcome::Delivered => self.delivered += 1,
@@ -74,6 +100,13 @@ impl Stats {
             Outcome::GaveUp { .. } => self.given_up += 1,
             Outcome::Abandoned => self.abandoned += 1,
         }
+    }
+
+    /// Counts the event in flight as abandoned, returning it (for the log line).
+    pub fn abandon_in_flight(&mut self) -> Option<InFlight> {
+        let event = self.in_flight.take()?;
+        self.abandoned += 1;
+        Some(event)
     }
 
     /// Sends per second between the first and the last send.
@@ -307,16 +340,18 @@ mod tests {
     fn the_summary_line_has_every_field_and_the_exit_code_follows_delivery() {
         let mut stats = Stats::default();
         let start = Instant::now();
-        stats.record_send(start, Duration::from_micros(40), 0);
-        stats.record_send(
-            start + Duration::from_millis(10),
-            Duration::from_micros(1_500),
-            2,
-        );
+        let event = || InFlight {
+            key: "k".into(),
+            event_type: "t".into(),
+            event_index: 0,
+        };
+        stats.record_send(start, Duration::from_micros(40), 0, event());
         stats.record_delivery(&Delivery {
             outcome: Outcome::Delivered,
             attempts: 1,
         });
+        let at = start + Duration::from_millis(10);
+        stats.record_send(at, Duration::from_micros(1_500), 2, event());
         stats.record_delivery(&Delivery {
             outcome: Outcome::Duplicate,
             attempts: 3,
@@ -330,7 +365,12 @@ mod tests {
         );
         assert_eq!(summary.exit_code(), 0);
 
-        stats.record_send(start + Duration::from_millis(20), Duration::ZERO, 0);
+        stats.record_send(
+            start + Duration::from_millis(20),
+            Duration::ZERO,
+            0,
+            event(),
+        );
         stats.record_delivery(&Delivery {
             outcome: Outcome::Rejected {
                 status: 422,
@@ -339,6 +379,18 @@ mod tests {
             attempts: 1,
         });
         assert_eq!(stats.summary(Duration::ZERO, End::Count).exit_code(), 1);
+
+        // An event abandoned by the runner is counted once, even if its answer comes later.
+        let mut stats = Stats::default();
+        stats.record_send(start, Duration::ZERO, 0, event());
+        assert_eq!(stats.abandon_in_flight().map(|e| e.key), Some("k".into()));
+        stats.record_delivery(&Delivery {
+            outcome: Outcome::Delivered,
+            attempts: 1,
+        });
+        let summary = stats.summary(Duration::ZERO, End::Stopped);
+        assert_eq!((summary.abandoned, summary.delivered), (1, 0));
+        assert_eq!(summary.exit_code(), 1);
     }
 
     #[test]

@@ -317,11 +317,39 @@ fn a_send_that_hangs_past_the_shutdown_timeout_is_abandoned() {
     let mut options = options(&dir, &receiver.url());
     options.request_timeout = Duration::from_secs(30);
     options.shutdown_timeout = Duration::from_millis(300);
-    let mut propagator = Propagator::new(options).unwrap();
     let stop = Stop::new();
     let stopper = stop.clone();
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(200));
+        stopper.request();
+    });
+    let started = Instant::now();
+    let summary = run(options, &stop).unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(1_500),
+        "returned after {took:?}, expected about 200 + 300 ms"
+    );
+    assert_eq!((summary.sent, summary.abandoned), (1, 1), "{summary}");
+    assert_eq!((summary.end, summary.exit_code()), (End::Stopped, 1));
+}
+
+#[test]
+fn an_attempt_started_after_a_stop_is_cut_to_the_shutdown_allowance() {
+    let dir = TempDir::new();
+    // The first attempt gets a 503 after the stop request; the retry then hangs.
+    let receiver = Receiver::start(|_, n| match n {
+        0 => Reply::status(503).after(Duration::from_millis(100)),
+        _ => Reply::status(201).after(Duration::from_secs(20)),
+    });
+    let mut options = options(&dir, &receiver.url());
+    options.request_timeout = Duration::from_secs(30);
+    options.shutdown_timeout = Duration::from_millis(600);
+    let mut propagator = Propagator::new(options).unwrap();
+    let stop = Stop::new();
+    let stopper = stop.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
         stopper.request();
     });
     let started = Instant::now();
@@ -330,12 +358,11 @@ fn a_send_that_hangs_past_the_shutdown_timeout_is_abandoned() {
     };
     let took = started.elapsed();
     assert_eq!(sent.delivery.outcome, Outcome::Abandoned);
+    assert_eq!(receiver.requests().len(), 2, "the retry was still made");
     assert!(
-        took >= Duration::from_millis(450) && took < Duration::from_millis(1_500),
-        "abandoned after {took:?}, expected about 200 + 300 ms"
+        took >= Duration::from_millis(600) && took < Duration::from_millis(1_500),
+        "tick took {took:?}, expected about 50 + 600 ms"
     );
-    let summary = propagator.summary_at(End::Stopped);
-    assert_eq!((summary.abandoned, summary.exit_code()), (1, 1));
 }
 
 #[test]
