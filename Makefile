@@ -9,6 +9,9 @@
 #   make smoke      the `make` flow end to end on a throwaway state dir and ports
 #   make test       the test suite
 #   make bench      throughput vs PostgreSQL's own INSERT ceiling, written to bench/RESULTS.md
+#   make chaos      kill/stop consumers and restart PostgreSQL under load; check every event is
+#                   stored exactly once (CHAOS_SECONDS=60 by default; CI runs 15)
+#   make fuzz       run each cargo-fuzz target for FUZZ_SECONDS (default 60; needs nightly)
 #
 # The database listens on DB_PORT, default 5433 (see scripts/lib.sh); .env is created from
 # .env.template when missing. EVENTS_DB=local|docker picks the database, EVENTS_STATE_DIR moves .local.
@@ -41,3 +44,11 @@ test:
 
 bench:
 	scripts/bench.sh
+
+.PHONY: chaos fuzz
+chaos: build
+	scripts/chaos.sh
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)

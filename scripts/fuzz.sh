@@ -47,7 +47,7 @@ summary=()
 for target in "${targets[@]}"; do
     corpus=corpus/$target
     mkdir -p "$corpus"
-    [[ -d seeds/$target ]] && cp -n seeds/"$target"/* "$corpus"/ 2>/dev/null || true
+    if [[ -d seeds/$target ]]; then cp -n seeds/"$target"/* "$corpus"/ 2>/dev/null || true; fi
     dict=()
     [[ $target == http_parse_request ]] && dict=(-dict=http.dict)
     say "$target: fuzzing for ${seconds}s"
@@ -62,9 +62,9 @@ for target in "${targets[@]}"; do
         summary+=("$target: FAILED after ${runs:-?} executions (exit $status)")
         say "$target failed; the end of its output:"
         tail -n 40 "$logs/$target.log" >&2
-        ls "artifacts/$target" 2>/dev/null | sed "s|^|$me: crash input: fuzz/artifacts/$target/|" >&2 || true
+        find "artifacts/$target" -type f 2>/dev/null | sed "s|^|$me: crash input: fuzz/|" >&2 || true
     else
-        summary+=("$target: ${runs:-?} executions in ${seconds}s, no crash (corpus $(ls "$corpus" | wc -l) inputs)")
+        summary+=("$target: ${runs:-?} executions in ${seconds}s, no crash (corpus $(find "$corpus" -type f | wc -l) inputs)")
     fi
 done
 

@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# Chaos run: exactly-once delivery while consumers and the database fail.
+#
+# A throwaway PostgreSQL with default durability (fsync and synchronous_commit on), two
+# consumers on one database, and propagators sending to both at a combined CHAOS_RATE events/s
+# for CHAOS_SECONDS. Meanwhile, at random moments, one fault at a time:
+#   - SIGKILL a consumer and start it again (3 times; once in the short form),
+#   - pg_ctl restart -m fast (twice; once in the short form),
+#   - pg_ctl restart -m immediate: crash recovery (once),
+#   - SIGSTOP a consumer for 5 s, then SIGCONT (once).
+# Afterwards every key in the propagators' keys logs (written before each event's first send)
+# must be in the table exactly once, no row may carry a key that is in no log, and every
+# propagator must have exited 0. Exit 1 otherwise.
+#
+# Settings (environment): CHAOS_SECONDS (60; below 40 the short fault list), CHAOS_RATE (500),
+# CHAOS_PROPAGATORS_PER_CONSUMER (4: a propagator has one event in flight at a time, and with
+# fsync on a commit can take 25 ms, so two propagators at 250/s each fall ~12 % short), CHAOS_SEED (random), CHAOS_KEEP=1 keeps the work
+# directory (always kept on failure). Binaries come from ${CARGO_TARGET_DIR:-target}/release
+# (`make chaos` builds them).
+set -euo pipefail
+me=chaos.sh
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+seconds=${CHAOS_SECONDS:-60}
+rate=${CHAOS_RATE:-500}
+per_consumer=${CHAOS_PROPAGATORS_PER_CONSUMER:-4}
+seed=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))}
+for n in seconds rate per_consumer seed; do
+    [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || die "$n must be a positive whole number, got '${!n}'"
+done
+((seconds >= 10)) || die "CHAOS_SECONDS must be at least 10"
+RANDOM=$seed
+
+bin=${CARGO_TARGET_DIR:-$repo/target}/release
+for program in event_consumer event_propagator; do
+    [[ -x $bin/$program ]] || die "$bin/$program is missing: run \`make chaos\` (it builds), or cargo build --release"
+done
+bindir=$(pg_bindir) || die "no PostgreSQL server binaries (initdb, pg_ctl) found; set PG_BINDIR"
+command -v psql >/dev/null || die "psql not found: install the PostgreSQL client"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/chaos.XXXXXX")
+chmod 755 "$work"
+data=$work/pg/data
+consumers=2
+propagators=$((consumers * per_consumer))
+# Each propagator sends one event at a time on its own schedule; together they make `rate`.
+period=$(awk -v p="$propagators" -v r="$rate" 'BEGIN { printf "%.6f", p / r }')
+
+as_root() { [[ $(id -u) == 0 ]]; }
+# Runs a server binary, as `postgres` when we are root (PostgreSQL refuses root).
+pg() {
+    local program=$bindir/$1
+    shift
+    if as_root; then runuser -u postgres -- "$program" "$@"; else "$program" "$@"; fi
+}
+
+# A port nothing listens on, from the range above the usual services.
+free_port() {
+    local port
+    for _ in $(seq 1 100); do
+        port=$((20000 + RANDOM % 30000))
+        port_in_use 127.0.0.1 "$port" || { echo "$port"; return 0; }
+    done
+    die "no free port found"
+}
+
+sql() { PGCONNECT_TIMEOUT=3 psql -X -qAt -h 127.0.0.1 -p "$db_port" -U postgres -d events "$@"; }
+
+consumer_pid=() consumer_port=() propagator_pid=()
+# shellcheck disable=SC2317 # called through the EXIT trap
+cleanup() {
+    local status=$?
+    set +e
+    for pid in "${propagator_pid[@]}" "${consumer_pid[@]}"; do
+        kill -CONT "$pid" 2>/dev/null
+        kill -KILL "$pid" 2>/dev/null
+    done
+    [[ -f $data/postmaster.pid ]] && pg pg_ctl -D "$data" -m immediate -w stop >/dev/null 2>&1
+    if ((status != 0)) || [[ ${CHAOS_KEEP:-} == 1 ]]; then
+        say "work directory kept: $work (logs/, keys/)"
+    else
+        rm -rf "$work"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- PostgreSQL, default durability -------------------------------------------------------
+mkdir -p "$work/pg" "$work/logs" "$work/keys"
+if as_root; then chown postgres:postgres "$work/pg"; fi
+db_port=$(free_port)
+pg initdb -D "$data" -U postgres -A trust -E UTF8 --no-locale >"$work/logs/initdb.log" 2>&1 ||
+    { cat "$work/logs/initdb.log" >&2; die "initdb failed"; }
+cat >>"$data/postgresql.conf" <<EOF
+# chaos.sh: a throwaway cluster; durability settings are PostgreSQL's defaults.
+port = $db_port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$work/pg'
+log_min_messages = warning
+EOF
+pg_log=$work/pg/server.log
+pg_restart() { pg pg_ctl -D "$data" -l "$pg_log" -m "$1" -w -t 60 restart >/dev/null; }
+pg pg_ctl -D "$data" -l "$pg_log" -w -t 60 start >/dev/null || die "PostgreSQL did not start (see $pg_log)"
+PGCONNECT_TIMEOUT=3 psql -X -q -h 127.0.0.1 -p "$db_port" -U postgres -d postgres -c 'CREATE DATABASE events'
+sql -f "$repo/schema.sql"
+say "PostgreSQL $(sql -c 'SHOW server_version') on port $db_port: fsync=$(sql -c 'SHOW fsync'), synchronous_commit=$(sql -c 'SHOW synchronous_commit')"
+
+# --- consumers ----------------------------------------------------------------------------
+start_consumer() {
+    local i=$1
+    (cd "$work" && LOG_LEVEL=info exec "$bin/event_consumer" --config "$work/consumer-$i.yaml" \
+        >>"$work/logs/consumer-$i.log" 2>&1) &
+    consumer_pid[i]=$!
+    local deadline=$((SECONDS + 20))
+    until [[ $(http_status 127.0.0.1 "${consumer_port[i]}" /healthz) == 200 ]]; do
+        ((SECONDS < deadline)) || die "consumer $i did not answer /healthz within 20 s"
+        alive "${consumer_pid[i]}" || die "consumer $i exited at start (see $work/logs/consumer-$i.log)"
+        sleep 0.05
+    done
+}
+for i in $(seq 0 $((consumers - 1))); do
+    consumer_port[i]=$(free_port)
+    cat >"$work/consumer-$i.yaml" <<EOF
+database:
+  host: 127.0.0.1
+  port: $db_port
+  user: postgres
+  password: ""
+  dbname: events
+consumer:
+  host: 127.0.0.1
+  port: ${consumer_port[i]}
+EOF
+    start_consumer "$i"
+done
+say "consumers on ports ${consumer_port[*]}"
+
+# --- propagators --------------------------------------------------------------------------
+# Only the events file is set: the retry policy is the shipped default (max_retries 20,
+# backoff 0.1 s doubling to 5 s with full jitter), which is what must ride out the faults.
+printf 'propagator:\n  events_file: %s\n' "$repo/events.json" >"$work/propagator.yaml"
+started_at=$(date +%s.%N)
+for j in $(seq 0 $((propagators - 1))); do
+    port=${consumer_port[j % consumers]}
+    (cd "$work" && exec "$bin/event_propagator" --config "$work/propagator.yaml" \
+        --endpoint "http://127.0.0.1:$port/event" --period "$period" --duration "$seconds" \
+        --keys-log "$work/keys/propagator-$j.keys" --seed $((seed + j)) \
+        >"$work/logs/propagator-$j.log" 2>&1) &
+    propagator_pid[j]=$!
+done
+say "$propagators propagators at one event per ${period}s each (${rate}/s combined) for ${seconds}s, seed $seed"
+
+# --- faults -------------------------------------------------------------------------------
+if ((seconds >= 40)); then
+    faults=(kill kill kill fast fast immediate stop)
+else
+    faults=(kill fast immediate stop)
+fi
+# Shuffle, then give each fault a random moment within its own slice of the run (leaving the
+# first and last seconds quiet), one fault at a time.
+for ((i = ${#faults[@]} - 1; i > 0; i--)); do
+    j=$((RANDOM % (i + 1)))
+    tmp=${faults[i]} faults[i]=${faults[j]} faults[j]=$tmp
+done
+margin=$((seconds >= 40 ? 5 : 1))
+window=$((seconds - 2 * margin))
+slice_ms=$((window * 1000 / ${#faults[@]}))
+elapsed_ms() { awk -v s="$started_at" -v n="$(date +%s.%N)" 'BEGIN { printf "%d", (n - s) * 1000 }'; }
+timeline=()
+injected=0
+for k in "${!faults[@]}"; do
+    at_ms=$((margin * 1000 + k * slice_ms + (RANDOM * 32768 + RANDOM) % (slice_ms * 2 / 3 + 1)))
+    now_ms=$(elapsed_ms)
+    ((at_ms > now_ms)) && sleep "$(awk -v d=$((at_ms - now_ms)) 'BEGIN { printf "%.3f", d / 1000 }')"
+    victim=$((RANDOM % consumers))
+    t0=$(elapsed_ms)
+    case ${faults[k]} in
+    kill)
+        kill -KILL "${consumer_pid[victim]}"
+        wait "${consumer_pid[victim]}" 2>/dev/null || true
+        sleep "0.$((2 + RANDOM % 8))"
+        start_consumer "$victim"
+        what="SIGKILL consumer $victim, restarted"
+        ;;
+    fast)
+        pg_restart fast || die "pg_ctl restart -m fast failed (see $pg_log)"
+        what="PostgreSQL restart -m fast"
+        ;;
+    immediate)
+        pg_restart immediate || die "pg_ctl restart -m immediate failed (see $pg_log)"
+        what="PostgreSQL restart -m immediate (crash recovery)"
+        ;;
+    stop)
+        kill -STOP "${consumer_pid[victim]}"
+        sleep 5
+        kill -CONT "${consumer_pid[victim]}"
+        what="SIGSTOP consumer $victim for 5 s, SIGCONT"
+        ;;
+    esac
+    injected=$((injected + 1))
+    timeline+=("$(printf '%6.1fs  %-50s (%.1fs)' "$(awk -v t="$t0" 'BEGIN { print t / 1000 }')" "$what" \
+        "$(awk -v a="$t0" -v b="$(elapsed_ms)" 'BEGIN { print (b - a) / 1000 }')")")
+    say "fault $injected/${#faults[@]}: ${timeline[-1]}"
+done
+
+# --- wait for the propagators -------------------------------------------------------------
+# They stop starting sends at --duration and finish the event in flight, retries included.
+failed_propagators=0
+deadline=$((SECONDS + seconds + 120))
+for j in "${!propagator_pid[@]}"; do
+    while alive "${propagator_pid[j]}" && ((SECONDS < deadline)); do sleep 0.2; done
+    if alive "${propagator_pid[j]}"; then
+        say "propagator $j still running 120 s after its duration: stopping it"
+        kill -TERM "${propagator_pid[j]}" 2>/dev/null || true
+    fi
+    code=0
+    wait "${propagator_pid[j]}" || code=$?
+    if ((code != 0)); then
+        failed_propagators=$((failed_propagators + 1))
+        say "propagator $j exited $code; the end of its log:"
+        tail -n 5 "$work/logs/propagator-$j.log" >&2
+    fi
+done
+for i in "${!consumer_pid[@]}"; do
+    kill -TERM "${consumer_pid[i]}" 2>/dev/null || true
+    wait "${consumer_pid[i]}" 2>/dev/null || true
+done
+consumer_pid=() propagator_pid=()
+
+# --- the check ----------------------------------------------------------------------------
+cd "$work"
+cat keys/*.keys | sort >generated
+sort -u generated >generated.unique
+sql -F ' ' -c "SELECT coalesce(idempotency_key, '<null>'), count(*) FROM events GROUP BY 1" | sort >stored.counts
+cut -d' ' -f1 stored.counts >stored.keys
+n_generated=$(wc -l <generated)
+n_rows=$(sql -c 'SELECT count(*) FROM events')
+comm -23 generated.unique stored.keys >lost
+comm -13 generated.unique stored.keys >strangers
+awk '$2 > 1' stored.counts >repeated
+lost_n=$(wc -l <lost)
+strangers_n=$(wc -l <strangers)
+repeated_n=$(wc -l <repeated)
+extra_rows=$(awk '$2 > 1 { n += $2 - 1 } END { print n + 0 }' stored.counts)
+duplicated=$((repeated_n + strangers_n))
+stored=$((n_rows - extra_rows - strangers_n))
+log_dups=$(uniq -d generated | wc -l)
+
+# Longest time without a new row: gaps between consecutive rows' received_at (the database's
+# clock at each batch's transaction), exact rather than sampled.
+stall=$(sql -c "SELECT coalesce(round(extract(epoch FROM max(gap))::numeric, 3), 0) FROM (
+    SELECT received_at - lag(received_at) OVER (ORDER BY received_at, id) AS gap FROM events) g")
+lateness_max=$(sed -n 's/.*lateness_max=\([^ ]*\).*/\1/p' logs/propagator-*.log | awk '
+    { v = $1; if (v ~ /ms$/) { sub(/ms$/, "", v); v /= 1000 } else if (v ~ /s$/) sub(/s$/, "", v);
+      if (v + 0 > max) max = v + 0 } END { printf "%.3f", max }')
+sum_field() { sed -n "s/.*summary:.* $1=\\([0-9]*\\).*/\\1/p" logs/propagator-*.log | awk '{ n += $1 } END { print n + 0 }'; }
+retries=$(sum_field retries)
+skipped=$(sum_field skipped_slots)
+duplicates_acked=$(sum_field duplicates)
+sent_rate=$(awk -v n="$n_generated" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
+
+printf '\nchaos: %s s, %s consumers, %s propagators (%s events/s asked, %s/s generated), seed %s\n' \
+    "$seconds" "$consumers" "$propagators" "$rate" "$sent_rate" "$seed"
+printf 'faults:\n'
+printf '  %s\n' "${timeline[@]}"
+printf 'events generated:   %s\n' "$n_generated"
+printf 'stored:             %s (rows %s)\n' "$stored" "$n_rows"
+printf 'lost:               %s\n' "$lost_n"
+printf 'duplicated:         %s (keys stored more than once %s, rows with a key in no log %s)\n' \
+    "$duplicated" "$repeated_n" "$strangers_n"
+printf 'faults injected:    %s\n' "$injected"
+printf 'longest stall:      %s s without a new row; propagator lateness max %s s\n' "$stall" "$lateness_max"
+printf 'retries:            %s (answered "already stored": %s); schedule slots skipped while retrying: %s\n' \
+    "$retries" "$duplicates_acked" "$skipped"
+printf 'propagators:        %s of %s exited 0\n' "$((propagators - failed_propagators))" "$propagators"
+
+status=0
+((log_dups == 0)) || { say "the keys logs repeat $log_dups keys (a propagator bug)"; status=1; }
+((lost_n == 0)) || { say "lost keys (first 5):"; head -n 5 lost >&2; status=1; }
+((duplicated == 0)) || { say "duplicated (first 5):"; head -n 5 repeated strangers >&2; status=1; }
+((failed_propagators == 0)) || status=1
+((injected == ${#faults[@]})) || { say "only $injected of ${#faults[@]} faults were injected"; status=1; }
+if ((status == 0)); then echo "chaos: PASS"; else echo "chaos: FAIL"; fi
+exit "$status"
