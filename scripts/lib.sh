@@ -81,9 +81,15 @@ http_status() {
     ) 2>/dev/null || true
 }
 
-# True when the process exists and is not a zombie.
+# True when the process exists and is not a zombie (an exited process whose parent has not
+# collected it yet, such as an orphaned postmaster that init has not reaped).
 alive() {
-    [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null
+    local stat
+    [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null || return 1
+    if [[ -r /proc/$1/stat ]] && stat=$(<"/proc/$1/stat") 2>/dev/null; then
+        stat=${stat##*) }
+        [[ ${stat%% *} != Z ]]
+    fi
 }
 
 # The pid stored in a pid file, if that process still runs.

@@ -81,8 +81,7 @@ stop_service() {
     wait "$pid" 2>/dev/null || rc=$?
     unset "pids[$name]"
     rm -f "$run_dir/$name.pid"
-    say "the $name stopped (exit status $rc)"
-    # The prefixer ends when the service's output closes; give it a moment to print the rest.
+    # The prefixer ends when the service's output closes; let it print the last lines first.
     local ppid=${prefixers[$name]:-}
     if [[ -n $ppid ]]; then
         for ((i = 0; i < 50; i++)); do
@@ -94,6 +93,7 @@ stop_service() {
         unset "prefixers[$name]"
     fi
     rm -f "$run_dir/$name.fifo"
+    say "the $name stopped (exit status $rc)"
     return "$rc"
 }
 

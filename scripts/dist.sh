@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# `make dist`: static binaries of both services for small VMs and embedded boxes.
+#
+# Builds event_consumer and event_propagator with the size-tuned `dist` profile (release + LTO,
+# one codegen unit, stripped, opt-level s) for each target, fully static against musl, copies
+# them to dist/<target>/ and prints their sizes; a binary over 2 MB (2,000,000 bytes) fails the
+# run. Each binary is then run with --version: natively, or under qemu-user when it is installed
+# (Debian: apt-get install qemu-user), else that check is skipped and said so.
+#
+# Targets: DIST_TARGETS (space-separated), default x86_64 and aarch64 musl. aarch64 is linked with
+# rust-lld (shipped with rustup's toolchain), so no cross C toolchain is needed.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$repo"
+
+read -r -a targets <<<"${DIST_TARGETS:-x86_64-unknown-linux-musl aarch64-unknown-linux-musl}"
+readonly max_bytes=2000000
+readonly bins=(event_consumer event_propagator)
+target_dir=${CARGO_TARGET_DIR:-target}
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER:-rust-lld}
+
+add_target() {
+    local t=$1
+    if command -v rustup >/dev/null; then
+        rustup target list --installed 2>/dev/null | grep -qx "$t" && return 0
+        say "adding the Rust standard library for $t (rustup target add $t)"
+        rustup target add "$t" && return 0
+        die "'rustup target add $t' failed (it downloads the target's standard library; offline" \
+            "or behind a proxy it cannot). Run it where it works, or leave $t out:" \
+            "DIST_TARGETS=x86_64-unknown-linux-musl make dist"
+    fi
+    die "rustup not found: install the standard library for $t with your toolchain's own means" \
+        "(or use rustup: https://rustup.rs), or leave it out with DIST_TARGETS"
+}
+
+# How to run a binary of target $1 here: nothing (natively), a qemu-user binary, or no way.
+runner_for() {
+    local arch=${1%%-*}
+    if [[ $arch == "$(uname -m)" ]]; then
+        echo native
+    elif command -v "qemu-$arch-static" >/dev/null; then
+        echo "qemu-$arch-static"
+    elif command -v "qemu-$arch" >/dev/null; then
+        echo "qemu-$arch"
+    else
+        echo none
+    fi
+}
+
+too_big=()
+report=()
+for t in "${targets[@]}"; do
+    add_target "$t"
+    say "building for $t (profile dist)"
+    if ! cargo build --profile dist --target "$t" -p event_consumer -p event_propagator; then
+        die "the build for $t failed (output above)"
+    fi
+    mkdir -p "dist/$t"
+    runner=$(runner_for "$t")
+    for b in "${bins[@]}"; do
+        cp "$target_dir/$t/dist/$b" "dist/$t/$b"
+        size=$(wc -c <"dist/$t/$b")
+        ((size <= max_bytes)) || too_big+=("dist/$t/$b ($size bytes)")
+        case $runner in
+        none) version="(not run: no qemu-${t%%-*} here; apt-get install qemu-user)" ;;
+        native) version=$("dist/$t/$b" --version 2>&1) || die "dist/$t/$b --version failed: $version" ;;
+        *) version=$("$runner" "dist/$t/$b" --version 2>&1) || die "$runner dist/$t/$b --version failed: $version"
+            version="$version (under $runner)" ;;
+        esac
+        report+=("$(printf '%-48s %9s bytes (%4s KiB)  %s' "dist/$t/$b" "$size" $(((size + 1023) / 1024)) "$version")")
+    done
+done
+
+printf '%s\n' "${report[@]}"
+if command -v file >/dev/null; then
+    for t in "${targets[@]}"; do file "dist/$t/"*; done | sed 's/, BuildID[^,]*//'
+fi
+((${#too_big[@]} == 0)) || die "over the 2 MB budget: ${too_big[*]}"
+say "all binaries are static and within 2 MB"
