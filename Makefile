@@ -7,6 +7,7 @@
 #   make clean-db   delete the local database (.local/pg, or the container's volume)
 #   make dist       static binaries for x86_64 and aarch64 (musl) in dist/<target>/
 #   make smoke      the `make` flow end to end on a throwaway state dir and ports
+#   make check-deploy  lint scripts, systemd units, Dockerfile and compose files (no engine needed)
 #   make test       the test suite
 #   make bench      throughput vs PostgreSQL's own INSERT ceiling, written to bench/RESULTS.md
 #   make chaos      kill/stop consumers and restart PostgreSQL under load; check every event is
@@ -16,7 +17,7 @@
 # The database listens on DB_PORT, default 5433 (see scripts/lib.sh); .env is created from
 # .env.template when missing. EVENTS_DB=local|docker picks the database, EVENTS_STATE_DIR moves .local.
 .DEFAULT_GOAL := run
-.PHONY: run build stop status clean-db dist smoke test bench
+.PHONY: run build stop status clean-db dist smoke check-deploy test bench
 
 run: build
 	exec scripts/run-suite.sh run
@@ -38,6 +39,9 @@ dist:
 
 smoke:
 	scripts/smoke.sh
+
+check-deploy:
+	scripts/check-deploy.sh
 
 test:
 	scripts/test.sh
