@@ -1,6 +1,6 @@
 //! Sending against the recording receiver, in process, one tick or one run at a time.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::TcpListener;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -399,7 +399,7 @@ fn a_stop_during_retries_lets_the_event_finish_within_the_shutdown_timeout() {
 }
 
 #[test]
-fn a_fixed_rate_keeps_its_pace_and_reports_lateness() {
+fn a_fixed_rate_keeps_its_pace_as_seen_by_the_receiver() {
     let dir = TempDir::exclusive();
     let receiver = Receiver::accepting();
     let mut options = options(&dir, &receiver.url());
@@ -409,21 +409,69 @@ fn a_fixed_rate_keeps_its_pace_and_reports_lateness() {
     assert_eq!(summary.delivered, 200);
     // 199 intervals of 5 ms: a fixed-rate schedule lands on 200/s unless sends overran.
     let rate = summary.rate.unwrap();
-    assert!((rate - 200.0).abs() < 200.0 * 0.02, "{summary}");
+    assert!((rate - 200.0).abs() <= 200.0 * 0.05, "{summary}");
     let requests = receiver.requests();
     let span = requests[199].at - requests[0].at;
     let expected = Duration::from_millis(995);
     assert!(
-        span > expected.mul_f64(0.98) && span < expected.mul_f64(1.02),
+        span > expected.mul_f64(0.95) && span < expected.mul_f64(1.05),
         "received over {span:?}; {summary}"
     );
     assert!(
-        summary.lateness_p50.unwrap() < Duration::from_millis(5),
+        summary.lateness_p50.unwrap() < Duration::from_millis(1),
         "{summary}"
     );
-    let per_connection: HashMap<usize, usize> = requests.iter().fold(HashMap::new(), |mut m, r| {
-        *m.entry(r.connection).or_default() += 1;
-        m
-    });
-    assert_eq!(per_connection.len(), 1, "{per_connection:?}");
+    let connections: HashSet<usize> = requests.iter().map(|r| r.connection).collect();
+    assert_eq!(
+        connections.len(),
+        1,
+        "one keep-alive connection: {connections:?}"
+    );
+}
+
+/// The pacer at 1 kHz. On an idle machine every slot is met: 1000.00/s, lateness p99 in tens of
+/// microseconds (see README-section.md for measured figures). A busy machine stalls the process
+/// now and then, and a stall longer than a period skips slots (by design: no bursts), so what
+/// this test holds on any machine is the pacer's own precision: sends start on time (p50), the
+/// schedule does not drift (the rate is exactly what the skipped slots leave), and skips are
+/// accounted for. Without skips it also checks the idle-machine targets.
+#[test]
+fn a_thousand_sends_per_second_keep_to_the_schedule() {
+    let dir = TempDir::exclusive();
+    let receiver = Receiver::accepting();
+    let mut options = options(&dir, &receiver.url());
+    options.period = Duration::from_millis(1);
+    options.count = Some(3_000);
+    let summary = run(options, &Stop::new()).unwrap();
+    eprintln!("1 ms period: {summary}");
+    assert_eq!(summary.delivered, 3_000, "{summary}");
+    assert!(
+        summary.lateness_p50.unwrap() <= Duration::from_micros(500),
+        "sends do not start on time: {summary}"
+    );
+    let intervals = (summary.sent - 1 + summary.skipped_slots) as f64;
+    let expected_rate = 1000.0 * (summary.sent - 1) as f64 / intervals;
+    let rate = summary.rate.unwrap();
+    assert!(
+        (rate - expected_rate).abs() <= expected_rate * 0.01,
+        "the schedule drifted: expected {expected_rate:.1}/s; {summary}"
+    );
+    let slots = Duration::from_millis(summary.sent - 1 + summary.skipped_slots);
+    assert!(
+        summary.elapsed >= slots && summary.elapsed < slots + Duration::from_millis(50),
+        "elapsed does not match sent + skipped slots: {summary}"
+    );
+    // Even a machine loaded several times over its cores answers on loopback well inside 4 ms
+    // on average; a send path with a fixed delay (Nagle meeting a delayed ACK: 40 ms) does not.
+    assert!(
+        summary.skipped_slots < 3 * summary.sent,
+        "sends are far too slow: {summary}"
+    );
+    if summary.skipped_slots == 0 {
+        assert!((rate - 1000.0).abs() <= 10.0, "{summary}");
+        assert!(
+            summary.lateness_p99.unwrap() <= Duration::from_millis(2),
+            "{summary}"
+        );
+    }
 }
