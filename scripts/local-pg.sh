@@ -91,11 +91,11 @@ start() {
         say "PostgreSQL in $data runs on port $(running_port), DB_PORT is $DB_PORT: restarting it"
         stop
     fi
-    if ((rc == 4)); then init_cluster; fi
     if port_in_use 127.0.0.1 "$DB_PORT"; then
         die "port $DB_PORT on 127.0.0.1 is already in use by another program (another PostgreSQL?):" \
             "stop it, or set DB_PORT in .env to a free port"
     fi
+    if ((rc == 4)); then init_cluster; fi
     say "starting PostgreSQL $(pg postgres --version | awk '{print $3}') from $bindir on localhost:$DB_PORT (log: $cluster/server.log)"
     if ! pg pg_ctl -D "$data" -l "$cluster/server.log" -o "-p $DB_PORT" -w -t 60 start >/dev/null; then
         tail -n 20 "$cluster/server.log" >&2 || true

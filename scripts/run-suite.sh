@@ -21,6 +21,10 @@ cd "$repo"
 # (10 in config.yaml) plus a margin.
 readonly grace=${STOP_GRACE_SECONDS:-15}
 readonly target_dir=${CARGO_TARGET_DIR:-target}
+# Every so often the run prints how many events the table holds, to show them flowing
+# (EVENTS_REPORT_SECONDS=0: never).
+readonly report_every=${EVENTS_REPORT_SECONDS:-10}
+if [[ -t 1 ]]; then green=$'\e[32m' reset=$'\e[0m'; else green='' reset=''; fi
 
 suite_running() { live_pid "$run_dir/suite.pid"; }
 
@@ -179,8 +183,16 @@ run() {
         "database ($mode) on $DB_HOST:$DB_PORT. Ctrl-C or 'make stop' stops everything;" \
         "'make status' counts the stored events."
 
-    local name rc
+    local name rc now last_count='' next_report=$((SECONDS + report_every))
     while :; do
+        if ((report_every > 0 && SECONDS >= next_report)); then
+            next_report=$((SECONDS + report_every))
+            if now=$(db_psql -d "$DB_NAME" -qtA -c 'SELECT count(*) FROM events' 2>/dev/null); then
+                printf '%s%-10s |%s %s events stored%s\n' "$green" database "$reset" "$now" \
+                    "${last_count:+ (+$((now - last_count)) in the last $report_every s)}"
+                last_count=$now
+            fi
+        fi
         for name in consumer propagator; do
             if ! alive "${pids[$name]}"; then
                 rc=0
