@@ -3,10 +3,11 @@
 //! is silently lost (every one ends delivered, or logged as rejected, given up or abandoned) and
 //! none is stored twice (each carries an `Idempotency-Key`, the same on every retry).
 //!
-//! The flow is [`Propagator::new`] (load and check the events, start the HTTP worker), then
+//! The flow is [`Propagator::new`] (load and check the events, build the HTTP agent), then
 //! [`Propagator::tick`] again and again (wait for the next slot, pick, send with retries, say what
 //! happened) until it reports the end, then the [`Summary`]. [`Propagator::run_until_stopped`]
-//! is that loop; tests drive single ticks.
+//! is that loop, run on a thread of its own so that a send hanging at shutdown cannot hold the
+//! process past `shutdown_timeout_seconds`; tests drive single ticks.
 //!
 //! What it does not do: it keeps no queue of unsent events (a stopped propagator simply stops
 //! generating), sends one event at a time (the next slot waits for the current event), and does

