@@ -8,8 +8,9 @@
 # Finally `make clean-db` must remove the cluster.
 #
 # It never touches a developer's running suite: its own state directory under /tmp (cluster,
-# pid files, logs), free ports for PostgreSQL and the consumer, and its own password. Only .env
-# is shared: `make` creates it from .env.template when it is missing, as it would for anyone.
+# pid files, logs), free ports for PostgreSQL and the consumer, and its own password (the
+# environment wins over .env). When there was no .env, `make` creates one as it would for anyone;
+# the smoke test removes it afterwards.
 # SMOKE_KEEP=1 keeps the temporary directory for a look afterwards.
 set -euo pipefail
 
@@ -67,6 +68,9 @@ suite_env=(
 )
 make_pid=
 make_log=
+# `make` creates .env when it is missing; the smoke test removes the one it caused.
+had_dotenv=
+[[ -f .env ]] && had_dotenv=1
 
 cleanup() {
     local rc=$?
@@ -77,6 +81,7 @@ cleanup() {
     fi
     env "${suite_env[@]}" scripts/run-suite.sh stop >/dev/null 2>&1 || true
     env "${suite_env[@]}" scripts/local-pg.sh stop >/dev/null 2>&1 || true
+    [[ -n $had_dotenv ]] || rm -f .env
     if [[ ${SMOKE_KEEP:-} == 1 ]]; then
         echo "smoke: kept $tmp"
     else
