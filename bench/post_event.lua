@@ -9,10 +9,10 @@
 --
 -- Why the script ends the run itself: when wrk's -d expires it drops the requests in flight,
 -- which the server may already have stored, so rows and counted answers differ by up to the
--- number of connections. Here each thread stops sending events after the given seconds, sends
--- GET /healthz on connections that ask for more (at most one or two per connection; they
--- store nothing), and stops once every event it sent is answered. -d is only a safety net a
--- few seconds longer. The final line of `done` is what bench.sh parses.
+-- number of connections. Here each thread stops sending events after the given seconds (a
+-- connection that asks for more is held back by `delay`), and stops once every event it sent
+-- is answered. -d is only a safety net a few seconds longer. The last line `done` prints is
+-- what bench.sh parses.
 
 local ffi = require("ffi")
 ffi.cdef [[
@@ -67,6 +67,14 @@ function init(args)
     dry_run_pending = thread_id == 0
 end
 
+-- Past the cutoff, connections wait instead of sending; the thread stops before they would.
+function delay()
+    if cutoff ~= nil and now() >= cutoff then
+        return 60000
+    end
+    return 0
+end
+
 function request()
     if dry_run_pending then
         -- wrk 4 calls request() once on the first thread before the run, only to check the
@@ -80,6 +88,7 @@ function request()
         cutoff = t + event_seconds
     end
     if t >= cutoff then
+        -- Only when a thread waits more than a minute for an answer: nothing to store.
         pings = pings + 1
         return ping
     end
@@ -94,7 +103,7 @@ end
 
 function response(status, response_headers, body)
     if body == '{"status":"ok"}' then
-        return -- a /healthz ping after the cutoff
+        return -- a /healthz ping
     end
     answered = answered + 1
     by_status[status] = (by_status[status] or 0) + 1
