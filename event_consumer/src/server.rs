@@ -192,10 +192,12 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
                 },
             )
         };
-        let written = conn.write_response(&response, keep_alive, head_only);
+        // Counted before the answer leaves: a client that reads it and then asks /metrics must
+        // find it counted.
         shared
             .metrics
             .record_request(route, response.status, started.elapsed());
+        let written = conn.write_response(&response, keep_alive, head_only);
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         log::debug!(
             "{:?} {} -> {}",
