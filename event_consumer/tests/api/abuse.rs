@@ -106,6 +106,11 @@ fn a_normal_client_stays_fast_beside_1000_idle_and_200_trickling_connections() {
     );
     let addr = consumer.addr;
 
+    let limit = open_files_limit();
+    assert!(
+        limit >= 4096,
+        "this test holds about 1,600 sockets, but ulimit -n is {limit}: raise it (ulimit -n 20000)"
+    );
     let idle: Vec<TcpStream> = (0..1000).map(|_| connect(addr)).collect();
     let trickling: Vec<TcpStream> = (0..200).map(|_| connect(addr)).collect();
     let writers: Vec<TcpStream> = trickling.iter().map(|s| s.try_clone().unwrap()).collect();
@@ -497,6 +502,17 @@ fn a_client_that_half_closes_after_its_request_still_gets_the_answer() {
         .get(0);
     assert_eq!(stored, 4, "half-1 to half-4 stored, not the cut-off half-5");
     assert_survived(&mut consumer, "half-closed connections");
+}
+
+/// The soft limit on open files of this process.
+fn open_files_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX)
 }
 
 /// Open file descriptors of a process.
