@@ -141,15 +141,15 @@ suite_pids() {
 check_nothing_left() {
     local pid left=() p
     for pid in "$@"; do
-        if alive "$pid"; then left+=("$pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"); fi
+        if alive "$pid"; then left+=("$pid: $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")"); fi
     done
     # Any process that carries this run's state directory in its environment or arguments.
     for p in /proc/[0-9]*; do
         pid=${p#/proc/}
         [[ $pid == "$$" ]] && continue
         if grep -qzxF "EVENTS_STATE_DIR=$sm_state" "$p/environ" 2>/dev/null ||
-            tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$sm_state/"; then
-            left+=("$pid: $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)")
+            tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF "$sm_state/"; then
+            left+=("$pid: $(tr '\0' ' ' 2>/dev/null <"$p/cmdline")")
         fi
     done
     ((${#left[@]} == 0)) || fail "$1 left processes behind: ${left[*]}"
