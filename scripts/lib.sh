@@ -60,6 +60,13 @@ load_settings() {
 
     state=${EVENTS_STATE_DIR:-$repo/.local}
     [[ $state == /* ]] || state=$PWD/$state
+    # As root the cluster runs as the postgres user, which must be able to enter the state
+    # directory. A clone under a closed directory (such as /root) keeps its state in /var/tmp
+    # instead: the same place on every run, so the data still survives between runs.
+    if [[ -z ${EVENTS_STATE_DIR:-} ]] && [[ $(id -u) == 0 ]] && id postgres >/dev/null 2>&1 &&
+        ! runuser -u postgres -- test -x "$repo" 2>/dev/null; then
+        state=/var/tmp/event-system-$(printf '%s' "$repo" | cksum | cut -d' ' -f1)
+    fi
     export EVENTS_STATE_DIR=$state
     # shellcheck disable=SC2034 # used by the scripts that source this file
     run_dir=$state/run log_dir=$state/logs
