@@ -22,7 +22,8 @@ pg() {
     local program=$bindir/$1
     shift
     if as_root; then
-        runuser -u postgres -- "$program" "$@"
+        # From /, which the postgres user can always enter (the working directory may not be).
+        (cd / && runuser -u postgres -- "$program" "$@")
     else
         "$program" "$@"
     fi
