@@ -18,11 +18,22 @@ fuzz_target!(|data: &[u8]| {
     match parse_request(input, &limits) {
         Ok(None) => {}
         Ok(Some((request, consumed))) => {
-            assert!(consumed > 0 && consumed <= input.len(), "consumed {consumed} of {}", input.len());
-            assert!(request.body.len() <= limits.max_body_bytes, "body past the limit");
+            assert!(
+                consumed > 0 && consumed <= input.len(),
+                "consumed {consumed} of {}",
+                input.len()
+            );
+            assert!(
+                request.body.len() <= limits.max_body_bytes,
+                "body past the limit"
+            );
             // The request is framed by its own bytes: what follows does not change it.
             let again = parse_request(&input[..consumed], &limits);
-            assert_eq!(again, Ok(Some((request, consumed))), "re-parse of the consumed bytes differs");
+            assert_eq!(
+                again,
+                Ok(Some((request, consumed))),
+                "re-parse of the consumed bytes differs"
+            );
             // Any shorter prefix is "need more" or a refusal, never another request.
             for cut in [0, consumed / 2, consumed - 1] {
                 if let Ok(Some(_)) = parse_request(&input[..cut], &limits) {

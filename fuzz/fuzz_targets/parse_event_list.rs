@@ -10,9 +10,15 @@ fuzz_target!(|data: &[u8]| {
         assert!(!events.is_empty(), "an empty list was accepted");
         for event in &events {
             let json = serde_json::to_vec(event).expect("an event serialises");
-            assert_eq!(&parse_event(&json).expect("each entry is a valid event"), event);
+            assert_eq!(
+                &parse_event(&json).expect("each entry is a valid event"),
+                event
+            );
         }
         let json = serde_json::to_vec(&events).expect("a list serialises");
-        assert_eq!(parse_event_list(&json).expect("a serialised list parses"), events);
+        assert_eq!(
+            parse_event_list(&json).expect("a serialised list parses"),
+            events
+        );
     }
 });
