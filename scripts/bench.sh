@@ -11,7 +11,8 @@
 # sizes. Prints one table and writes it to bench/RESULTS.md (BENCH_RESULTS moves it).
 #
 # Settings (environment): BENCH_SECONDS per measurement (default 10), PG_BINDIR (initdb,
-# pg_ctl, pgbench, psql), CARGO_TARGET_DIR (where cargo builds; default target/).
+# pg_ctl, pgbench, psql), CARGO_TARGET_DIR (where cargo builds; default target/), BENCH_WORKERS
+# (consumer.workers for a tuning run; default: the configuration's default).
 # Everything it starts is stopped and its temporary directory removed on exit, also on Ctrl-C.
 # Loopback only. About 2 minutes after the build.
 set -euo pipefail
@@ -25,6 +26,7 @@ say() { printf '%s: %s\n' "$me" "$*" >&2; }
 die() { say "$*"; exit 1; }
 
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS '$seconds' is not a whole number of seconds"
+[[ -z ${BENCH_WORKERS:-} || $BENCH_WORKERS =~ ^[1-9][0-9]*$ ]] || die "BENCH_WORKERS '$BENCH_WORKERS' is not a positive number"
 
 # ---------------------------------------------------------------------------------------------
 # Tools.
@@ -164,6 +166,7 @@ database:
 consumer:
   host: 127.0.0.1
   port: $consumer_port
+${BENCH_WORKERS:+  workers: $BENCH_WORKERS}
 propagator:
   endpoint: http://127.0.0.1:$consumer_port/event
   events_file: $repo/events.json
@@ -397,10 +400,10 @@ Load average (1/5/15 min) before: $load_start, after: $load_end.
 | event_propagator, stripped | $([[ $size_propagator == - ]] && echo - || echo "$(kb_mb "$((size_propagator / 1024))") MB ($size_propagator bytes)") |
 
 How it is measured: rows/s is rows added to \`events\` divided by the time from wrk's first event
-to its last answer (pgbench: its tps, one row per transaction, \`-M prepared\`). wrk's latencies
-include the few \`GET /healthz\` that fill connections in the last moment (bench/post_event.lua
-explains why). Peak RSS is VmRSS of the consumer sampled every 20 ms during each wrk run.
-Consumer configuration: config.yaml defaults, database and port pointed at the bench cluster,
+to its last answer (pgbench: its tps, one row per transaction, \`-M prepared\`). bench/post_event.lua
+stops sending before wrk's deadline and waits for every answer, so no request is in flight when
+rows are counted. Peak RSS is VmRSS of the consumer sampled every 20 ms during each wrk run.
+Consumer configuration: config.yaml defaults${BENCH_WORKERS:+ except workers: $BENCH_WORKERS}, database and port pointed at the bench cluster,
 LOG_LEVEL=warn.
 EOF
 )

@@ -156,12 +156,13 @@ impl Running {
         if left > 0 {
             log::warn!("{left} requests still in flight after the shutdown timeout; leaving them");
         }
-        self.shared.pipeline.queue.close();
+        self.shared.pipeline.close();
         for worker in self.workers.drain(..) {
             // Workers end once the queue is drained; a worker stuck in the database is bounded
             // by statement_timeout.
             let _ = worker.join();
         }
+        self.shared.pipeline.disconnect();
         log::info!(
             "stopped; {} events stored since start",
             self.shared.metrics.events_stored()

@@ -1,15 +1,24 @@
 //! The hand-off between connections and the database: a bounded queue of validated events and
-//! a fixed pool of database workers, each owning one [`Store`] (one PostgreSQL connection).
+//! a fixed set of database connections, each a [`Worker`] (one [`Store`], one PostgreSQL
+//! connection) that stores one batch at a time.
 //!
-//! Group commit: a worker takes every job waiting at that moment (up to `max_batch`) and stores
-//! them with one statement and one commit. Nothing waits for a batch to fill: at low load a
-//! batch is one event; under load, events pile up while a commit is in flight and the next
-//! batch takes them all, so the cost of a commit (an fsync) is shared.
+//! Group commit: whoever takes an idle connection takes every job waiting at that moment (up to
+//! `max_batch`) and stores them with one statement and one commit. Nothing waits for a batch to
+//! fill: at low load a batch is one event; under load, events pile up while every connection is
+//! in a commit and the next batch takes them all, so the cost of a commit (an fsync) is shared.
+//!
+//! Who stores a batch: a connection thread that finds a database connection idle and no job
+//! waiting stores its own event itself, so at low load a request costs no hand-off to another
+//! thread and back (two context switches; measured at one client: about 15 us less CPU and 10 %
+//! more requests per second). Otherwise the job is queued, and the worker threads (one per
+//! connection) store what is queued as soon as a connection is given back; they also reconnect
+//! idle connections. The systemd watchdog is pinged when a connection comes back from a batch
+//! and while one is idle, so the pings stop when every connection is stuck in the database.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::config::DatabaseConfig;
@@ -84,97 +93,64 @@ pub enum QueueError {
 }
 
 #[derive(Debug)]
-struct QueueState {
+struct State {
     jobs: VecDeque<Job>,
+    /// Database connections not in use.
+    idle: Vec<Worker>,
     closed: bool,
+    /// Worker threads blocked waiting for work; a wake-up is sent only when one is waiting.
+    waiting: usize,
 }
 
-/// A bounded FIFO with a blocking "take everything up to N".
+/// What a worker thread does next.
+enum Work {
+    /// Store this batch with this connection.
+    Batch(Worker),
+    /// Reconnect this idle connection, whose database was down.
+    Reconnect(Worker),
+    Nothing,
+    /// The queue is closed and empty.
+    Stop,
+}
+
+/// What every connection needs to know about the database: where it is and whether it is up.
 #[derive(Debug)]
-pub struct Queue {
-    state: Mutex<QueueState>,
-    not_empty: Condvar,
-    capacity: usize,
-}
-
-impl Queue {
-    pub fn new(capacity: usize) -> Queue {
-        Queue {
-            state: Mutex::new(QueueState {
-                jobs: VecDeque::with_capacity(capacity),
-                closed: false,
-            }),
-            not_empty: Condvar::new(),
-            capacity,
-        }
-    }
-
-    pub fn push(&self, job: Job) -> Result<(), QueueError> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.closed {
-            return Err(QueueError::Closed);
-        }
-        if state.jobs.len() >= self.capacity {
-            return Err(QueueError::Full);
-        }
-        state.jobs.push_back(job);
-        drop(state);
-        self.not_empty.notify_one();
-        Ok(())
-    }
-
-    /// Moves up to `max` waiting jobs into `batch`, waiting at most `wait` for the first one.
-    /// Returns false once the queue is closed and empty.
-    fn take_batch(&self, max: usize, wait: Duration, batch: &mut Vec<Job>) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.jobs.is_empty() && !state.closed {
-            state = self
-                .not_empty
-                .wait_timeout(state, wait)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        let n = state.jobs.len().min(max);
-        batch.extend(state.jobs.drain(..n));
-        // More left for another worker: pass the wake-up on.
-        if !state.jobs.is_empty() {
-            self.not_empty.notify_one();
-        }
-        !(state.closed && state.jobs.is_empty() && batch.is_empty())
-    }
-
-    pub fn len(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .jobs
-            .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Refuses new jobs; workers finish what is queued, then stop.
-    pub fn close(&self) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
-        self.not_empty.notify_all();
-    }
-}
-
-/// What the workers share.
-#[derive(Debug)]
-pub struct Pipeline {
-    pub queue: Queue,
-    database: DatabaseConfig,
-    max_batch: usize,
+struct Db {
+    config: DatabaseConfig,
     metrics: Arc<Metrics>,
-    notifier: Arc<Notifier>,
     /// Bumped whenever a worker finds the database gone, so the others check their
     /// connections before trusting them (after a database restart every connection is dead).
     failure_epoch: AtomicU64,
     /// Whether the database is known to be down, so the outage is logged once, not per request.
     down: AtomicBool,
+}
+
+impl Db {
+    fn mark_down(&self, error: &StoreError) {
+        self.metrics.record_db_error();
+        self.failure_epoch.fetch_add(1, Ordering::Relaxed);
+        if !self.down.swap(true, Ordering::Relaxed) {
+            log::error!("{error}; answering 503 until it is back");
+        }
+    }
+
+    fn mark_up(&self) {
+        if self.down.swap(false, Ordering::Relaxed) {
+            log::info!("database is reachable again");
+        }
+    }
+}
+
+/// The queue, the database connections and the worker threads' shared state.
+#[derive(Debug)]
+pub struct Pipeline {
+    state: Mutex<State>,
+    /// Signalled when a job is queued or a connection given back while jobs wait.
+    work: Condvar,
+    capacity: usize,
+    max_batch: usize,
+    db: Arc<Db>,
+    notifier: Arc<Notifier>,
 }
 
 /// Reconnect backoff of an idle worker whose database is down: 0.1 s doubling to 5 s.
@@ -192,28 +168,146 @@ impl Pipeline {
         notifier: Arc<Notifier>,
     ) -> Pipeline {
         Pipeline {
-            queue: Queue::new(queue_capacity),
-            database,
-            max_batch,
-            metrics,
+            state: Mutex::new(State {
+                jobs: VecDeque::with_capacity(queue_capacity),
+                idle: Vec::new(),
+                closed: false,
+                waiting: 0,
+            }),
+            work: Condvar::new(),
+            capacity: queue_capacity,
+            max_batch: max_batch.max(1),
+            db: Arc::new(Db {
+                config: database,
+                metrics,
+                failure_epoch: AtomicU64::new(0),
+                down: AtomicBool::new(false),
+            }),
             notifier,
-            failure_epoch: AtomicU64::new(0),
-            down: AtomicBool::new(false),
         }
     }
 
-    /// The worker loop: runs until the queue is closed and drained.
-    pub fn run_worker(self: &Arc<Self>, id: usize) {
-        let mut worker = Worker {
-            id,
-            pipeline: Arc::clone(self),
-            store: None,
-            store_epoch: 0,
-            last_used: Instant::now(),
-            next_connect: Instant::now(),
-            reconnect_delay: RECONNECT_MIN,
-        };
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores the job and returns its outcome: right here when a database connection is idle,
+    /// otherwise through the queue and a worker thread. A full or closed queue is refused at
+    /// once.
+    pub fn submit(&self, job: Job, reply: &ReplySlot) -> Result<Outcome, QueueError> {
+        if let Some((mut worker, mut batch)) = self.enqueue_or_lead(job)? {
+            self.store_batch(&mut worker, &mut batch);
+            self.give_back(worker);
+        }
+        Ok(reply.wait())
+    }
+
+    /// With a connection idle and no job waiting: takes the connection and returns it with a
+    /// batch of this one job. Otherwise queues the job (behind the waiting ones, which a worker
+    /// thread is about to take) and wakes a worker thread.
+    fn enqueue_or_lead(&self, job: Job) -> Result<Option<(Worker, Vec<Job>)>, QueueError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(QueueError::Closed);
+        }
+        if state.jobs.is_empty() {
+            if let Some(worker) = state.idle.pop() {
+                return Ok(Some((worker, vec![job])));
+            }
+        }
+        if state.jobs.len() >= self.capacity {
+            return Err(QueueError::Full);
+        }
+        state.jobs.push_back(job);
+        let wake = state.waiting > 0;
+        drop(state);
+        if wake {
+            self.work.notify_one();
+        }
+        Ok(None)
+    }
+
+    /// Returns a connection; wakes a worker thread when jobs queued up meanwhile. A connection
+    /// coming back is proof of life for the systemd watchdog.
+    fn give_back(&self, worker: Worker) {
+        self.notifier.watchdog_tick();
+        let mut state = self.lock();
+        state.idle.push(worker);
+        let wake = !state.jobs.is_empty() && state.waiting > 0;
+        drop(state);
+        if wake {
+            self.work.notify_one();
+        }
+    }
+
+    /// Waits up to `wait` for queued jobs and an idle connection; moves up to `max_batch` jobs
+    /// into `batch`.
+    fn next_work(&self, wait: Duration, batch: &mut Vec<Job>) -> Work {
+        let mut state = self.lock();
+        let mut waited = false;
+        loop {
+            if !state.jobs.is_empty() {
+                if let Some(worker) = state.idle.pop() {
+                    let n = state.jobs.len().min(self.max_batch);
+                    batch.extend(state.jobs.drain(..n));
+                    self.db
+                        .metrics
+                        .queued
+                        .store(state.jobs.len(), Ordering::Relaxed);
+                    return Work::Batch(worker);
+                }
+            } else if state.closed {
+                return Work::Stop;
+            }
+            if waited {
+                let now = Instant::now();
+                let due = state
+                    .idle
+                    .iter()
+                    .position(|w| w.store.is_none() && now >= w.next_connect);
+                return match due {
+                    Some(i) => Work::Reconnect(state.idle.swap_remove(i)),
+                    None => Work::Nothing,
+                };
+            }
+            state.waiting += 1;
+            state = self
+                .work
+                .wait_timeout(state, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            state.waiting -= 1;
+            waited = true;
+        }
+    }
+
+    /// Jobs waiting for a connection.
+    pub fn len(&self) -> usize {
+        self.lock().jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Refuses new jobs; the worker threads store what is queued, then stop.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.work.notify_all();
+    }
+
+    /// Closes the database connections (after the worker threads stopped).
+    pub fn disconnect(&self) {
+        self.lock().idle.clear();
+    }
+
+    /// A worker thread: opens one database connection, then stores queued batches until the
+    /// queue is closed and drained. Its connection is shared: any worker thread or connection
+    /// thread may use it while it is idle.
+    pub fn run_worker(&self, id: usize) {
+        let mut worker = Worker::new(id, Arc::clone(&self.db));
         worker.connect();
+        self.give_back(worker);
         let tick = self
             .notifier
             .watchdog_tick_interval()
@@ -221,53 +315,53 @@ impl Pipeline {
             .min(Duration::from_secs(1));
         let mut batch = Vec::with_capacity(self.max_batch);
         loop {
-            let open = self.queue.take_batch(self.max_batch, tick, &mut batch);
-            self.notifier.watchdog_tick();
-            if batch.is_empty() {
-                if !open {
-                    break;
+            let work = self.next_work(tick, &mut batch);
+            match work {
+                Work::Batch(mut worker) => {
+                    self.store_batch(&mut worker, &mut batch);
+                    self.give_back(worker);
                 }
-                worker.idle();
-                continue;
-            }
-            self.metrics
-                .queued
-                .store(self.queue.len(), Ordering::Relaxed);
-            let result = catch_unwind(AssertUnwindSafe(|| worker.process(&mut batch)));
-            if result.is_err() {
-                log::error!(
-                    "worker {id}: panic while storing a batch of {}; answered 500",
-                    batch.len()
-                );
-                // A panic may leave the connection mid-protocol: start over with a new one.
-                worker.store = None;
-            }
-            // Jobs not answered (only after a panic) get a 500; answered ones were drained.
-            for job in batch.drain(..) {
-                job.reply().put(Outcome::Internal);
+                Work::Reconnect(mut worker) => {
+                    worker.idle();
+                    self.give_back(worker);
+                }
+                // Alive as long as some connection is not stuck in the database: when every one
+                // is (a lock, a hung server), the pings stop and systemd restarts the service.
+                Work::Nothing => {
+                    if !self.lock().idle.is_empty() {
+                        self.notifier.watchdog_tick();
+                    }
+                }
+                Work::Stop => break,
             }
         }
-        log::debug!("worker {id}: stopped");
+        log::debug!("worker thread {id}: stopped");
     }
 
-    fn mark_down(&self, error: &StoreError) {
-        self.metrics.record_db_error();
-        self.failure_epoch.fetch_add(1, Ordering::Relaxed);
-        if !self.down.swap(true, Ordering::Relaxed) {
-            log::error!("{error}; answering 503 until it is back");
+    /// Stores a batch and answers every job of it, also when storing panics.
+    fn store_batch(&self, worker: &mut Worker, batch: &mut Vec<Job>) {
+        let result = catch_unwind(AssertUnwindSafe(|| worker.process(batch)));
+        if result.is_err() {
+            log::error!(
+                "worker {}: panic while storing a batch of {}; answered 500",
+                worker.id,
+                batch.len()
+            );
+            // A panic may leave the connection mid-protocol: start over with a new one.
+            worker.store = None;
         }
-    }
-
-    fn mark_up(&self) {
-        if self.down.swap(false, Ordering::Relaxed) {
-            log::info!("database is reachable again");
+        // Jobs not answered (only after a panic) get a 500; answered ones were drained.
+        for job in batch.drain(..) {
+            job.reply().put(Outcome::Internal);
         }
     }
 }
 
+/// One database connection and its reconnect state.
+#[derive(Debug)]
 struct Worker {
     id: usize,
-    pipeline: Arc<Pipeline>,
+    db: Arc<Db>,
     store: Option<Store>,
     store_epoch: u64,
     last_used: Instant,
@@ -276,20 +370,32 @@ struct Worker {
 }
 
 impl Worker {
+    fn new(id: usize, db: Arc<Db>) -> Worker {
+        Worker {
+            id,
+            db,
+            store: None,
+            store_epoch: 0,
+            last_used: Instant::now(),
+            next_connect: Instant::now(),
+            reconnect_delay: RECONNECT_MIN,
+        }
+    }
+
     fn connect(&mut self) -> bool {
-        let epoch = self.pipeline.failure_epoch.load(Ordering::Relaxed);
-        match Store::connect(&self.pipeline.database) {
+        let epoch = self.db.failure_epoch.load(Ordering::Relaxed);
+        match Store::connect(&self.db.config) {
             Ok(store) => {
                 self.store = Some(store);
                 self.store_epoch = epoch;
                 self.last_used = Instant::now();
                 self.reconnect_delay = RECONNECT_MIN;
-                self.pipeline.mark_up();
+                self.db.mark_up();
                 true
             }
             Err(e) => {
                 self.store = None;
-                self.pipeline.mark_down(&e);
+                self.db.mark_down(&e);
                 self.next_connect = Instant::now() + self.reconnect_delay;
                 self.reconnect_delay = (self.reconnect_delay * 2).min(RECONNECT_MAX);
                 false
@@ -307,7 +413,7 @@ impl Worker {
     /// A connection fit for a batch: checked first when another worker saw the database fail
     /// since it was opened, or when it sat unused for a while.
     fn ready_store(&mut self) -> Option<&mut Store> {
-        let epoch = self.pipeline.failure_epoch.load(Ordering::Relaxed);
+        let epoch = self.db.failure_epoch.load(Ordering::Relaxed);
         let suspect = epoch != self.store_epoch || self.last_used.elapsed() > IDLE_CHECK_AFTER;
         if let Some(store) = self.store.as_mut() {
             if suspect && !store.is_valid(Duration::from_secs(1)) {
@@ -366,11 +472,9 @@ impl Worker {
                     .iter()
                     .filter(|s| matches!(s, Saved::Created(_)))
                     .count() as u64;
-                self.pipeline.metrics.record_commit(
-                    saved.len(),
-                    created,
-                    saved.len() as u64 - created,
-                );
+                self.db
+                    .metrics
+                    .record_commit(saved.len(), created, saved.len() as u64 - created);
                 let mut saved = saved.into_iter();
                 for job in batch.drain(..) {
                     let outcome = match &job {
@@ -390,7 +494,7 @@ impl Worker {
                         Outcome::Internal
                     }
                     StoreError::Failed(_) => {
-                        self.pipeline.metrics.record_db_error();
+                        self.db.metrics.record_db_error();
                         log::error!("worker {}: {error}", self.id);
                         Outcome::Unavailable
                     }
@@ -427,13 +531,13 @@ impl Worker {
             Ok(saved) => Ok(saved),
             Err(error @ StoreError::Unavailable(_)) => {
                 self.store = None;
-                self.pipeline.mark_down(&error);
+                self.db.mark_down(&error);
                 if error.certainly_not_committed() && self.connect() {
                     if let Some(store) = self.store.as_mut() {
                         let retried = store.save_batch(events);
                         if let Err(e @ StoreError::Unavailable(_)) = &retried {
                             self.store = None;
-                            self.pipeline.mark_down(e);
+                            self.db.mark_down(e);
                         }
                         return retried;
                     }
@@ -459,31 +563,83 @@ mod tests {
         )
     }
 
+    fn pipeline(capacity: usize, max_batch: usize) -> Pipeline {
+        Pipeline::new(
+            DatabaseConfig::default(),
+            capacity,
+            max_batch,
+            Arc::new(Metrics::default()),
+            Arc::new(Notifier::disabled()),
+        )
+    }
+
+    /// An idle connection that is not connected: enough to hand out batches.
+    fn idle_connection(pipeline: &Pipeline) -> Worker {
+        Worker::new(0, Arc::clone(&pipeline.db))
+    }
+
     #[test]
     fn the_queue_refuses_jobs_past_its_capacity_and_after_close() {
-        let queue = Queue::new(2);
-        assert!(queue.push(ping_job().0).is_ok());
-        assert!(queue.push(ping_job().0).is_ok());
-        assert_eq!(queue.push(ping_job().0), Err(QueueError::Full));
-        queue.close();
+        let pipeline = pipeline(2, 10);
+        assert!(matches!(pipeline.enqueue_or_lead(ping_job().0), Ok(None)));
+        assert!(matches!(pipeline.enqueue_or_lead(ping_job().0), Ok(None)));
+        assert!(matches!(
+            pipeline.enqueue_or_lead(ping_job().0),
+            Err(QueueError::Full)
+        ));
+        pipeline.close();
+        pipeline.give_back(idle_connection(&pipeline));
         let mut batch = Vec::new();
-        assert!(queue.take_batch(10, Duration::ZERO, &mut batch));
+        assert!(matches!(
+            pipeline.next_work(Duration::ZERO, &mut batch),
+            Work::Batch(_)
+        ));
         assert_eq!(batch.len(), 2);
         batch.clear();
-        assert!(!queue.take_batch(10, Duration::ZERO, &mut batch));
-        assert_eq!(queue.push(ping_job().0), Err(QueueError::Closed));
+        assert!(matches!(
+            pipeline.next_work(Duration::ZERO, &mut batch),
+            Work::Stop
+        ));
+        assert!(matches!(
+            pipeline.enqueue_or_lead(ping_job().0),
+            Err(QueueError::Closed)
+        ));
     }
 
     #[test]
     fn a_batch_takes_what_is_waiting_up_to_the_maximum() {
-        let queue = Queue::new(10);
+        let pipeline = pipeline(10, 3);
         for _ in 0..5 {
-            queue.push(ping_job().0).unwrap();
+            pipeline.enqueue_or_lead(ping_job().0).unwrap();
         }
+        pipeline.give_back(idle_connection(&pipeline));
         let mut batch = Vec::new();
-        queue.take_batch(3, Duration::ZERO, &mut batch);
+        let work = pipeline.next_work(Duration::ZERO, &mut batch);
+        assert!(matches!(work, Work::Batch(_)));
         assert_eq!(batch.len(), 3);
-        assert_eq!(queue.len(), 2);
+        assert_eq!(pipeline.len(), 2);
+    }
+
+    #[test]
+    fn a_job_that_finds_a_connection_idle_and_nobody_waiting_is_stored_by_its_own_thread() {
+        let pipeline = pipeline(10, 3);
+        pipeline.give_back(idle_connection(&pipeline));
+        let (own, own_slot) = ping_job();
+        let Ok(Some((worker, batch))) = pipeline.enqueue_or_lead(own) else {
+            panic!("an idle connection must be taken by the submitting thread");
+        };
+        assert_eq!(batch.len(), 1);
+        assert!(std::ptr::eq(batch[0].reply(), &*own_slot));
+        assert!(
+            matches!(pipeline.enqueue_or_lead(ping_job().0), Ok(None)),
+            "no connection left idle: queued"
+        );
+        pipeline.give_back(worker);
+        assert!(
+            matches!(pipeline.enqueue_or_lead(ping_job().0), Ok(None)),
+            "jobs are waiting: queued behind them, for a worker thread"
+        );
+        assert_eq!(pipeline.len(), 2);
     }
 
     #[test]

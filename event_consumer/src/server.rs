@@ -1,9 +1,9 @@
 //! The listener and the connections: one acceptor thread, one thread per open connection
-//! (bounded by `max_connections`), and the hand-off of validated events to the database
-//! workers through the bounded queue.
+//! (bounded by `max_connections`), and the hand-off of validated events to the pipeline.
 //!
-//! A connection thread parses, validates and answers; it never touches the database. Slow or
-//! idle clients therefore hold only their own small thread, never a database worker, and the
+//! A connection thread parses, validates and answers. It uses a database connection only for a
+//! request it has read completely, and gives it back before it writes the answer: slow or idle
+//! clients therefore hold only their own small thread, never a database connection, and the
 //! read/idle deadlines of the HTTP layer end them.
 
 use std::io::{Read, Write};
@@ -262,10 +262,11 @@ fn handle(request: &mut Request, shared: &Shared, reply: &Arc<ReplySlot>) -> Res
     }
 }
 
-/// Queues a job and waits for its outcome; a full or closed queue is a fast 503.
+/// Stores a job (on this thread or through a worker thread) and returns its outcome; a full or
+/// closed queue is a fast 503.
 fn submit(shared: &Shared, job: Job, reply: &ReplySlot) -> Result<Outcome, Response> {
-    match shared.pipeline.queue.push(job) {
-        Ok(()) => Ok(reply.wait()),
+    match shared.pipeline.submit(job, reply) {
+        Ok(outcome) => Ok(outcome),
         Err(QueueError::Full) => {
             shared.metrics.record_queue_full();
             Err(Response::error(
