@@ -1,5 +1,5 @@
 //! The hand-off between connections and the database: a bounded queue of validated events and
-//! a fixed set of database connections, each a [`Worker`] (one [`Store`], one PostgreSQL
+//! a fixed set of database connections, each a `Worker` (one [`Store`], one PostgreSQL
 //! connection) that stores one batch at a time.
 //!
 //! Group commit: whoever takes an idle connection takes every job waiting at that moment (up to
