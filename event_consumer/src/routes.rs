@@ -159,7 +159,7 @@ fn bearer_matches(header: Option<&str>, token: &Secret) -> bool {
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     // Compare over the longer length so the time depends only on the lengths.
     let len = a.len().max(b.len());
-    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    let mut diff = u8::from(a.len() != b.len());
     for i in 0..len {
         diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
     }
