@@ -7,17 +7,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::config::DatabaseConfig;
 use common::Event;
 use postgres::error::SqlState;
 use postgres::{Client, NoTls, Statement};
-
-/// `received_at` as RFC 3339 in UTC with microseconds, formatted by the database so the
-/// service needs no date library.
-const RECEIVED_AT_RFC3339: &str =
-    r#"to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#;
 
 /// One event to store, with the idempotency key its request carried.
 #[derive(Debug, Clone, Copy)]
@@ -158,22 +153,20 @@ impl Store {
             .keepalives_idle(Duration::from_secs(10))
             .tcp_user_timeout(connect_timeout + Duration::from_millis(statement_timeout_ms));
         let mut client = pg.connect(NoTls).map_err(StoreError::from_postgres)?;
-        let insert_sql = format!(
-            "INSERT INTO events (event_type, event_payload, idempotency_key) \
+        // `received_at` comes back as a binary timestamp and is formatted here: formatting it
+        // with to_char in the statement cost PostgreSQL about 10 % of its throughput.
+        let insert_sql = "INSERT INTO events (event_type, event_payload, idempotency_key) \
              SELECT t, p, k FROM unnest($1::text[], $2::text[], $3::text[]) \
                  WITH ORDINALITY AS batch(t, p, k, n) ORDER BY n \
              ON CONFLICT (idempotency_key) DO NOTHING \
-             RETURNING id, idempotency_key, {RECEIVED_AT_RFC3339}"
-        );
-        let lookup_sql = format!(
-            "SELECT id, idempotency_key, {RECEIVED_AT_RFC3339} FROM events \
-             WHERE idempotency_key = ANY($1::text[])"
-        );
+             RETURNING id, idempotency_key, received_at";
+        let lookup_sql = "SELECT id, idempotency_key, received_at FROM events \
+             WHERE idempotency_key = ANY($1::text[])";
         let insert = client
-            .prepare(&insert_sql)
+            .prepare(insert_sql)
             .map_err(StoreError::from_postgres)?;
         let lookup = client
-            .prepare(&lookup_sql)
+            .prepare(lookup_sql)
             .map_err(StoreError::from_postgres)?;
         Ok(Store {
             client,
@@ -246,7 +239,7 @@ impl Store {
         for row in &rows {
             let stored = StoredEvent {
                 id: row.get(0),
-                received_at: row.get(2),
+                received_at: rfc3339_utc(row.get(2)),
             };
             let key: Option<&str> = row.get(1);
             let index = match key {
@@ -278,7 +271,7 @@ impl Store {
                 if let Some(&index) = first_with_key.get(key) {
                     outcome[index] = Some(Saved::Existing(StoredEvent {
                         id: row.get(0),
-                        received_at: row.get(2),
+                        received_at: rfc3339_utc(row.get(2)),
                     }));
                 }
             }
@@ -305,5 +298,120 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+/// `received_at` as the API shows it: RFC 3339 in UTC with microseconds,
+/// `2026-11-26T23:56:18.123456Z` (what `to_char(… 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')` gives).
+/// PostgreSQL timestamps have microsecond precision, so nothing is rounded.
+pub fn rfc3339_utc(time: SystemTime) -> String {
+    let micros: i128 = match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => after.as_micros() as i128,
+        Err(before) => -(before.duration().as_micros() as i128),
+    };
+    let seconds = micros.div_euclid(1_000_000);
+    let fraction = micros.rem_euclid(1_000_000);
+    let days = seconds.div_euclid(86_400);
+    let of_day = seconds.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{fraction:06}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i128) -> (i128, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i128::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(micros: i64) -> SystemTime {
+        if micros >= 0 {
+            UNIX_EPOCH + Duration::from_micros(micros as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_micros(micros.unsigned_abs())
+        }
+    }
+
+    #[test]
+    fn received_at_is_rfc3339_utc_with_microseconds() {
+        assert_eq!(rfc3339_utc(at(0)), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(rfc3339_utc(at(1)), "1970-01-01T00:00:00.000001Z");
+        assert_eq!(rfc3339_utc(at(-1)), "1969-12-31T23:59:59.999999Z");
+        // date -u -d @1795737378 → Thu Nov 26 23:56:18 UTC 2026
+        assert_eq!(
+            rfc3339_utc(at(1_795_737_378_123_456)),
+            "2026-11-26T23:56:18.123456Z"
+        );
+        // Leap days, century rules and year ends.
+        assert_eq!(
+            rfc3339_utc(at(951_782_400_000_000)),
+            "2000-02-29T00:00:00.000000Z"
+        );
+        assert_eq!(
+            rfc3339_utc(at(4_107_542_399_999_999)),
+            "2100-02-28T23:59:59.999999Z"
+        );
+        assert_eq!(
+            rfc3339_utc(at(4_107_542_400_000_000)),
+            "2100-03-01T00:00:00.000000Z"
+        );
+        assert_eq!(
+            rfc3339_utc(at(1_704_067_199_000_000)),
+            "2023-12-31T23:59:59.000000Z"
+        );
+    }
+
+    #[test]
+    fn every_day_over_four_centuries_follows_the_previous_one() {
+        // 400 years repeat the Gregorian calendar: walking day by day checks each month length.
+        let mut previous = civil_from_days(-1);
+        for days in 0..146_097 {
+            let (year, month, day) = civil_from_days(days);
+            let (py, pm, pd) = previous;
+            let next_day = (year, month, day) == (py, pm, pd + 1);
+            let next_month = (year, month, day) == (py, pm + 1, 1);
+            let next_year = (year, month, day) == (py + 1, 1, 1) && (pm, pd) == (12, 31);
+            assert!(
+                next_day || next_month || next_year,
+                "{previous:?} -> {:?}",
+                (year, month, day)
+            );
+            if !next_day {
+                assert_eq!(pd, month_length(py, pm), "last day of {py}-{pm}");
+            }
+            previous = (year, month, day);
+        }
+        assert_eq!(previous, (2369, 12, 31));
+    }
+
+    fn month_length(year: i128, month: u32) -> u32 {
+        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        match month {
+            2 if leap => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        }
     }
 }
