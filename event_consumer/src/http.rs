@@ -1144,6 +1144,29 @@ impl Connection {
         self.stream.write_all(&self.out)
     }
 
+    /// How the answer to the request just read must be framed, for an [`Answerer`].
+    pub fn framing(&self, keep_alive: bool, head_only: bool) -> AnswerFraming {
+        AnswerFraming {
+            keep_alive,
+            http10: self.http10,
+            head_only,
+        }
+    }
+
+    /// A handle that answers on this connection from another thread; see [`Answerer`].
+    pub fn answerer(&self) -> io::Result<Answerer> {
+        Ok(Answerer {
+            stream: self.stream.try_clone()?,
+            out: Vec::with_capacity(512),
+            date: DateCache::default(),
+        })
+    }
+
+    /// Writes the part of an answer an [`Answerer`] could not send without waiting.
+    pub fn write_rest(&mut self, rest: &[u8]) -> io::Result<()> {
+        self.stream.write_all(rest)
+    }
+
     /// Answers a rejected request (with `Connection: close`) and closes with a lingering close.
     pub fn reject_and_close(mut self, response: &Response) {
         // A client that is gone cannot be answered; closing is all that is left.
@@ -1182,6 +1205,75 @@ impl Connection {
     /// [`ReadError::Io`]. Do not make it non-blocking: the flag is shared with this connection.
     pub fn shutdown_handle(&self) -> io::Result<TcpStream> {
         self.stream.try_clone()
+    }
+}
+
+/// How to frame one answer: what [`Connection::write_response`] takes besides the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerFraming {
+    keep_alive: bool,
+    http10: bool,
+    head_only: bool,
+}
+
+/// What [`Answerer::send`] managed to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    All,
+    /// The socket took only part of it (the client is not reading): the connection's own
+    /// thread must write the rest, which it can wait for.
+    Rest(Vec<u8>),
+}
+
+/// Sends an answer on a connection's socket from another thread (the one that stored the
+/// request's event), so the client does not wait for the connection's thread to be scheduled.
+/// It never blocks: what the socket does not take at once is handed back.
+///
+/// The connection's thread must not use the socket while an answer may be sent this way: the
+/// send switches the socket to non-blocking mode for its duration, and that mode is shared.
+#[derive(Debug)]
+pub struct Answerer {
+    stream: TcpStream,
+    out: Vec<u8>,
+    date: DateCache,
+}
+
+impl Answerer {
+    pub fn send(&mut self, response: &Response, framing: AnswerFraming) -> io::Result<Sent> {
+        self.out.clear();
+        let date = self.date.now();
+        encode_response(
+            &mut self.out,
+            response,
+            framing.keep_alive,
+            framing.http10,
+            framing.head_only,
+            date,
+        );
+        self.stream.set_nonblocking(true)?;
+        let mut sent = 0;
+        let result = loop {
+            match self.stream.write(&self.out[sent..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    sent += n;
+                    if sent == self.out.len() {
+                        break Ok(Sent::All);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    break Ok(Sent::Rest(self.out[sent..].to_vec()))
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        // Back to blocking for the connection's thread; if that fails, its next read reports
+        // an error and the connection ends, which is safe.
+        let restored = self.stream.set_nonblocking(false);
+        let sent = result?;
+        restored?;
+        Ok(sent)
     }
 }
 
@@ -1754,6 +1846,86 @@ mod tests {
         Closed,
         Rejected(u16),
         Io,
+    }
+
+    #[test]
+    fn an_answerer_never_blocks_and_hands_back_what_the_socket_did_not_take() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let mut connection = Connection::new(server, limits());
+        client
+            .write_all(b"POST /event HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
+            .unwrap();
+        connection.read_request().expect("a request");
+        let framing = connection.framing(true, false);
+        let mut answerer = connection.answerer().unwrap();
+
+        // The client reads nothing: answers pile up until the socket takes only part of one.
+        let body = vec![b'x'; 256 * 1024];
+        let response = Response::json(200, body);
+        let mut sent = 0usize;
+        let rest = loop {
+            let started = Instant::now();
+            let outcome = answerer.send(&response, framing).expect("no error");
+            assert!(
+                started.elapsed() < Duration::from_millis(500),
+                "send blocked"
+            );
+            match outcome {
+                Sent::All => sent += 1,
+                Sent::Rest(rest) => break rest,
+            }
+            assert!(sent < 1000, "the socket never filled up");
+        };
+        let mut one = Vec::new();
+        encode_response(&mut one, &response, true, false, false, answerer.date.now());
+        assert!(!rest.is_empty() && rest.len() <= one.len());
+
+        // The connection's thread writes the rest (blocking) while the client reads it all.
+        let reader = thread::spawn(move || {
+            let mut all = Vec::new();
+            client
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                match client.read(&mut chunk) {
+                    Ok(0) | Err(_) => break all,
+                    Ok(n) => all.extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+        connection.write_rest(&rest).expect("the rest is written");
+        // Blocking again: a read with a timeout waits for it instead of failing at once.
+        connection
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let started = Instant::now();
+        let mut byte = [0u8; 1];
+        assert!(connection.stream.read(&mut byte).is_err());
+        assert!(
+            started.elapsed() >= Duration::from_millis(150),
+            "the socket was left non-blocking"
+        );
+        connection.stream.shutdown(Shutdown::Write).unwrap();
+        let all = reader.join().unwrap();
+        // Every answer arrived whole and in order: the complete ones, then the split one. (The
+        // Date header may have turned a second meanwhile; it has a fixed length.)
+        let without_date = |answer: &[u8]| {
+            let mut answer = answer.to_vec();
+            let at = answer.windows(8).position(|w| w == b"\r\nDate: ").unwrap() + 8;
+            answer[at..at + 29].fill(b'-');
+            answer
+        };
+        assert_eq!(all.len(), one.len() * (sent + 1));
+        for (i, answer) in all.chunks(one.len()).enumerate() {
+            assert!(
+                without_date(answer) == without_date(&one),
+                "answer {i} differs"
+            );
+        }
     }
 
     /// A server on 127.0.0.1:0 serving every connection with `Connection` in a loop: each

@@ -40,16 +40,39 @@ pub enum Outcome {
     Internal,
 }
 
+/// Answers a job's client straight from the thread that stored the job, before the waiting
+/// connection thread is woken: the client then does not wait for that thread to be scheduled
+/// (on a busy 2-core machine, tens of microseconds per request).
+pub trait EarlyAnswer: Send + Sync + std::fmt::Debug {
+    /// Called once per job, with its outcome, on the storing thread. Must not block.
+    fn answer(&self, outcome: &Outcome);
+}
+
 /// Where a connection waits for the outcome of its job. One per connection, reused for each of
 /// its requests, so the request path allocates nothing for the hand-off.
 #[derive(Debug, Default)]
 pub struct ReplySlot {
     value: Mutex<Option<Outcome>>,
     ready: Condvar,
+    early: Option<Arc<dyn EarlyAnswer>>,
 }
 
 impl ReplySlot {
+    /// A slot whose outcomes are first passed to `early` on the thread that stored the job.
+    pub fn with_early_answer(early: Arc<dyn EarlyAnswer>) -> ReplySlot {
+        ReplySlot {
+            early: Some(early),
+            ..ReplySlot::default()
+        }
+    }
+
     fn put(&self, outcome: Outcome) {
+        if let Some(early) = &self.early {
+            // A panic there must not keep the outcome from the waiting thread.
+            if catch_unwind(AssertUnwindSafe(|| early.answer(&outcome))).is_err() {
+                log::error!("panic while answering early; the connection thread answers");
+            }
+        }
         *self.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
         self.ready.notify_one();
     }
@@ -195,9 +218,8 @@ impl Pipeline {
     /// otherwise through the queue and a worker thread. A full or closed queue is refused at
     /// once.
     pub fn submit(&self, job: Job, reply: &ReplySlot) -> Result<Outcome, QueueError> {
-        if let Some((mut worker, mut batch)) = self.enqueue_or_lead(job)? {
-            self.store_batch(&mut worker, &mut batch);
-            self.give_back(worker);
+        if let Some((worker, mut batch)) = self.enqueue_or_lead(job)? {
+            self.store_batch(worker, &mut batch);
         }
         Ok(reply.wait())
     }
@@ -317,10 +339,7 @@ impl Pipeline {
         loop {
             let work = self.next_work(tick, &mut batch);
             match work {
-                Work::Batch(mut worker) => {
-                    self.store_batch(&mut worker, &mut batch);
-                    self.give_back(worker);
-                }
+                Work::Batch(worker) => self.store_batch(worker, &mut batch),
                 Work::Reconnect(mut worker) => {
                     worker.idle();
                     self.give_back(worker);
@@ -338,9 +357,11 @@ impl Pipeline {
         log::debug!("worker thread {id}: stopped");
     }
 
-    /// Stores a batch and answers every job of it, also when storing panics.
-    fn store_batch(&self, worker: &mut Worker, batch: &mut Vec<Job>) {
-        let result = catch_unwind(AssertUnwindSafe(|| worker.process(batch)));
+    /// Stores a batch, gives the connection back, then answers every job of the batch (also
+    /// when storing panics): the next batch need not wait for the answers to be sent.
+    fn store_batch(&self, mut worker: Worker, batch: &mut Vec<Job>) {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let result = catch_unwind(AssertUnwindSafe(|| worker.process(batch, &mut outcomes)));
         if result.is_err() {
             log::error!(
                 "worker {}: panic while storing a batch of {}; answered 500",
@@ -349,10 +370,14 @@ impl Pipeline {
             );
             // A panic may leave the connection mid-protocol: start over with a new one.
             worker.store = None;
+            outcomes.clear();
         }
-        // Jobs not answered (only after a panic) get a 500; answered ones were drained.
+        self.give_back(worker);
+        // One outcome per job in order; none (only after a panic) means 500.
+        let mut outcomes = outcomes.into_iter();
         for job in batch.drain(..) {
-            job.reply().put(Outcome::Internal);
+            job.reply()
+                .put(outcomes.next().unwrap_or(Outcome::Internal));
         }
     }
 }
@@ -430,12 +455,10 @@ impl Worker {
         self.store.as_mut()
     }
 
-    /// Answers every job of the batch and empties it.
-    fn process(&mut self, batch: &mut Vec<Job>) {
+    /// Stores the batch and pushes one outcome per job, in order, onto `outcomes`.
+    fn process(&mut self, batch: &[Job], outcomes: &mut Vec<Outcome>) {
         let Some(_) = self.ready_store() else {
-            for job in batch.drain(..) {
-                job.reply().put(Outcome::Unavailable);
-            }
+            outcomes.extend(batch.iter().map(|_| Outcome::Unavailable));
             return;
         };
         let mut events: Vec<NewEvent<'_>> = Vec::with_capacity(batch.len());
@@ -459,9 +482,7 @@ impl Worker {
             } else {
                 Outcome::Unavailable
             };
-            for job in batch.drain(..) {
-                job.reply().put(outcome.clone());
-            }
+            outcomes.extend(batch.iter().map(|_| outcome.clone()));
             return;
         }
         let result = self.save_with_one_retry(&events);
@@ -476,16 +497,15 @@ impl Worker {
                     .metrics
                     .record_commit(saved.len(), created, saved.len() as u64 - created);
                 let mut saved = saved.into_iter();
-                for job in batch.drain(..) {
-                    let outcome = match &job {
+                outcomes.extend(batch.iter().map(|job| {
+                    match job {
                         Job::Store { .. } => saved
                             .next()
                             .map(Outcome::Saved)
                             .unwrap_or(Outcome::Internal),
                         Job::Ping { .. } => Outcome::Ready,
-                    };
-                    job.reply().put(outcome);
-                }
+                    }
+                }));
             }
             Err(error) => {
                 let outcome = match &error {
@@ -500,9 +520,7 @@ impl Worker {
                     }
                     StoreError::Unavailable(_) => Outcome::Unavailable,
                 };
-                for job in batch.drain(..) {
-                    job.reply().put(outcome.clone());
-                }
+                outcomes.extend(batch.iter().map(|_| outcome.clone()));
             }
         }
     }

