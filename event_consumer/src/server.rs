@@ -7,7 +7,7 @@
 //! read/idle deadlines of the HTTP layer end them.
 //!
 //! The answer to a stored event on a kept-alive connection is sent by whichever thread stored
-//! it, right after the commit, without blocking ([`DirectAnswer`]): the client need not wait for
+//! it, right after the commit, without blocking (`DirectAnswer`): the client need not wait for
 //! its connection thread to be woken and scheduled first, which on a busy 2-core machine is a
 //! good part of a request's latency (measured: about 20 % more events/s at 8 connections). What
 //! the socket does not take at once is written by the connection thread, which waits for the
