@@ -139,8 +139,11 @@ pub struct PropagatorConfig {
     pub request_timeout_seconds: f64,
     pub backoff_initial_seconds: f64,
     pub backoff_max_seconds: f64,
-    /// On SIGTERM, how long the in-flight send (with its retries) may still take.
+    /// On SIGTERM, how long the sends in flight (with their retries) may still take.
     pub shutdown_timeout_seconds: f64,
+    /// Most sends in flight at once (each on a sender thread of its own). The schedule waits
+    /// only when this many sends are still waiting for their answers.
+    pub max_in_flight: usize,
 }
 
 impl Default for PropagatorConfig {
@@ -157,9 +160,17 @@ impl Default for PropagatorConfig {
             backoff_initial_seconds: 0.1,
             backoff_max_seconds: 5.0,
             shutdown_timeout_seconds: 10.0,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
+
+/// Default of `propagator.max_in_flight`: at 1000 sends per second it rides out a consumer
+/// stall of about 30 ms (a slow PostgreSQL commit) without skipping a slot; at one send per
+/// second it never matters (one sender thread suffices).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+/// Upper bound of `propagator.max_in_flight`: one thread and one connection each.
+pub const MAX_IN_FLIGHT_LIMIT: usize = 1024;
 
 /// Why the configuration cannot be used. Every message names the file and what to fix.
 #[derive(Debug)]
@@ -350,6 +361,15 @@ impl Config {
         }
         if self.consumer.max_header_bytes < 256 {
             return invalid("consumer.max_header_bytes", "must be at least 256".into());
+        }
+        let max_in_flight = self.propagator.max_in_flight;
+        if !(1..=MAX_IN_FLIGHT_LIMIT).contains(&max_in_flight) {
+            return invalid(
+                "propagator.max_in_flight",
+                format!(
+                    "must be a whole number of sends from 1 to {MAX_IN_FLIGHT_LIMIT}, got {max_in_flight}"
+                ),
+            );
         }
         let endpoint = &self.propagator.endpoint;
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
@@ -699,6 +719,44 @@ mod tests {
             let err = load(text, &[]).unwrap_err().to_string();
             assert!(err.contains(key), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn max_in_flight_outside_1_to_1024_is_refused_naming_the_key_and_the_file() {
+        let cases = [
+            ("0", "zero sends in flight could never send"),
+            ("2000", "above the 1024 limit"),
+            ("abc", "not a number"),
+            ("-1", "negative"),
+            ("2.5", "not a whole number"),
+        ];
+        for (value, reason) in cases {
+            let text = format!("propagator:\n  max_in_flight: {value}\n");
+            let err = load(&text, &[]).unwrap_err().to_string();
+            assert!(
+                err.contains("propagator.max_in_flight"),
+                "{reason}: key not named: {err}"
+            );
+            assert!(
+                err.starts_with("config.yaml:"),
+                "{reason}: file not named: {err}"
+            );
+            assert!(!err.contains('\n'), "{reason}: one line: {err}");
+        }
+        for value in [1, 32, 1024] {
+            let text = format!("propagator:\n  max_in_flight: {value}\n");
+            let config = load(&text, &[]).unwrap();
+            assert_eq!(config.propagator.max_in_flight, value);
+        }
+        // Through the shipped file's variable, as an operator would set it.
+        let text = include_str!("../../config.yaml");
+        let env = [("DB_PASSWORD", "x"), ("PROPAGATOR_MAX_IN_FLIGHT", "8")];
+        assert_eq!(load(text, &env).unwrap().propagator.max_in_flight, 8);
+        let env = [("DB_PASSWORD", "x"), ("PROPAGATOR_MAX_IN_FLIGHT", "0")];
+        let err = load(text, &env).unwrap_err().to_string();
+        assert!(err.contains("propagator.max_in_flight"), "{err}");
+        let config = load(text, &[("DB_PASSWORD", "x")]).unwrap();
+        assert_eq!(config.propagator.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
     }
 
     #[test]

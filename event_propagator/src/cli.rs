@@ -19,6 +19,8 @@ Options:
   --period SECONDS       time between sends (0 = back to back, fractions allowed),
                          overrides propagator.period_seconds
   --events-file PATH     JSON array of events, overrides propagator.events_file
+  --max-in-flight N      most sends waiting for an answer at once (1 to 1024; 1 = one at
+                         a time), overrides propagator.max_in_flight
   --count N              send N events, then exit
   --duration SECONDS     stop starting new sends after this long, then exit
   --seed N               seed for choosing events, to replay a run (default: random, logged)
@@ -46,6 +48,7 @@ pub struct Args {
     pub endpoint: Option<String>,
     pub period_seconds: Option<f64>,
     pub events_file: Option<PathBuf>,
+    pub max_in_flight: Option<usize>,
     pub count: Option<u64>,
     pub duration_seconds: Option<f64>,
     pub seed: Option<u64>,
@@ -59,6 +62,7 @@ impl Default for Args {
             endpoint: None,
             period_seconds: None,
             events_file: None,
+            max_in_flight: None,
             count: None,
             duration_seconds: None,
             seed: None,
@@ -78,6 +82,9 @@ impl Args {
         }
         if let Some(path) = &self.events_file {
             options.events_file = path.clone();
+        }
+        if let Some(max_in_flight) = self.max_in_flight {
+            options.max_in_flight = max_in_flight;
         }
         if let Some(count) = self.count {
             options.count = Some(count);
@@ -140,6 +147,19 @@ where
             }
             Long("events-file") => {
                 out.events_file = Some(parser.value().map_err(lexopt_error)?.into());
+            }
+            Long("max-in-flight") => {
+                let value = text(&mut parser, "--max-in-flight")?;
+                let max = common::config::MAX_IN_FLIGHT_LIMIT;
+                match value.parse::<usize>() {
+                    Ok(n) if (1..=max).contains(&n) => out.max_in_flight = Some(n),
+                    _ => {
+                        return Err(CliError(format!(
+                            "--max-in-flight: expected a whole number of sends from 1 to {max}, \
+                             got `{value}`"
+                        )))
+                    }
+                }
             }
             Long("count") => {
                 let value = text(&mut parser, "--count")?;
@@ -229,7 +249,7 @@ mod tests {
     fn every_flag_is_parsed() {
         let args = run(
             "--config /etc/p.yaml --endpoint http://h:1/event --period 0.05 --events-file e.json \
-             --count 200 --duration 1.5 --seed 42 --keys-log keys.txt",
+             --max-in-flight 8 --count 200 --duration 1.5 --seed 42 --keys-log keys.txt",
         )
         .unwrap();
         assert_eq!(
@@ -239,6 +259,7 @@ mod tests {
                 endpoint: Some("http://h:1/event".into()),
                 period_seconds: Some(0.05),
                 events_file: Some("e.json".into()),
+                max_in_flight: Some(8),
                 count: Some(200),
                 duration_seconds: Some(1.5),
                 seed: Some(42),
@@ -254,16 +275,23 @@ mod tests {
         let config = common::Config::default();
         let mut options = Options::from_config(&config.propagator);
         assert_eq!(options.period, Duration::from_secs(1));
-        run("--endpoint http://x:9/e --period 0.25 --events-file f.json --count 3 --seed 5")
-            .unwrap()
-            .apply(&mut options);
+        run(
+            "--endpoint http://x:9/e --period 0.25 --events-file f.json --count 3 --seed 5 \
+             --max-in-flight 1",
+        )
+        .unwrap()
+        .apply(&mut options);
         assert_eq!(options.endpoint, "http://x:9/e");
         assert_eq!(options.period, Duration::from_millis(250));
         assert_eq!(options.events_file, PathBuf::from("f.json"));
         assert_eq!((options.count, options.seed), (Some(3), Some(5)));
+        assert_eq!(options.max_in_flight, 1);
         // Keys the flags do not touch keep their config values.
         assert_eq!(options.max_retries, config.propagator.max_retries);
         assert_eq!(options.duration, None);
+        let mut options = Options::from_config(&config.propagator);
+        run("--period 0.001").unwrap().apply(&mut options);
+        assert_eq!(options.max_in_flight, config.propagator.max_in_flight);
     }
 
     #[test]
@@ -285,6 +313,15 @@ mod tests {
             ("--duration 0", "--duration", "a zero duration"),
             ("--duration inf", "--duration", "an infinite duration"),
             ("--seed x", "--seed", "a seed that is not a number"),
+            ("--max-in-flight 0", "--max-in-flight", "no send in flight"),
+            ("--max-in-flight 1025", "--max-in-flight", "above the limit"),
+            ("--max-in-flight abc", "--max-in-flight", "not a number"),
+            (
+                "--max-in-flight 2.5",
+                "--max-in-flight",
+                "not a whole number",
+            ),
+            ("--max-in-flight", "--max-in-flight", "a missing value"),
             (
                 "--endpoint localhost:8080",
                 "--endpoint",

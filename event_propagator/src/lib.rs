@@ -4,14 +4,22 @@
 //! none is stored twice (each carries an `Idempotency-Key`, the same on every retry).
 //!
 //! The flow is [`Propagator::new`] (load and check the events, build the HTTP agent), then
-//! [`Propagator::tick`] again and again (wait for the next slot, pick, send with retries, say what
-//! happened) until it reports the end, then the [`Summary`]. [`Propagator::run_until_stopped`]
-//! is that loop, run on a thread of its own so that a send hanging at shutdown cannot hold the
-//! process past `shutdown_timeout_seconds`; tests drive single ticks.
+//! [`Propagator::tick`] again and again (wait for the next slot, pick, log the key, send with
+//! retries, say what happened) until it reports the end, then the [`Summary`]. Tests drive
+//! single ticks on their own thread. [`Propagator::run_until_stopped`] runs the ticks on up to
+//! `max_in_flight` sender threads that take turns at the schedule (see [`window`]): the thread
+//! whose turn it is waits for the next slot, takes it, hands the turn on and sends the event
+//! itself, so a slot waits only when every sender is busy, not for the previous answer, and a
+//! consumer that stalls for a few periods costs no slots. Events may therefore be stored in
+//! another order than they were generated. With `max_in_flight: 1` it sends one event at a
+//! time (the next slot waits for the current event). Meanwhile the calling thread watches: it
+//! starts another sender thread when a slot is (about to be) due and every one is busy, and
+//! after a stop request it waits at most `shutdown_timeout_seconds` for the sends in flight, so
+//! that hanging sends cannot hold the process.
 //!
 //! What it does not do: it keeps no queue of unsent events (a stopped propagator simply stops
-//! generating), sends one event at a time (the next slot waits for the current event), and does
-//! not read the consumer's database.
+//! generating; with every sender busy, due slots are skipped, not queued), never fires skipped
+//! slots in a burst, and does not read the consumer's database.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -21,10 +29,11 @@ pub mod schedule;
 pub mod sender;
 pub mod stats;
 pub mod stop;
+pub mod window;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::config::PropagatorConfig;
@@ -54,6 +63,8 @@ pub struct Options {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub shutdown_timeout: Duration,
+    /// Most sends in flight at once (1 to 1024).
+    pub max_in_flight: usize,
     /// Send this many events, then end.
     pub count: Option<u64>,
     /// Start no send after this long.
@@ -77,6 +88,7 @@ impl Options {
             backoff_initial: Duration::from_secs_f64(config.backoff_initial_seconds),
             backoff_max: Duration::from_secs_f64(config.backoff_max_seconds),
             shutdown_timeout: Duration::from_secs_f64(config.shutdown_timeout_seconds),
+            max_in_flight: config.max_in_flight,
             count: None,
             duration: None,
             seed: None,
@@ -139,23 +151,46 @@ pub struct Sent {
 /// A run in progress.
 #[derive(Debug)]
 pub struct Propagator {
+    core: Arc<Core>,
+}
+
+/// What every sender thread of a run shares.
+#[derive(Debug)]
+pub(crate) struct Core {
     options: Options,
     event_types: Vec<String>,
     bodies: Vec<Vec<u8>>,
-    picker: Picker,
     sender: Sender,
+    seed: u64,
+    /// The schedule and all that must follow the order of the slots, held by the thread whose
+    /// turn it is, from waiting for the next slot until it has taken it.
+    turn: Mutex<Turn>,
+    /// Updated by every sender thread; read by the watching thread to abandon sends.
+    stats: Mutex<Stats>,
+}
+
+#[derive(Debug)]
+struct Turn {
+    picker: Picker,
     keys_log: Option<KeysLog>,
-    /// Created at the first tick: slot 0 is due when the run starts sending, not when it was set up.
+    /// Created at the first slot: slot 0 is due when the run starts sending, not when it was set up.
     schedule: Option<Schedule>,
-    /// Shared with [`Propagator::run_until_stopped`]'s waiting thread, which may have to report
-    /// while a send hangs.
-    stats: Arc<Mutex<Stats>>,
     skip_warnings: WarnLimiter,
     end: Option<End>,
 }
 
-/// How often the thread waiting for a run looks at the stop request.
-const RUN_CHECK: Duration = Duration::from_millis(100);
+/// A slot taken: its event picked, its key logged, its send counted; not yet sent.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    /// The send's number in the run (0 for the first).
+    number: u64,
+    key: String,
+    event_index: usize,
+    slot: Slot,
+    lateness: Duration,
+    /// When the slot after it is due.
+    pub next_due: Instant,
+}
 
 impl Propagator {
     /// Checks the endpoint, the events file and the keys log, and builds the HTTP agent.
@@ -187,76 +222,147 @@ impl Propagator {
                     max: options.backoff_max,
                 },
                 shutdown_timeout: options.shutdown_timeout,
+                max_in_flight: options.max_in_flight,
             },
             // Jitter has its own generator, so retries never change which events are chosen.
             seed ^ 0x9e37_79b9_7f4a_7c15,
         );
-        Ok(Propagator {
+        let turn = Turn {
             picker: Picker::new(events.len(), seed),
-            event_types,
-            bodies,
-            sender,
             keys_log,
             schedule: None,
-            stats: Arc::default(),
             skip_warnings: WarnLimiter::new(Duration::from_secs(1)),
             end: None,
-            options,
+        };
+        Ok(Propagator {
+            core: Arc::new(Core {
+                event_types,
+                bodies,
+                sender,
+                seed,
+                turn: Mutex::new(turn),
+                stats: Mutex::default(),
+                options,
+            }),
         })
     }
 
     /// The seed choosing the events (given, or drawn at random).
     pub fn seed(&self) -> u64 {
-        self.picker.seed()
+        self.core.seed
     }
 
     /// A copy of the counters so far.
     pub fn stats(&self) -> Stats {
-        lock(&self.stats).clone()
+        lock(&self.core.stats).clone()
     }
 
-    /// Waits for the next slot, sends one event with its retries, and says what happened; or
-    /// says that the run is over (count reached, duration passed, stop requested).
+    /// Waits for the next slot, sends one event with its retries on this thread, and says what
+    /// happened; or says that the run is over (count reached, duration passed, stop requested).
+    /// Each tick is one sender: the next slot waits for this event (as with `max_in_flight: 1`).
     pub fn tick(&mut self, stop: &Stop) -> Tick {
-        if let Some(end) = self.end {
-            return Tick::Finished(end);
+        match self.core.take_slot(stop) {
+            Ok(taken) => Tick::Sent(self.core.send(taken, stop)),
+            Err(end) => Tick::Finished(end),
         }
+    }
+
+    /// Runs until the count, the duration or a stop request ends it, with up to
+    /// `max_in_flight` sends in flight, then logs and returns the summary.
+    ///
+    /// After a stop request this returns within `shutdown_timeout` even if sends hang: those
+    /// still unanswered then are counted as abandoned and logged with their keys, and their
+    /// threads are left to their request timeouts (the process is about to exit anyway).
+    pub fn run_until_stopped(self, stop: &Stop) -> Summary {
+        let options = &self.core.options;
+        log::info!(
+            "sending to {} every {}s, at most {} in flight: {} events from {}, seed {} (replay \
+             with --seed {}){}{}",
+            redact_userinfo(&options.endpoint),
+            options.period.as_secs_f64(),
+            options.max_in_flight,
+            self.core.bodies.len(),
+            options.events_file.display(),
+            self.seed(),
+            self.seed(),
+            options
+                .count
+                .map(|n| format!(", count {n}"))
+                .unwrap_or_default(),
+            options
+                .duration
+                .map(|d| format!(", duration {}s", d.as_secs_f64()))
+                .unwrap_or_default(),
+        );
+        let end = window::run(Arc::clone(&self.core), stop);
+        let summary = self.summary_at(end);
+        log::info!("summary: {summary}");
+        summary
+    }
+
+    /// The summary so far, as if the run ended now for `end`.
+    pub fn summary_at(&self, end: End) -> Summary {
+        let stats = lock(&self.core.stats);
+        let elapsed = stats.started().map(|s| s.elapsed()).unwrap_or_default();
+        stats.summary(elapsed, end)
+    }
+}
+
+impl Core {
+    /// Waits for the next slot, picks its event, logs its key and counts the send; or says why
+    /// the run is over. Slots are taken one at a time, in order, whichever thread takes them,
+    /// so the seeded picker and the keys log follow the slots. The caller is a free sender:
+    /// slots that passed while every sender was busy are skipped here.
+    fn take_slot(&self, stop: &Stop) -> Result<Taken, End> {
+        let mut guard = lock(&self.turn);
+        let Turn {
+            picker,
+            keys_log,
+            schedule,
+            skip_warnings,
+            end,
+        } = &mut *guard;
+        if let Some(ended) = *end {
+            return Err(ended);
+        }
+        let mut finish = |reason: End| {
+            *end = Some(reason);
+            Err(reason)
+        };
         let sent = lock(&self.stats).sent;
         if self.options.count.is_some_and(|n| sent >= n) {
-            return self.finish(End::Count);
+            return finish(End::Count);
         }
         if stop.is_requested() {
-            return self.finish(End::Stopped);
+            return finish(End::Stopped);
         }
         let now = Instant::now();
-        let schedule = self
-            .schedule
-            .get_or_insert_with(|| Schedule::new(now, self.options.period));
+        let schedule = schedule.get_or_insert_with(|| Schedule::new(now, self.options.period));
         let start = schedule.start();
         let slot = schedule.next_slot(now);
         if let Some(duration) = self.options.duration {
             if slot.due.max(now) >= start + duration {
-                return self.finish(End::Duration);
+                return finish(End::Duration);
             }
         }
         if stop.sleep_until(slot.due) {
-            return self.finish(End::Stopped);
+            return finish(End::Stopped);
         }
 
-        let event_index = self.picker.pick();
+        let event_index = picker.pick();
         let key = uuid::Uuid::new_v4().to_string();
-        if let Some(log) = &mut self.keys_log {
+        if let Some(log) = keys_log {
             if let Err(e) = log.append(&key) {
                 log::error!(
                     "cannot write keys log {}: {e}; stopping before sending unlogged events",
                     log.path().display()
                 );
-                return self.finish(End::KeysLogFailed);
+                return finish(End::KeysLogFailed);
             }
         }
         let sent_at = Instant::now();
         let lateness = sent_at.saturating_duration_since(slot.due);
-        let skipped_total = {
+        let (number, skipped_total) = {
             let mut stats = lock(&self.stats);
             stats.mark_start(start);
             let in_flight = InFlight {
@@ -264,170 +370,77 @@ impl Propagator {
                 event_type: self.event_types[event_index].clone(),
                 event_index,
             };
-            stats.record_send(sent_at, lateness, slot.skipped, in_flight);
-            stats.skipped_slots
+            let number = stats.record_send(sent_at, lateness, slot.skipped, in_flight);
+            (number, stats.skipped_slots)
         };
         if slot.skipped > 0 {
-            if let Some(held_back) = self.skip_warnings.allow(sent_at) {
+            if let Some(held_back) = skip_warnings.allow(sent_at) {
                 log::warn!(
-                    "the previous send overran its slot: skipped {} slot(s) (total {skipped_total}, \
-                     {held_back} warnings held back); sending late by {:.3}s",
+                    "no sender was free for {:.3}s (max_in_flight {}): skipped {} slot(s) \
+                     (total {skipped_total}, {held_back} warnings held back)",
+                    lateness.as_secs_f64(),
+                    self.options.max_in_flight,
                     slot.skipped,
-                    lateness.as_secs_f64()
                 );
             }
         }
-
-        let delivery = self.sender.deliver(&self.bodies[event_index], &key, stop);
-        lock(&self.stats).record_delivery(&delivery);
-        self.log_outcome(&key, event_index, &delivery);
-        Tick::Sent(Sent {
+        Ok(Taken {
+            number,
             key,
             event_index,
             slot,
             lateness,
-            delivery,
+            next_due: schedule.next_due(sent_at),
         })
     }
 
-    /// Ticks until the run ends, then logs and returns the summary.
-    ///
-    /// The ticks run on a thread of their own while this one waits, so that after a stop
-    /// request this returns within `shutdown_timeout` even if the request in flight hangs: that
-    /// event is then counted as abandoned, and the thread is left to its request timeout (the
-    /// process is about to exit anyway).
-    pub fn run_until_stopped(self, stop: &Stop) -> Summary {
-        log::info!(
-            "sending to {} every {}s: {} events from {}, seed {} (replay with --seed {}){}{}",
-            redact_userinfo(&self.options.endpoint),
-            self.options.period.as_secs_f64(),
-            self.bodies.len(),
-            self.options.events_file.display(),
-            self.seed(),
-            self.seed(),
-            self.options
-                .count
-                .map(|n| format!(", count {n}"))
-                .unwrap_or_default(),
-            self.options
-                .duration
-                .map(|d| format!(", duration {}s", d.as_secs_f64()))
-                .unwrap_or_default(),
-        );
-        let stats = Arc::clone(&self.stats);
-        let shutdown_timeout = self.options.shutdown_timeout;
-        // The propagator goes to the thread through a channel, so it is still ours if the thread
-        // cannot be started.
-        let (hand_over, receive) = mpsc::channel::<Propagator>();
-        let (report, finished) = mpsc::channel::<End>();
-        let thread_stop = stop.clone();
-        let spawned = std::thread::Builder::new()
-            .name("sender".into())
-            .spawn(move || {
-                if let Ok(mut propagator) = receive.recv() {
-                    let end = propagator.tick_until_finished(&thread_stop);
-                    let _ = report.send(end);
-                }
-            });
-        let thread = match spawned {
-            Ok(thread) => thread,
-            Err(e) => {
-                log::warn!(
-                    "cannot start the sender thread ({e}); sending from this one, so a send that \
-                     hangs at shutdown is bounded by request_timeout_seconds instead"
-                );
-                let mut this = self;
-                let end = this.tick_until_finished(stop);
-                return this.conclude(end);
-            }
-        };
-        hand_over
-            .send(self)
-            .expect("the sender thread waits for the propagator");
-        let end = loop {
-            let wait = match stop.requested_at() {
-                None => RUN_CHECK,
-                Some(requested) => {
-                    let left =
-                        (requested + shutdown_timeout).saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break abandon(&stats);
-                    }
-                    left.min(RUN_CHECK)
-                }
-            };
-            match finished.recv_timeout(wait) {
-                Ok(done) => {
-                    let _ = thread.join();
-                    break done;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => match thread.join() {
-                    Err(panic) => std::panic::resume_unwind(panic),
-                    Ok(()) => unreachable!("the sender thread reports before it ends"),
-                },
-            }
-        };
-        let summary = summary_of(&lock(&stats), end);
-        log::info!("summary: {summary}");
-        summary
-    }
-
-    /// The summary so far, as if the run ended now for `end`.
-    pub fn summary_at(&self, end: End) -> Summary {
-        summary_of(&lock(&self.stats), end)
-    }
-
-    fn tick_until_finished(&mut self, stop: &Stop) -> End {
-        loop {
-            if let Tick::Finished(end) = self.tick(stop) {
-                return end;
-            }
+    /// Sends a taken slot's event with its retries, on the calling thread, and records how it
+    /// ended (unless the run already counted it as abandoned).
+    fn send(&self, taken: Taken, stop: &Stop) -> Sent {
+        let delivery = self
+            .sender
+            .deliver(&self.bodies[taken.event_index], &taken.key, stop);
+        if lock(&self.stats).record_delivery(taken.number, &delivery) {
+            log_outcome(
+                &taken.key,
+                &self.event_types[taken.event_index],
+                taken.event_index,
+                &delivery,
+            );
+        }
+        Sent {
+            key: taken.key,
+            event_index: taken.event_index,
+            slot: taken.slot,
+            lateness: taken.lateness,
+            delivery,
         }
     }
 
-    fn conclude(&self, end: End) -> Summary {
-        let summary = self.summary_at(end);
-        log::info!("summary: {summary}");
-        summary
-    }
-
-    fn finish(&mut self, end: End) -> Tick {
-        self.end = Some(end);
-        Tick::Finished(end)
-    }
-
-    fn log_outcome(&self, key: &str, event_index: usize, delivery: &Delivery) {
-        let event_type = &self.event_types[event_index];
-        let attempts = delivery.attempts;
-        match &delivery.outcome {
-            Outcome::Delivered | Outcome::Duplicate => {
-                log::debug!("event {key} ({event_type}) delivered after {attempts} attempt(s)")
-            }
-            Outcome::Rejected { status, message } => log::error!(
-                "event {key} ({event_type}, entry {event_index}) rejected with {status}: {message}"
-            ),
-            Outcome::GaveUp { reason } => log::error!(
-                "event {key} ({event_type}, entry {event_index}) given up after {attempts} \
-                 attempt(s): {reason}"
-            ),
-            Outcome::Abandoned => log_abandoned(key, event_type, event_index),
+    /// Counts every send still in flight as abandoned and logs each with its key.
+    fn abandon_in_flight(&self) {
+        let abandoned = lock(&self.stats).abandon_in_flight();
+        for (_, event) in abandoned {
+            log_abandoned(&event.key, &event.event_type, event.event_index);
         }
     }
 }
 
-/// The shutdown allowance ran out with the sender thread still busy: count its event as
-/// abandoned and report without it.
-fn abandon(stats: &Mutex<Stats>) -> End {
-    if let Some(event) = lock(stats).abandon_in_flight() {
-        log_abandoned(&event.key, &event.event_type, event.event_index);
+fn log_outcome(key: &str, event_type: &str, event_index: usize, delivery: &Delivery) {
+    let attempts = delivery.attempts;
+    match &delivery.outcome {
+        Outcome::Delivered | Outcome::Duplicate => {
+            log::debug!("event {key} ({event_type}) delivered after {attempts} attempt(s)")
+        }
+        Outcome::Rejected { status, message } => log::error!(
+            "event {key} ({event_type}, entry {event_index}) rejected with {status}: {message}"
+        ),
+        Outcome::GaveUp { reason } => log::error!(
+            "event {key} ({event_type}, entry {event_index}) given up after {attempts} \
+             attempt(s): {reason}"
+        ),
+        Outcome::Abandoned => log_abandoned(key, event_type, event_index),
     }
-    End::Stopped
-}
-
-fn summary_of(stats: &Stats, end: End) -> Summary {
-    let elapsed = stats.started().map(|s| s.elapsed()).unwrap_or_default();
-    stats.summary(elapsed, end)
 }
 
 fn log_abandoned(key: &str, event_type: &str, event_index: usize) {
@@ -437,8 +450,8 @@ fn log_abandoned(key: &str, event_type: &str, event_index: usize) {
     );
 }
 
-fn lock(stats: &Mutex<Stats>) -> MutexGuard<'_, Stats> {
-    stats.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Sets up and runs until the count, the duration or a stop request ends it.

@@ -1,9 +1,10 @@
 //! The fixed-rate schedule: slot `k` is due at `start + k × period`, computed from the start
 //! every time in whole nanoseconds, so neither the time a send takes nor rounding adds drift.
 //!
-//! When a send overruns, the next one goes out at once (it is late, and its lateness is measured
-//! against its own slot), the slots that passed meanwhile are skipped rather than fired in a
-//! burst, and their number is reported. Pure: the caller passes the current time in.
+//! When no sender is free at a slot's due time (every one of the `max_in_flight` sends is still
+//! waiting for its answer), the slot goes out as soon as one frees (it is late, and its lateness
+//! is measured against its own slot), the slots that passed meanwhile are skipped rather than
+//! fired in a burst, and their number is reported. Pure: the caller passes the current time in.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ pub struct Slot {
     pub index: u64,
     /// When the send is due. With period 0 this is the moment the slot was taken.
     pub due: Instant,
-    /// Slots passed over since the previous send because that send overran.
+    /// Slots passed over after this one because no sender was free at their due time.
     pub skipped: u64,
 }
 
@@ -49,7 +50,16 @@ impl Schedule {
         self.start + times(self.period, index)
     }
 
-    /// Takes the slot for the next send, given that the previous send finished at `now`.
+    /// When the next slot is due, without taking it. With period 0 that is `now`.
+    pub fn next_due(&self, now: Instant) -> Instant {
+        if self.period.is_zero() {
+            now
+        } else {
+            self.due(self.next)
+        }
+    }
+
+    /// Takes the slot for the next send, given that a sender became free for it at `now`.
     ///
     /// If the next slot is still ahead, it is returned as is. If it has passed, it is still
     /// returned (the caller sends at once and the send counts as late), and every later slot

@@ -4,6 +4,7 @@
 //! 1000 sends per second keeps a fixed 30 KB of memory: exact below 128 µs, and within 1/64
 //! (1.6 %) above, which is finer than a timer can measure at those sizes anyway.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,8 @@ impl End {
     }
 }
 
-/// Running totals, updated once per send and once per outcome.
+/// Running totals, updated once per send and once per outcome (sends run on several threads,
+/// so outcomes may come in another order than the sends).
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     pub sent: u64,
@@ -48,14 +50,16 @@ pub struct Stats {
     pub retries: u64,
     pub skipped_slots: u64,
     pub lateness: Histogram,
-    /// The event sent and not yet finished.
-    pub in_flight: Option<InFlight>,
+    /// The most sends in flight at once so far.
+    pub max_in_flight_used: usize,
+    /// The sends started and not yet finished, by send number (0 for the first).
+    in_flight: BTreeMap<u64, InFlight>,
     started: Option<Instant>,
     first_send: Option<Instant>,
     last_send: Option<Instant>,
 }
 
-/// The event between its first attempt and its outcome.
+/// An event between the start of its send and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InFlight {
     pub key: String,
@@ -73,21 +77,32 @@ impl Stats {
         self.started
     }
 
-    /// Records a send going out at `at`, `lateness` after its due time.
-    pub fn record_send(&mut self, at: Instant, lateness: Duration, skipped: u64, event: InFlight) {
+    /// Records a send going out at `at`, `lateness` after its due time, with `skipped` slots
+    /// passed over after its own, and returns its number (0 for the first). Sends are recorded
+    /// in the order they start.
+    pub fn record_send(
+        &mut self,
+        at: Instant,
+        lateness: Duration,
+        skipped: u64,
+        event: InFlight,
+    ) -> u64 {
+        let number = self.sent;
         self.sent += 1;
         self.skipped_slots += skipped;
         self.lateness.record(lateness);
         self.first_send.get_or_insert(at);
         self.last_send = Some(at);
-        self.in_flight = Some(event);
+        self.in_flight.insert(number, event);
+        self.max_in_flight_used = self.max_in_flight_used.max(self.in_flight.len());
+        number
     }
 
-    /// Records how the event in flight ended. Ignored when there is none: the run already
-    /// counted it as abandoned and moved on.
-    pub fn record_delivery(&mut self, delivery: &Delivery) {
-        if self.in_flight.take().is_none() {
-            return;
+    /// Records how send `number` ended. Returns false (and counts nothing) when it is no longer
+    /// in flight: the run already counted it as abandoned and moved on.
+    pub fn record_delivery(&mut self, number: u64, delivery: &Delivery) -> bool {
+        if self.in_flight.remove(&number).is_none() {
+            return false;
         }
         self.retries += u64::from(delivery.attempts.saturating_sub(1));
         match delivery.outcome {
@@ -100,13 +115,20 @@ impl Stats {
             Outcome::GaveUp { .. } => self.given_up += 1,
             Outcome::Abandoned => self.abandoned += 1,
         }
+        true
     }
 
-    /// Counts the event in flight as abandoned, returning it (for the log line).
-    pub fn abandon_in_flight(&mut self) -> Option<InFlight> {
-        let event = self.in_flight.take()?;
-        self.abandoned += 1;
-        Some(event)
+    /// How many sends are in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Counts every send in flight as abandoned, returning them in the order they started (for
+    /// the log lines).
+    pub fn abandon_in_flight(&mut self) -> Vec<(u64, InFlight)> {
+        let events: Vec<_> = std::mem::take(&mut self.in_flight).into_iter().collect();
+        self.abandoned += events.len() as u64;
+        events
     }
 
     /// Sends per second between the first and the last send.
@@ -131,6 +153,7 @@ impl Stats {
             lateness_p99: self.lateness.percentile(0.99),
             lateness_max: self.lateness.max(),
             end,
+            max_in_flight_used: self.max_in_flight_used,
         }
     }
 }
@@ -152,6 +175,8 @@ pub struct Summary {
     pub lateness_p99: Option<Duration>,
     pub lateness_max: Option<Duration>,
     pub end: End,
+    /// The most sends that were in flight at once.
+    pub max_in_flight_used: usize,
 }
 
 impl Summary {
@@ -197,7 +222,12 @@ impl fmt::Display for Summary {
                 None => write!(f, " lateness_{name}=-")?,
             }
         }
-        write!(f, " end={}", self.end.as_str())
+        write!(
+            f,
+            " end={} max_in_flight_used={}",
+            self.end.as_str(),
+            self.max_in_flight_used
+        )
     }
 }
 
@@ -345,51 +375,89 @@ mod tests {
             event_type: "t".into(),
             event_index: 0,
         };
-        stats.record_send(start, Duration::from_micros(40), 0, event());
-        stats.record_delivery(&Delivery {
-            outcome: Outcome::Delivered,
-            attempts: 1,
-        });
+        let first = stats.record_send(start, Duration::from_micros(40), 0, event());
+        assert!(stats.record_delivery(
+            first,
+            &Delivery {
+                outcome: Outcome::Delivered,
+                attempts: 1,
+            }
+        ));
         let at = start + Duration::from_millis(10);
-        stats.record_send(at, Duration::from_micros(1_500), 2, event());
-        stats.record_delivery(&Delivery {
-            outcome: Outcome::Duplicate,
-            attempts: 3,
-        });
+        let second = stats.record_send(at, Duration::from_micros(1_500), 2, event());
+        stats.record_delivery(
+            second,
+            &Delivery {
+                outcome: Outcome::Duplicate,
+                attempts: 3,
+            },
+        );
         let summary = stats.summary(Duration::from_millis(20), End::Count);
         assert_eq!(
             summary.to_string(),
             "sent=2 delivered=2 duplicates=1 rejected=0 given_up=0 abandoned=0 retries=2 \
              skipped_slots=2 elapsed=0.020s rate=100.00/s lateness_p50=0.040ms \
-             lateness_p99=1.500ms lateness_max=1.500ms end=count"
+             lateness_p99=1.500ms lateness_max=1.500ms end=count max_in_flight_used=1"
         );
         assert_eq!(summary.exit_code(), 0);
 
-        stats.record_send(
-            start + Duration::from_millis(20),
-            Duration::ZERO,
-            0,
-            event(),
-        );
-        stats.record_delivery(&Delivery {
-            outcome: Outcome::Rejected {
-                status: 422,
-                message: "bad".into(),
+        let at = start + Duration::from_millis(20);
+        let third = stats.record_send(at, Duration::ZERO, 0, event());
+        stats.record_delivery(
+            third,
+            &Delivery {
+                outcome: Outcome::Rejected {
+                    status: 422,
+                    message: "bad".into(),
+                },
+                attempts: 1,
             },
-            attempts: 1,
-        });
+        );
         assert_eq!(stats.summary(Duration::ZERO, End::Count).exit_code(), 1);
+    }
 
-        // An event abandoned by the runner is counted once, even if its answer comes later.
+    #[test]
+    fn sends_in_flight_at_once_are_counted_and_each_abandoned_once() {
+        let start = Instant::now();
         let mut stats = Stats::default();
-        stats.record_send(start, Duration::ZERO, 0, event());
-        assert_eq!(stats.abandon_in_flight().map(|e| e.key), Some("k".into()));
-        stats.record_delivery(&Delivery {
+        let event = |key: &str| InFlight {
+            key: key.into(),
+            event_type: "t".into(),
+            event_index: 0,
+        };
+        let numbers: Vec<u64> = ["a", "b", "c"]
+            .into_iter()
+            .zip(0u64..)
+            .map(|(key, ms)| {
+                let at = start + Duration::from_millis(10 * ms);
+                stats.record_send(at, Duration::ZERO, 0, event(key))
+            })
+            .collect();
+        assert_eq!(numbers, [0, 1, 2]);
+        assert_eq!((stats.in_flight(), stats.max_in_flight_used), (3, 3));
+        assert_eq!(stats.rate(), Some(100.0));
+        // The second ends first: sends end in any order.
+        let delivered = Delivery {
             outcome: Outcome::Delivered,
             attempts: 1,
-        });
+        };
+        assert!(stats.record_delivery(1, &delivered));
+        assert!(!stats.record_delivery(1, &delivered), "counted once");
+        let abandoned: Vec<String> = stats
+            .abandon_in_flight()
+            .into_iter()
+            .map(|(_, e)| e.key)
+            .collect();
+        assert_eq!(abandoned, ["a", "c"], "the rest, in the order they started");
+        // An answer that comes after the run gave up waiting changes nothing.
+        assert!(!stats.record_delivery(0, &delivered));
         let summary = stats.summary(Duration::ZERO, End::Stopped);
-        assert_eq!((summary.abandoned, summary.delivered), (1, 0));
+        assert_eq!(
+            (summary.sent, summary.delivered, summary.abandoned),
+            (3, 1, 2)
+        );
+        assert_eq!(summary.max_in_flight_used, 3);
+        assert!(summary.to_string().ends_with(" max_in_flight_used=3"));
         assert_eq!(summary.exit_code(), 1);
     }
 
@@ -401,7 +469,7 @@ mod tests {
             line.contains("rate=- lateness_p50=- lateness_p99=- lateness_max=-"),
             "{line}"
         );
-        assert!(line.ends_with("end=signal"), "{line}");
+        assert!(line.ends_with("end=signal max_in_flight_used=0"), "{line}");
         assert_eq!(summary.exit_code(), 0);
     }
 }

@@ -118,7 +118,7 @@ impl Stop {
                         Ok(0) => return,
                         Ok(_) => {
                             log::info!(
-                                "stop signal received: no new sends; the one in flight may finish \
+                                "stop signal received: no new sends; those in flight may finish \
                                  (a second signal exits at once)"
                             );
                             stop.request();

@@ -141,6 +141,8 @@ fn bad_flags_and_a_bad_config_exit_2_with_one_line() {
     for (args, needle) in [
         (&["--period", "fast"][..], "--period"),
         (&["--count", "0"][..], "--count"),
+        (&["--max-in-flight", "0"][..], "--max-in-flight"),
+        (&["--max-in-flight", "many"][..], "--max-in-flight"),
         (&["--frobnicate"][..], "--frobnicate"),
         (&["--config", "nope.yaml"][..], "nope.yaml"),
         (&["--endpoint", "https://example.org/event"][..], "tls"),
@@ -161,6 +163,13 @@ fn bad_flags_and_a_bad_config_exit_2_with_one_line() {
     let (code, stderr) = run_binary(&dir, &[], LIMIT);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("propagator.period_seconds"), "{stderr}");
+    dir.write("config.yaml", "propagator:\n  max_in_flight: 0\n");
+    let (code, stderr) = run_binary(&dir, &[], LIMIT);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("config.yaml") && stderr.contains("propagator.max_in_flight"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -174,6 +183,7 @@ fn help_and_version_exit_0() {
         "--endpoint",
         "--period",
         "--events-file",
+        "--max-in-flight",
         "--count",
         "--duration",
         "--seed",
@@ -231,7 +241,8 @@ fn sigterm_abandons_a_hanging_send_within_the_shutdown_timeout() {
         &receiver.url(),
         "  request_timeout_seconds: 60\n  shutdown_timeout_seconds: 0.5\n",
     );
-    let child = propagator(&dir, &[]).spawn().unwrap();
+    // One send at a time: the first hangs, so it is the only one (several: see window.rs).
+    let child = propagator(&dir, &["--max-in-flight", "1"]).spawn().unwrap();
     assert!(receiver.wait_for(1, LIMIT), "it never sent");
     sigterm(&child);
     let signalled = Instant::now();
@@ -300,6 +311,133 @@ fn the_keys_log_flag_records_every_event() {
     let (code, stderr) = run_binary(&dir, &["--count", "7", "--keys-log", "keys.txt"], LIMIT);
     assert_eq!(code, 0, "{stderr}");
     let logged = std::fs::read_to_string(dir.path().join("keys.txt")).unwrap();
-    let sent: Vec<String> = receiver.requests().iter().map(|r| r.key()).collect();
-    assert_eq!(logged.lines().collect::<Vec<_>>(), sent);
+    let mut logged: Vec<&str> = logged.lines().collect();
+    // Several sends may be in flight (period 0), so they may arrive in another order.
+    let mut sent: Vec<String> = receiver.requests().iter().map(|r| r.key()).collect();
+    logged.sort_unstable();
+    sent.sort_unstable();
+    assert_eq!(logged.len(), 7);
+    assert_eq!(logged, sent);
+}
+
+#[test]
+fn sigterm_abandons_every_hanging_send_and_logs_each_key() {
+    let dir = TempDir::new();
+    let receiver = Receiver::start(|_, _| Reply::status(201).after(Duration::from_secs(30)));
+    write_config(
+        &dir,
+        &receiver.url(),
+        "  request_timeout_seconds: 60\n  shutdown_timeout_seconds: 0.5\n",
+    );
+    let child = propagator(
+        &dir,
+        &[
+            "--period",
+            "0.01",
+            "--max-in-flight",
+            "4",
+            "--keys-log",
+            "keys.txt",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    assert!(receiver.wait_for(4, LIMIT), "the window never filled");
+    // With every sender waiting for an answer, nothing more goes out.
+    std::thread::sleep(Duration::from_millis(100));
+    sigterm(&child);
+    let signalled = Instant::now();
+    let (status, stderr) = wait_with_timeout(child, LIMIT);
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(1_500),
+        "exited {took:?} after SIGTERM with a 0.5 s shutdown timeout"
+    );
+    let summary = summary_line(&stderr);
+    for field in ["sent=4 ", "delivered=0 ", "abandoned=4 ", "end=signal"] {
+        assert!(summary.contains(field), "{field} missing from {summary}");
+    }
+    let keys: Vec<String> = receiver.requests().iter().map(|r| r.key()).collect();
+    assert_eq!(keys.len(), 4, "never more than the window");
+    for key in &keys {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(key.as_str()) && l.contains("abandoned at shutdown")),
+            "{key} not logged as abandoned:\n{stderr}"
+        );
+    }
+    let mut logged: Vec<String> = std::fs::read_to_string(dir.path().join("keys.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let mut keys = keys;
+    logged.sort_unstable();
+    keys.sort_unstable();
+    assert_eq!(logged, keys);
+}
+
+/// The sender threads of a running propagator: named `sender-<n>` (see window.rs). Names, not
+/// threads, are counted: ureq resolves the host of each new connection on a short-lived thread
+/// of its own, which inherits its sender's name.
+fn sender_threads(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        .filter(|name| name.starts_with("sender-"))
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
+/// Runs the binary with `args` and samples its sender threads until it exits; the most seen.
+fn most_sender_threads(dir: &TempDir, args: &[&str]) -> (usize, String) {
+    let child = propagator(dir, args).spawn().unwrap();
+    let pid = child.id();
+    let sampler = std::thread::spawn(move || {
+        let mut most = 0;
+        // Ends when the process is gone (its /proc entry with it), bounded in any case.
+        let deadline = Instant::now() + LIMIT;
+        while Instant::now() < deadline && std::fs::metadata(format!("/proc/{pid}")).is_ok() {
+            most = most.max(sender_threads(pid));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        most
+    });
+    let (status, stderr) = wait_with_timeout(child, LIMIT);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    (sampler.join().unwrap(), stderr)
+}
+
+#[test]
+fn sender_threads_are_started_only_when_every_one_is_busy_at_a_due_slot() {
+    let dir = TempDir::exclusive();
+    // Answers well within the period: one thread sends everything, whatever the window.
+    let receiver = Receiver::accepting();
+    write_config(&dir, &receiver.url(), "  max_in_flight: 32\n");
+    let (threads, stderr) = most_sender_threads(&dir, &["--period", "0.02", "--count", "25"]);
+    assert_eq!(threads, 1, "{stderr}");
+    assert!(
+        summary_line(&stderr).contains("max_in_flight_used=1"),
+        "{stderr}"
+    );
+
+    // Answers 15 periods long: the window grows to what is needed, and not past its limit.
+    let receiver = Receiver::start(|_, _| Reply::status(201).after(Duration::from_millis(30)));
+    write_config(&dir, &receiver.url(), "  max_in_flight: 32\n");
+    let (threads, stderr) = most_sender_threads(&dir, &["--period", "0.002", "--count", "100"]);
+    assert!((8..=32).contains(&threads), "{threads} threads; {stderr}");
+    let (threads, stderr) = most_sender_threads(
+        &dir,
+        &["--period", "0.002", "--count", "40", "--max-in-flight", "4"],
+    );
+    assert!((1..=4).contains(&threads), "{threads} threads; {stderr}");
+    assert!(
+        summary_line(&stderr).contains("max_in_flight_used=4"),
+        "{stderr}"
+    );
 }

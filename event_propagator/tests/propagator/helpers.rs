@@ -80,7 +80,9 @@ impl Drop for TempDir {
     }
 }
 
-/// Options for an in-process run against `endpoint`: fast retries, short timeouts.
+/// Options for an in-process run against `endpoint`: fast retries, short timeouts, one send in
+/// flight at a time (the single-sender behaviour most tests look at; tests of the window set
+/// `max_in_flight` themselves).
 pub fn options(dir: &TempDir, endpoint: &str) -> Options {
     let config = common::Config::default();
     let mut options = Options::from_config(&config.propagator);
@@ -93,6 +95,7 @@ pub fn options(dir: &TempDir, endpoint: &str) -> Options {
     options.request_timeout = Duration::from_secs(5);
     options.shutdown_timeout = Duration::from_secs(2);
     options.max_retries = 5;
+    options.max_in_flight = 1;
     options.seed = Some(1);
     options
 }
@@ -175,6 +178,9 @@ type Responder = dyn Fn(&Request, usize) -> Reply + Send + Sync;
 struct Shared {
     requests: Mutex<Vec<Request>>,
     connections: AtomicUsize,
+    /// Requests received and not yet answered, and the most there were at once.
+    open: AtomicUsize,
+    max_open: AtomicUsize,
     stopping: AtomicBool,
     responder: Box<Responder>,
 }
@@ -204,6 +210,8 @@ impl Receiver {
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
+            max_open: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             responder: Box::new(responder),
         });
@@ -232,6 +240,11 @@ impl Receiver {
 
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were open at once: received in full and not yet answered.
+    pub fn max_concurrent(&self) -> usize {
+        self.shared.max_open.load(Ordering::SeqCst)
     }
 
     /// Waits until at least `n` requests have arrived.
@@ -304,6 +317,8 @@ fn serve(stream: TcpStream, connection: usize, shared: &Shared) {
             body,
             at: Instant::now(),
         };
+        let open = shared.open.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_open.fetch_max(open, Ordering::SeqCst);
         let number = {
             let mut requests = shared.requests.lock().unwrap();
             requests.push(request.clone());
@@ -329,6 +344,9 @@ fn serve(stream: TcpStream, connection: usize, shared: &Shared) {
         // One write for head and body: two small writes would meet Nagle's algorithm and the
         // client's delayed ACK, adding 40 ms to every answer.
         head.push_str(&reply.body);
+        // No longer open once the answer is on its way: the client may send the next request
+        // as soon as it has read it.
+        shared.open.fetch_sub(1, Ordering::SeqCst);
         let written = writer
             .write_all(head.as_bytes())
             .and_then(|()| writer.flush());

@@ -1,0 +1,304 @@
+//! Several sends in flight (`max_in_flight`), in process, against the recording receiver: a slow
+//! consumer costs no slots while the window has room, the window bounds what is open at once,
+//! and the seeded order, the count, the duration and the keys log hold with sends that overlap.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use event_propagator::events::Picker;
+use event_propagator::{run, End, Stop};
+
+use crate::helpers::*;
+
+/// Every answer is held this long: a commit stalled by a slow fsync, for every event.
+const HELD: Duration = Duration::from_millis(30);
+
+fn keys_log(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_window_rides_out_answers_slower_than_the_period_and_a_single_sender_cannot() {
+    let dir = TempDir::exclusive();
+    let receiver = Receiver::start(|_, _| Reply::status(201).after(HELD));
+    let mut options = options(&dir, &receiver.url());
+    // 15 sends are waiting for their answers at any time: 2 ms apart, answered after 30 ms.
+    options.period = Duration::from_millis(2);
+    options.count = Some(100);
+    options.max_in_flight = 32;
+    let summary = run(options.clone(), &Stop::new()).unwrap();
+    eprintln!("window 32: {summary}");
+    assert_eq!((summary.sent, summary.delivered), (100, 100), "{summary}");
+    assert_eq!(summary.exit_code(), 0);
+    // No slot waits for an answer. What can still skip a slot is the machine: a stall of the
+    // process longer than a period (as for any pacer, see `delivery.rs`), likeliest in the
+    // first 30 ms, while 15 threads and connections are started. On the loaded 2-core test
+    // machine 7 runs in 8 skipped none; one sender skips about 14 slots in 15 (below).
+    assert!(summary.skipped_slots <= 3, "{summary}");
+    // 99 intervals of 2 ms: the pace holds although every answer takes 15 periods.
+    let rate = summary.rate.unwrap();
+    let expected_rate = 500.0 * 99.0 / (99 + summary.skipped_slots) as f64;
+    assert!(
+        (rate - expected_rate).abs() <= expected_rate * 0.05,
+        "{summary}"
+    );
+    let concurrent = receiver.max_concurrent();
+    assert!(
+        (8..=32).contains(&concurrent),
+        "expected about 15 requests open at once, saw {concurrent}; {summary}"
+    );
+    assert!((8..=32).contains(&summary.max_in_flight_used), "{summary}");
+    let connections = receiver.connections();
+    assert!(
+        (8..=32).contains(&connections),
+        "one keep-alive connection per send in flight, not per event: {connections}"
+    );
+
+    // The same consumer and pace with one send in flight: each slot waits for the previous
+    // answer, so about 14 of every 15 slots pass unused.
+    let receiver = Receiver::start(|_, _| Reply::status(201).after(HELD));
+    options.endpoint = receiver.url();
+    options.count = Some(20);
+    options.max_in_flight = 1;
+    let summary = run(options, &Stop::new()).unwrap();
+    eprintln!("window 1: {summary}");
+    assert_eq!(summary.delivered, 20, "{summary}");
+    assert!(
+        summary.skipped_slots >= 5 * summary.sent,
+        "a single sender should skip most slots: {summary}"
+    );
+    assert_eq!(receiver.max_concurrent(), 1);
+    assert_eq!(summary.max_in_flight_used, 1);
+}
+
+#[test]
+fn a_window_of_one_sends_like_a_single_sender() {
+    let dir = TempDir::exclusive();
+    let receiver = Receiver::start(|_, _| Reply::status(201).after(Duration::from_millis(25)));
+    let mut options = options(&dir, &receiver.url());
+    options.period = Duration::from_millis(10);
+    options.count = Some(12);
+    options.max_in_flight = 1;
+    let summary = run(options, &Stop::new()).unwrap();
+    assert_eq!(summary.delivered, 12, "{summary}");
+    let requests = receiver.requests();
+    assert_eq!(receiver.max_concurrent(), 1, "one request at a time");
+    assert_eq!(receiver.connections(), 1, "on one connection");
+    for pair in requests.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(25),
+            "the next send went out {gap:?} after the previous one, before its answer"
+        );
+    }
+    // Each send overran by more than one period, so the next went out at once, late, and at
+    // least one slot after it was skipped.
+    assert!(summary.skipped_slots >= summary.sent - 1, "{summary}");
+    assert!(
+        summary.lateness_p50.unwrap() >= Duration::from_millis(10),
+        "{summary}"
+    );
+}
+
+#[test]
+fn never_more_than_max_in_flight_requests_are_open_at_once() {
+    let dir = TempDir::new();
+    // Answers between 0 and 12 ms, so sends overlap and end in any order.
+    let receiver = Receiver::start(|_, n| {
+        Reply::status(201).after(Duration::from_millis((n as u64 * 7) % 13))
+    });
+    let mut options = options(&dir, &receiver.url());
+    // Back to back: the window is full all the time.
+    options.period = Duration::ZERO;
+    options.count = Some(300);
+    options.max_in_flight = 8;
+    let summary = run(options, &Stop::new()).unwrap();
+    assert_eq!((summary.sent, summary.delivered), (300, 300), "{summary}");
+    assert_eq!(receiver.requests().len(), 300);
+    assert_eq!(
+        receiver.max_concurrent(),
+        8,
+        "the window is reached and never exceeded"
+    );
+    assert_eq!(summary.max_in_flight_used, 8, "{summary}");
+    // The agent keeps a connection per send in flight alive (ureq keeps 3 per host unless
+    // told otherwise, and would open new ones all the time here).
+    assert!(
+        receiver.connections() <= 8,
+        "{} connections for 8 sends in flight",
+        receiver.connections()
+    );
+}
+
+#[test]
+fn the_same_seed_picks_the_same_events_in_slot_order_whatever_the_window() {
+    let dir = TempDir::new();
+    let seed = 7;
+    let picked = |max_in_flight: usize, log_name: &str| {
+        // Answers of 0 to 8 ms at a 1 ms period: with a window, sends overlap and end out of
+        // order.
+        let receiver = Receiver::start(|_, n| {
+            Reply::status(201).after(Duration::from_millis((n as u64 * 5) % 9))
+        });
+        let mut options = options(&dir, &receiver.url());
+        options.period = Duration::from_millis(1);
+        options.count = Some(60);
+        options.seed = Some(seed);
+        options.max_in_flight = max_in_flight;
+        options.keys_log = Some(dir.path().join(log_name));
+        let summary = run(options, &Stop::new()).unwrap();
+        assert_eq!(summary.delivered, 60, "{summary}");
+        let type_of: HashMap<String, String> = receiver
+            .requests()
+            .iter()
+            .map(|r| (r.key(), r.event_type()))
+            .collect();
+        // The keys log is in slot order; the receiver tells each key's event.
+        let sequence: Vec<String> = keys_log(&dir.path().join(log_name))
+            .iter()
+            .map(|key| type_of[key].clone())
+            .collect();
+        (sequence, receiver.max_concurrent())
+    };
+    let (one_at_a_time, _) = picked(1, "keys-1.log");
+    let (windowed, concurrent) = picked(8, "keys-8.log");
+    assert!(concurrent > 1, "the window was not used: {concurrent}");
+    assert_eq!(windowed, one_at_a_time);
+    // And it is the seeded picker's sequence.
+    let types = ["alpha", "beta", "gamma"];
+    let mut picker = Picker::new(types.len(), seed);
+    let expected: Vec<String> = (0..60).map(|_| types[picker.pick()].to_owned()).collect();
+    assert_eq!(windowed, expected);
+}
+
+#[test]
+fn a_count_with_a_window_sends_exactly_n_and_logs_every_key_before_its_send() {
+    let dir = TempDir::new();
+    let log_path = dir.path().join("keys.log");
+    let checked = log_path.clone();
+    // The receiver refuses a key that is not in the keys log yet (as a consumer that could
+    // store it before it is logged would show).
+    let receiver = Receiver::start(move |request, n| {
+        let logged = std::fs::read_to_string(&checked).unwrap_or_default();
+        if !logged.lines().any(|line| line == request.key()) {
+            return Reply::status(422).body(r#"{"error": "key not in the keys log yet"}"#);
+        }
+        Reply::status(201).after(Duration::from_millis((n as u64 * 3) % 7))
+    });
+    let mut options = options(&dir, &receiver.url());
+    options.period = Duration::from_micros(500);
+    options.count = Some(150);
+    options.max_in_flight = 16;
+    options.keys_log = Some(log_path.clone());
+    let summary = run(options, &Stop::new()).unwrap();
+    assert_eq!(summary.end, End::Count);
+    assert_eq!(
+        (summary.sent, summary.delivered, summary.rejected),
+        (150, 150, 0),
+        "{summary}"
+    );
+    let logged = keys_log(&log_path);
+    let received: HashSet<String> = receiver.requests().iter().map(|r| r.key()).collect();
+    assert_eq!(logged.len(), 150);
+    assert_eq!(
+        logged.iter().cloned().collect::<HashSet<_>>(),
+        received,
+        "every sent key logged once, no other"
+    );
+    assert_eq!(
+        receiver.requests().len(),
+        150,
+        "no send started past the count"
+    );
+}
+
+#[test]
+fn a_duration_with_a_window_starts_nothing_after_it_and_lets_the_sends_in_flight_finish() {
+    let dir = TempDir::exclusive();
+    let receiver = Receiver::start(|_, _| Reply::status(201).after(Duration::from_millis(100)));
+    let mut options = options(&dir, &receiver.url());
+    options.period = Duration::from_millis(10);
+    options.duration = Some(Duration::from_millis(250));
+    options.max_in_flight = 32;
+    let summary = run(options, &Stop::new()).unwrap();
+    // Slots at 0, 10, ..., 240 ms fall inside 250 ms (a stalled machine may skip one).
+    assert_eq!(summary.end, End::Duration);
+    assert_eq!(summary.sent + summary.skipped_slots, 25, "{summary}");
+    assert_eq!(summary.delivered, summary.sent, "{summary}");
+    assert_eq!(receiver.requests().len() as u64, summary.sent);
+    // The last send started before 250 ms and was answered 100 ms later: the run waited.
+    assert!(
+        summary.elapsed >= Duration::from_millis(330),
+        "ended before the sends in flight: {summary}"
+    );
+}
+
+#[test]
+fn a_stop_waits_for_the_sends_in_flight_then_abandons_the_rest() {
+    let dir = TempDir::new();
+    // Requests 0 to 2 are answered at once; the rest hang far beyond the shutdown allowance.
+    let receiver = Receiver::start(|_, n| match n {
+        0..=2 => Reply::status(201),
+        _ => Reply::status(201).after(Duration::from_secs(20)),
+    });
+    let mut options = options(&dir, &receiver.url());
+    options.period = Duration::from_millis(5);
+    options.max_in_flight = 4;
+    options.request_timeout = Duration::from_secs(30);
+    options.shutdown_timeout = Duration::from_millis(300);
+    let stop = Stop::new();
+    let stopper = stop.clone();
+    let waiter = std::thread::spawn(move || {
+        // By then four hanging sends fill the window.
+        std::thread::sleep(Duration::from_millis(250));
+        stopper.request();
+    });
+    let started = std::time::Instant::now();
+    let summary = run(options, &stop).unwrap();
+    let took = started.elapsed();
+    waiter.join().unwrap();
+    assert_eq!(
+        summary.sent, 7,
+        "3 answered, then 4 hanging fill the window: {summary}"
+    );
+    assert_eq!((summary.delivered, summary.abandoned), (3, 4), "{summary}");
+    assert_eq!((summary.end, summary.exit_code()), (End::Stopped, 1));
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_millis(1_500),
+        "returned after {took:?}, expected about 250 + 300 ms"
+    );
+}
+
+#[test]
+fn the_connections_opened_during_one_stall_are_kept_alive_for_the_next() {
+    let dir = TempDir::exclusive();
+    // Two stalls of the consumer, each holding 15 requests in a row for 40 ms; the rest is
+    // answered at once.
+    let receiver = Receiver::start(|_, n| match n {
+        10..=24 | 60..=74 => Reply::status(201).after(Duration::from_millis(40)),
+        _ => Reply::status(201),
+    });
+    let mut options = options(&dir, &receiver.url());
+    options.period = Duration::from_millis(2);
+    options.count = Some(90);
+    options.max_in_flight = 32;
+    let summary = run(options, &Stop::new()).unwrap();
+    assert_eq!(summary.delivered, 90, "{summary}");
+    let concurrent = receiver.max_concurrent();
+    assert!(
+        concurrent >= 10,
+        "the stalls did not overlap sends: {concurrent}"
+    );
+    // The second stall finds the first one's connections in the pool. An agent that keeps
+    // only a few idle connections (ureq's default is 3 per host) opens about 12 new ones.
+    let connections = receiver.connections();
+    assert!(
+        connections <= concurrent + 3,
+        "{connections} connections for {concurrent} requests open at once; {summary}"
+    );
+}
