@@ -98,3 +98,43 @@ fn a_retried_event_is_stored_once_and_acknowledged_as_a_duplicate() {
     );
     assert_eq!(db.count_events(), 1);
 }
+
+#[test]
+fn a_window_of_sends_at_1_khz_stores_exactly_the_logged_keys() {
+    let dir = TempDir::exclusive();
+    let db = TestDb::new();
+    let consumer = event_consumer::start(&consumer_config(&db)).unwrap();
+    let mut options = options(&dir, &format!("http://{}/event", consumer.addr()));
+    options.events_file = test_support::repo_root().join("events.json");
+    options.period = Duration::from_millis(1);
+    options.count = Some(500);
+    options.max_in_flight = 16;
+    options.keys_log = Some(dir.path().join("keys.log"));
+    let summary = run(options, &Stop::new()).unwrap();
+    consumer.shutdown();
+    eprintln!("window 16 at 1 kHz against the consumer: {summary}");
+
+    assert_eq!(summary.end, End::Count);
+    assert_eq!((summary.sent, summary.delivered), (500, 500), "{summary}");
+    assert_eq!(summary.exit_code(), 0, "{summary}");
+    assert!(summary.max_in_flight_used <= 16, "{summary}");
+    let logged: Vec<String> = std::fs::read_to_string(dir.path().join("keys.log"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let stored: HashSet<String> = db
+        .client()
+        .query("SELECT idempotency_key FROM events", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(logged.len(), 500);
+    assert_eq!(db.count_events(), 500);
+    assert_eq!(
+        stored,
+        logged.into_iter().collect::<HashSet<_>>(),
+        "every logged key stored once, no other"
+    );
+}
