@@ -17,6 +17,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::config::ConsumerConfig;
@@ -901,7 +902,8 @@ impl DateCache {
 
 /// One client connection: the socket, a reusable read buffer and the limits.
 pub struct Connection {
-    stream: TcpStream,
+    /// Shared with this connection's [`Answerer`], if it has one.
+    stream: Arc<TcpStream>,
     limits: Limits,
     /// Read buffer; the unconsumed bytes are `buf[start..end]`.
     buf: Vec<u8>,
@@ -948,7 +950,7 @@ impl Connection {
         let peer = stream.peer_addr().ok();
         let buf_cap = limits.max_head_bytes.max(INITIAL_BUFFER_BYTES);
         Connection {
-            stream,
+            stream: Arc::new(stream),
             limits,
             buf: vec![0; INITIAL_BUFFER_BYTES],
             start: 0,
@@ -990,7 +992,7 @@ impl Connection {
             }
             let deadline = head_deadline.unwrap_or(idle_deadline);
             let dst = self.buf.get_mut(self.end..).unwrap_or_default();
-            match read_before(&mut self.stream, &mut self.read_timeout_set, dst, deadline) {
+            match read_before(&self.stream, &mut self.read_timeout_set, dst, deadline) {
                 Ok(0) if self.start == self.end => return Err(ReadError::Closed),
                 Ok(0) => return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into())),
                 Ok(n) => {
@@ -1087,7 +1089,7 @@ impl Connection {
 
     /// One read of body bytes: a timeout is 408, end of stream an I/O error.
     fn read_body_bytes(&mut self, dst: &mut [u8], deadline: Instant) -> Result<usize, ReadError> {
-        match read_before(&mut self.stream, &mut self.read_timeout_set, dst, deadline) {
+        match read_before(&self.stream, &mut self.read_timeout_set, dst, deadline) {
             Ok(0) => Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into())),
             Ok(n) => Ok(n),
             Err(ReadStop::Deadline) => Err(ReadError::Reject(timed_out())),
@@ -1096,7 +1098,7 @@ impl Connection {
     }
 
     fn send_continue(&mut self) -> Result<(), ReadError> {
-        self.stream
+        (&*self.stream)
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .map_err(ReadError::Io)
     }
@@ -1141,7 +1143,7 @@ impl Connection {
             head_only,
             date,
         );
-        self.stream.write_all(&self.out)
+        (&*self.stream).write_all(&self.out)
     }
 
     /// How the answer to the request just read must be framed, for an [`Answerer`].
@@ -1154,17 +1156,17 @@ impl Connection {
     }
 
     /// A handle that answers on this connection from another thread; see [`Answerer`].
-    pub fn answerer(&self) -> io::Result<Answerer> {
-        Ok(Answerer {
-            stream: self.stream.try_clone()?,
+    pub fn answerer(&self) -> Answerer {
+        Answerer {
+            stream: Arc::clone(&self.stream),
             out: Vec::with_capacity(512),
             date: DateCache::default(),
-        })
+        }
     }
 
     /// Writes the part of an answer an [`Answerer`] could not send without waiting.
     pub fn write_rest(&mut self, rest: &[u8]) -> io::Result<()> {
-        self.stream.write_all(rest)
+        (&*self.stream).write_all(rest)
     }
 
     /// Answers a rejected request (with `Connection: close`) and closes with a lingering close.
@@ -1185,7 +1187,7 @@ impl Connection {
         let mut drained = 0;
         while drained < LINGER_BYTES {
             match read_before(
-                &mut self.stream,
+                &self.stream,
                 &mut self.read_timeout_set,
                 &mut scratch,
                 deadline,
@@ -1233,7 +1235,7 @@ pub enum Sent {
 /// send switches the socket to non-blocking mode for its duration, and that mode is shared.
 #[derive(Debug)]
 pub struct Answerer {
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     out: Vec<u8>,
     date: DateCache,
 }
@@ -1253,7 +1255,7 @@ impl Answerer {
         self.stream.set_nonblocking(true)?;
         let mut sent = 0;
         let result = loop {
-            match self.stream.write(&self.out[sent..]) {
+            match (&*self.stream).write(&self.out[sent..]) {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     sent += n;
@@ -1294,7 +1296,7 @@ fn deadline_after(timeout: Duration) -> Instant {
 /// mean "look at the deadline again". The socket timeout is set to the time left, so a client
 /// trickling bytes cannot stretch the deadline.
 fn read_before(
-    stream: &mut TcpStream,
+    mut stream: &TcpStream,
     timeout_set: &mut Option<Duration>,
     dst: &mut [u8],
     deadline: Instant,
@@ -1859,7 +1861,7 @@ mod tests {
             .unwrap();
         connection.read_request().expect("a request");
         let framing = connection.framing(true, false);
-        let mut answerer = connection.answerer().unwrap();
+        let mut answerer = connection.answerer();
 
         // The client reads nothing: answers pile up until the socket takes only part of one.
         let body = vec![b'x'; 256 * 1024];
@@ -1904,7 +1906,7 @@ mod tests {
             .unwrap();
         let started = Instant::now();
         let mut byte = [0u8; 1];
-        assert!(connection.stream.read(&mut byte).is_err());
+        assert!((&*connection.stream).read(&mut byte).is_err());
         assert!(
             started.elapsed() >= Duration::from_millis(150),
             "the socket was left non-blocking"

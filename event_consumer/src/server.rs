@@ -169,20 +169,17 @@ fn refuse_busy(mut stream: TcpStream) {
 fn serve_connection(stream: TcpStream, shared: &Shared) {
     let mut conn = Connection::new(stream, shared.limits.clone());
     // Without a second handle on the socket (out of descriptors), every answer is written here.
-    let direct = conn.answerer().ok().map(|answerer| {
-        Arc::new(DirectAnswer {
-            metrics: Arc::clone(&shared.metrics),
-            state: Mutex::new(DirectState {
-                answerer,
-                armed: None,
-                sent: None,
-            }),
-        })
+    let direct = Arc::new(DirectAnswer {
+        metrics: Arc::clone(&shared.metrics),
+        state: Mutex::new(DirectState {
+            answerer: conn.answerer(),
+            armed: None,
+            sent: None,
+        }),
     });
-    let reply = Arc::new(match &direct {
-        Some(direct) => ReplySlot::with_early_answer(Arc::clone(direct) as Arc<dyn EarlyAnswer>),
-        None => ReplySlot::default(),
-    });
+    let reply = Arc::new(ReplySlot::with_early_answer(
+        Arc::clone(&direct) as Arc<dyn EarlyAnswer>
+    ));
     loop {
         let mut request = match conn.read_request() {
             Ok(request) => request,
@@ -205,10 +202,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         let route = route_of(&request.path);
         // A kept-alive event's answer may be sent by the thread that stores it.
         let may_store = route == Route::Event && request.method == Method::Post;
-        if let Some(direct) = direct
-            .as_ref()
-            .filter(|_| may_store && keep_alive && !stopping)
-        {
+        if may_store && keep_alive && !stopping {
             direct.arm(Armed {
                 framing: conn.framing(keep_alive, head_only),
                 route,
@@ -229,7 +223,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
                 },
             )
         };
-        let (status, written) = match direct.as_ref().and_then(|d| d.take_sent()) {
+        let (status, written) = match direct.take_sent() {
             // Sent (and counted) by the storing thread, maybe only in part.
             Some((status, Ok(Sent::All))) => (status, Ok(())),
             Some((status, Ok(Sent::Rest(rest)))) => (status, conn.write_rest(&rest)),
