@@ -66,8 +66,9 @@ impl ReplySlot {
         }
     }
 
-    fn put(&self, outcome: Outcome) {
-        if let Some(early) = &self.early {
+    /// Hands the outcome over, first to the early answer when `early` allows it.
+    fn put(&self, outcome: Outcome, early: bool) {
+        if let Some(early) = self.early.as_ref().filter(|_| early) {
             // A panic there must not keep the outcome from the waiting thread.
             if catch_unwind(AssertUnwindSafe(|| early.answer(&outcome))).is_err() {
                 log::error!("panic while answering early; the connection thread answers");
@@ -179,6 +180,11 @@ pub struct Pipeline {
 /// Reconnect backoff of an idle worker whose database is down: 0.1 s doubling to 5 s.
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// Batches up to this size are answered early by the storing thread; the answers of a larger
+/// batch are sent by their connection threads, in parallel: one thread sending dozens of
+/// answers in a row costs the last clients more than the wake-up it saves them (measured at
+/// 64 connections).
+const EARLY_ANSWER_MAX_BATCH: usize = 8;
 /// A connection unused for this long is checked with an empty query before use.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(10);
 
@@ -374,10 +380,11 @@ impl Pipeline {
         }
         self.give_back(worker);
         // One outcome per job in order; none (only after a panic) means 500.
+        let early = batch.len() <= EARLY_ANSWER_MAX_BATCH;
         let mut outcomes = outcomes.into_iter();
         for job in batch.drain(..) {
             job.reply()
-                .put(outcomes.next().unwrap_or(Outcome::Internal));
+                .put(outcomes.next().unwrap_or(Outcome::Internal), early);
         }
     }
 }
@@ -668,7 +675,7 @@ mod tests {
             std::thread::spawn(move || slot.wait())
         };
         std::thread::sleep(Duration::from_millis(20));
-        slot.put(Outcome::Ready);
+        slot.put(Outcome::Ready, true);
         assert_eq!(waiter.join().unwrap(), Outcome::Ready);
     }
 }
