@@ -26,6 +26,12 @@ use crate::stop::Stop;
 
 /// Longest answer body read: the consumer's error bodies are a few hundred bytes.
 const MAX_ANSWER_BYTES: u64 = 64 * 1024;
+/// Each pooled connection's read and write buffers, allocated and zeroed in full when it is
+/// opened. ureq's 128 KiB each cost 256 KiB of memory per send in flight (13 MB of peak RSS
+/// with 32 in flight, against 3.4 MB with one); the consumer's answers are a few hundred
+/// bytes, and bodies larger than the buffer are written through it in pieces. The read buffer
+/// must hold a whole answer head, hence the same cap on that.
+const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
 /// Longest consumer message quoted in a log line.
 const MAX_MESSAGE_CHARS: usize = 300;
 /// A `Retry-After` beyond a day is taken as a day.
@@ -64,6 +70,9 @@ pub fn build_agent(
         .timeout_global(Some(request_timeout))
         .max_idle_connections(max_in_flight)
         .max_idle_connections_per_host(max_in_flight)
+        .input_buffer_size(CONNECTION_BUFFER_BYTES)
+        .output_buffer_size(CONNECTION_BUFFER_BYTES)
+        .max_response_header_size(CONNECTION_BUFFER_BYTES)
         .max_redirects(0)
         .user_agent(concat!("event_propagator/", env!("CARGO_PKG_VERSION")))
         .build()

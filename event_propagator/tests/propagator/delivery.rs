@@ -475,3 +475,22 @@ fn a_thousand_sends_per_second_keep_to_the_schedule() {
         );
     }
 }
+
+#[test]
+fn an_event_larger_than_the_connection_buffers_is_sent_whole() {
+    let dir = TempDir::new();
+    let receiver = Receiver::accepting();
+    let mut options = options(&dir, &receiver.url());
+    // 200 KB of payload: more than ten times the client's write buffer.
+    let payload = "0123456789".repeat(20_000);
+    let events = format!(r#"[{{"event_type": "big", "event_payload": "{payload}"}}]"#);
+    options.events_file = dir.write("big.json", &events);
+    let mut propagator = Propagator::new(options).unwrap();
+    assert_eq!(
+        one_tick(&mut propagator).delivery.outcome,
+        Outcome::Delivered
+    );
+    let requests = receiver.requests();
+    let body = common::parse_event(&requests[0].body).expect("the whole event arrived");
+    assert_eq!(body.event_payload(), payload);
+}
