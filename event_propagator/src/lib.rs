@@ -362,22 +362,30 @@ impl Core {
         }
         let sent_at = Instant::now();
         let lateness = sent_at.saturating_duration_since(slot.due);
-        let (number, skipped_total) = {
+        let (number, skipped_total, busy) = {
             let mut stats = lock(&self.stats);
             stats.mark_start(start);
+            let busy = stats.in_flight();
             let in_flight = InFlight {
                 key: key.clone(),
                 event_type: self.event_types[event_index].clone(),
                 event_index,
             };
             let number = stats.record_send(sent_at, lateness, slot.skipped, in_flight);
-            (number, stats.skipped_slots)
+            (number, stats.skipped_slots, busy)
         };
         if slot.skipped > 0 {
             if let Some(held_back) = skip_warnings.allow(sent_at) {
+                // Whether the window was full tells an operator if a larger one would help.
+                let cause = if busy + 1 >= self.options.max_in_flight {
+                    "every sender was busy"
+                } else {
+                    "senders to spare: this process was held up"
+                };
                 log::warn!(
-                    "no sender was free for {:.3}s (max_in_flight {}): skipped {} slot(s) \
-                     (total {skipped_total}, {held_back} warnings held back)",
+                    "sending {:.3}s late with {busy} other send(s) in flight, max_in_flight {} \
+                     ({cause}): skipped {} slot(s) (total {skipped_total}, {held_back} warnings \
+                     held back)",
                     lateness.as_secs_f64(),
                     self.options.max_in_flight,
                     slot.skipped,
