@@ -17,7 +17,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::config::ConsumerConfig;
@@ -904,6 +904,8 @@ impl DateCache {
 pub struct Connection {
     /// Shared with this connection's [`Answerer`], if it has one.
     stream: Arc<TcpStream>,
+    /// Whether an [`Answerer`] is sending an answer; shared with it.
+    outbox: Arc<Outbox>,
     limits: Limits,
     /// Read buffer; the unconsumed bytes are `buf[start..end]`.
     buf: Vec<u8>,
@@ -951,6 +953,7 @@ impl Connection {
         let buf_cap = limits.max_head_bytes.max(INITIAL_BUFFER_BYTES);
         Connection {
             stream: Arc::new(stream),
+            outbox: Arc::default(),
             limits,
             buf: vec![0; INITIAL_BUFFER_BYTES],
             start: 0,
@@ -1098,6 +1101,7 @@ impl Connection {
     }
 
     fn send_continue(&mut self) -> Result<(), ReadError> {
+        self.settle().map_err(ReadError::Io)?;
         (&*self.stream)
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .map_err(ReadError::Io)
@@ -1133,6 +1137,7 @@ impl Connection {
         keep_alive: bool,
         head_only: bool,
     ) -> io::Result<()> {
+        self.settle()?;
         self.out.clear();
         let date = self.date.now();
         encode_response(
@@ -1159,18 +1164,53 @@ impl Connection {
     pub fn answerer(&self) -> Answerer {
         Answerer {
             stream: Arc::clone(&self.stream),
+            outbox: Arc::clone(&self.outbox),
             out: Vec::with_capacity(512),
             date: DateCache::default(),
         }
     }
 
-    /// Writes the part of an answer an [`Answerer`] could not send without waiting.
-    pub fn write_rest(&mut self, rest: &[u8]) -> io::Result<()> {
-        (&*self.stream).write_all(rest)
+    /// Announces that an [`Answerer`] will send the answer to the request just read: until it
+    /// has, every write of this connection waits (see [`Connection::settle`]).
+    pub fn expect_answer(&self) {
+        *self.outbox.lock() = Outgoing::Expected;
+    }
+
+    /// Withdraws [`Connection::expect_answer`] when no answerer will send the answer after all
+    /// (the caller made sure of that).
+    pub fn cancel_expected_answer(&self) {
+        let mut outgoing = self.outbox.lock();
+        if matches!(*outgoing, Outgoing::Expected) {
+            *outgoing = Outgoing::Idle;
+        }
+    }
+
+    /// Waits until an answer expected from an [`Answerer`] has been sent, and writes the part of
+    /// it the socket did not take at once. Every write of this connection does this first, so
+    /// answers leave in the order of their requests. An error means the answer could not be
+    /// sent: the connection is broken.
+    pub fn settle(&mut self) -> io::Result<()> {
+        let outgoing = {
+            let mut outgoing = self.outbox.lock();
+            while matches!(*outgoing, Outgoing::Expected) {
+                outgoing = self
+                    .outbox
+                    .settled
+                    .wait(outgoing)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            std::mem::take(&mut *outgoing)
+        };
+        match outgoing {
+            Outgoing::Idle | Outgoing::Expected => Ok(()),
+            Outgoing::Rest(rest) => (&*self.stream).write_all(&rest),
+            Outgoing::Failed(kind) => Err(kind.into()),
+        }
     }
 
     /// Answers a rejected request (with `Connection: close`) and closes with a lingering close.
     pub fn reject_and_close(mut self, response: &Response) {
+        // write_response settles first.
         // A client that is gone cannot be answered; closing is all that is left.
         let _ = self.write_response(response, false, false);
         self.linger_close();
@@ -1181,6 +1221,7 @@ impl Connection {
     /// so that unread input does not make the kernel send a reset that destroys our answer
     /// before the client has read it.
     pub fn linger_close(mut self) {
+        let _ = self.settle();
         let _ = self.stream.shutdown(Shutdown::Write);
         let deadline = deadline_after(LINGER_TIME);
         let mut scratch = [0u8; LINGER_CHUNK_BYTES];
@@ -1219,29 +1260,76 @@ pub struct AnswerFraming {
 }
 
 /// What [`Answerer::send`] managed to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
     All,
     /// The socket took only part of it (the client is not reading): the connection's own
-    /// thread must write the rest, which it can wait for.
+    /// thread writes the rest when it settles ([`Connection::settle`]).
+    Part,
+    /// The connection is broken.
+    Failed,
+}
+
+/// What is under way between a connection and its [`Answerer`].
+#[derive(Debug, Default)]
+enum Outgoing {
+    #[default]
+    Idle,
+    /// An answer is expected from the answerer.
+    Expected,
+    /// Sent in part: the connection's thread writes the rest.
     Rest(Vec<u8>),
+    Failed(io::ErrorKind),
+}
+
+#[derive(Debug, Default)]
+struct Outbox {
+    state: Mutex<Outgoing>,
+    settled: Condvar,
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, Outgoing> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Sends an answer on a connection's socket from another thread (the one that stored the
-/// request's event), so the client does not wait for the connection's thread to be scheduled.
-/// It never blocks: what the socket does not take at once is handed back.
+/// request's event), so the client does not wait for the connection's thread, which need not
+/// even wait for the answer: it may go back to reading the next request. The send never
+/// blocks: what the socket does not take at once is left for the connection's thread, whose
+/// writes all wait for the expected answer first ([`Connection::settle`]).
 ///
-/// The connection's thread must not use the socket while an answer may be sent this way: the
-/// send switches the socket to non-blocking mode for its duration, and that mode is shared.
+/// The send switches the socket to non-blocking mode for its duration (the mode is shared with
+/// the connection): a read of the connection's thread at that moment sees "would block" and
+/// retries, which its read loop does anyway.
 #[derive(Debug)]
 pub struct Answerer {
     stream: Arc<TcpStream>,
+    outbox: Arc<Outbox>,
     out: Vec<u8>,
     date: DateCache,
 }
 
 impl Answerer {
-    pub fn send(&mut self, response: &Response, framing: AnswerFraming) -> io::Result<Sent> {
+    /// Sends the answer expected by the connection ([`Connection::expect_answer`]).
+    pub fn send(&mut self, response: &Response, framing: AnswerFraming) -> Sent {
+        let outcome = self.try_send(response, framing);
+        let (sent, outgoing) = match outcome {
+            Ok(0) => (Sent::All, Outgoing::Idle),
+            Ok(left) => (
+                Sent::Part,
+                Outgoing::Rest(self.out[self.out.len() - left..].to_vec()),
+            ),
+            Err(e) => (Sent::Failed, Outgoing::Failed(e.kind())),
+        };
+        *self.outbox.lock() = outgoing;
+        self.outbox.settled.notify_all();
+        sent
+    }
+
+    /// Encodes and sends what the socket takes at once; returns how many bytes are left.
+    fn try_send(&mut self, response: &Response, framing: AnswerFraming) -> io::Result<usize> {
         self.out.clear();
         let date = self.date.now();
         encode_response(
@@ -1260,22 +1348,20 @@ impl Answerer {
                 Ok(n) => {
                     sent += n;
                     if sent == self.out.len() {
-                        break Ok(Sent::All);
+                        break Ok(0);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    break Ok(Sent::Rest(self.out[sent..].to_vec()))
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(self.out.len() - sent),
                 Err(e) => break Err(e),
             }
         };
         // Back to blocking for the connection's thread; if that fails, its next read reports
         // an error and the connection ends, which is safe.
         let restored = self.stream.set_nonblocking(false);
-        let sent = result?;
+        let left = result?;
         restored?;
-        Ok(sent)
+        Ok(left)
     }
 }
 
@@ -1867,22 +1953,26 @@ mod tests {
         let body = vec![b'x'; 256 * 1024];
         let response = Response::json(200, body);
         let mut sent = 0usize;
-        let rest = loop {
+        loop {
+            connection.expect_answer();
             let started = Instant::now();
-            let outcome = answerer.send(&response, framing).expect("no error");
+            let outcome = answerer.send(&response, framing);
             assert!(
                 started.elapsed() < Duration::from_millis(500),
                 "send blocked"
             );
             match outcome {
-                Sent::All => sent += 1,
-                Sent::Rest(rest) => break rest,
+                Sent::All => {
+                    sent += 1;
+                    connection.settle().expect("nothing left to write");
+                }
+                Sent::Part => break,
+                Sent::Failed => panic!("the send failed"),
             }
             assert!(sent < 1000, "the socket never filled up");
-        };
+        }
         let mut one = Vec::new();
         encode_response(&mut one, &response, true, false, false, answerer.date.now());
-        assert!(!rest.is_empty() && rest.len() <= one.len());
 
         // The connection's thread writes the rest (blocking) while the client reads it all.
         let reader = thread::spawn(move || {
@@ -1898,7 +1988,7 @@ mod tests {
                 }
             }
         });
-        connection.write_rest(&rest).expect("the rest is written");
+        connection.settle().expect("the rest is written");
         // Blocking again: a read with a timeout waits for it instead of failing at once.
         connection
             .stream

@@ -40,12 +40,13 @@ pub enum Outcome {
     Internal,
 }
 
-/// Answers a job's client straight from the thread that stored the job, before the waiting
-/// connection thread is woken: the client then does not wait for that thread to be scheduled
-/// (on a busy 2-core machine, tens of microseconds per request).
+/// Answers a job's client straight from the thread that stored the job: the client does not
+/// wait for its connection thread to be woken and scheduled (on a busy 2-core machine, tens of
+/// microseconds per request), and that thread need not wait for the outcome at all.
 pub trait EarlyAnswer: Send + Sync + std::fmt::Debug {
-    /// Called once per job, with its outcome, on the storing thread. Must not block.
-    fn answer(&self, outcome: &Outcome);
+    /// Called once per job, with its outcome, on the storing thread. Must not block. True when
+    /// it answered the job: the outcome is then not handed to the slot (nobody waits there).
+    fn answer(&self, outcome: &Outcome) -> bool;
 }
 
 /// Where a connection waits for the outcome of its job. One per connection, reused for each of
@@ -66,12 +67,14 @@ impl ReplySlot {
         }
     }
 
-    /// Hands the outcome over, first to the early answer when `early` allows it.
-    fn put(&self, outcome: Outcome, early: bool) {
-        if let Some(early) = self.early.as_ref().filter(|_| early) {
-            // A panic there must not keep the outcome from the waiting thread.
-            if catch_unwind(AssertUnwindSafe(|| early.answer(&outcome))).is_err() {
-                log::error!("panic while answering early; the connection thread answers");
+    /// Hands the outcome over: to the early answer if it takes it, else to the waiting thread.
+    fn put(&self, outcome: Outcome) {
+        if let Some(early) = &self.early {
+            match catch_unwind(AssertUnwindSafe(|| early.answer(&outcome))) {
+                Ok(true) => return,
+                Ok(false) => {}
+                // A panic there must not keep the outcome from a waiting thread.
+                Err(_) => log::error!("panic while answering early; answered by the slot"),
             }
         }
         *self.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
@@ -180,11 +183,6 @@ pub struct Pipeline {
 /// Reconnect backoff of an idle worker whose database is down: 0.1 s doubling to 5 s.
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
-/// Batches up to this size are answered early by the storing thread; the answers of a larger
-/// batch are sent by their connection threads, in parallel: one thread sending dozens of
-/// answers in a row costs the last clients more than the wake-up it saves them (measured at
-/// 64 connections).
-const EARLY_ANSWER_MAX_BATCH: usize = 8;
 /// A connection unused for this long is checked with an empty query before use.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(10);
 
@@ -228,6 +226,15 @@ impl Pipeline {
             self.store_batch(worker, &mut batch);
         }
         Ok(reply.wait())
+    }
+
+    /// Like [`Pipeline::submit`] for a job whose answer is sent by its slot's [`EarlyAnswer`]:
+    /// returns once the job is stored (when this thread found a connection idle) or queued.
+    pub fn submit_answered_early(&self, job: Job) -> Result<(), QueueError> {
+        if let Some((worker, mut batch)) = self.enqueue_or_lead(job)? {
+            self.store_batch(worker, &mut batch);
+        }
+        Ok(())
     }
 
     /// With a connection idle and no job waiting: takes the connection and returns it with a
@@ -380,11 +387,10 @@ impl Pipeline {
         }
         self.give_back(worker);
         // One outcome per job in order; none (only after a panic) means 500.
-        let early = batch.len() <= EARLY_ANSWER_MAX_BATCH;
         let mut outcomes = outcomes.into_iter();
         for job in batch.drain(..) {
             job.reply()
-                .put(outcomes.next().unwrap_or(Outcome::Internal), early);
+                .put(outcomes.next().unwrap_or(Outcome::Internal));
         }
     }
 }
@@ -675,7 +681,7 @@ mod tests {
             std::thread::spawn(move || slot.wait())
         };
         std::thread::sleep(Duration::from_millis(20));
-        slot.put(Outcome::Ready, true);
+        slot.put(Outcome::Ready);
         assert_eq!(waiter.join().unwrap(), Outcome::Ready);
     }
 }
