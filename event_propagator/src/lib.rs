@@ -372,6 +372,9 @@ impl Core {
                 event_index,
             };
             let number = stats.record_send(sent_at, lateness, slot.skipped, in_flight);
+            if busy + 1 >= self.options.max_in_flight {
+                stats.skipped_window_full += slot.skipped;
+            }
             (number, stats.skipped_slots, busy)
         };
         if slot.skipped > 0 {

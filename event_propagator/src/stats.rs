@@ -49,6 +49,10 @@ pub struct Stats {
     pub abandoned: u64,
     pub retries: u64,
     pub skipped_slots: u64,
+    /// Of `skipped_slots`, those skipped while every one of the `max_in_flight` sends was
+    /// waiting for the consumer (or retrying): the consumer did not keep up. The others were
+    /// skipped with senders to spare, because this process was held up.
+    pub skipped_window_full: u64,
     pub lateness: Histogram,
     /// The most sends in flight at once so far.
     pub max_in_flight_used: usize,
@@ -147,6 +151,7 @@ impl Stats {
             abandoned: self.abandoned,
             retries: self.retries,
             skipped_slots: self.skipped_slots,
+            skipped_window_full: self.skipped_window_full,
             elapsed,
             rate: self.rate(),
             lateness_p50: self.lateness.percentile(0.50),
@@ -169,6 +174,8 @@ pub struct Summary {
     pub abandoned: u64,
     pub retries: u64,
     pub skipped_slots: u64,
+    /// Of `skipped_slots`, those skipped while every sender was busy.
+    pub skipped_window_full: u64,
     pub elapsed: Duration,
     pub rate: Option<f64>,
     pub lateness_p50: Option<Duration>,
@@ -224,9 +231,10 @@ impl fmt::Display for Summary {
         }
         write!(
             f,
-            " end={} max_in_flight_used={}",
+            " end={} max_in_flight_used={} skipped_window_full={}",
             self.end.as_str(),
-            self.max_in_flight_used
+            self.max_in_flight_used,
+            self.skipped_window_full
         )
     }
 }
@@ -385,6 +393,7 @@ mod tests {
         ));
         let at = start + Duration::from_millis(10);
         let second = stats.record_send(at, Duration::from_micros(1_500), 2, event());
+        stats.skipped_window_full += 2;
         stats.record_delivery(
             second,
             &Delivery {
@@ -397,7 +406,8 @@ mod tests {
             summary.to_string(),
             "sent=2 delivered=2 duplicates=1 rejected=0 given_up=0 abandoned=0 retries=2 \
              skipped_slots=2 elapsed=0.020s rate=100.00/s lateness_p50=0.040ms \
-             lateness_p99=1.500ms lateness_max=1.500ms end=count max_in_flight_used=1"
+             lateness_p99=1.500ms lateness_max=1.500ms end=count max_in_flight_used=1 \
+             skipped_window_full=2"
         );
         assert_eq!(summary.exit_code(), 0);
 
@@ -457,7 +467,9 @@ mod tests {
             (3, 1, 2)
         );
         assert_eq!(summary.max_in_flight_used, 3);
-        assert!(summary.to_string().ends_with(" max_in_flight_used=3"));
+        assert!(summary
+            .to_string()
+            .ends_with(" max_in_flight_used=3 skipped_window_full=0"));
         assert_eq!(summary.exit_code(), 1);
     }
 
@@ -469,7 +481,10 @@ mod tests {
             line.contains("rate=- lateness_p50=- lateness_p99=- lateness_max=-"),
             "{line}"
         );
-        assert!(line.ends_with("end=signal max_in_flight_used=0"), "{line}");
+        assert!(
+            line.ends_with("end=signal max_in_flight_used=0 skipped_window_full=0"),
+            "{line}"
+        );
         assert_eq!(summary.exit_code(), 0);
     }
 }

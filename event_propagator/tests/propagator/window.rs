@@ -53,6 +53,8 @@ fn a_window_rides_out_answers_slower_than_the_period_and_a_single_sender_cannot(
         "expected about 15 requests open at once, saw {concurrent}; {summary}"
     );
     assert!((8..=32).contains(&summary.max_in_flight_used), "{summary}");
+    // The window never filled: whatever was skipped was not for want of a sender.
+    assert_eq!(summary.skipped_window_full, 0, "{summary}");
     let connections = receiver.connections();
     assert!(
         (8..=32).contains(&connections),
@@ -74,6 +76,8 @@ fn a_window_rides_out_answers_slower_than_the_period_and_a_single_sender_cannot(
     );
     assert_eq!(receiver.max_concurrent(), 1);
     assert_eq!(summary.max_in_flight_used, 1);
+    // Every skip waited for the one sender, i.e. for the consumer.
+    assert_eq!(summary.skipped_window_full, summary.skipped_slots, "{summary}");
 }
 
 #[test]
