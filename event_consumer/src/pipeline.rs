@@ -6,9 +6,14 @@
 //! `max_batch`) and stores them with one statement and one commit. Nothing waits for a batch to
 //! fill: at low load a batch is one event; under load, events pile up while every connection is
 //! in a commit and the next batch takes them all, so the cost of a commit (an fsync) is shared.
+//! While one batch is being stored, another starts only when at least two jobs wait: a lone
+//! event waits for the commit in progress and shares the next one, instead of paying a commit
+//! of its own on a second connection (measured with 8 and 64 clients: about 20 % more events
+//! per second and 20 % less CPU per event, in the consumer and in PostgreSQL alike).
 //!
-//! Who stores a batch: a connection thread that finds a database connection idle and no job
-//! waiting stores its own event itself, so at low load a request costs no hand-off to another
+//! Who stores a batch: a connection thread that finds a database connection idle, no job
+//! waiting and no batch being stored stores its own event itself, so at low load a request
+//! costs no hand-off to another
 //! thread and back (two context switches; measured at one client: about 15 us less CPU and 10 %
 //! more requests per second). Otherwise the job is queued, and the worker threads (one per
 //! connection) store what is queued as soon as a connection is given back; they also reconnect
@@ -127,6 +132,8 @@ struct State {
     closed: bool,
     /// Worker threads blocked waiting for work; a wake-up is sent only when one is waiting.
     waiting: usize,
+    /// Connections out storing a batch.
+    committing: usize,
 }
 
 /// What a worker thread does next.
@@ -183,6 +190,8 @@ pub struct Pipeline {
 /// Reconnect backoff of an idle worker whose database is down: 0.1 s doubling to 5 s.
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// While a batch is being stored, another one starts only once this many jobs wait.
+const OVERLAP_MIN_BATCH: usize = 2;
 /// A connection unused for this long is checked with an empty query before use.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(10);
 
@@ -200,6 +209,7 @@ impl Pipeline {
                 idle: Vec::new(),
                 closed: false,
                 waiting: 0,
+                committing: 0,
             }),
             work: Condvar::new(),
             capacity: queue_capacity,
@@ -245,8 +255,9 @@ impl Pipeline {
         if state.closed {
             return Err(QueueError::Closed);
         }
-        if state.jobs.is_empty() {
+        if state.jobs.is_empty() && state.committing == 0 {
             if let Some(worker) = state.idle.pop() {
+                state.committing += 1;
                 return Ok(Some((worker, vec![job])));
             }
         }
@@ -254,7 +265,7 @@ impl Pipeline {
             return Err(QueueError::Full);
         }
         state.jobs.push_back(job);
-        let wake = state.waiting > 0;
+        let wake = state.waiting > 0 && self.may_start_batch(&state);
         drop(state);
         if wake {
             self.work.notify_one();
@@ -264,10 +275,13 @@ impl Pipeline {
 
     /// Returns a connection; wakes a worker thread when jobs queued up meanwhile. A connection
     /// coming back is proof of life for the systemd watchdog.
-    fn give_back(&self, worker: Worker) {
+    fn give_back(&self, worker: Worker, from_batch: bool) {
         self.notifier.watchdog_tick();
         let mut state = self.lock();
         state.idle.push(worker);
+        if from_batch {
+            state.committing -= 1;
+        }
         let wake = !state.jobs.is_empty() && state.waiting > 0;
         drop(state);
         if wake {
@@ -281,8 +295,9 @@ impl Pipeline {
         let mut state = self.lock();
         let mut waited = false;
         loop {
-            if !state.jobs.is_empty() {
+            if self.may_start_batch(&state) {
                 if let Some(worker) = state.idle.pop() {
+                    state.committing += 1;
                     let n = state.jobs.len().min(self.max_batch);
                     batch.extend(state.jobs.drain(..n));
                     self.db
@@ -316,6 +331,14 @@ impl Pipeline {
         }
     }
 
+    /// Whether queued jobs should start a batch now (given an idle connection): always when no
+    /// batch is being stored, otherwise only once at least `OVERLAP_MIN_BATCH` wait. A second
+    /// commit started for a single event costs PostgreSQL a whole commit (an fsync) for one row,
+    /// while waiting for the commit in progress lets that event share the next one.
+    fn may_start_batch(&self, state: &State) -> bool {
+        !state.jobs.is_empty() && (state.committing == 0 || state.jobs.len() >= OVERLAP_MIN_BATCH)
+    }
+
     /// Jobs waiting for a connection.
     pub fn len(&self) -> usize {
         self.lock().jobs.len()
@@ -342,7 +365,7 @@ impl Pipeline {
     pub fn run_worker(&self, id: usize) {
         let mut worker = Worker::new(id, Arc::clone(&self.db));
         worker.connect();
-        self.give_back(worker);
+        self.give_back(worker, false);
         let tick = self
             .notifier
             .watchdog_tick_interval()
@@ -355,7 +378,7 @@ impl Pipeline {
                 Work::Batch(worker) => self.store_batch(worker, &mut batch),
                 Work::Reconnect(mut worker) => {
                     worker.idle();
-                    self.give_back(worker);
+                    self.give_back(worker, false);
                 }
                 // Alive as long as some connection is not stuck in the database: when every one
                 // is (a lock, a hung server), the pings stop and systemd restarts the service.
@@ -385,7 +408,7 @@ impl Pipeline {
             worker.store = None;
             outcomes.clear();
         }
-        self.give_back(worker);
+        self.give_back(worker, true);
         // One outcome per job in order; none (only after a panic) means 500.
         let mut outcomes = outcomes.into_iter();
         for job in batch.drain(..) {
@@ -619,7 +642,7 @@ mod tests {
             Err(QueueError::Full)
         ));
         pipeline.close();
-        pipeline.give_back(idle_connection(&pipeline));
+        pipeline.give_back(idle_connection(&pipeline), false);
         let mut batch = Vec::new();
         assert!(matches!(
             pipeline.next_work(Duration::ZERO, &mut batch),
@@ -643,7 +666,7 @@ mod tests {
         for _ in 0..5 {
             pipeline.enqueue_or_lead(ping_job().0).unwrap();
         }
-        pipeline.give_back(idle_connection(&pipeline));
+        pipeline.give_back(idle_connection(&pipeline), false);
         let mut batch = Vec::new();
         let work = pipeline.next_work(Duration::ZERO, &mut batch);
         assert!(matches!(work, Work::Batch(_)));
@@ -654,7 +677,7 @@ mod tests {
     #[test]
     fn a_job_that_finds_a_connection_idle_and_nobody_waiting_is_stored_by_its_own_thread() {
         let pipeline = pipeline(10, 3);
-        pipeline.give_back(idle_connection(&pipeline));
+        pipeline.give_back(idle_connection(&pipeline), false);
         let (own, own_slot) = ping_job();
         let Ok(Some((worker, batch))) = pipeline.enqueue_or_lead(own) else {
             panic!("an idle connection must be taken by the submitting thread");
@@ -665,12 +688,46 @@ mod tests {
             matches!(pipeline.enqueue_or_lead(ping_job().0), Ok(None)),
             "no connection left idle: queued"
         );
-        pipeline.give_back(worker);
+        pipeline.give_back(worker, true);
         assert!(
             matches!(pipeline.enqueue_or_lead(ping_job().0), Ok(None)),
             "jobs are waiting: queued behind them, for a worker thread"
         );
         assert_eq!(pipeline.len(), 2);
+    }
+
+    #[test]
+    fn while_a_batch_is_stored_another_starts_only_for_two_jobs_or_more() {
+        let pipeline = pipeline(10, 8);
+        pipeline.give_back(idle_connection(&pipeline), false);
+        pipeline.give_back(idle_connection(&pipeline), false);
+        let Ok(Some((first, _))) = pipeline.enqueue_or_lead(ping_job().0) else {
+            panic!("nothing is being stored: the job takes an idle connection");
+        };
+        // A connection is idle, but a commit is in progress: one job waits to share the next.
+        assert!(matches!(pipeline.enqueue_or_lead(ping_job().0), Ok(None)));
+        let mut batch = Vec::new();
+        match pipeline.next_work(Duration::ZERO, &mut batch) {
+            Work::Batch(_) => panic!("a single job must wait for the commit in progress"),
+            // The idle test connection is not connected: a worker would reconnect it.
+            Work::Reconnect(idle) => pipeline.give_back(idle, false),
+            Work::Nothing | Work::Stop => {}
+        }
+        assert!(batch.is_empty());
+        // Two waiting: worth a commit of their own.
+        assert!(matches!(pipeline.enqueue_or_lead(ping_job().0), Ok(None)));
+        let Work::Batch(second) = pipeline.next_work(Duration::ZERO, &mut batch) else {
+            panic!("two jobs waiting start a batch next to the one in progress");
+        };
+        assert_eq!(batch.len(), 2);
+        batch.clear();
+        // Back to nothing in progress: a single job is stored at once again.
+        pipeline.give_back(first, true);
+        pipeline.give_back(second, true);
+        assert!(matches!(
+            pipeline.enqueue_or_lead(ping_job().0),
+            Ok(Some(_))
+        ));
     }
 
     #[test]
