@@ -301,8 +301,12 @@ for ((round = 1; round <= rounds; round++)); do
     ((rounds == 1)) || say "round $round of $rounds"
     for pair in "${pairs[@]}"; do
         read -r clients conns <<<"$pair"
+        # A checkpoint before each measurement: neither side inherits the other's dirty pages
+        # and WAL, so a checkpoint's I/O does not land in one of them by chance.
+        sql "CHECKPOINT"
         run_pgbench "$clients"
         sleep 1
+        sql "CHECKPOINT"
         run_wrk "$conns"
         sleep 1
         round_ratio[$round:$conns]=$(awk -v a="${c_rate[$conns]}" -v b="${pg_rate[$clients]}" \
