@@ -293,7 +293,7 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 # ratio is the median, and lists every round's ratio, so one burst of noise from the shared
 # machine neither makes nor breaks a target.
 pairs=("1 1" "8 8" "32 64")
-declare -A round_ratio kept
+declare -A round_ratio round_p99 kept
 keep_vars=(pg_rate pg_lat pg_fail c_rate c_p50 c_p99 c_max c_rss c_rows c_ok c_check)
 rows_all=yes
 peak_rss_64=0
@@ -311,6 +311,7 @@ for ((round = 1; round <= rounds; round++)); do
         sleep 1
         round_ratio[$round:$conns]=$(awk -v a="${c_rate[$conns]}" -v b="${pg_rate[$clients]}" \
             'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+        round_p99[$round:$conns]=${c_p99[$conns]}
         [[ ${c_check[$conns]} == yes ]] || rows_all=NO
         ((conns != 64 || c_rss[64] <= peak_rss_64)) || peak_rss_64=${c_rss[64]}
         for var in "${keep_vars[@]}"; do
@@ -337,6 +338,14 @@ for pair in "${pairs[@]}"; do
 done
 # Peak RSS is the highest of all rounds, not the median round's.
 c_rss[64]=$peak_rss_64
+# The latency targets take the median of the rounds' p99: a disk stall in one round shows in
+# the list, not in the verdict.
+median_p99() {
+    for ((round = 1; round <= rounds; round++)); do echo "${round_p99[$round:$1]}"; done \
+        | sort -n | awk -v n="$rounds" 'NR == int((n + 1) / 2)'
+}
+p99_1=$(median_p99 1)
+p99_64=$(median_p99 64)
 
 # The propagator as a pacer: 10 000 events at 1 kHz; its last stderr line is the summary.
 pacer="not run"
@@ -428,7 +437,7 @@ Load average (1/5/15 min) before: $load_start, after: $load_end.
 | pgbench, 1 INSERT per transaction | 32 clients | ${pg_rate[32]} | ${pg_lat[32]} | | failed txns: ${pg_fail[32]} |
 | consumer, wrk POST /event | 64 conns | ${c_rate[64]} | ${c_p50[64]} / ${c_p99[64]} / ${c_max[64]} | $(kb_mb "${c_rss[64]}") MB | ${c_check[64]} (${c_rows[64]} rows, ${c_ok[64]} 2xx) |
 
-Ratio consumer ÷ pgbench in each round (the median round is marked \*):
+Ratio consumer ÷ pgbench and the consumer's p99 latency in each round (the median-ratio round, shown above, is marked \*):
 
 | pair | $(for ((round = 1; round <= rounds; round++)); do printf 'round %s | ' "$round"; done)
 |---|$(for ((round = 1; round <= rounds; round++)); do printf -- '---:|'; done)
@@ -436,7 +445,7 @@ $(for pair in "${pairs[@]}"; do
     read -r clients conns <<<"$pair"
     printf '| %s conn(s) ÷ %s client(s) | ' "$conns" "$clients"
     for ((round = 1; round <= rounds; round++)); do
-        printf '%s%s | ' "${round_ratio[$round:$conns]}" "$([[ $round == "${median_round[$conns]}" ]] && echo '\*')"
+        printf '%s%s, p99 %s ms | ' "${round_ratio[$round:$conns]}" "$([[ $round == "${median_round[$conns]}" ]] && echo '\*')" "${round_p99[$round:$conns]}"
     done
     echo
 done)
@@ -446,10 +455,10 @@ done)
 | target | measured | |
 |---|---|---|
 | 64 conns ≥ 1.5 × pgbench 32 clients | ${r64} × (${c_rate[64]} / ${pg_rate[32]}) | $(verdict "$r64" ">=" 1.5) |
-| 64 conns p99 ≤ 25 ms | ${c_p99[64]} ms | $(verdict "${c_p99[64]}" "<=" 25) |
+| 64 conns p99 ≤ 25 ms (median of the rounds) | ${p99_64} ms | $(verdict "$p99_64" "<=" 25) |
 | 8 conns ≥ 0.8 × pgbench 8 clients | ${r8} × (${c_rate[8]} / ${pg_rate[8]}) | $(verdict "$r8" ">=" 0.8) |
 | 1 conn ≥ 0.7 × pgbench 1 client | ${r1} × (${c_rate[1]} / ${pg_rate[1]}) | $(verdict "$r1" ">=" 0.7) |
-| 1 conn p99 ≤ 2 ms | ${c_p99[1]} ms | $(verdict "${c_p99[1]}" "<=" 2) |
+| 1 conn p99 ≤ 2 ms (median of the rounds) | ${p99_1} ms | $(verdict "$p99_1" "<=" 2) |
 | peak RSS under 64-connection load ≤ 10 MB | $(kb_mb "${c_rss[64]}") MB | $(verdict "$(kb_mb "${c_rss[64]}")" "<=" 10) |
 | idle RSS ≤ 4 MB | $(kb_mb "$idle_rss_kb") MB | $(verdict "$(kb_mb "$idle_rss_kb")" "<=" 4) |
 | propagator at 1 kHz: rate within 1 %, lateness p99 ≤ 2 ms, no skipped slots while the consumer keeps up (skips while every sender awaited the consumer are counted apart) | $pacer | $pacer_verdict |
