@@ -77,7 +77,10 @@ fn a_window_rides_out_answers_slower_than_the_period_and_a_single_sender_cannot(
     assert_eq!(receiver.max_concurrent(), 1);
     assert_eq!(summary.max_in_flight_used, 1);
     // Every skip waited for the one sender, i.e. for the consumer.
-    assert_eq!(summary.skipped_window_full, summary.skipped_slots, "{summary}");
+    assert_eq!(
+        summary.skipped_window_full, summary.skipped_slots,
+        "{summary}"
+    );
 }
 
 #[test]
