@@ -1210,8 +1210,8 @@ impl Connection {
 
     /// Answers a rejected request (with `Connection: close`) and closes with a lingering close.
     pub fn reject_and_close(mut self, response: &Response) {
-        // write_response settles first.
-        // A client that is gone cannot be answered; closing is all that is left.
+        // A client that is gone cannot be answered; closing is all that is left. (The write
+        // settles an expected answer first.)
         let _ = self.write_response(response, false, false);
         self.linger_close();
     }

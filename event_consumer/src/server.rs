@@ -18,12 +18,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::config::Secret;
-
-use std::sync::{Mutex, MutexGuard};
 
 use crate::http::{
     AnswerFraming, Answerer, Connection, Limits, Method, ReadError, Request, Response,
@@ -212,7 +210,6 @@ fn serve_connection(stream: TcpStream, shared: &Arc<Shared>) {
         if early {
             direct.arm(Armed {
                 framing: conn.framing(keep_alive, head_only),
-                route,
                 started,
             });
             conn.expect_answer();
@@ -353,10 +350,10 @@ struct DirectState {
     armed: Option<Armed>,
 }
 
+/// A kept-alive `POST /event` waiting for its answer (its route is always `/event`).
 #[derive(Debug)]
 struct Armed {
     framing: AnswerFraming,
-    route: Route,
     started: Instant,
 }
 
@@ -388,7 +385,7 @@ impl EarlyAnswer for DirectAnswer {
         // Counted before the answer leaves (see serve_connection).
         self.shared
             .metrics
-            .record_request(armed.route, response.status, armed.started.elapsed());
+            .record_request(Route::Event, response.status, armed.started.elapsed());
         let sent = state.answerer.send(&response, armed.framing);
         drop(state);
         self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);

@@ -303,7 +303,9 @@ impl Store {
 
 /// `received_at` as the API shows it: RFC 3339 in UTC with microseconds,
 /// `2026-11-26T23:56:18.123456Z` (what `to_char(… 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')` gives).
-/// PostgreSQL timestamps have microsecond precision, so nothing is rounded.
+/// PostgreSQL timestamps have microsecond precision, so nothing is rounded. Not humantime's
+/// `format_rfc3339_micros` (already a dependency): it panics for times before 1970, which a row
+/// written by hand may carry.
 pub fn rfc3339_utc(time: SystemTime) -> String {
     let micros: i128 = match time.duration_since(UNIX_EPOCH) {
         Ok(after) => after.as_micros() as i128,

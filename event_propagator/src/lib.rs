@@ -18,8 +18,8 @@
 //! that hanging sends cannot hold the process.
 //!
 //! What it does not do: it keeps no queue of unsent events (a stopped propagator simply stops
-//! generating; with every sender busy, due slots are skipped, not queued), never fires skipped
-//! slots in a burst, and does not read the consumer's database.
+//! generating; slots that a busy window or a stall left more than 20 ms behind are skipped, not
+//! queued), never fires skipped slots in a burst, and does not read the consumer's database.
 #![forbid(unsafe_code)]
 
 pub mod cli;

@@ -235,12 +235,7 @@ fn sigterm_ends_an_endless_run_promptly_with_a_summary() {
 #[test]
 fn sigterm_abandons_a_hanging_send_within_the_shutdown_timeout() {
     let dir = TempDir::new();
-    let receiver = Receiver::start(|_, _| Reply::status(201).after(Duration::from_secs(30)));
-    write_config(
-        &dir,
-        &receiver.url(),
-        "  request_timeout_seconds: 60\n  shutdown_timeout_seconds: 0.5\n",
-    );
+    let receiver = hanging_receiver(&dir);
     // One send at a time: the first hangs, so it is the only one (several: see window.rs).
     let child = propagator(&dir, &["--max-in-flight", "1"]).spawn().unwrap();
     assert!(receiver.wait_for(1, LIMIT), "it never sent");
@@ -323,12 +318,7 @@ fn the_keys_log_flag_records_every_event() {
 #[test]
 fn sigterm_abandons_every_hanging_send_and_logs_each_key() {
     let dir = TempDir::new();
-    let receiver = Receiver::start(|_, _| Reply::status(201).after(Duration::from_secs(30)));
-    write_config(
-        &dir,
-        &receiver.url(),
-        "  request_timeout_seconds: 60\n  shutdown_timeout_seconds: 0.5\n",
-    );
+    let receiver = hanging_receiver(&dir);
     let child = propagator(
         &dir,
         &[
@@ -440,4 +430,16 @@ fn sender_threads_are_started_only_when_every_one_is_busy_at_a_due_slot() {
         summary_line(&stderr).contains("max_in_flight_used=4"),
         "{stderr}"
     );
+}
+
+/// A receiver that holds every answer for 30 s, and a config in `dir` pointing at it whose
+/// request timeout outlasts that and whose shutdown allowance is 0.5 s.
+fn hanging_receiver(dir: &TempDir) -> Receiver {
+    let receiver = Receiver::start(|_, _| Reply::status(201).after(Duration::from_secs(30)));
+    write_config(
+        dir,
+        &receiver.url(),
+        "  request_timeout_seconds: 60\n  shutdown_timeout_seconds: 0.5\n",
+    );
+    receiver
 }

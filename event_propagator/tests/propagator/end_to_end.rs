@@ -38,18 +38,8 @@ fn two_hundred_events_at_10_ms_are_stored_exactly_once_at_the_configured_pace() 
     assert_eq!(db.count_events(), 200);
 
     // Every generated key is stored, once.
-    let logged: HashSet<String> = std::fs::read_to_string(dir.path().join("keys.log"))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let stored: HashSet<String> = db
-        .client()
-        .query("SELECT idempotency_key FROM events", &[])
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let logged: HashSet<String> = logged_keys(&dir).into_iter().collect();
+    let stored = stored_keys(&db);
     assert_eq!(logged.len(), 200);
     assert_eq!(stored, logged);
 
@@ -118,18 +108,8 @@ fn a_window_of_sends_at_1_khz_stores_exactly_the_logged_keys() {
     assert_eq!((summary.sent, summary.delivered), (500, 500), "{summary}");
     assert_eq!(summary.exit_code(), 0, "{summary}");
     assert!(summary.max_in_flight_used <= 16, "{summary}");
-    let logged: Vec<String> = std::fs::read_to_string(dir.path().join("keys.log"))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let stored: HashSet<String> = db
-        .client()
-        .query("SELECT idempotency_key FROM events", &[])
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let logged = logged_keys(&dir);
+    let stored = stored_keys(&db);
     assert_eq!(logged.len(), 500);
     assert_eq!(db.count_events(), 500);
     assert_eq!(
@@ -137,4 +117,23 @@ fn a_window_of_sends_at_1_khz_stores_exactly_the_logged_keys() {
         logged.into_iter().collect::<HashSet<_>>(),
         "every logged key stored once, no other"
     );
+}
+
+/// The keys the propagator logged in `keys.log`, in order.
+fn logged_keys(dir: &TempDir) -> Vec<String> {
+    std::fs::read_to_string(dir.path().join("keys.log"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The idempotency keys in the table.
+fn stored_keys(db: &TestDb) -> HashSet<String> {
+    db.client()
+        .query("SELECT idempotency_key FROM events", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
 }
