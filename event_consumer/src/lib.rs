@@ -6,6 +6,8 @@
 //! parses the command line, loads the configuration and waits for a signal.
 #![forbid(unsafe_code)]
 
+pub mod answer;
+pub mod db_connection;
 pub mod http;
 pub mod metrics;
 pub mod notify;
@@ -16,18 +18,19 @@ pub mod store;
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::Config;
 
+use crate::db_connection::Database;
 use crate::http::Limits;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
-use crate::server::Shared;
+use crate::server::Server;
 
 /// Why the consumer could not start.
 #[derive(Debug)]
@@ -51,7 +54,7 @@ impl std::error::Error for StartError {}
 #[derive(Debug)]
 pub struct Running {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    server: Arc<Server>,
     notifier: Arc<Notifier>,
     shutdown_timeout: Duration,
     acceptor: Option<JoinHandle<()>>,
@@ -78,22 +81,20 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
         .map_err(|error| StartError::Bind { addr, error })?;
     let notifier = Arc::new(notifier);
     let metrics = Arc::new(Metrics::default());
+    let db = Arc::new(Database::new(config.database.clone(), Arc::clone(&metrics)));
     let pipeline = Arc::new(Pipeline::new(
-        config.database.clone(),
+        db,
         c.queue_capacity,
         c.max_batch,
-        Arc::clone(&metrics),
         Arc::clone(&notifier),
     ));
-    let shared = Arc::new(Shared {
-        limits: Limits::from_config(c),
-        max_connections: c.max_connections,
-        auth_token: c.auth_token().cloned(),
+    let server = Arc::new(Server::new(
+        Limits::from_config(c),
+        c.max_connections,
+        c.auth_token().cloned(),
         metrics,
-        pipeline: Arc::clone(&pipeline),
-        stopping: AtomicBool::new(false),
-        in_flight: AtomicUsize::new(0),
-    });
+        Arc::clone(&pipeline),
+    ));
     let mut workers = Vec::with_capacity(c.workers);
     for id in 0..c.workers {
         let pipeline = Arc::clone(&pipeline);
@@ -104,10 +105,10 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
         workers.push(handle);
     }
     let acceptor = {
-        let shared = Arc::clone(&shared);
+        let server = Arc::clone(&server);
         std::thread::Builder::new()
             .name("acceptor".into())
-            .spawn(move || server::accept_loop(listener, shared))
+            .spawn(move || server::accept_loop(listener, server))
             .map_err(StartError::Thread)?
     };
     log::info!(
@@ -121,7 +122,7 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
     notifier.ready(&format!("listening on {local}"));
     Ok(Running {
         addr: local,
-        shared,
+        server,
         notifier,
         shutdown_timeout: Duration::from_secs_f64(c.shutdown_timeout_seconds),
         acceptor: Some(acceptor),
@@ -135,7 +136,7 @@ impl Running {
     }
 
     pub fn metrics(&self) -> &Metrics {
-        &self.shared.metrics
+        &self.server.metrics
     }
 
     /// Stops accepting, lets in-flight requests finish (up to `shutdown_timeout_seconds`),
@@ -143,29 +144,30 @@ impl Running {
     pub fn shutdown(mut self) {
         self.notifier.stopping();
         log::info!("shutting down: no new connections, finishing requests in flight");
-        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.server.stopping.store(true, Ordering::SeqCst);
         server::wake_acceptor(self.addr);
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
         }
         let deadline = Instant::now() + self.shutdown_timeout;
-        while self.shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        while self.server.metrics.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
-        let left = self.shared.in_flight.load(Ordering::SeqCst);
+        let left = self.server.metrics.in_flight.load(Ordering::SeqCst);
         if left > 0 {
             log::warn!("{left} requests still in flight after the shutdown timeout; leaving them");
         }
-        self.shared.pipeline.close();
+        self.server.pipeline.close();
         for worker in self.workers.drain(..) {
             // Workers end once the queue is drained; a worker stuck in the database is bounded
             // by statement_timeout.
             let _ = worker.join();
         }
-        self.shared.pipeline.disconnect();
+        self.server.pipeline.disconnect();
         log::info!(
             "stopped; {} events stored since start",
-            self.shared.metrics.events_stored()
+            self.server.metrics.events_stored()
         );
     }
 }

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::http::Status;
+
 /// Routes as they appear in the `route` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -23,11 +25,6 @@ const ROUTES: [(Route, &str); 5] = [
     (Route::Other, "other"),
 ];
 
-/// Statuses the service answers; anything else is counted under the last slot.
-const STATUSES: [u16; 19] = [
-    200, 201, 400, 401, 404, 405, 408, 411, 413, 415, 417, 422, 429, 431, 500, 501, 503, 505, 0,
-];
-
 /// Upper bounds of the request-duration histogram, in seconds.
 const DURATION_BOUNDS: [f64; 14] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -38,7 +35,7 @@ const BATCH_BOUNDS: [u64; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: [[AtomicU64; STATUSES.len()]; ROUTES.len()],
+    requests: [[AtomicU64; Status::ALL.len()]; ROUTES.len()],
     duration_buckets: [AtomicU64; DURATION_BOUNDS.len()],
     duration_count: AtomicU64,
     duration_sum_micros: AtomicU64,
@@ -52,19 +49,17 @@ pub struct Metrics {
     requests_rejected_busy: AtomicU64,
     pub open_connections: AtomicUsize,
     pub queued: AtomicUsize,
+    /// Requests read and not yet answered; shutdown waits for these.
+    pub in_flight: AtomicUsize,
 }
 
 impl Metrics {
-    pub fn record_request(&self, route: Route, status: u16, elapsed: Duration) {
+    pub fn record_request(&self, route: Route, status: Status, elapsed: Duration) {
         let r = ROUTES
             .iter()
             .position(|(x, _)| *x == route)
             .unwrap_or(ROUTES.len() - 1);
-        let s = STATUSES
-            .iter()
-            .position(|&x| x == status)
-            .unwrap_or(STATUSES.len() - 1);
-        self.requests[r][s].fetch_add(1, Relaxed);
+        self.requests[r][status.index()].fetch_add(1, Relaxed);
         let seconds = elapsed.as_secs_f64();
         if let Some(b) = DURATION_BOUNDS.iter().position(|&bound| seconds <= bound) {
             self.duration_buckets[b].fetch_add(1, Relaxed);
@@ -115,14 +110,10 @@ impl Metrics {
         )?;
         writeln!(out, "# TYPE event_consumer_requests_total counter")?;
         for (r, (_, route)) in ROUTES.iter().enumerate() {
-            for (s, status) in STATUSES.iter().enumerate() {
-                let n = self.requests[r][s].load(Relaxed);
+            for status in Status::ALL {
+                let n = self.requests[r][status.index()].load(Relaxed);
                 if n > 0 {
-                    let status = if *status == 0 {
-                        "other".to_string()
-                    } else {
-                        status.to_string()
-                    };
+                    let status = status.label();
                     writeln!(out, "event_consumer_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}")?;
                 }
             }
@@ -231,9 +222,9 @@ mod tests {
     #[test]
     fn renders_counters_and_cumulative_histograms() {
         let m = Metrics::default();
-        m.record_request(Route::Event, 201, Duration::from_micros(800));
-        m.record_request(Route::Event, 201, Duration::from_millis(3));
-        m.record_request(Route::Other, 404, Duration::from_micros(10));
+        m.record_request(Route::Event, Status::Created, Duration::from_micros(800));
+        m.record_request(Route::Event, Status::Created, Duration::from_millis(3));
+        m.record_request(Route::Other, Status::NotFound, Duration::from_micros(10));
         m.record_commit(2, 2, 0);
         let text = m.render();
         assert!(

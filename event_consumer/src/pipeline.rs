@@ -1,6 +1,6 @@
 //! The hand-off between connections and the database: a bounded queue of validated events and
-//! a fixed set of database connections, each a `Worker` (one [`Store`], one PostgreSQL
-//! connection) that stores one batch at a time.
+//! a fixed set of database connections ([`DbConnection`], one PostgreSQL connection each), each
+//! storing one batch at a time.
 //!
 //! Group commit: whoever takes an idle connection takes every job waiting at that moment (up to
 //! `max_batch`) and stores them with one statement and one commit. Nothing waits for a batch to
@@ -14,27 +14,28 @@
 //! Who stores a batch: a connection thread that finds a database connection idle, no job
 //! waiting and no batch being stored stores its own event itself, so at low load a request
 //! costs no hand-off to another thread and back (two context switches; measured at one client:
-//! about 15 us less CPU and 10 % more requests per second). Otherwise the job is queued, and the worker threads (one per
-//! connection) store what is queued as soon as a connection is given back; they also reconnect
-//! idle connections. The systemd watchdog is pinged when a connection comes back from a batch
+//! about 15 us less CPU and 10 % more requests per second). Otherwise the job is queued, and
+//! the worker threads (one per database connection) store what is queued as soon as a
+//! connection is given back; they also reconnect idle connections. Whoever stores a batch
+//! answers its jobs right after the commit, each through the [`Answer`] it carries. The systemd watchdog is pinged when a connection comes back from a batch
 //! and while one is idle, so the pings stop when every connection is stuck in the database.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::config::DatabaseConfig;
 use common::Event;
 
-use crate::metrics::Metrics;
+use crate::answer::Answer;
+use crate::db_connection::{Database, DbConnection};
 use crate::notify::Notifier;
-use crate::store::{NewEvent, Saved, Store, StoreError};
+use crate::store::Saved;
 
-/// What a connection gets back for its job.
+/// What the pipeline found for a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum JobOutcome {
     Saved(Saved),
     /// The database answered a ping.
     Ready,
@@ -44,76 +45,22 @@ pub enum Outcome {
     Internal,
 }
 
-/// Answers a job's client straight from the thread that stored the job: the client does not
-/// wait for its connection thread to be woken and scheduled (on a busy 2-core machine, tens of
-/// microseconds per request), and that thread need not wait for the outcome at all.
-pub trait EarlyAnswer: Send + Sync + std::fmt::Debug {
-    /// Called once per job, with its outcome, on the storing thread. Must not block. True when
-    /// it answered the job: the outcome is then not handed to the slot (nobody waits there).
-    fn answer(&self, outcome: &Outcome) -> bool;
-}
-
-/// Where a connection waits for the outcome of its job. One per connection, reused for each of
-/// its requests, so the request path allocates nothing for the hand-off.
-#[derive(Debug, Default)]
-pub struct ReplySlot {
-    value: Mutex<Option<Outcome>>,
-    ready: Condvar,
-    early: Option<Arc<dyn EarlyAnswer>>,
-}
-
-impl ReplySlot {
-    /// A slot whose outcomes are first passed to `early` on the thread that stored the job.
-    pub fn with_early_answer(early: Arc<dyn EarlyAnswer>) -> ReplySlot {
-        ReplySlot {
-            early: Some(early),
-            ..ReplySlot::default()
-        }
-    }
-
-    /// Hands the outcome over: to the early answer if it takes it, else to the waiting thread.
-    fn put(&self, outcome: Outcome) {
-        if let Some(early) = &self.early {
-            match catch_unwind(AssertUnwindSafe(|| early.answer(&outcome))) {
-                Ok(true) => return,
-                Ok(false) => {}
-                // A panic there must not keep the outcome from a waiting thread.
-                Err(_) => log::error!("panic while answering early; answered by the slot"),
-            }
-        }
-        *self.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
-        self.ready.notify_one();
-    }
-
-    /// Blocks until a worker answers. Every job is answered, also when its worker panics.
-    pub fn wait(&self) -> Outcome {
-        let mut value = self.value.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(outcome) = value.take() {
-                return outcome;
-            }
-            value = self.ready.wait(value).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-}
-
+/// What a job asks of the database.
 #[derive(Debug)]
-pub enum Job {
+pub enum Task {
     Store {
         event: Event,
         idempotency_key: Option<String>,
-        reply: Arc<ReplySlot>,
     },
     /// Readiness check: does the database answer?
-    Ping { reply: Arc<ReplySlot> },
+    Ping,
 }
 
-impl Job {
-    fn reply(&self) -> &ReplySlot {
-        match self {
-            Job::Store { reply, .. } | Job::Ping { reply } => reply,
-        }
-    }
+/// A task and how its request is answered, decided by the connection that made it.
+#[derive(Debug)]
+pub struct Job {
+    pub task: Task,
+    pub answer: Answer,
 }
 
 /// Why a job was not queued.
@@ -123,11 +70,18 @@ pub enum QueueError {
     Closed,
 }
 
+/// A job the queue did not take, given back so its request can be answered.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: QueueError,
+    pub answer: Answer,
+}
+
 #[derive(Debug)]
 struct State {
     jobs: VecDeque<Job>,
     /// Database connections not in use.
-    idle: Vec<Worker>,
+    idle: Vec<DbConnection>,
     closed: bool,
     /// Worker threads blocked waiting for work; a wake-up is sent only when one is waiting.
     waiting: usize,
@@ -138,40 +92,12 @@ struct State {
 /// What a worker thread does next.
 enum Work {
     /// Store this batch with this connection.
-    Batch(Worker),
+    Batch(DbConnection),
     /// Reconnect this idle connection, whose database was down.
-    Reconnect(Worker),
+    Reconnect(DbConnection),
     Nothing,
     /// The queue is closed and empty.
     Stop,
-}
-
-/// What every connection needs to know about the database: where it is and whether it is up.
-#[derive(Debug)]
-struct Db {
-    config: DatabaseConfig,
-    metrics: Arc<Metrics>,
-    /// Bumped whenever a worker finds the database gone, so the others check their
-    /// connections before trusting them (after a database restart every connection is dead).
-    failure_epoch: AtomicU64,
-    /// Whether the database is known to be down, so the outage is logged once, not per request.
-    down: AtomicBool,
-}
-
-impl Db {
-    fn mark_down(&self, error: &StoreError) {
-        self.metrics.record_db_error();
-        self.failure_epoch.fetch_add(1, Ordering::Relaxed);
-        if !self.down.swap(true, Ordering::Relaxed) {
-            log::error!("{error}; answering 503 until it is back");
-        }
-    }
-
-    fn mark_up(&self) {
-        if self.down.swap(false, Ordering::Relaxed) {
-            log::info!("database is reachable again");
-        }
-    }
 }
 
 /// The queue, the database connections and the worker threads' shared state.
@@ -182,24 +108,18 @@ pub struct Pipeline {
     work: Condvar,
     capacity: usize,
     max_batch: usize,
-    db: Arc<Db>,
+    db: Arc<Database>,
     notifier: Arc<Notifier>,
 }
 
-/// Reconnect backoff of an idle worker whose database is down: 0.1 s doubling to 5 s.
-const RECONNECT_MIN: Duration = Duration::from_millis(100);
-const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// While a batch is being stored, another one starts only once this many jobs wait.
 const OVERLAP_MIN_BATCH: usize = 2;
-/// A connection unused for this long is checked with an empty query before use.
-const IDLE_CHECK_AFTER: Duration = Duration::from_secs(10);
 
 impl Pipeline {
     pub fn new(
-        database: DatabaseConfig,
+        db: Arc<Database>,
         queue_capacity: usize,
         max_batch: usize,
-        metrics: Arc<Metrics>,
         notifier: Arc<Notifier>,
     ) -> Pipeline {
         Pipeline {
@@ -213,12 +133,7 @@ impl Pipeline {
             work: Condvar::new(),
             capacity: queue_capacity,
             max_batch: max_batch.max(1),
-            db: Arc::new(Db {
-                config: database,
-                metrics,
-                failure_epoch: AtomicU64::new(0),
-                down: AtomicBool::new(false),
-            }),
+            db,
             notifier,
         }
     }
@@ -227,39 +142,39 @@ impl Pipeline {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores the job and returns its outcome: right here when a database connection is idle,
-    /// otherwise through the queue and a worker thread. A full or closed queue is refused at
-    /// once.
-    pub fn submit(&self, job: Job, reply: &ReplySlot) -> Result<Outcome, QueueError> {
-        self.submit_answered_early(job)?;
-        Ok(reply.wait())
-    }
-
-    /// Like [`Pipeline::submit`] for a job whose answer is sent by its slot's [`EarlyAnswer`]:
-    /// returns once the job is stored (when this thread found a connection idle) or queued.
-    pub fn submit_answered_early(&self, job: Job) -> Result<(), QueueError> {
-        if let Some((worker, mut batch)) = self.enqueue_or_lead(job)? {
-            self.store_batch(worker, &mut batch);
+    /// Stores the job right here when a database connection is idle (and answers it), or
+    /// queues it for a worker thread. A full or closed queue gives the job's answer back.
+    pub fn submit(&self, job: Job) -> Result<(), Refused> {
+        if let Some((connection, mut batch)) = self.enqueue_or_lead(job)? {
+            self.store_batch(connection, &mut batch);
         }
         Ok(())
     }
 
-    /// With a connection idle, no job waiting and no batch being stored: takes the connection and
-    /// returns it with a batch of this one job. Otherwise queues the job (behind the waiting
-    /// ones) and wakes a worker thread if a batch may start now (see `may_start_batch`).
-    fn enqueue_or_lead(&self, job: Job) -> Result<Option<(Worker, Vec<Job>)>, QueueError> {
+    /// With a connection idle, no job waiting and no batch being stored: takes the connection
+    /// and returns it with a batch of this one job. Otherwise queues the job (behind the
+    /// waiting ones) and wakes a worker thread if a batch may start now (`may_start_batch`).
+    fn enqueue_or_lead(&self, job: Job) -> Result<Option<(DbConnection, Vec<Job>)>, Refused> {
         let mut state = self.lock();
         if state.closed {
-            return Err(QueueError::Closed);
+            return Err(Refused {
+                error: QueueError::Closed,
+                answer: job.answer,
+            });
         }
         if state.jobs.is_empty() && state.committing == 0 {
-            if let Some(worker) = state.idle.pop() {
+            if let Some(connection) = state.idle.pop() {
                 state.committing += 1;
-                return Ok(Some((worker, vec![job])));
+                return Ok(Some((connection, vec![job])));
             }
         }
         if state.jobs.len() >= self.capacity {
-            return Err(QueueError::Full);
+            drop(state);
+            self.db.metrics().record_queue_full();
+            return Err(Refused {
+                error: QueueError::Full,
+                answer: job.answer,
+            });
         }
         state.jobs.push_back(job);
         let wake = state.waiting > 0 && self.may_start_batch(&state);
@@ -272,10 +187,10 @@ impl Pipeline {
 
     /// Returns a connection; wakes a worker thread when jobs queued up meanwhile. A connection
     /// coming back is proof of life for the systemd watchdog.
-    fn give_back(&self, worker: Worker, from_batch: bool) {
+    fn give_back(&self, connection: DbConnection, from_batch: bool) {
         self.notifier.watchdog_tick();
         let mut state = self.lock();
-        state.idle.push(worker);
+        state.idle.push(connection);
         if from_batch {
             state.committing -= 1;
         }
@@ -293,25 +208,22 @@ impl Pipeline {
         let mut waited = false;
         loop {
             if self.may_start_batch(&state) {
-                if let Some(worker) = state.idle.pop() {
+                if let Some(connection) = state.idle.pop() {
                     state.committing += 1;
                     let n = state.jobs.len().min(self.max_batch);
                     batch.extend(state.jobs.drain(..n));
                     self.db
-                        .metrics
+                        .metrics()
                         .queued
                         .store(state.jobs.len(), Ordering::Relaxed);
-                    return Work::Batch(worker);
+                    return Work::Batch(connection);
                 }
             } else if state.closed {
                 return Work::Stop;
             }
             if waited {
                 let now = Instant::now();
-                let due = state
-                    .idle
-                    .iter()
-                    .position(|w| w.store.is_none() && now >= w.next_connect);
+                let due = state.idle.iter().position(|c| c.reconnect_due(now));
                 return match due {
                     Some(i) => Work::Reconnect(state.idle.swap_remove(i)),
                     None => Work::Nothing,
@@ -360,9 +272,9 @@ impl Pipeline {
     /// queue is closed and drained. Its connection is shared: any worker thread or connection
     /// thread may use it while it is idle.
     pub fn run_worker(&self, id: usize) {
-        let mut worker = Worker::new(id, Arc::clone(&self.db));
-        worker.connect();
-        self.give_back(worker, false);
+        let mut connection = DbConnection::new(id, Arc::clone(&self.db));
+        connection.connect();
+        self.give_back(connection, false);
         let tick = self
             .notifier
             .watchdog_tick_interval()
@@ -370,12 +282,11 @@ impl Pipeline {
             .min(Duration::from_secs(1));
         let mut batch = Vec::with_capacity(self.max_batch);
         loop {
-            let work = self.next_work(tick, &mut batch);
-            match work {
-                Work::Batch(worker) => self.store_batch(worker, &mut batch),
-                Work::Reconnect(mut worker) => {
-                    worker.idle();
-                    self.give_back(worker, false);
+            match self.next_work(tick, &mut batch) {
+                Work::Batch(connection) => self.store_batch(connection, &mut batch),
+                Work::Reconnect(mut connection) => {
+                    connection.idle();
+                    self.give_back(connection, false);
                 }
                 // Alive as long as some connection is not stuck in the database: when every one
                 // is (a lock, a hung server), the pings stop and systemd restarts the service.
@@ -392,210 +303,27 @@ impl Pipeline {
 
     /// Stores a batch, gives the connection back, then answers every job of the batch (also
     /// when storing panics): the next batch need not wait for the answers to be sent.
-    fn store_batch(&self, mut worker: Worker, batch: &mut Vec<Job>) {
+    fn store_batch(&self, mut connection: DbConnection, batch: &mut Vec<Job>) {
         let mut outcomes = Vec::with_capacity(batch.len());
-        let result = catch_unwind(AssertUnwindSafe(|| worker.process(batch, &mut outcomes)));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            connection.process(batch, &mut outcomes)
+        }));
         if result.is_err() {
             log::error!(
-                "worker {}: panic while storing a batch of {}; answered 500",
-                worker.id,
+                "db connection {}: panic while storing a batch of {}; answered 500",
+                connection.id,
                 batch.len()
             );
             // A panic may leave the connection mid-protocol: start over with a new one.
-            worker.store = None;
+            connection.discard();
             outcomes.clear();
         }
-        self.give_back(worker, true);
+        self.give_back(connection, true);
         // One outcome per job in order; none (only after a panic) means 500.
         let mut outcomes = outcomes.into_iter();
         for job in batch.drain(..) {
-            job.reply()
-                .put(outcomes.next().unwrap_or(Outcome::Internal));
-        }
-    }
-}
-
-/// One database connection and its reconnect state.
-#[derive(Debug)]
-struct Worker {
-    id: usize,
-    db: Arc<Db>,
-    store: Option<Store>,
-    store_epoch: u64,
-    last_used: Instant,
-    next_connect: Instant,
-    reconnect_delay: Duration,
-}
-
-impl Worker {
-    fn new(id: usize, db: Arc<Db>) -> Worker {
-        Worker {
-            id,
-            db,
-            store: None,
-            store_epoch: 0,
-            last_used: Instant::now(),
-            next_connect: Instant::now(),
-            reconnect_delay: RECONNECT_MIN,
-        }
-    }
-
-    fn connect(&mut self) -> bool {
-        let epoch = self.db.failure_epoch.load(Ordering::Relaxed);
-        match Store::connect(&self.db.config) {
-            Ok(store) => {
-                self.store = Some(store);
-                self.store_epoch = epoch;
-                self.last_used = Instant::now();
-                self.reconnect_delay = RECONNECT_MIN;
-                self.db.mark_up();
-                true
-            }
-            Err(e) => {
-                self.store = None;
-                self.db.mark_down(&e);
-                self.next_connect = Instant::now() + self.reconnect_delay;
-                self.reconnect_delay = (self.reconnect_delay * 2).min(RECONNECT_MAX);
-                false
-            }
-        }
-    }
-
-    /// Between batches: reconnect with backoff when disconnected.
-    fn idle(&mut self) {
-        if self.store.is_none() && Instant::now() >= self.next_connect {
-            self.connect();
-        }
-    }
-
-    /// A connection fit for a batch: checked first when another worker saw the database fail
-    /// since it was opened, or when it sat unused for a while.
-    fn ready_store(&mut self) -> Option<&mut Store> {
-        let epoch = self.db.failure_epoch.load(Ordering::Relaxed);
-        let suspect = epoch != self.store_epoch || self.last_used.elapsed() > IDLE_CHECK_AFTER;
-        if let Some(store) = self.store.as_mut() {
-            if suspect && !store.is_valid(Duration::from_secs(1)) {
-                log::debug!("worker {}: connection found dead, reconnecting", self.id);
-                self.store = None;
-            } else {
-                self.store_epoch = epoch;
-            }
-        }
-        if self.store.is_none() && !self.connect() {
-            return None;
-        }
-        self.last_used = Instant::now();
-        self.store.as_mut()
-    }
-
-    /// Stores the batch and pushes one outcome per job, in order, onto `outcomes`.
-    fn process(&mut self, batch: &[Job], outcomes: &mut Vec<Outcome>) {
-        let Some(_) = self.ready_store() else {
-            outcomes.extend(batch.iter().map(|_| Outcome::Unavailable));
-            return;
-        };
-        let mut events: Vec<NewEvent<'_>> = Vec::with_capacity(batch.len());
-        for job in batch.iter() {
-            if let Job::Store {
-                event,
-                idempotency_key,
-                ..
-            } = job
-            {
-                events.push(NewEvent {
-                    event,
-                    idempotency_key: idempotency_key.as_deref(),
-                });
-            }
-        }
-        if events.is_empty() {
-            // Only readiness pings: prove the connection answers.
-            let outcome = if self.ping() {
-                Outcome::Ready
-            } else {
-                Outcome::Unavailable
-            };
-            outcomes.extend(batch.iter().map(|_| outcome.clone()));
-            return;
-        }
-        let result = self.save_with_one_retry(&events);
-        drop(events);
-        match result {
-            Ok(saved) => {
-                let created = saved
-                    .iter()
-                    .filter(|s| matches!(s, Saved::Created(_)))
-                    .count() as u64;
-                self.db
-                    .metrics
-                    .record_commit(saved.len(), created, saved.len() as u64 - created);
-                let mut saved = saved.into_iter();
-                outcomes.extend(batch.iter().map(|job| {
-                    match job {
-                        Job::Store { .. } => saved
-                            .next()
-                            .map(Outcome::Saved)
-                            .unwrap_or(Outcome::Internal),
-                        Job::Ping { .. } => Outcome::Ready,
-                    }
-                }));
-            }
-            Err(error) => {
-                let outcome = match &error {
-                    StoreError::Inconsistent(_) => {
-                        log::error!("worker {}: {error}", self.id);
-                        Outcome::Internal
-                    }
-                    StoreError::Failed(_) => {
-                        self.db.metrics.record_db_error();
-                        log::error!("worker {}: {error}", self.id);
-                        Outcome::Unavailable
-                    }
-                    StoreError::Unavailable(_) => Outcome::Unavailable,
-                };
-                outcomes.extend(batch.iter().map(|_| outcome.clone()));
-            }
-        }
-    }
-
-    /// True when the connection answers an empty query, or a new one could be opened.
-    fn ping(&mut self) -> bool {
-        if self
-            .store
-            .as_mut()
-            .is_some_and(|s| s.is_valid(Duration::from_secs(1)))
-        {
-            return true;
-        }
-        self.store = None;
-        self.connect()
-    }
-
-    /// Saves; when the connection turns out dead and the server certainly did not commit
-    /// (it refused the statement, e.g. while shutting down), tries once more on a new one.
-    fn save_with_one_retry(&mut self, events: &[NewEvent<'_>]) -> Result<Vec<Saved>, StoreError> {
-        let store = self
-            .store
-            .as_mut()
-            .ok_or_else(|| StoreError::Inconsistent("no connection".into()))?;
-        match store.save_batch(events) {
-            Ok(saved) => Ok(saved),
-            Err(error @ StoreError::Unavailable(_)) => {
-                self.store = None;
-                self.db.mark_down(&error);
-                if error.certainly_not_committed() && self.connect() {
-                    if let Some(store) = self.store.as_mut() {
-                        let retried = store.save_batch(events);
-                        if let Err(e @ StoreError::Unavailable(_)) = &retried {
-                            self.store = None;
-                            self.db.mark_down(e);
-                        }
-                        return retried;
-                    }
-                }
-                Err(error)
-            }
-            Err(other) => Err(other),
+            job.answer
+                .send_outcome(&outcomes.next().unwrap_or(JobOutcome::Internal));
         }
     }
 }
@@ -604,39 +332,68 @@ impl Worker {
 mod tests {
     use super::*;
 
-    fn ping_job() -> (Job, Arc<ReplySlot>) {
-        let slot = Arc::new(ReplySlot::default());
-        (
-            Job::Ping {
-                reply: Arc::clone(&slot),
-            },
-            slot,
-        )
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::OnceLock;
+
+    use common::config::DatabaseConfig;
+
+    use crate::http::{ResponseFraming, Writer};
+    use crate::metrics::{Metrics, Route};
+
+    /// The writing half of one loopback connection that every test job answers on; its client
+    /// end stays open (and unread) for the whole test process.
+    fn test_writer() -> &'static Arc<Writer> {
+        static WRITER: OnceLock<(TcpStream, Arc<Writer>)> = OnceLock::new();
+        &WRITER
+            .get_or_init(|| {
+                let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+                let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+                let (server, _) = listener.accept().unwrap();
+                let writer = Arc::new(Writer::new(Arc::new(server), Duration::from_secs(1)));
+                (client, writer)
+            })
+            .1
+    }
+
+    fn ping_job() -> Job {
+        let metrics = Arc::new(Metrics::default());
+        Job {
+            task: Task::Ping,
+            answer: Answer::new(
+                test_writer(),
+                ResponseFraming::CLOSING,
+                Route::Readyz,
+                &metrics,
+            ),
+        }
     }
 
     fn pipeline(capacity: usize, max_batch: usize) -> Pipeline {
+        let db = Database::new(DatabaseConfig::default(), Arc::new(Metrics::default()));
         Pipeline::new(
-            DatabaseConfig::default(),
+            Arc::new(db),
             capacity,
             max_batch,
-            Arc::new(Metrics::default()),
             Arc::new(Notifier::disabled()),
         )
     }
 
     /// An idle connection that is not connected: enough to hand out batches.
-    fn idle_connection(pipeline: &Pipeline) -> Worker {
-        Worker::new(0, Arc::clone(&pipeline.db))
+    fn idle_connection(pipeline: &Pipeline) -> DbConnection {
+        DbConnection::new(0, Arc::clone(&pipeline.db))
     }
 
     #[test]
     fn the_queue_refuses_jobs_past_its_capacity_and_after_close() {
         let pipeline = pipeline(2, 10);
-        assert!(matches!(pipeline.enqueue_or_lead(ping_job().0), Ok(None)));
-        assert!(matches!(pipeline.enqueue_or_lead(ping_job().0), Ok(None)));
+        assert!(matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)));
+        assert!(matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)));
         assert!(matches!(
-            pipeline.enqueue_or_lead(ping_job().0),
-            Err(QueueError::Full)
+            pipeline.enqueue_or_lead(ping_job()),
+            Err(Refused {
+                error: QueueError::Full,
+                ..
+            })
         ));
         pipeline.close();
         pipeline.give_back(idle_connection(&pipeline), false);
@@ -652,8 +409,11 @@ mod tests {
             Work::Stop
         ));
         assert!(matches!(
-            pipeline.enqueue_or_lead(ping_job().0),
-            Err(QueueError::Closed)
+            pipeline.enqueue_or_lead(ping_job()),
+            Err(Refused {
+                error: QueueError::Closed,
+                ..
+            })
         ));
     }
 
@@ -661,7 +421,7 @@ mod tests {
     fn a_batch_takes_what_is_waiting_up_to_the_maximum() {
         let pipeline = pipeline(10, 3);
         for _ in 0..5 {
-            pipeline.enqueue_or_lead(ping_job().0).unwrap();
+            pipeline.enqueue_or_lead(ping_job()).unwrap();
         }
         pipeline.give_back(idle_connection(&pipeline), false);
         let mut batch = Vec::new();
@@ -675,19 +435,17 @@ mod tests {
     fn a_job_that_finds_a_connection_idle_and_nobody_waiting_is_stored_by_its_own_thread() {
         let pipeline = pipeline(10, 3);
         pipeline.give_back(idle_connection(&pipeline), false);
-        let (own, own_slot) = ping_job();
-        let Ok(Some((worker, batch))) = pipeline.enqueue_or_lead(own) else {
+        let Ok(Some((worker, batch))) = pipeline.enqueue_or_lead(ping_job()) else {
             panic!("an idle connection must be taken by the submitting thread");
         };
         assert_eq!(batch.len(), 1);
-        assert!(std::ptr::eq(batch[0].reply(), &*own_slot));
         assert!(
-            matches!(pipeline.enqueue_or_lead(ping_job().0), Ok(None)),
+            matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)),
             "no connection left idle: queued"
         );
         pipeline.give_back(worker, true);
         assert!(
-            matches!(pipeline.enqueue_or_lead(ping_job().0), Ok(None)),
+            matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)),
             "jobs are waiting: queued behind them, for a worker thread"
         );
         assert_eq!(pipeline.len(), 2);
@@ -698,11 +456,11 @@ mod tests {
         let pipeline = pipeline(10, 8);
         pipeline.give_back(idle_connection(&pipeline), false);
         pipeline.give_back(idle_connection(&pipeline), false);
-        let Ok(Some((first, _))) = pipeline.enqueue_or_lead(ping_job().0) else {
+        let Ok(Some((first, _))) = pipeline.enqueue_or_lead(ping_job()) else {
             panic!("nothing is being stored: the job takes an idle connection");
         };
         // A connection is idle, but a commit is in progress: one job waits to share the next.
-        assert!(matches!(pipeline.enqueue_or_lead(ping_job().0), Ok(None)));
+        assert!(matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)));
         let mut batch = Vec::new();
         match pipeline.next_work(Duration::ZERO, &mut batch) {
             Work::Batch(_) => panic!("a single job must wait for the commit in progress"),
@@ -712,7 +470,7 @@ mod tests {
         }
         assert!(batch.is_empty());
         // Two waiting: worth a commit of their own.
-        assert!(matches!(pipeline.enqueue_or_lead(ping_job().0), Ok(None)));
+        assert!(matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)));
         let Work::Batch(second) = pipeline.next_work(Duration::ZERO, &mut batch) else {
             panic!("two jobs waiting start a batch next to the one in progress");
         };
@@ -721,21 +479,6 @@ mod tests {
         // Back to nothing in progress: a single job is stored at once again.
         pipeline.give_back(first, true);
         pipeline.give_back(second, true);
-        assert!(matches!(
-            pipeline.enqueue_or_lead(ping_job().0),
-            Ok(Some(_))
-        ));
-    }
-
-    #[test]
-    fn a_reply_wakes_the_waiting_connection() {
-        let slot = Arc::new(ReplySlot::default());
-        let waiter = {
-            let slot = Arc::clone(&slot);
-            std::thread::spawn(move || slot.wait())
-        };
-        std::thread::sleep(Duration::from_millis(20));
-        slot.put(Outcome::Ready);
-        assert_eq!(waiter.join().unwrap(), Outcome::Ready);
+        assert!(matches!(pipeline.enqueue_or_lead(ping_job()), Ok(Some(_))));
     }
 }

@@ -4,8 +4,10 @@
 use common::config::Secret;
 use common::{parse_event, Event};
 
-use crate::http::{Method, Request, Response};
+use crate::http::{Method, Request, Response, Status};
 use crate::metrics::Route;
+use crate::pipeline::{JobOutcome, QueueError};
+use crate::store::{Saved, StoredEvent};
 
 /// What to do with a request.
 #[derive(Debug)]
@@ -49,21 +51,80 @@ pub fn route(request: &mut Request, auth_token: Option<&Secret>) -> Action {
             _ => Action::Respond(method_not_allowed("POST")),
         },
         "/healthz" => get_only(Action::Respond(Response::json(
-            200,
+            Status::Ok,
             br#"{"status":"ok"}"#.to_vec(),
         ))),
         "/readyz" => get_only(Action::CheckReady),
         "/metrics" => get_only(Action::Metrics),
         _ => Action::Respond(Response::error(
-            404,
+            Status::NotFound,
             "no such resource: POST /event is the only one that takes events",
         )),
     }
 }
 
+/// The answer to a job once the pipeline has its outcome.
+pub fn answer_to(outcome: &JobOutcome) -> Response {
+    match outcome {
+        JobOutcome::Saved(Saved::Created(row)) => Response::json(Status::Created, row_json(row)),
+        JobOutcome::Saved(Saved::Existing(row)) => Response::json(Status::Ok, row_json(row)),
+        JobOutcome::Ready => Response::json(Status::Ok, br#"{"status":"ready"}"#.to_vec()),
+        JobOutcome::Unavailable => Response::error(
+            Status::ServiceUnavailable,
+            "database unavailable, retry in a moment",
+        )
+        .with_header("Retry-After", "2"),
+        JobOutcome::Internal => internal_error(),
+    }
+}
+
+/// The answer to a request that failed because of a bug (a panic); the cause is logged.
+pub fn internal_error() -> Response {
+    Response::error(
+        Status::InternalServerError,
+        "internal error, it has been logged",
+    )
+}
+
+/// The answer to a request the queue did not take.
+pub fn refused(error: QueueError) -> Response {
+    match error {
+        QueueError::Full => Response::error(
+            Status::ServiceUnavailable,
+            "server busy: too many events waiting to be stored, retry in a moment",
+        )
+        .with_header("Retry-After", "1"),
+        QueueError::Closed => shutting_down(),
+    }
+}
+
+pub fn shutting_down() -> Response {
+    Response::error(
+        Status::ServiceUnavailable,
+        "shutting down, retry in a moment",
+    )
+    .with_header("Retry-After", "1")
+}
+
+/// The answer to a connection past `max_connections`, written by the acceptor.
+pub fn too_many_connections() -> Response {
+    Response::error(
+        Status::ServiceUnavailable,
+        "too many open connections, retry in a moment",
+    )
+    .with_header("Retry-After", "1")
+}
+
+fn row_json(row: &StoredEvent) -> Vec<u8> {
+    format!(r#"{{"id":{},"received_at":"{}"}}"#, row.id, row.received_at).into_bytes()
+}
+
 fn method_not_allowed(allow: &'static str) -> Response {
-    Response::error(405, &format!("method not allowed here; allowed: {allow}"))
-        .with_header("Allow", allow)
+    Response::error(
+        Status::MethodNotAllowed,
+        &format!("method not allowed here; allowed: {allow}"),
+    )
+    .with_header("Allow", allow)
 }
 
 fn post_event(request: &mut Request, auth_token: Option<&Secret>) -> Action {
@@ -71,7 +132,7 @@ fn post_event(request: &mut Request, auth_token: Option<&Secret>) -> Action {
         if !bearer_matches(request.authorization.as_deref(), token) {
             return Action::Respond(
                 Response::error(
-                    401,
+                    Status::Unauthorized,
                     "missing or wrong bearer token: send Authorization: Bearer <token>",
                 )
                 .with_header("WWW-Authenticate", "Bearer"),
@@ -81,7 +142,7 @@ fn post_event(request: &mut Request, auth_token: Option<&Secret>) -> Action {
     if let Some(content_type) = request.content_type.as_deref() {
         if !is_json(content_type) {
             return Action::Respond(Response::error(
-                415,
+                Status::UnsupportedMediaType,
                 &format!(
                     "Content-Type must be application/json, got `{}`",
                     printable(content_type)
@@ -94,7 +155,7 @@ fn post_event(request: &mut Request, auth_token: Option<&Secret>) -> Action {
             Ok(()) => Some(key),
             Err(problem) => {
                 return Action::Respond(error_with_field(
-                    400,
+                    Status::BadRequest,
                     &format!("Idempotency-Key {problem}"),
                     "Idempotency-Key",
                 ))
@@ -108,7 +169,11 @@ fn post_event(request: &mut Request, auth_token: Option<&Secret>) -> Action {
             idempotency_key,
         },
         Err(e) => {
-            let status = if e.is_malformed() { 400 } else { 422 };
+            let status = if e.is_malformed() {
+                Status::BadRequest
+            } else {
+                Status::UnprocessableContent
+            };
             Action::Respond(match e.field() {
                 Some(field) => error_with_field(status, &e.to_string(), field),
                 None => Response::error(status, &e.to_string()),
@@ -118,7 +183,7 @@ fn post_event(request: &mut Request, auth_token: Option<&Secret>) -> Action {
 }
 
 /// An error body naming the field at fault: `{"error": "...", "field": "..."}`.
-pub fn error_with_field(status: u16, message: &str, field: &str) -> Response {
+pub fn error_with_field(status: Status, message: &str, field: &str) -> Response {
     let body = serde_json::json!({ "error": message, "field": field });
     Response::json(status, body.to_string().into_bytes())
 }
@@ -184,6 +249,7 @@ mod tests {
             idempotency_key: None,
             body: body.as_bytes().to_vec(),
             keep_alive: true,
+            http10: false,
         }
     }
 
@@ -191,7 +257,7 @@ mod tests {
 
     fn status_of(action: Action) -> u16 {
         match action {
-            Action::Respond(r) => r.status,
+            Action::Respond(r) => r.status.code(),
             Action::Store { .. } => 0,
             Action::CheckReady => 1,
             Action::Metrics => 2,

@@ -1,35 +1,30 @@
 //! The listener and the connections: one acceptor thread, one thread per open connection
 //! (bounded by `max_connections`), and the hand-off of validated events to the pipeline.
 //!
-//! A connection thread parses, validates and answers. It uses a database connection only for a
-//! request it has read completely, and gives it back before it writes the answer: slow or idle
+//! A connection thread reads a request, routes it, and either answers it at once or hands it
+//! to the pipeline as a [`Job`] that carries its [`Answer`]; it does not wait for the outcome
+//! but goes straight back to reading (the thread that stores the event answers it). Before it
+//! handles the next request it waits until the previous answer has left
+//! ([`Connection::settle`]), so answers stay in order and at most one request per connection
+//! is with the pipeline. It uses a database connection only when the pipeline lets it store
+//! its own event (nothing else waiting), and gives it back before it answers: slow or idle
 //! clients therefore hold only their own small thread, never a database connection, and the
 //! read/idle deadlines of the HTTP layer end them.
-//!
-//! The answer to a stored event on a kept-alive connection is sent by whichever thread stored
-//! it, right after the commit, without blocking (`DirectAnswer`), and the connection thread
-//! goes straight back to reading: the client need not wait for that thread to be woken, and the
-//! thread is woken once per request instead of twice (measured: about 20 % more events/s at 8
-//! connections, and about 20 % less consumer CPU per event at 64). Before the connection thread
-//! writes anything, or closes, it waits until that answer has left and writes whatever the
-//! socket did not take at once (`Connection::settle`), so answers stay in order.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::config::Secret;
 
-use crate::http::{
-    AnswerFraming, Answerer, Connection, Limits, Method, ReadError, Request, Response,
-};
+use crate::answer::Answer;
+use crate::http::{encode_response, Connection, Limits, Method, ReadError, ResponseFraming};
 use crate::metrics::{Metrics, Route};
-use crate::pipeline::{EarlyAnswer, Job, Outcome, Pipeline, QueueError, ReplySlot};
-use crate::routes::{route, route_of, Action};
-use crate::store::Saved;
+use crate::pipeline::{Job, Pipeline, Refused, Task};
+use crate::routes::{self, route, route_of, Action};
 
 /// Stack of a connection thread: parsing and validation need little, and a small stack keeps
 /// thousands of idle connections cheap.
@@ -37,51 +32,70 @@ const CONNECTION_STACK_BYTES: usize = 256 * 1024;
 
 /// What the acceptor and the connection threads share.
 #[derive(Debug)]
-pub struct Shared {
+pub struct Server {
     pub limits: Limits,
     pub max_connections: usize,
     pub auth_token: Option<Secret>,
     pub metrics: Arc<Metrics>,
     pub pipeline: Arc<Pipeline>,
     pub stopping: AtomicBool,
-    /// Requests read and not yet answered; shutdown waits for these.
-    pub in_flight: AtomicUsize,
+    /// The answer past `max_connections`, encoded once at start (without a `Date`, which a 5xx
+    /// may omit) so the acceptor writes it without building anything.
+    pub busy_answer: Vec<u8>,
 }
 
-/// The answer to a connection past `max_connections`, written without parsing anything.
-const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-Content-Type: application/json\r\n\
-Content-Length: 58\r\n\
-Retry-After: 1\r\n\
-Connection: close\r\n\
-\r\n\
-{\"error\":\"too many open connections, retry in a moment\"}\n";
+impl Server {
+    pub fn new(
+        limits: Limits,
+        max_connections: usize,
+        auth_token: Option<Secret>,
+        metrics: Arc<Metrics>,
+        pipeline: Arc<Pipeline>,
+    ) -> Server {
+        let mut busy_answer = Vec::new();
+        encode_response(
+            &mut busy_answer,
+            &routes::too_many_connections(),
+            ResponseFraming::CLOSING,
+            None,
+        );
+        Server {
+            limits,
+            max_connections,
+            auth_token,
+            metrics,
+            pipeline,
+            stopping: AtomicBool::new(false),
+            busy_answer,
+        }
+    }
+}
 
 /// Accepts until `stopping` is set. Errors such as EMFILE (out of file descriptors) are logged
 /// and retried after a short pause: the listener never ends because of them.
-pub fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+pub fn accept_loop(listener: TcpListener, server: Arc<Server>) {
     let mut errors = ErrorLog::default();
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
-                if shared.stopping.load(Ordering::SeqCst) {
+                if server.stopping.load(Ordering::SeqCst) {
                     break;
                 }
-                let open = shared
+                let open = server
                     .metrics
                     .open_connections
                     .fetch_add(1, Ordering::SeqCst)
                     + 1;
-                if open > shared.max_connections {
-                    shared
+                if open > server.max_connections {
+                    server
                         .metrics
                         .open_connections
                         .fetch_sub(1, Ordering::SeqCst);
-                    shared.metrics.record_connection_rejected();
-                    refuse_busy(stream);
+                    server.metrics.record_connection_rejected();
+                    refuse_busy(stream, &server.busy_answer);
                     continue;
                 }
-                let for_thread = Arc::clone(&shared);
+                let for_thread = Arc::clone(&server);
                 let spawned = std::thread::Builder::new()
                     .name("connection".into())
                     .stack_size(CONNECTION_STACK_BYTES)
@@ -91,7 +105,7 @@ pub fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     });
                 if let Err(e) = spawned {
                     // The closure (and its stream) was dropped; the guard never ran.
-                    shared
+                    server
                         .metrics
                         .open_connections
                         .fetch_sub(1, Ordering::SeqCst);
@@ -99,7 +113,7 @@ pub fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 }
             }
             Err(e) => {
-                if shared.stopping.load(Ordering::SeqCst) {
+                if server.stopping.load(Ordering::SeqCst) {
                     break;
                 }
                 if matches!(
@@ -155,275 +169,112 @@ impl Drop for OpenConnection<'_> {
 
 /// Answers 503 on the acceptor thread without blocking it: whatever the client already sent is
 /// discarded (so closing does not reset the connection), the fixed answer written, then closed.
-fn refuse_busy(mut stream: TcpStream) {
+fn refuse_busy(mut stream: TcpStream, answer: &[u8]) {
     if stream.set_nonblocking(true).is_err() {
         return;
     }
     let mut scratch = [0u8; 4096];
     let _ = stream.read(&mut scratch);
-    let _ = stream.write_all(BUSY_RESPONSE);
+    let _ = stream.write_all(answer);
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
-fn serve_connection(stream: TcpStream, shared: &Arc<Shared>) {
-    let mut conn = Connection::new(stream, shared.limits.clone());
-    let direct = Arc::new(DirectAnswer {
-        shared: Arc::clone(shared),
-        state: Mutex::new(DirectState {
-            answerer: conn.answerer(),
-            armed: None,
-        }),
-    });
-    let reply = Arc::new(ReplySlot::with_early_answer(
-        Arc::clone(&direct) as Arc<dyn EarlyAnswer>
-    ));
+fn serve_connection(stream: TcpStream, server: &Server) {
+    let mut conn = Connection::new(stream, server.limits.clone());
     loop {
         let read = conn.read_request();
         // The answer to the previous request may still be on its way from the thread that
-        // stored its event: it leaves first (and whatever the socket did not take is written
-        // here), before this thread answers anything or closes.
+        // stored its event: it leaves first, before this thread answers anything or closes.
         if conn.settle().is_err() {
             return;
         }
         let mut request = match read {
             Ok(request) => request,
             Err(ReadError::Closed) | Err(ReadError::Io(_)) => return,
-            Err(ReadError::Reject(response)) => {
-                shared
-                    .metrics
-                    .record_request(Route::Other, response.status, Duration::ZERO);
-                conn.reject_and_close(&response);
+            Err(ReadError::Reject(rejection)) => {
+                let route = rejection.path.as_deref().map_or(Route::Other, route_of);
+                let answer = Answer::new(
+                    conn.writer(),
+                    ResponseFraming::CLOSING,
+                    route,
+                    &server.metrics,
+                );
+                let _ = answer.send(&rejection.response);
+                conn.linger_close();
                 return;
             }
         };
-        let started = Instant::now();
-        // Counted before `stopping` is read: shutdown either waits for this request or the
-        // request sees `stopping` and is refused.
-        shared.in_flight.fetch_add(1, Ordering::SeqCst);
-        let stopping = shared.stopping.load(Ordering::SeqCst);
-        let keep_alive = request.keep_alive && !stopping;
-        let head_only = request.method == Method::Head;
-        let route = route_of(&request.path);
-        // A kept-alive event is answered by the thread that stores it, and this thread goes
-        // straight back to reading.
-        let early = route == Route::Event && request.method == Method::Post && keep_alive;
-        if early {
-            direct.arm(Armed {
-                framing: conn.framing(keep_alive, head_only),
-                started,
-            });
-            conn.expect_answer();
-        }
-        let handled = if stopping {
-            Handled::Respond(shutting_down())
-        } else {
-            catch_unwind(AssertUnwindSafe(|| {
-                handle(&mut request, shared, &reply, early)
-            }))
-            .unwrap_or_else(|_| {
-                log::error!(
-                    "panic while handling {:?} {}; answered 500",
-                    request.method,
-                    request.path
-                );
-                Handled::Respond(Response::error(500, "internal error, it has been logged"))
-            })
+        // Counted in flight (by `Answer::new`) before `stopping` is read: shutdown either
+        // waits for this request or the request sees `stopping` and is refused.
+        let framing = ResponseFraming {
+            keep_alive: request.keep_alive,
+            http10: request.http10,
+            head_only: request.method == Method::Head,
         };
-        let response = match handled {
-            // Counted, answered and logged by the thread that stores it.
-            Handled::Answering => continue,
-            Handled::Respond(response) => response,
-        };
-        if early {
-            if !direct.take_back() {
-                // A storing thread claimed the answer after all (possible only after a panic
-                // once the event was queued): it answers; a second answer would break framing.
-                continue;
-            }
-            conn.cancel_expected_answer();
-        }
-        // Counted before the answer leaves: a client that reads it and then asks /metrics must
-        // find it counted.
-        shared
-            .metrics
-            .record_request(route, response.status, started.elapsed());
-        let written = conn.write_response(&response, keep_alive, head_only);
-        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-        log::debug!(
-            "{:?} {} -> {}",
-            request.method,
-            request.path,
-            response.status
+        let mut answer = Answer::new(
+            conn.writer(),
+            framing,
+            route_of(&request.path),
+            &server.metrics,
         );
+        let stopping = server.stopping.load(Ordering::SeqCst);
+        if stopping {
+            answer.set_closing();
+        }
+        let written = if stopping {
+            answer.send(&routes::shutting_down())
+        } else {
+            match catch_unwind(AssertUnwindSafe(|| {
+                route(&mut request, server.auth_token.as_ref())
+            })) {
+                Ok(action) => act(action, answer, server),
+                Err(_) => {
+                    log::error!(
+                        "panic while handling {:?} {}; answered 500",
+                        request.method,
+                        request.path
+                    );
+                    answer.send(&routes::internal_error())
+                }
+            }
+        };
         if written.is_err() {
             return;
         }
-        if !keep_alive {
-            // Shut our side, then drain briefly, so the client reads the answer rather than a
-            // reset caused by requests it pipelined after this one.
+        if !request.keep_alive || stopping {
+            // Shut our side (after the answer has left), then drain briefly, so the client
+            // reads the answer rather than a reset caused by requests it pipelined after it.
             conn.linger_close();
             return;
         }
     }
 }
 
-/// What a connection thread does with a request after [`handle`].
-enum Handled {
-    Respond(Response),
-    /// The storing thread answers it (see `DirectAnswer`).
-    Answering,
-}
-
-fn shutting_down() -> Response {
-    Response::error(503, "shutting down, retry in a moment").with_header("Retry-After", "1")
-}
-
-/// Routes a request and, for an event, stores it: waits for the outcome, or with `early` lets
-/// the storing thread answer.
-fn handle(request: &mut Request, shared: &Shared, reply: &Arc<ReplySlot>, early: bool) -> Handled {
-    let response = match route(request, shared.auth_token.as_ref()) {
-        Action::Respond(response) => response,
-        Action::Metrics => Response::metrics_text(200, shared.metrics.render().into_bytes()),
-        Action::CheckReady => match submit(
-            shared,
-            Job::Ping {
-                reply: Arc::clone(reply),
-            },
-            reply,
-        ) {
-            Ok(Outcome::Ready) => Response::json(200, br#"{"status":"ready"}"#.to_vec()),
-            Ok(_) => database_unavailable(),
-            Err(response) => response,
-        },
+/// Carries out the router's decision: answers at once, or hands the request to the pipeline.
+fn act(action: Action, answer: Answer, server: &Server) -> std::io::Result<()> {
+    let task = match action {
+        Action::Respond(response) => return answer.send(&response),
+        Action::Metrics => {
+            let text = server.metrics.render().into_bytes();
+            return answer.send(&crate::http::Response::metrics_text(text));
+        }
+        Action::CheckReady => Task::Ping,
         Action::Store {
             event,
             idempotency_key,
-        } => {
-            let job = Job::Store {
-                event,
-                idempotency_key,
-                reply: Arc::clone(reply),
-            };
-            if early {
-                return match shared.pipeline.submit_answered_early(job) {
-                    Ok(()) => Handled::Answering,
-                    Err(error) => Handled::Respond(refused(shared, error)),
-                };
-            }
-            match submit(shared, job, reply) {
-                Ok(outcome) => stored_response(&outcome),
-                Err(response) => response,
-            }
-        }
+        } => Task::Store {
+            event,
+            idempotency_key,
+        },
     };
-    Handled::Respond(response)
-}
-
-/// The answer to `POST /event` once the pipeline stored it (or could not).
-fn stored_response(outcome: &Outcome) -> Response {
-    match outcome {
-        Outcome::Saved(Saved::Created(row)) => {
-            Response::json(201, row_json(row.id, &row.received_at))
-        }
-        Outcome::Saved(Saved::Existing(row)) => {
-            Response::json(200, row_json(row.id, &row.received_at))
-        }
-        Outcome::Unavailable => database_unavailable(),
-        Outcome::Ready | Outcome::Internal => {
-            Response::error(500, "internal error, it has been logged")
-        }
+    let job = Job {
+        task,
+        answer: answer.hand_over(),
+    };
+    match server.pipeline.submit(job) {
+        Ok(()) => Ok(()),
+        Err(Refused { error, answer }) => answer.send(&routes::refused(error)),
     }
-}
-
-/// Sends the answer to a stored event from the thread that stored it (see [`EarlyAnswer`]).
-/// Armed by the connection thread for each kept-alive `POST /event`, which then goes back to
-/// reading; a job it was not armed for (a readiness ping) is answered the usual way.
-#[derive(Debug)]
-struct DirectAnswer {
-    shared: Arc<Shared>,
-    state: Mutex<DirectState>,
-}
-
-#[derive(Debug)]
-struct DirectState {
-    answerer: Answerer,
-    armed: Option<Armed>,
-}
-
-/// A kept-alive `POST /event` waiting for its answer (its route is always `/event`).
-#[derive(Debug)]
-struct Armed {
-    framing: AnswerFraming,
-    started: Instant,
-}
-
-impl DirectAnswer {
-    fn lock(&self) -> MutexGuard<'_, DirectState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn arm(&self, armed: Armed) {
-        self.lock().armed = Some(armed);
-    }
-
-    /// Disarms; true if no storing thread had claimed the answer (the caller answers).
-    fn take_back(&self) -> bool {
-        self.lock().armed.take().is_some()
-    }
-}
-
-impl EarlyAnswer for DirectAnswer {
-    fn answer(&self, outcome: &Outcome) -> bool {
-        if matches!(outcome, Outcome::Ready) {
-            return false; // a readiness ping: the connection thread waits for it
-        }
-        let mut state = self.lock();
-        let Some(armed) = state.armed.take() else {
-            return false;
-        };
-        let response = stored_response(outcome);
-        // Counted before the answer leaves (see serve_connection).
-        self.shared
-            .metrics
-            .record_request(Route::Event, response.status, armed.started.elapsed());
-        let sent = state.answerer.send(&response, armed.framing);
-        drop(state);
-        self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-        log::debug!("POST /event -> {} ({sent:?})", response.status);
-        true
-    }
-}
-
-/// Stores a job (on this thread or through a worker thread) and returns its outcome; a full or
-/// closed queue is a fast 503.
-fn submit(shared: &Shared, job: Job, reply: &ReplySlot) -> Result<Outcome, Response> {
-    shared
-        .pipeline
-        .submit(job, reply)
-        .map_err(|error| refused(shared, error))
-}
-
-/// The answer to a job the queue did not take.
-fn refused(shared: &Shared, error: QueueError) -> Response {
-    match error {
-        QueueError::Full => {
-            shared.metrics.record_queue_full();
-            Response::error(
-                503,
-                "server busy: too many events waiting to be stored, retry in a moment",
-            )
-            .with_header("Retry-After", "1")
-        }
-        QueueError::Closed => shutting_down(),
-    }
-}
-
-fn database_unavailable() -> Response {
-    Response::error(503, "database unavailable, retry in a moment").with_header("Retry-After", "2")
-}
-
-fn row_json(id: i64, received_at: &str) -> Vec<u8> {
-    format!(r#"{{"id":{id},"received_at":"{received_at}"}}"#).into_bytes()
 }
 
 /// Wakes a blocked `accept` so the acceptor sees `stopping`.

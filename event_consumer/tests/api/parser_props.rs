@@ -54,11 +54,14 @@ fn check_total(bytes: &[u8], limits: &Limits) -> Result<(), TestCaseError> {
             prop_assert!(consumed > 0 && consumed <= bytes.len());
             prop_assert!(request.body.len() <= limits.max_body_bytes);
         }
-        Err(response) => prop_assert!(
-            (400..500).contains(&response.status) || response.status == 505,
-            "refused with {}",
-            response.status
-        ),
+        Err(rejection) => {
+            let status = rejection.response.status.code();
+            prop_assert!(
+                (400..500).contains(&status) || status == 505,
+                "refused with {}",
+                status
+            )
+        }
     }
     Ok(())
 }

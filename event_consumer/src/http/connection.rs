@@ -1,0 +1,795 @@
+//! One client connection: the socket loop that drives the [`Framer`] with reads against
+//! absolute deadlines, and the [`Writer`] every answer leaves through.
+//!
+//! Deadlines: up to `idle_timeout` for the first byte of a request, then `read_timeout` for the
+//! whole head, then `read_timeout` again for the whole body. Each is absolute, so a client
+//! trickling one byte at a time cannot stretch it.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::encode::ResponseFraming;
+use super::framer::{Framer, Phase, Rejection, Step};
+use super::limits::Limits;
+use super::request::Request;
+use super::response::Response;
+use super::status::Status;
+use super::writer::Writer;
+
+/// Lingering close: after our last answer, input is discarded for at most this long so the
+/// client reads the answer instead of a TCP reset (which would discard it unread).
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// ... and for at most this many bytes, so a client that never stops sending is cut off.
+const LINGER_BYTES: usize = 1024 * 1024;
+/// Scratch buffer for the lingering drain; it lives on the stack.
+const LINGER_CHUNK_BYTES: usize = 4 * 1024;
+/// Below this, the deadline counts as passed (and a zero socket timeout would mean "none").
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+/// A socket timeout already set is kept while it ends within this much of the deadline: it
+/// saves a `setsockopt` per read at the cost of overshooting a deadline by at most this much.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(5);
+
+/// Why [`Connection::read_request`] returned no request.
+#[derive(Debug)]
+pub enum ReadError {
+    /// Nothing to answer: the client closed cleanly between requests, the keep-alive idle
+    /// timeout passed before any byte of a new request, or the connection was shut down through
+    /// [`Connection::shutdown_handle`] while idle.
+    Closed,
+    /// Send this answer (a 4xx, or 505) with [`Connection::reject_and_close`]: the request
+    /// stream can no longer be framed.
+    Reject(Rejection),
+    /// Socket error or end of stream in the middle of a request: drop the connection.
+    Io(io::Error),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Closed => write!(f, "connection closed between requests"),
+            ReadError::Reject(rejection) => {
+                write!(
+                    f,
+                    "request refused with {}",
+                    rejection.response.status.code()
+                )
+            }
+            ReadError::Io(_) => write!(f, "connection failed mid-request"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReadError::Io(error) => Some(error),
+            ReadError::Closed | ReadError::Reject(_) => None,
+        }
+    }
+}
+
+/// What stopped a read.
+enum ReadStop {
+    /// The deadline passed before any byte arrived.
+    Deadline,
+    Io(io::Error),
+}
+
+/// One client connection: the reading half (socket, framer, deadlines) and its [`Writer`].
+pub struct Connection {
+    /// Read from here only; writes go through `writer`.
+    stream: Arc<TcpStream>,
+    writer: Arc<Writer>,
+    framer: Framer,
+    /// The read timeout currently set on the socket, to skip needless `setsockopt` calls.
+    read_timeout_set: Option<Duration>,
+    peer: Option<SocketAddr>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.peer)
+            .field("buffered", &self.framer.buffered())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Takes over an accepted socket: blocking mode, `TCP_NODELAY`.
+    pub fn new(stream: TcpStream, limits: Limits) -> Connection {
+        // Failing socket options leave a working (if slower or less guarded) socket; the next
+        // read or write reports a dead one.
+        // A non-blocking listener passes O_NONBLOCK to accepted sockets on some systems.
+        let _ = stream.set_nonblocking(false);
+        // Small responses must leave at once, not wait for Nagle to coalesce them.
+        let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().ok();
+        let stream = Arc::new(stream);
+        let writer = Arc::new(Writer::new(
+            Arc::clone(&stream),
+            limits.write_timeout.max(MIN_TIMEOUT),
+        ));
+        Connection {
+            stream,
+            writer,
+            framer: Framer::new(limits),
+            read_timeout_set: None,
+            peer,
+        }
+    }
+
+    /// The writing half, for a thread that answers a request of this connection.
+    pub fn writer(&self) -> &Arc<Writer> {
+        &self.writer
+    }
+
+    /// Reads the next request. Bytes past it stay buffered for the next call. Sends
+    /// `100 Continue` when the client asked for it and has not started sending the body.
+    pub fn read_request(&mut self) -> Result<Request, ReadError> {
+        let mut phase = self.framer.phase();
+        let mut deadline = self.deadline_for(phase);
+        loop {
+            match self.framer.step().map_err(ReadError::Reject)? {
+                Step::Request(request) => return Ok(request),
+                Step::SendContinue => self
+                    .writer
+                    .send_interim(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .map_err(ReadError::Io)?,
+                Step::NeedMore => {
+                    let now = self.framer.phase();
+                    if now != phase {
+                        phase = now;
+                        deadline = self.deadline_for(phase);
+                    }
+                    let dst = self.framer.space().map_err(ReadError::Reject)?;
+                    match read_before(&self.stream, &mut self.read_timeout_set, dst, deadline) {
+                        Ok(0) if phase == Phase::Idle => return Err(ReadError::Closed),
+                        Ok(0) => return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into())),
+                        Ok(n) => self.framer.filled(n),
+                        Err(ReadStop::Deadline) if phase == Phase::Idle => {
+                            return Err(ReadError::Closed)
+                        }
+                        Err(ReadStop::Deadline) => {
+                            return Err(ReadError::Reject(Rejection {
+                                response: Response::error(
+                                    Status::RequestTimeout,
+                                    "request was not received in time",
+                                ),
+                                path: self.framer.path().map(str::to_owned),
+                            }))
+                        }
+                        Err(ReadStop::Io(error)) => return Err(ReadError::Io(error)),
+                    }
+                }
+            }
+        }
+    }
+
+    fn deadline_for(&self, phase: Phase) -> Instant {
+        let limits = self.framer.limits();
+        deadline_after(match phase {
+            Phase::Idle => limits.idle_timeout,
+            Phase::Head | Phase::Body => limits.read_timeout,
+        })
+    }
+
+    /// Waits until the answer handed to another thread has left; see [`Writer::settle`].
+    pub fn settle(&self) -> io::Result<()> {
+        self.writer.settle()
+    }
+
+    /// Writes one answer from this thread, after any awaited one.
+    pub fn write_response(&self, response: &Response, framing: ResponseFraming) -> io::Result<()> {
+        self.writer.send(response, framing)
+    }
+
+    /// Answers a rejected request (with `Connection: close`) and closes with a lingering close.
+    pub fn reject_and_close(self, response: &Response) {
+        // A client that is gone cannot be answered; closing is all that is left.
+        let _ = self.write_response(response, ResponseFraming::CLOSING);
+        self.linger_close();
+    }
+
+    /// Closes from our side after the last answer: shuts down our write half (the client sees
+    /// the end of the stream after our answer), then discards input for at most 2 s and 1 MiB,
+    /// so that unread input does not make the kernel send a reset that destroys our answer
+    /// before the client has read it.
+    pub fn linger_close(mut self) {
+        if self.writer.close().is_err() {
+            return;
+        }
+        let deadline = deadline_after(LINGER_TIME);
+        let mut scratch = [0u8; LINGER_CHUNK_BYTES];
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            match read_before(
+                &self.stream,
+                &mut self.read_timeout_set,
+                &mut scratch,
+                deadline,
+            ) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    }
+
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// A second handle on the socket. `shutdown(Shutdown::Both)` on it wakes a blocked
+    /// [`Connection::read_request`]: while idle it returns [`ReadError::Closed`], mid-request
+    /// [`ReadError::Io`]. Do not make it non-blocking: the flag is shared with this connection.
+    pub fn shutdown_handle(&self) -> io::Result<TcpStream> {
+        self.stream.try_clone()
+    }
+}
+
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
+}
+
+/// One `read` into `dst` (which must not be empty) that gives up at `deadline`.
+///
+/// Linux reports an expired socket timeout as `WouldBlock`, other systems as `TimedOut`; both
+/// mean "look at the deadline again". The socket timeout is set to the time left, so a client
+/// trickling bytes cannot stretch the deadline.
+fn read_before(
+    mut stream: &TcpStream,
+    timeout_set: &mut Option<Duration>,
+    dst: &mut [u8],
+    deadline: Instant,
+) -> Result<usize, ReadStop> {
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining < MIN_TIMEOUT {
+            return Err(ReadStop::Deadline);
+        }
+        let close_enough = timeout_set.is_some_and(|set| {
+            set <= remaining + TIMEOUT_SLACK && remaining <= set + TIMEOUT_SLACK
+        });
+        if !close_enough {
+            stream
+                .set_read_timeout(Some(remaining))
+                .map_err(ReadStop::Io)?;
+            *timeout_set = Some(remaining);
+        }
+        match stream.read(dst) {
+            Ok(n) => return Ok(n),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                ) => {}
+            Err(error) => return Err(ReadStop::Io(error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Method;
+    use std::io::Write;
+    use std::net::{Shutdown, TcpListener};
+    use std::sync::mpsc;
+    use std::thread;
+
+    fn limits() -> Limits {
+        Limits {
+            max_head_bytes: 8 * 1024,
+            max_headers: 32,
+            max_body_bytes: 1024,
+            read_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(300),
+            write_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// What the test server saw on a connection.
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Request { path: String, body_len: usize },
+        Closed,
+        Rejected(u16),
+        Io,
+    }
+
+    #[test]
+    fn an_awaited_answer_never_blocks_on_a_client_that_does_not_read_and_all_arrive_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let connection = Connection::new(server, limits());
+        let framing = ResponseFraming {
+            keep_alive: true,
+            http10: false,
+            head_only: false,
+        };
+        // The client reads nothing while 16 MiB of answers are sent: far more than the socket
+        // buffers hold, so the borrowed sends must give up rather than wait.
+        let answers = 64;
+        let writer = Arc::clone(connection.writer());
+        let sender = thread::spawn(move || {
+            for i in 0..answers {
+                let body = vec![b'a' + (i % 26) as u8; 256 * 1024];
+                let response = Response::json(Status::Ok, body);
+                writer.await_answer();
+                let started = Instant::now();
+                writer.send_awaited(&response, framing);
+                assert!(
+                    started.elapsed() < Duration::from_millis(500),
+                    "send {i} blocked"
+                );
+            }
+        });
+        sender.join().expect("the borrowed sends return");
+        // The connection's thread writes the rest (blocking) while the client reads it all.
+        let reader = thread::spawn(move || {
+            let mut all = Vec::new();
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                match client.read(&mut chunk) {
+                    Ok(0) | Err(_) => break all,
+                    Ok(n) => all.extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+        connection.writer().close().expect("the rest is written");
+        let all = reader.join().unwrap();
+        let mut rest = &all[..];
+        for i in 0..answers {
+            let mut headers = [httparse::EMPTY_HEADER; 8];
+            let mut response = httparse::Response::new(&mut headers);
+            let httparse::Status::Complete(head) = response.parse(rest).expect("a response") else {
+                panic!("answer {i} is cut short");
+            };
+            let body = &rest[head..head + 256 * 1024];
+            assert!(
+                body.iter().all(|&b| b == b'a' + (i % 26) as u8),
+                "answer {i} is out of order or mixed with another"
+            );
+            rest = &rest[head + 256 * 1024..];
+        }
+        assert!(
+            rest.is_empty(),
+            "{} bytes more than the answers",
+            rest.len()
+        );
+    }
+
+    /// A server on 127.0.0.1:0 serving every connection with `Connection` in a loop: each
+    /// request is answered 200 with the path and the body length. Threads are left to end
+    /// with the test process.
+    fn spawn_server(limits: Limits) -> (SocketAddr, mpsc::Receiver<Seen>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let addr = listener.local_addr().expect("listener address");
+        let (seen, events) = mpsc::channel();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (limits, seen) = (limits.clone(), seen.clone());
+                thread::spawn(move || serve(Connection::new(stream, limits), seen));
+            }
+        });
+        (addr, events)
+    }
+
+    fn serve(mut connection: Connection, seen: mpsc::Sender<Seen>) {
+        loop {
+            match connection.read_request() {
+                Ok(request) => {
+                    let body =
+                        serde_json::json!({"path": request.path, "body_len": request.body.len()});
+                    let response = Response::json(Status::Ok, body.to_string().into_bytes());
+                    let _ = seen.send(Seen::Request {
+                        path: request.path.clone(),
+                        body_len: request.body.len(),
+                    });
+                    let head_only = request.method == Method::Head;
+                    let framing = ResponseFraming {
+                        keep_alive: request.keep_alive,
+                        http10: request.http10,
+                        head_only,
+                    };
+                    if connection.write_response(&response, framing).is_err() {
+                        return;
+                    }
+                    if !request.keep_alive {
+                        connection.linger_close();
+                        return;
+                    }
+                }
+                Err(ReadError::Closed) => {
+                    let _ = seen.send(Seen::Closed);
+                    return;
+                }
+                Err(ReadError::Reject(rejection)) => {
+                    let _ = seen.send(Seen::Rejected(rejection.response.status.code()));
+                    connection.reject_and_close(&rejection.response);
+                    return;
+                }
+                Err(ReadError::Io(_)) => {
+                    let _ = seen.send(Seen::Io);
+                    return;
+                }
+            }
+        }
+    }
+
+    #[derive(Debug)]
+    struct Reply {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    }
+
+    impl Reply {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+
+        fn json(&self) -> serde_json::Value {
+            serde_json::from_slice(&self.body).expect("the test server answers JSON")
+        }
+    }
+
+    /// A raw-socket client that reads responses one by one, keeping extra bytes.
+    struct Client {
+        stream: TcpStream,
+        buf: Vec<u8>,
+    }
+
+    impl Client {
+        fn connect(addr: SocketAddr) -> Client {
+            let stream = TcpStream::connect(addr).expect("connect to the test server");
+            // A safety net so a broken server fails the test instead of hanging it.
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("set a client timeout");
+            stream.set_nodelay(true).expect("set TCP_NODELAY");
+            Client {
+                stream,
+                buf: Vec::new(),
+            }
+        }
+
+        fn send(&mut self, bytes: &[u8]) {
+            self.stream
+                .write_all(bytes)
+                .expect("send to the test server");
+        }
+
+        /// Reads more bytes; false at the end of the stream.
+        fn fill(&mut self) -> bool {
+            let mut chunk = [0u8; 4096];
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .expect("read from the test server");
+            self.buf.extend_from_slice(&chunk[..n]);
+            n > 0
+        }
+
+        /// The next response; `head` for an answer to HEAD, which has no body.
+        fn reply(&mut self, head: bool) -> Reply {
+            loop {
+                let mut headers = [httparse::EMPTY_HEADER; 32];
+                let mut response = httparse::Response::new(&mut headers);
+                if let httparse::Status::Complete(head_len) =
+                    response.parse(&self.buf).expect("a well-formed response")
+                {
+                    let status = response.code.expect("a status");
+                    let headers: Vec<(String, String)> = response
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.name.to_owned(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
+                        .collect();
+                    let length: usize = headers
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                        .map_or(0, |(_, v)| v.parse().expect("a numeric Content-Length"));
+                    let length = if head || status == 100 { 0 } else { length };
+                    while self.buf.len() < head_len + length {
+                        assert!(self.fill(), "connection closed inside a response body");
+                    }
+                    let body = self.buf[head_len..head_len + length].to_vec();
+                    self.buf.drain(..head_len + length);
+                    return Reply {
+                        status,
+                        headers,
+                        body,
+                    };
+                }
+                assert!(self.fill(), "connection closed before a complete response");
+            }
+        }
+
+        /// True when the server closed the connection (after any buffered responses).
+        fn closed_by_server(&mut self) -> bool {
+            self.buf.is_empty() && !self.fill()
+        }
+    }
+
+    #[test]
+    fn answers_pipelined_requests_in_order() {
+        let (addr, _) = spawn_server(limits());
+        let mut client = Client::connect(addr);
+        client.send(
+            b"GET /one HTTP/1.1\r\n\r\n\
+              POST /two HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\
+              POST /three HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n\
+              HEAD /four HTTP/1.1\r\n\r\n\
+              GET /five HTTP/1.1\r\n\r\n",
+        );
+        for (path, body_len, head) in [
+            ("/one", 0, false),
+            ("/two", 3, false),
+            ("/three", 4, false),
+            ("/four", 0, true),
+            ("/five", 0, false),
+        ] {
+            let reply = client.reply(head);
+            assert_eq!(reply.status, 200, "{path}");
+            if head {
+                assert!(reply.body.is_empty(), "HEAD gets no body");
+                assert_ne!(
+                    reply.header("Content-Length"),
+                    Some("0"),
+                    "HEAD keeps the length"
+                );
+            } else {
+                assert_eq!(
+                    reply.json(),
+                    serde_json::json!({"path": path, "body_len": body_len}),
+                    "answers arrive in request order"
+                );
+            }
+            assert!(reply.header("Date").is_some());
+            assert_eq!(reply.header("Content-Type"), Some("application/json"));
+        }
+    }
+
+    #[test]
+    fn reads_a_body_that_arrives_in_pieces() {
+        let (addr, events) = spawn_server(limits());
+        let mut client = Client::connect(addr);
+        let parts: [&[u8]; 6] = [
+            b"POST /trickle HTTP/1.1\r\nTransfer-",
+            b"Encoding: chunked\r\n\r",
+            b"\n3\r",
+            b"\nabc\r\n1",
+            b"0\r\n0123456789abcdef\r\n0\r\n",
+            b"\r\n",
+        ];
+        for part in parts {
+            client.send(part);
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(client.reply(false).status, 200);
+        assert_eq!(
+            events.recv_timeout(Duration::from_secs(5)).ok(),
+            Some(Seen::Request {
+                path: "/trickle".into(),
+                body_len: 19
+            })
+        );
+    }
+
+    #[test]
+    fn cuts_off_a_client_that_sends_half_a_head_and_stalls() {
+        let (addr, events) = spawn_server(limits());
+        let mut client = Client::connect(addr);
+        let started = Instant::now();
+        client.send(b"POST /event HTTP/1.1\r\nContent-Le");
+        let reply = client.reply(false);
+        let waited = started.elapsed();
+        assert_eq!(reply.status, 408);
+        assert_eq!(reply.header("Connection"), Some("close"));
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+            "cut off after {waited:?}, read_timeout is 300 ms"
+        );
+        assert_eq!(
+            events.recv_timeout(Duration::from_secs(5)).ok(),
+            Some(Seen::Rejected(408))
+        );
+        assert!(client.closed_by_server());
+    }
+
+    #[test]
+    fn cuts_off_a_client_that_drips_a_head_at_the_absolute_deadline() {
+        let (addr, _) = spawn_server(limits());
+        let mut client = Client::connect(addr);
+        let started = Instant::now();
+        // One byte every 50 ms never lets a per-read timeout expire; the deadline still does.
+        let mut writer = client.stream.try_clone().expect("clone the client socket");
+        let dripper = thread::spawn(move || {
+            for byte in b"GET / HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+                if writer.write_all(std::slice::from_ref(byte)).is_err() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let reply = client.reply(false);
+        let waited = started.elapsed();
+        assert_eq!(reply.status, 408);
+        assert!(
+            waited < Duration::from_millis(1500),
+            "the head deadline is absolute, cut off after {waited:?}"
+        );
+        let _ = dripper.join();
+    }
+
+    #[test]
+    fn cuts_off_a_body_that_stalls() {
+        let (addr, events) = spawn_server(limits());
+        let mut client = Client::connect(addr);
+        client.send(b"POST /event HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+        assert_eq!(client.reply(false).status, 408);
+        assert_eq!(
+            events.recv_timeout(Duration::from_secs(5)).ok(),
+            Some(Seen::Rejected(408))
+        );
+    }
+
+    #[test]
+    fn sends_100_continue_before_reading_the_body() {
+        let (addr, _) = spawn_server(limits());
+        let mut client = Client::connect(addr);
+        client.send(b"POST /event HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+        let interim = client.reply(false);
+        assert_eq!(interim.status, 100);
+        client.send(b"hello");
+        let reply = client.reply(false);
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.json()["body_len"], 5);
+    }
+
+    #[test]
+    fn skips_100_continue_when_the_body_is_already_on_its_way() {
+        let (addr, _) = spawn_server(limits());
+        let mut client = Client::connect(addr);
+        client.send(
+            b"POST /event HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello",
+        );
+        let reply = client.reply(false);
+        assert_eq!(reply.status, 200, "no 100 before the final answer");
+    }
+
+    #[test]
+    fn refuses_an_oversized_expect_100_continue_with_413_and_no_100() {
+        let (addr, _) = spawn_server(limits());
+        let mut client = Client::connect(addr);
+        client
+            .send(b"POST /event HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n");
+        let reply = client.reply(false);
+        assert_eq!(reply.status, 413);
+        assert_eq!(reply.header("Connection"), Some("close"));
+    }
+
+    #[test]
+    fn delivers_413_for_a_huge_content_length_while_the_client_keeps_sending() {
+        let (addr, events) = spawn_server(limits());
+        let mut client = Client::connect(addr);
+        // The head and the start of the body leave in one write, so the server has unread
+        // input when it answers.
+        let mut first = b"POST /event HTTP/1.1\r\nContent-Length: 1000000000000\r\n\r\n".to_vec();
+        first.resize(first.len() + 64 * 1024, b'x');
+        client.send(&first);
+        assert_eq!(
+            events.recv_timeout(Duration::from_secs(5)).ok(),
+            Some(Seen::Rejected(413))
+        );
+        thread::sleep(Duration::from_millis(100));
+        // The server has answered; the client, not reading yet, keeps sending its body. Had
+        // the server closed with unread input, the kernel would have sent a reset and these
+        // writes would fail with ECONNRESET or EPIPE, as they do for real clients.
+        let junk = vec![b'x'; 16 * 1024];
+        for _ in 0..16 {
+            client.send(&junk);
+        }
+        let reply = client.reply(false);
+        assert_eq!(reply.status, 413);
+        assert_eq!(reply.header("Connection"), Some("close"));
+        assert!(client.closed_by_server());
+    }
+
+    #[test]
+    fn closes_an_idle_keep_alive_connection_after_the_idle_timeout() {
+        let (addr, events) = spawn_server(limits());
+        let mut client = Client::connect(addr);
+        client.send(b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(client.reply(false).status, 200);
+        let idle_since = Instant::now();
+        assert!(client.closed_by_server());
+        let idle = idle_since.elapsed();
+        assert!(
+            idle >= Duration::from_millis(250) && idle < Duration::from_secs(3),
+            "closed after {idle:?} idle, idle_timeout is 300 ms"
+        );
+        assert!(matches!(
+            events.recv_timeout(Duration::from_secs(5)),
+            Ok(Seen::Request { .. })
+        ));
+        assert_eq!(
+            events.recv_timeout(Duration::from_secs(5)).ok(),
+            Some(Seen::Closed),
+            "an idle timeout is a quiet close, not a 408"
+        );
+    }
+
+    #[test]
+    fn honours_connection_close() {
+        let (addr, _) = spawn_server(limits());
+        let mut client = Client::connect(addr);
+        client.send(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\n\r\n");
+        let reply = client.reply(false);
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("Connection"), Some("close"));
+        assert!(client.closed_by_server(), "nothing is answered after close");
+    }
+
+    #[test]
+    fn keeps_an_http10_client_alive_only_when_it_asks() {
+        let (addr, _) = spawn_server(limits());
+        let mut client = Client::connect(addr);
+        client.send(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let reply = client.reply(false);
+        assert_eq!(reply.header("Connection"), Some("keep-alive"));
+        client.send(b"GET /b HTTP/1.0\r\n\r\n");
+        let reply = client.reply(false);
+        assert_eq!(reply.header("Connection"), Some("close"));
+        assert!(client.closed_by_server());
+    }
+
+    #[test]
+    fn a_shutdown_handle_wakes_an_idle_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let _client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+        let (stream, _) = listener.accept().expect("accept");
+        let mut connection = Connection::new(
+            stream,
+            Limits {
+                idle_timeout: Duration::from_secs(30),
+                ..limits()
+            },
+        );
+        assert!(connection.peer_addr().is_some());
+        let handle = connection.shutdown_handle().expect("clone the socket");
+        let reader = thread::spawn(move || {
+            let started = Instant::now();
+            let closed = matches!(connection.read_request(), Err(ReadError::Closed));
+            (closed, started.elapsed())
+        });
+        thread::sleep(Duration::from_millis(100));
+        handle
+            .shutdown(Shutdown::Both)
+            .expect("shut the socket down");
+        let (closed, waited) = reader.join().expect("the reader does not panic");
+        assert!(closed, "an idle read ends as Closed");
+        assert!(waited < Duration::from_secs(5), "woken after {waited:?}");
+    }
+}

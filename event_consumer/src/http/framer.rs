@@ -1,0 +1,779 @@
+//! The request framer, without I/O: bytes go in, requests come out. The socket loop
+//! ([`super::Connection`]) and the fuzz target drive this same code, so what is fuzzed is what
+//! serves.
+//!
+//! Driving it: call [`Framer::step`]; on [`Step::NeedMore`] read into [`Framer::space`] and
+//! report the count with [`Framer::filled`]; on [`Step::SendContinue`] send
+//! `100 Continue` and step again. Bytes after a request stay buffered for the next one
+//! (pipelining). Every limit is checked before memory is spent on it: a declared
+//! `Content-Length` over the limit is refused from the head alone, and a chunked body is
+//! refused as soon as its decoded size would pass the limit.
+
+use super::chunked::ChunkedDecoder;
+use super::head::{parse_head, path_of, BodyFraming, Head, HeadScanner};
+use super::limits::Limits;
+use super::request::Request;
+use super::response::Response;
+use super::status::Status;
+
+/// First size of the read buffer; it grows up to the head limit only when needed.
+const INITIAL_BUFFER_BYTES: usize = 4 * 1024;
+
+/// A request that cannot be served: the answer to send before closing (the stream can no
+/// longer be framed), and the path of its request line when there was one, so the refusal is
+/// counted under its route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub response: Response,
+    pub path: Option<String>,
+}
+
+impl Rejection {
+    fn new(status: Status, message: &str, path: Option<String>) -> Rejection {
+        Rejection {
+            response: Response::error(status, message),
+            path,
+        }
+    }
+}
+
+/// What the framer needs or has.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A complete request.
+    Request(Request),
+    /// Read more bytes into [`Framer::space`].
+    NeedMore,
+    /// The client waits for `100 Continue` before it sends the body: send it, then step on.
+    SendContinue,
+}
+
+/// Where the framer is in the stream, for the socket loop's deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Between requests: no byte of the next one yet.
+    Idle,
+    Head,
+    Body,
+}
+
+#[derive(Debug)]
+enum State {
+    Head(HeadScanner),
+    /// A `Content-Length` body, read straight into its own buffer.
+    Sized {
+        head: Head,
+        body: Vec<u8>,
+        filled: usize,
+    },
+    Chunked {
+        head: Head,
+        decoder: ChunkedDecoder,
+        body: Vec<u8>,
+    },
+    /// A request was refused: nothing more can be framed.
+    Refused,
+}
+
+/// Frames the requests of one connection.
+#[derive(Debug)]
+pub struct Framer {
+    limits: Limits,
+    /// Read buffer; the unconsumed bytes are `buf[start..end]`.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// The read buffer grows up to this (the head limit, at least the initial size).
+    buf_cap: usize,
+    state: State,
+    /// `100 Continue` was asked for and is still to be sent.
+    continue_due: bool,
+}
+
+impl Framer {
+    pub fn new(limits: Limits) -> Framer {
+        let buf_cap = limits.max_head_bytes.max(INITIAL_BUFFER_BYTES);
+        Framer {
+            limits,
+            buf: vec![0; INITIAL_BUFFER_BYTES],
+            start: 0,
+            end: 0,
+            buf_cap,
+            state: State::Head(HeadScanner::default()),
+            continue_due: false,
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Frames as far as the buffered bytes allow.
+    pub fn step(&mut self) -> Result<Step, Rejection> {
+        let result = self.advance();
+        if result.is_err() {
+            self.state = State::Refused;
+        }
+        result
+    }
+
+    fn advance(&mut self) -> Result<Step, Rejection> {
+        if std::mem::take(&mut self.continue_due) {
+            return Ok(Step::SendContinue);
+        }
+        loop {
+            match &mut self.state {
+                State::Head(scanner) => {
+                    let pending = self.buf.get(self.start..self.end).unwrap_or_default();
+                    let head_end = match scanner.scan(pending, &self.limits) {
+                        Ok(Some(end)) => end,
+                        Ok(None) => return Ok(Step::NeedMore),
+                        Err(response) => {
+                            return Err(Rejection {
+                                response,
+                                path: None,
+                            })
+                        }
+                    };
+                    let head_bytes = pending
+                        .get(scanner.head_start..head_end)
+                        .unwrap_or_default();
+                    let head = parse_head(head_bytes, scanner.header_count(), &self.limits)
+                        .map_err(|response| Rejection {
+                            response,
+                            path: path_of(head_bytes),
+                        })?;
+                    self.start += head_end;
+                    self.start_body(head);
+                }
+                State::Sized { filled, body, .. } => {
+                    if *filled < body.len() {
+                        return Ok(Step::NeedMore);
+                    }
+                    return Ok(Step::Request(self.finish()));
+                }
+                State::Chunked {
+                    head,
+                    decoder,
+                    body,
+                } => {
+                    let pending = self.buf.get(self.start..self.end).unwrap_or_default();
+                    let (used, done) =
+                        decoder
+                            .feed(pending, body, &self.limits)
+                            .map_err(|response| Rejection {
+                                response,
+                                path: Some(head.path().to_owned()),
+                            })?;
+                    self.start += used;
+                    if done {
+                        return Ok(Step::Request(self.finish()));
+                    }
+                    // Everything buffered was decoded: the next read may use the whole buffer.
+                    self.start = 0;
+                    self.end = 0;
+                    return Ok(Step::NeedMore);
+                }
+                State::Refused => {
+                    return Err(Rejection::new(
+                        Status::BadRequest,
+                        "the request stream cannot be framed after a refusal",
+                        None,
+                    ))
+                }
+            }
+            if std::mem::take(&mut self.continue_due) {
+                return Ok(Step::SendContinue);
+            }
+        }
+    }
+
+    /// Moves from a checked head to its body. A body already buffered in full is cut out of
+    /// the buffer; otherwise a sized body gets a buffer of its own (within the limit, checked
+    /// by `parse_head`) that the socket fills directly.
+    fn start_body(&mut self, head: Head) {
+        let buffered = self.end - self.start;
+        // RFC 9110, section 10.1.1: only a client that has not started the body waits for it.
+        self.continue_due = head.expect_continue && buffered == 0;
+        self.state = match head.framing {
+            BodyFraming::Length(len) if buffered >= len => {
+                let body = self
+                    .buf
+                    .get(self.start..self.start + len)
+                    .unwrap_or_default()
+                    .to_vec();
+                self.start += len;
+                self.continue_due = false;
+                State::Sized {
+                    head,
+                    body,
+                    filled: len,
+                }
+            }
+            BodyFraming::Length(len) => {
+                let mut body = vec![0; len];
+                if let (Some(dst), Some(src)) =
+                    (body.get_mut(..buffered), self.buf.get(self.start..self.end))
+                {
+                    dst.copy_from_slice(src);
+                }
+                self.start = 0;
+                self.end = 0;
+                State::Sized {
+                    head,
+                    body,
+                    filled: buffered,
+                }
+            }
+            BodyFraming::Chunked => State::Chunked {
+                head,
+                decoder: ChunkedDecoder::default(),
+                body: Vec::new(),
+            },
+        };
+    }
+
+    /// The request whose body is complete; the framer is ready for the next head.
+    fn finish(&mut self) -> Request {
+        let state = std::mem::replace(&mut self.state, State::Head(HeadScanner::default()));
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        match state {
+            State::Sized { head, body, .. } | State::Chunked { head, body, .. } => {
+                head.into_request(body)
+            }
+            State::Head(_) | State::Refused => unreachable!("finish is called with a body"),
+        }
+    }
+
+    /// Where the next bytes from the client go; never empty.
+    pub fn space(&mut self) -> Result<&mut [u8], Rejection> {
+        if !matches!(self.state, State::Sized { .. }) && !self.make_room() {
+            // The scanner refuses a head at the limit before the buffer is full, and a chunked
+            // body empties the buffer before asking for more: this is a safety net.
+            return Err(Rejection::new(
+                Status::RequestHeaderFieldsTooLarge,
+                "request head is too large",
+                None,
+            ));
+        }
+        Ok(match &mut self.state {
+            State::Sized { body, filled, .. } => body.get_mut(*filled..).unwrap_or_default(),
+            _ => self.buf.get_mut(self.end..).unwrap_or_default(),
+        })
+    }
+
+    /// Takes `n` bytes written into the start of [`Framer::space`].
+    pub fn filled(&mut self, n: usize) {
+        match &mut self.state {
+            State::Sized { body, filled, .. } => *filled = (*filled + n).min(body.len()),
+            _ => self.end = (self.end + n).min(self.buf.len()),
+        }
+    }
+
+    /// Bytes received and not yet framed.
+    pub fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            State::Head(_) if self.start == self.end => Phase::Idle,
+            State::Head(_) | State::Refused => Phase::Head,
+            State::Sized { .. } | State::Chunked { .. } => Phase::Body,
+        }
+    }
+
+    /// The path of the request being read, once its head is complete.
+    pub fn path(&self) -> Option<&str> {
+        match &self.state {
+            State::Sized { head, .. } | State::Chunked { head, .. } => Some(head.path()),
+            State::Head(_) | State::Refused => None,
+        }
+    }
+
+    /// Makes room at the end of the read buffer: compacts, or grows up to `buf_cap`.
+    /// False when the buffer is full at its cap.
+    fn make_room(&mut self) -> bool {
+        if self.end < self.buf.len() {
+            return true;
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            return true;
+        }
+        if self.buf.len() < self.buf_cap {
+            let grown = self.buf.len().saturating_mul(2).min(self.buf_cap);
+            self.buf.resize(grown, 0);
+            return true;
+        }
+        false
+    }
+}
+
+/// Frames one request at the start of `buf` by feeding it to a [`Framer`], as the socket loop
+/// does, in pieces as large as the framer takes.
+///
+/// `Ok(None)`: the request is not complete yet. `Ok(Some((request, consumed)))`: the request
+/// took the first `consumed` bytes; the rest belongs to the next request. `Err(rejection)`:
+/// the 4xx (or 505) to send before closing. Never panics, whatever `buf` holds.
+pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, Rejection> {
+    let mut framer = Framer::new(limits.clone());
+    let mut offered = 0;
+    loop {
+        match framer.step()? {
+            Step::Request(request) => return Ok(Some((request, offered - framer.buffered()))),
+            Step::SendContinue => {}
+            Step::NeedMore => {
+                let rest = buf.get(offered..).unwrap_or_default();
+                if rest.is_empty() {
+                    return Ok(None);
+                }
+                let space = framer.space()?;
+                let n = space.len().min(rest.len());
+                space[..n].copy_from_slice(&rest[..n]);
+                framer.filled(n);
+                offered += n;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Method;
+    use std::time::Duration;
+
+    fn limits() -> Limits {
+        Limits {
+            max_head_bytes: 8 * 1024,
+            max_headers: 32,
+            max_body_bytes: 1024,
+            read_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(300),
+            write_timeout: Duration::from_secs(2),
+        }
+    }
+
+    fn parsed(raw: &[u8]) -> (Request, usize) {
+        match parse_request(raw, &limits()) {
+            Ok(Some(done)) => done,
+            Ok(None) => panic!("incomplete: {:?}", String::from_utf8_lossy(raw)),
+            Err(rejection) => panic!(
+                "refused with {}: {}",
+                rejection.response.status.code(),
+                String::from_utf8_lossy(&rejection.response.body)
+            ),
+        }
+    }
+
+    fn refusal(raw: &[u8]) -> Option<u16> {
+        parse_request(raw, &limits())
+            .err()
+            .map(|rejection| rejection.response.status.code())
+    }
+
+    // --- Pure parser -------------------------------------------------------------------------
+
+    #[test]
+    fn parses_a_simple_get() {
+        let raw = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+        let (request, used) = parsed(raw);
+        assert_eq!(used, raw.len());
+        assert_eq!(request.method, Method::Get);
+        assert_eq!(request.path, "/healthz");
+        assert!(request.body.is_empty());
+        assert!(request.keep_alive);
+        assert_eq!(request.content_type, None);
+    }
+
+    #[test]
+    fn parses_a_post_with_content_length_and_the_headers_the_service_uses() {
+        let raw = b"POST /event?debug=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+            authorization: Bearer abc\r\nIdempotency-Key:  k-1  \r\nContent-Length: 7\r\n\r\n{\"a\":1}";
+        let (request, used) = parsed(raw);
+        assert_eq!(used, raw.len());
+        assert_eq!(request.method, Method::Post);
+        assert_eq!(request.path, "/event");
+        assert_eq!(request.content_type.as_deref(), Some("application/json"));
+        assert_eq!(request.authorization.as_deref(), Some("Bearer abc"));
+        assert_eq!(request.idempotency_key.as_deref(), Some("k-1"));
+        assert_eq!(request.body, b"{\"a\":1}");
+    }
+
+    #[test]
+    fn decodes_a_chunked_body_with_extensions_and_trailers() {
+        let raw = b"POST /event HTTP/1.1\r\nTransfer-Encoding: Chunked \r\n\r\n\
+            4;name=value\r\nWiki\r\n5 ; x\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Trailer: yes\r\n\r\n";
+        let (request, used) = parsed(raw);
+        assert_eq!(used, raw.len());
+        assert_eq!(request.body, b"Wikipedia in\r\n\r\nchunks.");
+    }
+
+    #[test]
+    fn decodes_a_chunked_body_fed_one_byte_at_a_time() {
+        let body = b"3\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nA: b\r\n\r\nNEXT";
+        let mut decoder = ChunkedDecoder::default();
+        let mut decoded = Vec::new();
+        let mut consumed = 0;
+        for byte in body.iter() {
+            let (used, done) = decoder
+                .feed(std::slice::from_ref(byte), &mut decoded, &limits())
+                .unwrap_or_else(|r| panic!("refused with {}", r.status.code()));
+            consumed += used;
+            if done {
+                break;
+            }
+        }
+        assert_eq!(decoded, b"abc0123456789abcdef");
+        assert_eq!(
+            &body[consumed..],
+            b"NEXT",
+            "the decoder stops at the end of the body"
+        );
+    }
+
+    #[test]
+    fn splits_two_pipelined_requests_in_one_buffer() {
+        let raw = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\n\r\n";
+        let (first, used) = parsed(raw);
+        assert_eq!(
+            (first.path.as_str(), first.body.as_slice()),
+            ("/a", &b"abc"[..])
+        );
+        let (second, used_second) = parsed(&raw[used..]);
+        assert_eq!(second.path, "/b");
+        assert_eq!(used + used_second, raw.len());
+    }
+
+    #[test]
+    fn asks_for_more_bytes_on_every_strict_prefix_of_a_request() {
+        let requests: [&[u8]; 3] = [
+            b"POST /event HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            b"POST /event HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;e=1\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+            b"\r\n\r\nGET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        ];
+        for raw in requests {
+            for end in 0..raw.len() {
+                let outcome = parse_request(&raw[..end], &limits());
+                assert!(
+                    matches!(outcome, Ok(None)),
+                    "prefix of {end} bytes of {:?} should need more bytes",
+                    String::from_utf8_lossy(raw)
+                );
+            }
+            assert_eq!(parsed(raw).1, raw.len());
+        }
+    }
+
+    #[test]
+    fn works_out_keep_alive_from_the_version_and_the_connection_header() {
+        let cases: [(&[u8], bool, &str); 6] = [
+            (
+                b"GET / HTTP/1.1\r\n\r\n",
+                true,
+                "HTTP/1.1 keeps alive by default",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+                false,
+                "close is honoured",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nConnection: Keep-Alive, CLOSE\r\n\r\n",
+                false,
+                "close wins in a token list",
+            ),
+            (
+                b"GET / HTTP/1.0\r\n\r\n",
+                false,
+                "HTTP/1.0 closes by default",
+            ),
+            (
+                b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                true,
+                "HTTP/1.0 keep-alive is honoured",
+            ),
+            (
+                b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
+                false,
+                "close wins across headers",
+            ),
+        ];
+        for (raw, keep_alive, reason) in cases {
+            assert_eq!(parsed(raw).0.keep_alive, keep_alive, "{reason}");
+        }
+    }
+
+    #[test]
+    fn reduces_the_request_target_to_its_path() {
+        let cases = [
+            ("/event?x=1&y=2", "/event", "the query is dropped"),
+            (
+                "http://example.com/event?x",
+                "/event",
+                "absolute form loses scheme and host",
+            ),
+            (
+                "HTTPS://example.com:8443/a/b",
+                "/a/b",
+                "the scheme is case-insensitive",
+            ),
+            (
+                "http://example.com",
+                "/",
+                "absolute form without a path is the root",
+            ),
+            ("*", "*", "asterisk form is kept for the router to refuse"),
+        ];
+        for (target, path, reason) in cases {
+            let raw = format!("GET {target} HTTP/1.1\r\n\r\n");
+            assert_eq!(parsed(raw.as_bytes()).0.path, path, "{reason}");
+        }
+    }
+
+    #[test]
+    fn maps_methods_case_sensitively() {
+        let cases = [
+            ("GET", Method::Get),
+            ("HEAD", Method::Head),
+            ("POST", Method::Post),
+            ("PUT", Method::Other),
+            ("get", Method::Other),
+        ];
+        for (token, method) in cases {
+            let raw = format!("{token} / HTTP/1.1\r\n\r\n");
+            assert_eq!(parsed(raw.as_bytes()).0.method, method, "method {token}");
+        }
+    }
+
+    #[test]
+    fn accepts_repeated_identical_content_lengths() {
+        let raw = b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 02\r\n\r\nab";
+        assert_eq!(parsed(raw).0.body, b"ab");
+    }
+
+    #[test]
+    fn keeps_an_idempotency_key_that_is_not_utf8_lossily_for_the_router_to_refuse() {
+        let raw = b"POST / HTTP/1.1\r\nIdempotency-Key: ab\xffcd\r\n\r\n";
+        assert_eq!(
+            parsed(raw).0.idempotency_key.as_deref(),
+            Some("ab\u{fffd}cd")
+        );
+    }
+
+    #[test]
+    fn a_post_without_length_or_chunking_has_an_empty_body() {
+        let (request, _) = parsed(b"POST /event HTTP/1.1\r\n\r\n");
+        assert!(request.body.is_empty());
+    }
+
+    #[test]
+    fn refuses_a_huge_content_length_from_the_head_alone_without_allocating_it() {
+        // Allocating these sizes would abort the process (10^12) or panic with a capacity
+        // overflow (u64::MAX); the test passing shows neither happened.
+        for length in [
+            "1000000000000",
+            "18446744073709551615",
+            "18446744073709551616",
+        ] {
+            let raw = format!("POST / HTTP/1.1\r\nContent-Length: {length}\r\n\r\n");
+            assert_eq!(
+                refusal(raw.as_bytes()),
+                Some(413),
+                "Content-Length {length}"
+            );
+        }
+    }
+
+    #[test]
+    fn answers_hostile_requests_with_the_right_status() {
+        let big_header = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(1024 * 1024));
+        let many_headers = format!("GET / HTTP/1.1\r\n{}\r\n", "X-A: 1\r\n".repeat(100));
+        let many_trailers = format!(
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n{}\r\n",
+            "T: 1\r\n".repeat(100)
+        );
+        let big_trailer = format!(
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: {}\r\n\r\n",
+            "a".repeat(9000)
+        );
+        let long_extension = format!(
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;{}\r\na\r\n0\r\n\r\n",
+            "e".repeat(2000)
+        );
+        let cases: Vec<(&[u8], u16, &str)> = vec![
+            (b"POST / HTTP/1.1\r\nContent-Length: 1025\r\n\r\n", 413, "Content-Length just over the limit"),
+            (b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999999999\r\n\r\n", 413, "Content-Length past u64 saturates to too large"),
+            (b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400, "Content-Length twice with different values"),
+            (b"POST / HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\na", 400, "Content-Length as a list"),
+            (b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\na", 400, "Content-Length with a sign"),
+            (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400, "negative Content-Length"),
+            (b"POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n", 400, "hex Content-Length"),
+            (b"POST / HTTP/1.1\r\nContent-Length: 1 1\r\n\r\n", 400, "Content-Length with inner space"),
+            (b"POST / HTTP/1.1\r\nContent-Length:\r\n\r\n", 400, "empty Content-Length"),
+            (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400, "Content-Length and Transfer-Encoding"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 400, "Transfer-Encoding other than chunked alone"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 400, "Transfer-Encoding gzip"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n", 400, "Transfer-Encoding identity"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400, "chunked twice"),
+            (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400, "Transfer-Encoding in HTTP/1.0"),
+            (b"GET / HTTP/1.1\nHost: x\r\n\r\n", 400, "bare LF after the request line"),
+            (b"GET / HTTP/1.1\r\nHost: x\n\r\n", 400, "bare LF after a header"),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\n", 400, "bare LF as the empty line"),
+            (b"GET / HTTP/1.1\n\n", 400, "bare LF everywhere"),
+            (b"GET / HTTP/1.1\r\nHost: x\ry\r\n\r\n", 400, "bare CR inside a header"),
+            (b"GET / HTTP/1.1\r\nX-A: 1\r\n  continued\r\n\r\n", 400, "obs-fold continuation with spaces"),
+            (b"GET / HTTP/1.1\r\nX-A: 1\r\n\tcontinued\r\n\r\n", 400, "obs-fold continuation with a tab"),
+            (b"GET / HTTP/1.1\r\nX-A: a\0b\r\n\r\n", 400, "NUL in a header value"),
+            (b"GET / HTTP/1.1\r\nX-A: a\x01b\r\n\r\n", 400, "control byte in a header value"),
+            (b"GET / HTTP/1.1\r\nX-A: a\x7fb\r\n\r\n", 400, "DEL in a header value"),
+            (b"GET / HTTP/1.1\r\nX\0A: ab\r\n\r\n", 400, "NUL in a header name"),
+            (b"GET /a\0b HTTP/1.1\r\n\r\n", 400, "NUL in the path"),
+            (b"GET /\xff HTTP/1.1\r\n\r\n", 400, "path that is not UTF-8"),
+            (b"GET / HTTP/1.1\r\nContent-Length : 1\r\n\r\na", 400, "space before the colon"),
+            (b"GET / HTTP/1.1\r\n: empty-name\r\n\r\n", 400, "empty header name"),
+            (b"GET  / HTTP/1.1\r\n\r\n", 400, "double space in the request line"),
+            (b"GET /\r\n\r\n", 400, "HTTP/0.9 request line"),
+            (b"GET / HTTP/2.0\r\n\r\n", 505, "HTTP/2.0"),
+            (b"GET / HTTP/1.2\r\n\r\n", 505, "HTTP/1.2"),
+            (b"GET / HTTP/1.1x\r\n\r\n", 400, "garbage after the version"),
+            (b"GET / FOO/1.1\r\n\r\n", 400, "not HTTP"),
+            (b"GET / HTTP/1.1\r\nExpect: 200-ok\r\n\r\n", 417, "unknown expectation"),
+            (b"GET / HTTP/1.1\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n", 400, "Authorization twice"),
+            (b"GET / HTTP/1.1\r\nIdempotency-Key: a\r\nidempotency-key: a\r\n\r\n", 400, "Idempotency-Key twice"),
+            (big_header.as_bytes(), 431, "1 MB header line"),
+            (many_headers.as_bytes(), 431, "100 headers"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n401\r\n", 413, "one chunk over the limit"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffffffff\r\n", 413, "chunk size overflowing u64"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "chunk size that is not hex"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\r\n", 400, "empty chunk size"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n", 400, "negative chunk size"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1 2\r\nab\r\n", 400, "two numbers as a chunk size"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\nab\r\n", 400, "bare LF after a chunk size"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nabc\r\n", 400, "chunk longer than its size"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\n0\r\n\r\n", 400, "bare LF after chunk data"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;a\0\r\na\r\n", 400, "NUL in a chunk extension"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n folded\r\n\r\n", 400, "folded trailer"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: a\0\r\n\r\n", 400, "NUL in a trailer"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: a\n\r\n", 400, "bare LF in a trailer"),
+            (many_trailers.as_bytes(), 431, "100 trailers"),
+            (big_trailer.as_bytes(), 431, "trailers past the head size limit"),
+            (long_extension.as_bytes(), 400, "chunk extension past the line limit"),
+        ];
+        for (raw, status, reason) in cases {
+            assert_eq!(
+                refusal(raw),
+                Some(status),
+                "{reason}: {:?}",
+                String::from_utf8_lossy(&raw[..raw.len().min(120)])
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_a_chunked_body_whose_total_passes_the_limit() {
+        // Each chunk fits; together they do not. 413 comes at the size of the second chunk,
+        // before its data arrives.
+        let mut raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n".to_vec();
+        raw.extend_from_slice(&[b'a'; 0x258]);
+        raw.extend_from_slice(b"\r\n258\r\n");
+        assert_eq!(refusal(&raw), Some(413));
+    }
+
+    #[test]
+    fn accepts_a_head_exactly_at_the_size_limit_and_refuses_one_byte_more() {
+        let limits = Limits {
+            max_head_bytes: 256,
+            ..limits()
+        };
+        let prefix = "GET / HTTP/1.1\r\nX: ";
+        let fill = 256 - prefix.len() - 4;
+        let exact = format!("{prefix}{}\r\n\r\n", "a".repeat(fill));
+        assert_eq!(exact.len(), 256);
+        assert!(matches!(
+            parse_request(exact.as_bytes(), &limits),
+            Ok(Some(_))
+        ));
+        let over = format!("{prefix}{}\r\n\r\n", "a".repeat(fill + 1));
+        assert_eq!(
+            parse_request(over.as_bytes(), &limits)
+                .err()
+                .map(|r| r.response.status.code()),
+            Some(431)
+        );
+    }
+
+    #[test]
+    fn accepts_exactly_max_headers_and_refuses_one_more() {
+        let exact = format!("GET / HTTP/1.1\r\n{}\r\n", "X-A: 1\r\n".repeat(32));
+        assert!(parsed(exact.as_bytes()).0.keep_alive);
+        let over = format!("GET / HTTP/1.1\r\n{}\r\n", "X-A: 1\r\n".repeat(33));
+        assert_eq!(refusal(over.as_bytes()), Some(431));
+    }
+
+    #[test]
+    fn parses_requests_with_more_headers_than_the_stack_array_holds() {
+        let limits = Limits {
+            max_headers: 200,
+            ..limits()
+        };
+        let raw = format!(
+            "GET / HTTP/1.1\r\n{}Idempotency-Key: k\r\n\r\n",
+            "X-A: 1\r\n".repeat(150)
+        );
+        let (request, _) = parse_request(raw.as_bytes(), &limits)
+            .ok()
+            .flatten()
+            .expect("a request with 151 headers under a limit of 200");
+        assert_eq!(request.idempotency_key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn never_panics_on_mutated_requests() {
+        // A cheap deterministic fuzz pass; the property test elsewhere goes further.
+        let seeds: [&[u8]; 3] = [
+            b"POST /event HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello",
+            b"POST /event HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;e\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+            b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+        ];
+        let alphabet = b"\r\n\0 \t:;0123456789abcdefABCDEF-,\xff\x7fHTTP/1.1chunkedContent-Length";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let small = Limits {
+            max_head_bytes: 128,
+            max_headers: 4,
+            max_body_bytes: 16,
+            ..limits()
+        };
+        for round in 0..20_000 {
+            let mut input = seeds[round % seeds.len()].to_vec();
+            for _ in 0..(next() % 6 + 1) {
+                let at = (next() as usize) % (input.len() + 1);
+                match next() % 3 {
+                    0 => input.insert(at, alphabet[(next() as usize) % alphabet.len()]),
+                    1 if at < input.len() => {
+                        input.remove(at);
+                    }
+                    _ if at < input.len() => input[at] = (next() % 256) as u8,
+                    _ => {}
+                }
+            }
+            for limits in [&limits(), &small] {
+                if let Ok(Some((_, used))) = parse_request(&input, limits) {
+                    assert!(used <= input.len(), "consumed more than given: {input:?}");
+                }
+            }
+        }
+    }
+}

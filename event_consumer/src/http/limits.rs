@@ -1,0 +1,51 @@
+//! What one request may cost in memory and time.
+
+use std::time::Duration;
+
+use common::config::ConsumerConfig;
+
+/// What a request may cost. Every limit is checked before the memory or time is spent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Request line plus all headers (and, separately, all chunked trailers); past it, 431.
+    pub max_head_bytes: usize,
+    /// Header count (and, separately, trailer count); past it, 431.
+    pub max_headers: usize,
+    /// Decoded body; past it, 413, refused as soon as it is known. The body buffer never
+    /// grows past this.
+    pub max_body_bytes: usize,
+    /// Deadline for a whole head once its first byte arrived, then again for the whole body.
+    /// Absolute: a client sending one byte a second cannot extend it.
+    pub read_timeout: Duration,
+    /// Keep-alive: how long to wait for the first byte of the next request.
+    pub idle_timeout: Duration,
+    /// How long one response may take to leave.
+    pub write_timeout: Duration,
+}
+
+impl Limits {
+    /// The limits configured for the consumer. The config has been checked (timeouts above 0
+    /// and at most 86400 s); a value that slipped through is clamped rather than panicking.
+    pub fn from_config(config: &ConsumerConfig) -> Limits {
+        Limits {
+            max_head_bytes: config.max_header_bytes,
+            max_headers: config.max_headers,
+            max_body_bytes: config.max_body_bytes,
+            read_timeout: seconds(config.read_timeout_seconds),
+            idle_timeout: seconds(config.idle_timeout_seconds),
+            write_timeout: seconds(config.write_timeout_seconds),
+        }
+    }
+}
+
+impl Default for Limits {
+    /// The limits of the default consumer configuration.
+    fn default() -> Limits {
+        Limits::from_config(&ConsumerConfig::default())
+    }
+}
+
+fn seconds(value: f64) -> Duration {
+    // `f64::max` turns NaN into 0; values too large for a Duration become a day.
+    Duration::try_from_secs_f64(value.max(0.0)).unwrap_or(Duration::from_secs(86_400))
+}

@@ -1,0 +1,43 @@
+//! The consumer's HTTP/1.1 layer over `httparse`: request framing, limits and deadlines over a
+//! blocking [`std::net::TcpStream`], and response encoding. One file per concept:
+//!
+//! | file | what it holds |
+//! | --- | --- |
+//! | `status.rs` | [`Status`]: code, reason phrase, metrics label, error body |
+//! | `limits.rs` | [`Limits`]: what one request may cost |
+//! | `request.rs`, `response.rs` | [`Request`] (what the router sees), [`Response`] |
+//! | `head.rs` | finding the end of a head, checking it, how its body is framed |
+//! | `chunked.rs` | the chunked transfer coding, decoded incrementally |
+//! | `framer.rs` | [`Framer`]: bytes in, requests out, no I/O (the fuzz target drives it) |
+//! | `encode.rs` | a response into bytes, the `Date` cache |
+//! | `writer.rs` | [`Writer`]: the writing half, shared by the threads that answer |
+//! | `connection.rs` | [`Connection`]: the socket loop around the framer, deadlines, lingering close |
+//!
+//! Every limit in [`Limits`] is enforced before memory is spent on it, and every read runs
+//! against an absolute deadline, so a hostile client can hold neither memory nor a thread for
+//! longer than the limits allow.
+//!
+//! Deliberately left out: TLS, HTTP/2, compression, chunked or streamed responses (every answer
+//! is a small JSON document), routing. Why this exists instead of tiny_http: `crates.md`,
+//! section 1 (an unchecked `Content-Length` aborts the process, and there are no timeouts or
+//! header limits).
+
+mod chunked;
+mod connection;
+mod encode;
+mod framer;
+mod head;
+mod limits;
+mod request;
+mod response;
+mod status;
+mod writer;
+
+pub use connection::{Connection, ReadError};
+pub use encode::{encode_response, ResponseFraming};
+pub use framer::{parse_request, Framer, Phase, Rejection, Step};
+pub use limits::Limits;
+pub use request::{Method, Request};
+pub use response::Response;
+pub use status::Status;
+pub use writer::{Writer, BORROWED_SEND_TIMEOUT};

@@ -1,0 +1,208 @@
+//! The writing half of a connection. Every byte the consumer sends on a connection goes
+//! through its [`Writer`], whichever thread sends it: the connection's own thread, or the
+//! thread that stored the request's event and answers it right after the commit (so the
+//! client does not wait for the connection's thread to be woken). One lock around the writing
+//! state keeps each answer whole and the answers in the order of their requests; the reading
+//! half never writes. A TLS session would live inside that lock too (the reading half takes it
+//! only to decrypt what it has read), so the design holds for TLS unchanged.
+//!
+//! An answer is "awaited" from the moment the connection hands its request over to another
+//! thread ([`Writer::await_answer`]) until that thread has written it
+//! ([`Writer::send_awaited`]). The connection's own writes wait for the awaited answer first
+//! ([`Writer::settle`]), and the connection hands over at most one request at a time, so
+//! answers leave in order.
+//!
+//! The other thread must not be held up by a client that does not read: it writes with a
+//! send timeout of [`BORROWED_SEND_TIMEOUT`] and leaves what the socket did not take for the
+//! connection's thread, which writes it (blocking, up to the write timeout) before anything
+//! else. The send timeout (`SO_SNDTIMEO`) affects writes only, and every write holds the lock,
+//! so changing it never disturbs the reading half; the blocking mode of the socket is never
+//! changed. Only a client that pipelines far ahead without reading can leave such a rest
+//! behind; it gets it once it sends its next request or the connection closes.
+
+use std::io::{self, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::encode::{encode_response, DateCache, ResponseFraming};
+use super::response::Response;
+
+/// How long a thread other than the connection's may wait for the socket to take an answer.
+/// The kernel rounds it up to its clock tick; an answer of a few hundred bytes to a client
+/// that reads never waits at all.
+pub const BORROWED_SEND_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// The writing half of one connection; see the module docs.
+#[derive(Debug)]
+pub struct Writer {
+    state: Mutex<WriteState>,
+    /// Signalled when an awaited answer has been written (or could not be).
+    answered: Condvar,
+}
+
+#[derive(Debug)]
+struct WriteState {
+    /// Shared with the reading half, which only reads from it.
+    stream: Arc<TcpStream>,
+    write_timeout: Duration,
+    /// The send timeout set on the socket, so it is changed only when the writer changes.
+    send_timeout: Option<Duration>,
+    /// An answer was handed to another thread and is not written yet.
+    awaited: bool,
+    /// Encoded bytes the socket has not taken yet; `out[sent..]` is what is left.
+    out: Vec<u8>,
+    sent: usize,
+    /// A write failed: the connection is broken.
+    failed: Option<io::ErrorKind>,
+    date: DateCache,
+}
+
+impl Writer {
+    pub fn new(stream: Arc<TcpStream>, write_timeout: Duration) -> Writer {
+        Writer {
+            state: Mutex::new(WriteState {
+                stream,
+                write_timeout,
+                send_timeout: None,
+                awaited: false,
+                out: Vec::with_capacity(512),
+                sent: 0,
+                failed: None,
+                date: DateCache::default(),
+            }),
+            answered: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WriteState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for an awaited answer, then writes what is left of it; an error means the
+    /// connection is broken. Every write of the connection's own thread does this first.
+    pub fn settle(&self) -> io::Result<()> {
+        let mut state = self.lock();
+        while state.awaited {
+            state = self.answered.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.flush_blocking()
+    }
+
+    /// Writes an answer from the connection's own thread (after [`Writer::settle`]).
+    pub fn send(&self, response: &Response, framing: ResponseFraming) -> io::Result<()> {
+        self.settle()?;
+        let mut state = self.lock();
+        state.encode(response, framing);
+        state.flush_blocking()
+    }
+
+    /// Writes bytes that are not an answer (`100 Continue`) from the connection's own thread.
+    pub fn send_interim(&self, bytes: &[u8]) -> io::Result<()> {
+        self.settle()?;
+        let mut state = self.lock();
+        state.out.extend_from_slice(bytes);
+        state.flush_blocking()
+    }
+
+    /// Announces that another thread will write the answer to the request just read.
+    pub fn await_answer(&self) {
+        self.lock().awaited = true;
+    }
+
+    /// Writes the awaited answer from another thread without waiting on the client for more
+    /// than [`BORROWED_SEND_TIMEOUT`]; the rest, if any, is left to the connection's thread.
+    pub fn send_awaited(&self, response: &Response, framing: ResponseFraming) {
+        let mut state = self.lock();
+        state.encode(response, framing);
+        state.flush_borrowed();
+        state.awaited = false;
+        drop(state);
+        self.answered.notify_all();
+    }
+
+    /// Ends our sending side after the last answer (which is written first).
+    pub fn close(&self) -> io::Result<()> {
+        self.settle()?;
+        self.lock().stream.shutdown(Shutdown::Write)
+    }
+}
+
+impl WriteState {
+    fn encode(&mut self, response: &Response, framing: ResponseFraming) {
+        if self.sent == self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        }
+        encode_response(&mut self.out, response, framing, Some(self.date.now()));
+    }
+
+    fn set_send_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        if self.send_timeout != Some(timeout) {
+            self.stream.set_write_timeout(Some(timeout))?;
+            self.send_timeout = Some(timeout);
+        }
+        Ok(())
+    }
+
+    /// Writes everything that is left, waiting up to the write timeout per write.
+    fn flush_blocking(&mut self) -> io::Result<()> {
+        if let Some(kind) = self.failed {
+            return Err(kind.into());
+        }
+        if self.sent == self.out.len() {
+            return Ok(());
+        }
+        let timeout = self.write_timeout;
+        let result = self
+            .set_send_timeout(timeout)
+            .and_then(|()| (&*self.stream).write_all(&self.out[self.sent..]));
+        match result {
+            Ok(()) => {
+                self.out.clear();
+                self.sent = 0;
+                Ok(())
+            }
+            Err(error) => {
+                self.failed = Some(error.kind());
+                Err(error)
+            }
+        }
+    }
+
+    /// Writes what the socket takes within the borrowed send timeout.
+    fn flush_borrowed(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
+        if let Err(error) = self.set_send_timeout(BORROWED_SEND_TIMEOUT) {
+            self.failed = Some(error.kind());
+            return;
+        }
+        while self.sent < self.out.len() {
+            match (&*self.stream).write(&self.out[self.sent..]) {
+                Ok(0) => {
+                    self.failed = Some(io::ErrorKind::WriteZero);
+                    return;
+                }
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Linux reports an expired send timeout as WouldBlock, others as TimedOut.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return
+                }
+                Err(e) => {
+                    self.failed = Some(e.kind());
+                    return;
+                }
+            }
+        }
+        self.out.clear();
+        self.sent = 0;
+    }
+}
