@@ -4,6 +4,8 @@
 //! writes any number of events in ONE statement, which PostgreSQL runs as one transaction with
 //! one commit: that is what group commit shares between the requests of a batch. Rows carrying
 //! an idempotency key that is already stored are not written again; the first row is returned.
+//! Each returned row is matched to its event by what the database returns for it: its key, or,
+//! where several events of a batch carry none, the number the statement gave it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -121,7 +123,14 @@ fn is_unavailable(error: &postgres::Error) -> bool {
 /// One connection with its prepared statements.
 pub struct Store {
     client: Client,
+    /// For batches with at most one event without a key: each returned row is matched by its
+    /// key, and the one row without a key (if any) to the one such event.
     insert: Statement,
+    /// For batches with several events without a key: rows are numbered in the statement and
+    /// each returned row carries its number. Row ids are drawn from the identity's sequence in
+    /// the numbered CTE, so a returned row is joined back to its number by id; PostgreSQL does
+    /// not promise that RETURNING follows the order of the rows inserted.
+    insert_numbered: Statement,
     lookup: Statement,
 }
 
@@ -160,10 +169,25 @@ impl Store {
                  WITH ORDINALITY AS batch(t, p, k, n) ORDER BY n \
              ON CONFLICT (idempotency_key) DO NOTHING \
              RETURNING id, idempotency_key, received_at";
+        let insert_numbered_sql = "WITH batch AS MATERIALIZED ( \
+                 SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id, t, p, k, n \
+                 FROM unnest($1::text[], $2::text[], $3::text[]) \
+                     WITH ORDINALITY AS numbered(t, p, k, n)), \
+             inserted AS ( \
+                 INSERT INTO events (id, event_type, event_payload, idempotency_key) \
+                 OVERRIDING SYSTEM VALUE \
+                 SELECT id, t, p, k FROM batch ORDER BY n \
+                 ON CONFLICT (idempotency_key) DO NOTHING \
+                 RETURNING id, received_at) \
+             SELECT batch.n, inserted.id, inserted.received_at \
+             FROM inserted JOIN batch USING (id)";
         let lookup_sql = "SELECT id, idempotency_key, received_at FROM events \
              WHERE idempotency_key = ANY($1::text[])";
         let insert = client
             .prepare(insert_sql)
+            .map_err(StoreError::from_postgres)?;
+        let insert_numbered = client
+            .prepare(insert_numbered_sql)
             .map_err(StoreError::from_postgres)?;
         let lookup = client
             .prepare(lookup_sql)
@@ -171,6 +195,7 @@ impl Store {
         Ok(Store {
             client,
             insert,
+            insert_numbered,
             lookup,
         })
     }
@@ -224,32 +249,43 @@ impl Store {
             .map(|&i| batch[i].event.event_payload())
             .collect();
         let keys: Vec<Option<&str>> = written.iter().map(|&i| batch[i].idempotency_key).collect();
-        let rows = self
-            .client
-            .query(&self.insert, &[&types, &payloads, &keys])
-            .map_err(StoreError::from_postgres)?;
-
         let mut outcome: Vec<Option<Saved>> = vec![None; batch.len()];
-        // Rows come back in insertion order, which follows the ORDER BY: keyless rows are
-        // matched by position among the keyless inputs, keyed rows by their key.
-        let mut keyless = written
-            .iter()
-            .copied()
-            .filter(|&i| batch[i].idempotency_key.is_none());
-        for row in &rows {
-            let stored = StoredEvent {
-                id: row.get(0),
-                received_at: rfc3339_utc(row.get(2)),
-            };
-            let key: Option<&str> = row.get(1);
-            let index = match key {
-                Some(key) => first_with_key.get(key).copied(),
-                None => keyless.next(),
+        let keyless = keys.iter().filter(|k| k.is_none()).count();
+        if keyless <= 1 {
+            let rows = self
+                .client
+                .query(&self.insert, &[&types, &payloads, &keys])
+                .map_err(StoreError::from_postgres)?;
+            let lone_keyless = written
+                .iter()
+                .copied()
+                .find(|&i| batch[i].idempotency_key.is_none());
+            for row in &rows {
+                let key: Option<&str> = row.get(1);
+                let index = match key {
+                    Some(key) => first_with_key.get(key).copied(),
+                    None => lone_keyless,
+                };
+                place(&mut outcome, index, row.get(0), row.get(2))?;
             }
-            .ok_or_else(|| StoreError::Inconsistent("a returned row matches no input".into()))?;
-            outcome[index] = Some(Saved::Created(stored));
+        } else {
+            let rows = self
+                .client
+                .query(&self.insert_numbered, &[&types, &payloads, &keys])
+                .map_err(StoreError::from_postgres)?;
+            for row in &rows {
+                // WITH ORDINALITY numbers from 1.
+                let n: i64 = row.get(0);
+                let index = usize::try_from(n - 1)
+                    .ok()
+                    .and_then(|i| written.get(i).copied());
+                place(&mut outcome, index, row.get(1), row.get(2))?;
+            }
         }
-        if keyless.next().is_some() {
+        if written
+            .iter()
+            .any(|&i| batch[i].idempotency_key.is_none() && outcome[i].is_none())
+        {
             return Err(StoreError::Inconsistent(
                 "fewer rows returned than events without a key".into(),
             ));
@@ -298,6 +334,28 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+/// Records a returned row as the outcome of input `index`; a row that matches no input, or one
+/// already matched, is an answer the batch cannot explain.
+fn place(
+    outcome: &mut [Option<Saved>],
+    index: Option<usize>,
+    id: i64,
+    received_at: SystemTime,
+) -> Result<(), StoreError> {
+    match index.and_then(|i| outcome.get_mut(i)) {
+        Some(slot @ None) => {
+            *slot = Some(Saved::Created(StoredEvent {
+                id,
+                received_at: rfc3339_utc(received_at),
+            }));
+            Ok(())
+        }
+        _ => Err(StoreError::Inconsistent(
+            "a returned row matches no input, or one matched twice".into(),
+        )),
     }
 }
 

@@ -128,3 +128,73 @@ fn a_missing_table_is_a_failure_not_an_outage() {
     assert!(matches!(err, StoreError::Failed(_)), "{err:?}");
     assert!(err.to_string().contains("events"), "{err}");
 }
+
+#[test]
+fn every_row_of_a_batch_with_several_keyless_events_is_matched_to_its_own_event() {
+    let db = TestDb::new();
+    let mut store = Store::connect(&db.database_config()).unwrap();
+    store
+        .save(&event("old", "x"), Some("stored-before"))
+        .unwrap();
+    let events: Vec<Event> = (0..40).map(|i| event("t", &format!("p{i}"))).collect();
+    // Keyless events among keyed ones, a repeat of a stored key, and a key repeated inside.
+    let keys: Vec<Option<String>> = (0..40)
+        .map(|i| match i % 5 {
+            1 => Some(format!("k{i}")),
+            3 if i == 3 => Some("stored-before".to_owned()),
+            4 => Some("inside".to_owned()),
+            _ => None,
+        })
+        .collect();
+    let batch: Vec<NewEvent<'_>> = events
+        .iter()
+        .zip(&keys)
+        .map(|(event, key)| NewEvent {
+            event,
+            idempotency_key: key.as_deref(),
+        })
+        .collect();
+    let saved = store.save_batch(&batch).unwrap();
+    assert_eq!(saved.len(), batch.len());
+    for (i, (saved, key)) in saved.iter().zip(&keys).enumerate() {
+        let row = db
+            .client()
+            .query_one(
+                "SELECT event_payload, idempotency_key FROM events WHERE id = $1",
+                &[&saved.stored().id],
+            )
+            .unwrap();
+        let payload: String = row.get(0);
+        let stored_key: Option<String> = row.get(1);
+        match key.as_deref() {
+            None => {
+                assert!(matches!(saved, Saved::Created(_)), "event {i}: {saved:?}");
+                assert_eq!(
+                    payload,
+                    format!("p{i}"),
+                    "event {i} got another event's row"
+                );
+                assert_eq!(stored_key, None, "event {i} sent no key");
+            }
+            Some("stored-before") => {
+                assert!(matches!(saved, Saved::Existing(_)), "event {i}: {saved:?}");
+                assert_eq!(payload, "x", "event {i} must get the row stored before");
+            }
+            Some("inside") if i == 4 => {
+                assert!(matches!(saved, Saved::Created(_)), "event {i}: {saved:?}");
+                assert_eq!(payload, "p4", "the first occurrence of a key is written");
+            }
+            Some("inside") => {
+                assert_eq!(saved, &Saved::Existing(saved.stored().clone()));
+                assert_eq!(payload, "p4", "event {i} repeats the key of event 4");
+            }
+            Some(other) => {
+                assert!(matches!(saved, Saved::Created(_)), "event {i}: {saved:?}");
+                assert_eq!(payload, format!("p{i}"), "event {i}");
+                assert_eq!(stored_key.as_deref(), Some(other));
+            }
+        }
+    }
+    // 23 keyless + 8 keyed + 1 of the repeated key inside, + the row stored before.
+    assert_eq!(db.count_events(), 1 + 23 + 8 + 1);
+}
