@@ -5,8 +5,8 @@
 //! [`crate::window`] and the single-threaded [`crate::Propagator::tick`] use; neither of them
 //! sees the schedule, the picker or the keys log. The engine also keeps the two facts both
 //! need and that must not be kept twice: why the run ended ([`Engine::end`], set once by the
-//! first to see it) and how many sends are in flight ([`Engine::in_flight`], the sends counted
-//! by [`Stats`] from their start to their outcome).
+//! first to see it) and how busy the run is ([`Engine::load`]: the sends in flight, counted by
+//! [`Stats`] from their start to their outcome, and when the next slot is due).
 //!
 //! A taken slot is one request: today one event to the one endpoint. Batches (several events
 //! per slot, each with its own key) would make [`Taken`] carry several [`Picked`] events and
@@ -40,8 +40,25 @@ pub(crate) struct Engine {
     /// Why no more slots are taken, once anyone has seen it. Outside `turn`, so the window's
     /// watcher can read it while a sender sleeps holding the turn.
     end: OnceLock<End>,
-    /// Updated by every sender thread; its sends in flight are the run's busy count.
-    stats: Mutex<Stats>,
+    /// Updated by every sender thread.
+    live: Mutex<Live>,
+}
+
+/// The counters and when the next slot is due, under one lock, so that a [`Load`] never pairs
+/// a send just counted with the due time of the slot before it.
+#[derive(Debug, Default)]
+struct Live {
+    stats: Stats,
+    next_due: Option<Instant>,
+}
+
+/// How busy the run is, as the window's watcher sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Load {
+    /// Sends started and not yet ended (nor abandoned): the run's one busy count.
+    pub(crate) in_flight: usize,
+    /// When the slot after the last one taken is due; none before the first.
+    pub(crate) next_due: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -69,8 +86,6 @@ pub(crate) struct Taken {
     event: Picked,
     slot: Slot,
     lateness: Duration,
-    /// When the slot after it is due.
-    pub(crate) next_due: Instant,
 }
 
 /// One event's send: what [`crate::Propagator::tick`] reports.
@@ -128,7 +143,7 @@ impl Engine {
             seed,
             turn: Mutex::new(turn),
             end: OnceLock::new(),
-            stats: Mutex::default(),
+            live: Mutex::default(),
             options,
         }
     }
@@ -151,19 +166,23 @@ impl Engine {
         self.end.get().copied()
     }
 
-    /// Sends started and not yet ended (nor abandoned).
-    pub(crate) fn in_flight(&self) -> usize {
-        lock(&self.stats).in_flight()
+    /// The sends in flight and when the next slot is due, read together.
+    pub(crate) fn load(&self) -> Load {
+        let live = lock(&self.live);
+        Load {
+            in_flight: live.stats.in_flight(),
+            next_due: live.next_due,
+        }
     }
 
     /// A copy of the counters so far.
     pub(crate) fn stats(&self) -> Stats {
-        lock(&self.stats).clone()
+        lock(&self.live).stats.clone()
     }
 
     /// The summary so far, as if the run ended now for `end`.
     pub(crate) fn summary_at(&self, end: End) -> Summary {
-        let stats = lock(&self.stats);
+        let stats = &lock(&self.live).stats;
         let elapsed = stats.started().map(|s| s.elapsed()).unwrap_or_default();
         stats.summary(elapsed, end)
     }
@@ -187,7 +206,7 @@ impl Engine {
             schedule,
             skip_warnings,
         } = &mut *turn;
-        let sent = lock(&self.stats).sent;
+        let sent = lock(&self.live).stats.sent;
         if self.options.count.is_some_and(|n| sent >= n) {
             return finish(End::Count);
         }
@@ -222,8 +241,11 @@ impl Engine {
         }
         let sent_at = Instant::now();
         let lateness = sent_at.saturating_duration_since(slot.due);
+        let next_due = schedule.next_due(sent_at);
         let (number, skipped_total, busy) = {
-            let mut stats = lock(&self.stats);
+            let mut live = lock(&self.live);
+            live.next_due = Some(next_due);
+            let stats = &mut live.stats;
             stats.mark_start(start);
             let busy = stats.in_flight();
             let in_flight = InFlight {
@@ -260,7 +282,6 @@ impl Engine {
             event,
             slot,
             lateness,
-            next_due: schedule.next_due(sent_at),
         })
     }
 
@@ -269,7 +290,10 @@ impl Engine {
     pub(crate) fn send(&self, taken: Taken, stop: &Stop) -> Sent {
         let Picked { key, event_index } = taken.event;
         let delivery = self.sender.deliver(&self.bodies[event_index], &key, stop);
-        if lock(&self.stats).record_delivery(taken.number, &delivery) {
+        if lock(&self.live)
+            .stats
+            .record_delivery(taken.number, &delivery)
+        {
             log_outcome(&key, &self.event_types[event_index], event_index, &delivery);
         }
         Sent {
@@ -283,7 +307,7 @@ impl Engine {
 
     /// Counts every send still in flight as abandoned and logs each with its key.
     pub(crate) fn abandon_in_flight(&self) {
-        let abandoned = lock(&self.stats).abandon_in_flight();
+        let abandoned = lock(&self.live).stats.abandon_in_flight();
         for (_, event) in abandoned {
             log_abandoned(&event.key, &event.event_type, event.event_index);
         }
@@ -355,9 +379,11 @@ mod tests {
         let second = engine.take_slot(&stop).unwrap();
         assert_eq!((first.number, second.number), (0, 1));
         assert_ne!(first.event.key, second.event.key, "a key per send");
-        assert_eq!(engine.in_flight(), 2);
+        let load = engine.load();
+        assert_eq!(load.in_flight, 2);
+        assert!(load.next_due.is_some(), "the next slot's due time is known");
         engine.abandon_in_flight();
-        assert_eq!(engine.in_flight(), 0);
+        assert_eq!(engine.load().in_flight, 0);
         let stats = engine.stats();
         assert_eq!((stats.sent, stats.abandoned), (2, 2));
         assert_eq!(engine.end(), None, "abandoning sends does not end the run");

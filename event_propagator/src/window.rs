@@ -36,13 +36,12 @@ const STOP_CHECK: Duration = Duration::from_millis(100);
 /// take their slot: started 1 ms ahead, 7 runs in 14 skipped a slot; 2 ms ahead, 1 in 8.
 pub const SPAWN_AHEAD: Duration = Duration::from_millis(2);
 
-/// The sender threads, as the watcher sees them. How many of them are busy is the engine's
-/// count of sends in flight, and why the run ended is the engine's too: neither is kept here.
+/// The sender threads, as the watcher sees them. How many of them are busy, when the next slot
+/// is due and why the run ended are the engine's ([`Engine::load`], [`Engine::end`]): none of
+/// them is kept here.
 #[derive(Debug, Default)]
 struct Crew {
     threads: usize,
-    /// When the slot after the last one taken is due.
-    next_due: Option<Instant>,
     /// A sender thread panicked (a bug): the run ends with that panic.
     panicked: bool,
 }
@@ -60,11 +59,13 @@ impl Shared {
         self.crew.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Threads not sending: waiting for their turn, or for the next slot. A thread counts as
-    /// busy from the moment its slot's send is counted until its outcome is (or until the run
-    /// abandons it); a thread that panicked mid-send may leave its send counted.
-    fn free(&self, crew: &Crew) -> usize {
-        crew.threads.saturating_sub(self.engine.in_flight())
+    /// Threads not sending (waiting for their turn, or for the next slot), and when the next
+    /// slot is due. A thread counts as busy from the moment its slot's send is counted until
+    /// its outcome is (or until the run abandons it); a thread that panicked mid-send may leave
+    /// its send counted.
+    fn free(&self, crew: &Crew) -> (usize, Option<Instant>) {
+        let load = self.engine.load();
+        (crew.threads.saturating_sub(load.in_flight), load.next_due)
     }
 }
 
@@ -107,14 +108,10 @@ pub(crate) fn run(engine: Arc<Engine>, stop: &Stop) -> End {
                 return End::Stopped;
             }
             wait = wait.min(left);
-        } else if can_grow
-            && crew.threads < max
-            && shared.free(&crew) == 0
-            && shared.engine.end().is_none()
-        {
+        } else if can_grow && crew.threads < max && shared.engine.end().is_none() {
             // Every sender is busy: just before the next due time, if still none is free, one
             // more.
-            if let Some(due) = crew.next_due {
+            if let (0, Some(due)) = shared.free(&crew) {
                 let due = due.checked_sub(ahead).unwrap_or(due);
                 if now >= due {
                     drop(crew);
@@ -165,12 +162,10 @@ fn sender_thread(shared: &Shared) {
     let _leaving = Leaving { shared };
     while let Ok(taken) = shared.engine.take_slot(&shared.stop) {
         {
-            let mut crew = shared.crew();
-            crew.next_due = Some(
-                crew.next_due
-                    .map_or(taken.next_due, |d| d.max(taken.next_due)),
-            );
-            if shared.free(&crew) == 0 {
+            // Under the crew lock, so the watcher is either waiting (and woken) or has not yet
+            // looked at the load (and will see this send counted).
+            let crew = shared.crew();
+            if shared.free(&crew).0 == 0 {
                 shared.changed.notify_all();
             }
         }
