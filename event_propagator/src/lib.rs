@@ -17,12 +17,17 @@
 //! after a stop request it waits at most `shutdown_timeout_seconds` for the sends in flight, so
 //! that hanging sends cannot hold the process.
 //!
+//! This file is the façade (options, [`Propagator`], [`run`]). Taking a slot and sending it is
+//! the engine's (`engine.rs`), the same code whether one tick or a sender thread calls it;
+//! [`window`] runs it on threads.
+//!
 //! What it does not do: it keeps no queue of unsent events (a stopped propagator simply stops
 //! generating; slots that a busy window or a stall left more than 20 ms behind are skipped, not
 //! queued), never fires skipped slots in a burst, and does not read the consumer's database.
 #![forbid(unsafe_code)]
 
 pub mod cli;
+mod engine;
 pub mod events;
 pub mod keys_log;
 pub mod schedule;
@@ -33,22 +38,21 @@ pub mod window;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use common::config::PropagatorConfig;
 use common::Secret;
 
+pub use engine::Sent;
 pub use schedule::Slot;
 pub use sender::{Delivery, Outcome};
 pub use stats::{End, Stats, Summary};
 pub use stop::Stop;
 
-use events::{EventsFileError, Picker};
+use engine::Engine;
+use events::EventsFileError;
 use keys_log::KeysLog;
-use schedule::Schedule;
-use sender::{Backoff, Sender, SenderConfig, WarnLimiter};
-use stats::InFlight;
 
 /// Everything a run needs: the `propagator` config section with the command-line overrides.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,60 +140,10 @@ pub enum Tick {
     Finished(End),
 }
 
-/// One event's send.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sent {
-    pub key: String,
-    /// Its position in the events file.
-    pub event_index: usize,
-    pub slot: Slot,
-    /// How long after its slot's due time the first attempt went out.
-    pub lateness: Duration,
-    pub delivery: Delivery,
-}
-
 /// A run in progress.
 #[derive(Debug)]
 pub struct Propagator {
-    core: Arc<Core>,
-}
-
-/// What every sender thread of a run shares.
-#[derive(Debug)]
-pub(crate) struct Core {
-    options: Options,
-    event_types: Vec<String>,
-    bodies: Vec<Vec<u8>>,
-    sender: Sender,
-    seed: u64,
-    /// The schedule and all that must follow the order of the slots, held by the thread whose
-    /// turn it is, from waiting for the next slot until it has taken it.
-    turn: Mutex<Turn>,
-    /// Updated by every sender thread; read by the watching thread to abandon sends.
-    stats: Mutex<Stats>,
-}
-
-#[derive(Debug)]
-struct Turn {
-    picker: Picker,
-    keys_log: Option<KeysLog>,
-    /// Created at the first slot: slot 0 is due when the run starts sending, not when it was set up.
-    schedule: Option<Schedule>,
-    skip_warnings: WarnLimiter,
-    end: Option<End>,
-}
-
-/// A slot taken: its event picked, its key logged, its send counted; not yet sent.
-#[derive(Debug)]
-pub(crate) struct Taken {
-    /// The send's number in the run (0 for the first).
-    number: u64,
-    key: String,
-    event_index: usize,
-    slot: Slot,
-    lateness: Duration,
-    /// When the slot after it is due.
-    pub next_due: Instant,
+    engine: Arc<Engine>,
 }
 
 impl Propagator {
@@ -205,64 +159,27 @@ impl Propagator {
             None => None,
         };
         let seed = options.seed.unwrap_or_else(events::random_seed);
-        let bodies = events
-            .iter()
-            .map(|e| serde_json::to_vec(e).expect("an event serialises"))
-            .collect();
-        let event_types = events.iter().map(|e| e.event_type().to_owned()).collect();
-        let sender = Sender::new(
-            SenderConfig {
-                endpoint: options.endpoint.clone(),
-                auth_token: options.auth_token.clone(),
-                connect_timeout: options.connect_timeout,
-                request_timeout: options.request_timeout,
-                max_retries: options.max_retries,
-                backoff: Backoff {
-                    initial: options.backoff_initial,
-                    max: options.backoff_max,
-                },
-                shutdown_timeout: options.shutdown_timeout,
-                max_in_flight: options.max_in_flight,
-            },
-            // Jitter has its own generator, so retries never change which events are chosen.
-            seed ^ 0x9e37_79b9_7f4a_7c15,
-        );
-        let turn = Turn {
-            picker: Picker::new(events.len(), seed),
-            keys_log,
-            schedule: None,
-            skip_warnings: WarnLimiter::new(Duration::from_secs(1)),
-            end: None,
-        };
         Ok(Propagator {
-            core: Arc::new(Core {
-                event_types,
-                bodies,
-                sender,
-                seed,
-                turn: Mutex::new(turn),
-                stats: Mutex::default(),
-                options,
-            }),
+            engine: Arc::new(Engine::new(options, &events, keys_log, seed)),
         })
     }
 
     /// The seed choosing the events (given, or drawn at random).
     pub fn seed(&self) -> u64 {
-        self.core.seed
+        self.engine.seed()
     }
 
     /// A copy of the counters so far.
     pub fn stats(&self) -> Stats {
-        lock(&self.core.stats).clone()
+        self.engine.stats()
     }
 
     /// Waits for the next slot, sends one event with its retries on this thread, and says what
     /// happened; or says that the run is over (count reached, duration passed, stop requested).
     /// Each tick is one sender: the next slot waits for this event (as with `max_in_flight: 1`).
     pub fn tick(&mut self, stop: &Stop) -> Tick {
-        match self.core.take_slot(stop) {
-            Ok(taken) => Tick::Sent(self.core.send(taken, stop)),
+        match self.engine.take_slot(stop) {
+            Ok(taken) => Tick::Sent(self.engine.send(taken, stop)),
             Err(end) => Tick::Finished(end),
         }
     }
@@ -274,14 +191,14 @@ impl Propagator {
     /// still unanswered then are counted as abandoned and logged with their keys, and their
     /// threads are left to their request timeouts (the process is about to exit anyway).
     pub fn run_until_stopped(self, stop: &Stop) -> Summary {
-        let options = &self.core.options;
+        let options = self.engine.options();
         log::info!(
             "sending to {} every {}s, at most {} in flight: {} events from {}, seed {} (replay \
              with --seed {}){}{}",
             redact_userinfo(&options.endpoint),
             options.period.as_secs_f64(),
             options.max_in_flight,
-            self.core.bodies.len(),
+            self.engine.event_count(),
             options.events_file.display(),
             self.seed(),
             self.seed(),
@@ -294,7 +211,7 @@ impl Propagator {
                 .map(|d| format!(", duration {}s", d.as_secs_f64()))
                 .unwrap_or_default(),
         );
-        let end = window::run(Arc::clone(&self.core), stop);
+        let end = window::run(Arc::clone(&self.engine), stop);
         let summary = self.summary_at(end);
         log::info!("summary: {summary}");
         summary
@@ -302,167 +219,8 @@ impl Propagator {
 
     /// The summary so far, as if the run ended now for `end`.
     pub fn summary_at(&self, end: End) -> Summary {
-        let stats = lock(&self.core.stats);
-        let elapsed = stats.started().map(|s| s.elapsed()).unwrap_or_default();
-        stats.summary(elapsed, end)
+        self.engine.summary_at(end)
     }
-}
-
-impl Core {
-    /// Waits for the next slot, picks its event, logs its key and counts the send; or says why
-    /// the run is over. Slots are taken one at a time, in order, whichever thread takes them,
-    /// so the seeded picker and the keys log follow the slots. The caller is a free sender:
-    /// slots that passed while every sender was busy are skipped here.
-    fn take_slot(&self, stop: &Stop) -> Result<Taken, End> {
-        let mut guard = lock(&self.turn);
-        let Turn {
-            picker,
-            keys_log,
-            schedule,
-            skip_warnings,
-            end,
-        } = &mut *guard;
-        if let Some(ended) = *end {
-            return Err(ended);
-        }
-        let mut finish = |reason: End| {
-            *end = Some(reason);
-            Err(reason)
-        };
-        let sent = lock(&self.stats).sent;
-        if self.options.count.is_some_and(|n| sent >= n) {
-            return finish(End::Count);
-        }
-        if stop.is_requested() {
-            return finish(End::Stopped);
-        }
-        let now = Instant::now();
-        let schedule = schedule.get_or_insert_with(|| Schedule::new(now, self.options.period));
-        let start = schedule.start();
-        let slot = schedule.next_slot(now);
-        if let Some(duration) = self.options.duration {
-            if slot.due.max(now) >= start + duration {
-                return finish(End::Duration);
-            }
-        }
-        if stop.sleep_until(slot.due) {
-            return finish(End::Stopped);
-        }
-
-        let event_index = picker.pick();
-        let key = uuid::Uuid::new_v4().to_string();
-        if let Some(log) = keys_log {
-            if let Err(e) = log.append(&key) {
-                log::error!(
-                    "cannot write keys log {}: {e}; stopping before sending unlogged events",
-                    log.path().display()
-                );
-                return finish(End::KeysLogFailed);
-            }
-        }
-        let sent_at = Instant::now();
-        let lateness = sent_at.saturating_duration_since(slot.due);
-        let (number, skipped_total, busy) = {
-            let mut stats = lock(&self.stats);
-            stats.mark_start(start);
-            let busy = stats.in_flight();
-            let in_flight = InFlight {
-                key: key.clone(),
-                event_type: self.event_types[event_index].clone(),
-                event_index,
-            };
-            let number = stats.record_send(sent_at, lateness, slot.skipped, in_flight);
-            if busy + 1 >= self.options.max_in_flight {
-                stats.skipped_window_full += slot.skipped;
-            }
-            (number, stats.skipped_slots, busy)
-        };
-        if slot.skipped > 0 {
-            if let Some(held_back) = skip_warnings.allow(sent_at) {
-                // Whether the window was full tells an operator if a larger one would help.
-                let cause = if busy + 1 >= self.options.max_in_flight {
-                    "every sender was busy"
-                } else {
-                    "senders to spare: this process was held up"
-                };
-                log::warn!(
-                    "sending {:.3}s late with {busy} other send(s) in flight, max_in_flight {} \
-                     ({cause}): skipped {} slot(s) (total {skipped_total}, {held_back} warnings \
-                     held back)",
-                    lateness.as_secs_f64(),
-                    self.options.max_in_flight,
-                    slot.skipped,
-                );
-            }
-        }
-        Ok(Taken {
-            number,
-            key,
-            event_index,
-            slot,
-            lateness,
-            next_due: schedule.next_due(sent_at),
-        })
-    }
-
-    /// Sends a taken slot's event with its retries, on the calling thread, and records how it
-    /// ended (unless the run already counted it as abandoned).
-    fn send(&self, taken: Taken, stop: &Stop) -> Sent {
-        let delivery = self
-            .sender
-            .deliver(&self.bodies[taken.event_index], &taken.key, stop);
-        if lock(&self.stats).record_delivery(taken.number, &delivery) {
-            log_outcome(
-                &taken.key,
-                &self.event_types[taken.event_index],
-                taken.event_index,
-                &delivery,
-            );
-        }
-        Sent {
-            key: taken.key,
-            event_index: taken.event_index,
-            slot: taken.slot,
-            lateness: taken.lateness,
-            delivery,
-        }
-    }
-
-    /// Counts every send still in flight as abandoned and logs each with its key.
-    fn abandon_in_flight(&self) {
-        let abandoned = lock(&self.stats).abandon_in_flight();
-        for (_, event) in abandoned {
-            log_abandoned(&event.key, &event.event_type, event.event_index);
-        }
-    }
-}
-
-fn log_outcome(key: &str, event_type: &str, event_index: usize, delivery: &Delivery) {
-    let attempts = delivery.attempts;
-    match &delivery.outcome {
-        Outcome::Delivered | Outcome::Duplicate => {
-            log::debug!("event {key} ({event_type}) delivered after {attempts} attempt(s)")
-        }
-        Outcome::Rejected { status, message } => log::error!(
-            "event {key} ({event_type}, entry {event_index}) rejected with {status}: {message}"
-        ),
-        Outcome::GaveUp { reason } => log::error!(
-            "event {key} ({event_type}, entry {event_index}) given up after {attempts} \
-             attempt(s): {reason}"
-        ),
-        Outcome::Abandoned => log_abandoned(key, event_type, event_index),
-    }
-}
-
-fn log_abandoned(key: &str, event_type: &str, event_index: usize) {
-    log::error!(
-        "event {key} ({event_type}, entry {event_index}) abandoned at shutdown without an \
-         answer: the consumer may or may not have it"
-    );
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Sets up and runs until the count, the duration or a stop request ends it.

@@ -144,29 +144,33 @@ impl Stop {
 mod tests {
     use super::*;
 
+    /// How soon after its deadline it ends is measured by the soak binary.
     #[test]
     fn a_sleep_ends_at_its_deadline_when_nothing_stops_it() {
         let stop = Stop::new();
         let deadline = Instant::now() + Duration::from_millis(20);
         assert!(!stop.sleep_until(deadline));
-        let now = Instant::now();
-        assert!(now >= deadline);
-        assert!(now - deadline < Duration::from_millis(15), "overslept");
+        assert!(Instant::now() >= deadline, "woke before its deadline");
     }
 
     #[test]
     fn a_stop_request_wakes_a_long_sleep_at_once() {
         let stop = Stop::new();
-        let waker = stop.clone();
+        let sleeper = stop.clone();
         let started = Instant::now();
-        let thread = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(30));
-            waker.request();
+        let (woke, woken) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let stopped = sleeper.sleep_until(started + Duration::from_secs(3600));
+            let _ = woke.send(stopped);
         });
-        assert!(stop.sleep_until(started + Duration::from_secs(30)));
-        assert!(started.elapsed() < Duration::from_secs(2));
-        thread.join().unwrap();
-        assert!(stop.is_requested());
+        // Not a synchronisation: a sleep that has not started yet sees the request at once.
+        std::thread::sleep(Duration::from_millis(30));
+        stop.request();
+        // An hour's sleep that a broken wake-up leaves asleep fails here instead of hanging.
+        let stopped = woken
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a stop request did not wake a sleep due in an hour");
+        assert!(stopped, "the sleep did not say it was stopped");
         assert!(stop.requested_at().unwrap() >= started);
     }
 

@@ -23,9 +23,9 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::engine::Engine;
 use crate::stats::End;
 use crate::stop::Stop;
-use crate::Core;
 
 /// How often the watching thread looks at the stop request when nothing else wakes it.
 const STOP_CHECK: Duration = Duration::from_millis(100);
@@ -36,22 +36,18 @@ const STOP_CHECK: Duration = Duration::from_millis(100);
 /// take their slot: started 1 ms ahead, 7 runs in 14 skipped a slot; 2 ms ahead, 1 in 8.
 pub const SPAWN_AHEAD: Duration = Duration::from_millis(2);
 
-/// The sender threads, as the watcher sees them.
+/// The sender threads, as the watcher sees them. How many of them are busy, when the next slot
+/// is due and why the run ended are the engine's ([`Engine::load`], [`Engine::end`]): none of
+/// them is kept here.
 #[derive(Debug, Default)]
 struct Crew {
     threads: usize,
-    /// Threads not sending: waiting for their turn, or for the next slot.
-    free: usize,
-    /// When the slot after the last one taken is due.
-    next_due: Option<Instant>,
-    /// Why the first thread that ended saw the run end.
-    end: Option<End>,
     /// A sender thread panicked (a bug): the run ends with that panic.
     panicked: bool,
 }
 
 struct Shared {
-    core: Arc<Core>,
+    engine: Arc<Engine>,
     stop: Stop,
     crew: Mutex<Crew>,
     /// The watcher has something to look at: no thread free, a thread ended.
@@ -62,15 +58,25 @@ impl Shared {
     fn crew(&self) -> MutexGuard<'_, Crew> {
         self.crew.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Threads not sending (waiting for their turn, or for the next slot), and when the next
+    /// slot is due. A thread counts as busy from the moment its slot's send is counted until
+    /// its outcome is (or until the run abandons it); a thread that panicked mid-send may leave
+    /// its send counted.
+    fn free(&self, crew: &Crew) -> (usize, Option<Instant>) {
+        let load = self.engine.load();
+        (crew.threads.saturating_sub(load.in_flight), load.next_due)
+    }
 }
 
 /// Runs the sender threads until the run is over and says why it ended.
-pub(crate) fn run(core: Arc<Core>, stop: &Stop) -> End {
-    let max = core.options.max_in_flight.max(1);
-    let shutdown_timeout = core.options.shutdown_timeout;
-    let ahead = SPAWN_AHEAD.min(core.options.period);
+pub(crate) fn run(engine: Arc<Engine>, stop: &Stop) -> End {
+    let options = engine.options();
+    let max = options.max_in_flight.max(1);
+    let shutdown_timeout = options.shutdown_timeout;
+    let ahead = SPAWN_AHEAD.min(options.period);
     let shared = Arc::new(Shared {
-        core,
+        engine,
         stop: stop.clone(),
         crew: Mutex::default(),
         changed: Condvar::new(),
@@ -80,7 +86,7 @@ pub(crate) fn run(core: Arc<Core>, stop: &Stop) -> End {
             "cannot start a sender thread ({e}); sending from this one, one event at a time, so \
              a send that hangs at shutdown is bounded by request_timeout_seconds instead"
         );
-        return send_here(&shared.core, stop);
+        return send_here(&shared.engine, stop);
     }
     let mut can_grow = max > 1;
     let mut crew = shared.crew();
@@ -89,7 +95,7 @@ pub(crate) fn run(core: Arc<Core>, stop: &Stop) -> End {
             panic!("a sender thread panicked");
         }
         if crew.threads == 0 {
-            return crew.end.unwrap_or(End::Stopped);
+            return shared.engine.end().unwrap_or(End::Stopped);
         }
         let now = Instant::now();
         let mut wait = STOP_CHECK;
@@ -97,14 +103,15 @@ pub(crate) fn run(core: Arc<Core>, stop: &Stop) -> End {
             let left = (requested + shutdown_timeout).saturating_duration_since(now);
             if left.is_zero() {
                 drop(crew);
-                shared.core.abandon_in_flight();
+                shared.engine.abandon_in_flight();
+                // The stop ended the run here, whatever a sender thread saw before.
                 return End::Stopped;
             }
             wait = wait.min(left);
-        } else if can_grow && crew.free == 0 && crew.end.is_none() && crew.threads < max {
+        } else if can_grow && crew.threads < max && shared.engine.end().is_none() {
             // Every sender is busy: just before the next due time, if still none is free, one
             // more.
-            if let Some(due) = crew.next_due {
+            if let (0, Some(due)) = shared.free(&crew) {
                 let due = due.checked_sub(ahead).unwrap_or(due);
                 if now >= due {
                     drop(crew);
@@ -129,12 +136,11 @@ pub(crate) fn run(core: Arc<Core>, stop: &Stop) -> End {
     }
 }
 
-/// Starts a sender thread, counted as free.
+/// Starts a sender thread, free until it takes a slot.
 fn spawn(shared: &Arc<Shared>) -> std::io::Result<()> {
     let number = {
         let mut crew = shared.crew();
         crew.threads += 1;
-        crew.free += 1;
         crew.threads
     };
     let thread_shared = Arc::clone(shared);
@@ -144,9 +150,7 @@ fn spawn(shared: &Arc<Shared>) -> std::io::Result<()> {
     match spawned {
         Ok(_detached) => Ok(()),
         Err(e) => {
-            let mut crew = shared.crew();
-            crew.threads -= 1;
-            crew.free -= 1;
+            shared.crew().threads -= 1;
             Err(e)
         }
     }
@@ -154,54 +158,29 @@ fn spawn(shared: &Arc<Shared>) -> std::io::Result<()> {
 
 /// Takes slots and sends their events until the run is over.
 fn sender_thread(shared: &Shared) {
-    // Keeps the crew's counts right however the thread ends, a panic included.
-    let mut guard = Leaving {
-        shared,
-        free: true,
-        end: None,
-    };
-    loop {
-        let taken = match shared.core.take_slot(&shared.stop) {
-            Ok(taken) => taken,
-            Err(end) => {
-                guard.end = Some(end);
-                return;
-            }
-        };
+    // Keeps the crew's count right however the thread ends, a panic included.
+    let _leaving = Leaving { shared };
+    while let Ok(taken) = shared.engine.take_slot(&shared.stop) {
         {
-            let mut crew = shared.crew();
-            crew.free -= 1;
-            guard.free = false;
-            crew.next_due = Some(
-                crew.next_due
-                    .map_or(taken.next_due, |d| d.max(taken.next_due)),
-            );
-            if crew.free == 0 {
+            // Under the crew lock, so the watcher is either waiting (and woken) or has not yet
+            // looked at the load (and will see this send counted).
+            let crew = shared.crew();
+            if shared.free(&crew).0 == 0 {
                 shared.changed.notify_all();
             }
         }
-        shared.core.send(taken, &shared.stop);
-        shared.crew().free += 1;
-        guard.free = true;
+        shared.engine.send(taken, &shared.stop);
     }
 }
 
 struct Leaving<'a> {
     shared: &'a Shared,
-    free: bool,
-    end: Option<End>,
 }
 
 impl Drop for Leaving<'_> {
     fn drop(&mut self) {
         let mut crew = self.shared.crew();
         crew.threads -= 1;
-        if self.free {
-            crew.free -= 1;
-        }
-        if let Some(end) = self.end {
-            crew.end.get_or_insert(end);
-        }
         if std::thread::panicking() {
             crew.panicked = true;
         }
@@ -210,11 +189,11 @@ impl Drop for Leaving<'_> {
 }
 
 /// Without a sender thread: every slot waits for the previous send, on the calling thread.
-fn send_here(core: &Core, stop: &Stop) -> End {
+fn send_here(engine: &Engine, stop: &Stop) -> End {
     loop {
-        match core.take_slot(stop) {
+        match engine.take_slot(stop) {
             Ok(taken) => {
-                core.send(taken, stop);
+                engine.send(taken, stop);
             }
             Err(end) => return end,
         }

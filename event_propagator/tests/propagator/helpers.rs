@@ -1,15 +1,18 @@
 //! A recording HTTP/1.1 receiver on 127.0.0.1, temporary directories, options and a runner for
-//! the built binary.
+//! the built binary. Shared by the `propagator` and `soak` test binaries; each uses a part.
+#![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use event_propagator::Options;
+use test_support::TestDb;
 
 /// Three events, so tests can tell them apart by type.
 pub const EVENTS_JSON: &str = r#"[
@@ -19,8 +22,8 @@ pub const EVENTS_JSON: &str = r#"[
 ]"#;
 
 /// A directory removed on drop. It also holds a share of the machine: tests that measure
-/// timing take it whole with [`TempDir::exclusive`], so the other tests of this binary (which
-/// run on parallel threads) do not disturb the measurement.
+/// timing (the soak binary's) take it whole with [`TempDir::running_alone`], so the other
+/// tests of their binary (which run on parallel threads) do not disturb the measurement.
 #[derive(Debug)]
 pub struct TempDir {
     path: PathBuf,
@@ -31,21 +34,28 @@ pub struct TempDir {
 #[allow(dead_code)] // held for its Drop
 enum Machine {
     Shared(RwLockReadGuard<'static, ()>),
-    Exclusive(RwLockWriteGuard<'static, ()>),
+    Alone(RwLockWriteGuard<'static, ()>),
 }
 
-static MACHINE: RwLock<()> = RwLock::new(());
+/// Serialises the timed tests against every other test of their binary: each test holds it
+/// shared through its [`TempDir`], a timed one holds it alone.
+static TIMED_TESTS_RUN_ALONE: RwLock<()> = RwLock::new(());
 
 impl TempDir {
     pub fn new() -> TempDir {
-        let guard = MACHINE.read().unwrap_or_else(PoisonError::into_inner);
+        let guard = TIMED_TESTS_RUN_ALONE
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         TempDir::with(Machine::Shared(guard))
     }
 
-    /// A directory for a test that measures timing: no other test of this binary runs meanwhile.
-    pub fn exclusive() -> TempDir {
-        let guard = MACHINE.write().unwrap_or_else(PoisonError::into_inner);
-        TempDir::with(Machine::Exclusive(guard))
+    /// A directory for a test that measures timing: it waits for the other tests of this
+    /// binary to finish, and none starts until it is dropped.
+    pub fn running_alone() -> TempDir {
+        let guard = TIMED_TESTS_RUN_ALONE
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        TempDir::with(Machine::Alone(guard))
     }
 
     fn with(machine: Machine) -> TempDir {
@@ -177,6 +187,8 @@ type Responder = dyn Fn(&Request, usize) -> Reply + Send + Sync;
 
 struct Shared {
     requests: Mutex<Vec<Request>>,
+    /// Notified with every request recorded.
+    arrived: Condvar,
     connections: AtomicUsize,
     /// Requests received and not yet answered, and the most there were at once.
     open: AtomicUsize,
@@ -209,6 +221,7 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),
+            arrived: Condvar::new(),
             connections: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
             max_open: AtomicUsize::new(0),
@@ -247,16 +260,15 @@ impl Receiver {
         self.shared.max_open.load(Ordering::SeqCst)
     }
 
-    /// Waits until at least `n` requests have arrived.
+    /// Waits until at least `n` requests have arrived; false if `timeout` passes first.
     pub fn wait_for(&self, n: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.requests().len() >= n {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        false
+        let requests = self.shared.requests.lock().unwrap();
+        let (requests, _) = self
+            .shared
+            .arrived
+            .wait_timeout_while(requests, timeout, |requests| requests.len() < n)
+            .unwrap();
+        requests.len() >= n
     }
 }
 
@@ -322,6 +334,7 @@ fn serve(stream: TcpStream, connection: usize, shared: &Shared) {
         let number = {
             let mut requests = shared.requests.lock().unwrap();
             requests.push(request.clone());
+            shared.arrived.notify_all();
             requests.len() - 1
         };
         let reply = (shared.responder)(&request, number);
@@ -435,4 +448,35 @@ pub fn summary_line(stderr: &str) -> &str {
         .lines()
         .find(|l| l.contains("summary: "))
         .unwrap_or_else(|| panic!("no summary line in:\n{stderr}"))
+}
+
+/// A consumer config for `db` on a free port of 127.0.0.1, with two database connections.
+pub fn consumer_config(db: &TestDb) -> common::Config {
+    let mut config = common::Config {
+        database: db.database_config(),
+        ..Default::default()
+    };
+    config.consumer.host = "127.0.0.1".into();
+    config.consumer.port = 0;
+    config.consumer.workers = 2;
+    config
+}
+
+/// The keys the propagator logged in `keys.log`, in order.
+pub fn logged_keys(dir: &TempDir) -> Vec<String> {
+    std::fs::read_to_string(dir.path().join("keys.log"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The idempotency keys in the table.
+pub fn stored_keys(db: &TestDb) -> HashSet<String> {
+    db.client()
+        .query("SELECT idempotency_key FROM events", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
 }

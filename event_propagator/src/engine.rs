@@ -1,0 +1,391 @@
+//! The engine of a run: taking slots in order (wait for the slot, pick the event, make and log
+//! its key, count the send) and sending what was taken, on whichever thread calls it.
+//!
+//! [`Engine::take_slot`] and [`Engine::send`] are the whole interface the sender threads of
+//! [`crate::window`] and the single-threaded [`crate::Propagator::tick`] use; neither of them
+//! sees the schedule, the picker or the keys log. The engine also keeps the two facts both
+//! need and that must not be kept twice: why the run ended ([`Engine::end`], set once by the
+//! first to see it) and how busy the run is ([`Engine::load`]: the sends in flight, counted by
+//! [`Stats`] from their start to their outcome, and when the next slot is due).
+//!
+//! A taken slot is one request: today one event to the one endpoint. Batches (several events
+//! per slot, each with its own key) would make [`Taken`] carry several [`Picked`] events and
+//! one body; several endpoints would let the [`Sender`] choose one per attempt. Neither
+//! changes how slots are taken or how the threads share the engine.
+
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use common::Event;
+
+use crate::events::Picker;
+use crate::keys_log::KeysLog;
+use crate::schedule::{Schedule, Slot};
+use crate::sender::{Backoff, Delivery, Outcome, Sender, SenderConfig, WarnLimiter};
+use crate::stats::{End, InFlight, Stats, Summary};
+use crate::stop::Stop;
+use crate::Options;
+
+/// What every sender thread of a run shares.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    options: Options,
+    event_types: Vec<String>,
+    bodies: Vec<Vec<u8>>,
+    sender: Sender,
+    seed: u64,
+    /// The schedule and all that must follow the order of the slots, held by the thread whose
+    /// turn it is, from waiting for the next slot until it has taken it.
+    turn: Mutex<Turn>,
+    /// Why no more slots are taken, once anyone has seen it. Outside `turn`, so the window's
+    /// watcher can read it while a sender sleeps holding the turn.
+    end: OnceLock<End>,
+    /// Updated by every sender thread.
+    live: Mutex<Live>,
+}
+
+/// The counters and when the next slot is due, under one lock, so that a [`Load`] never pairs
+/// a send just counted with the due time of the slot before it.
+#[derive(Debug, Default)]
+struct Live {
+    stats: Stats,
+    next_due: Option<Instant>,
+}
+
+/// How busy the run is, as the window's watcher sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Load {
+    /// Sends started and not yet ended (nor abandoned): the run's one busy count.
+    pub(crate) in_flight: usize,
+    /// When the slot after the last one taken is due; none before the first.
+    pub(crate) next_due: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Turn {
+    picker: Picker,
+    keys_log: Option<KeysLog>,
+    /// Created at the first slot: slot 0 is due when the run starts sending, not when it was set up.
+    schedule: Option<Schedule>,
+    skip_warnings: WarnLimiter,
+}
+
+/// One event chosen for a slot: what a batch would hold several of.
+#[derive(Debug)]
+pub(crate) struct Picked {
+    key: String,
+    /// Its position in the events file.
+    event_index: usize,
+}
+
+/// A slot taken: its event picked, its key logged, its send counted; not yet sent.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    /// The send's number in the run (0 for the first).
+    number: u64,
+    event: Picked,
+    slot: Slot,
+    lateness: Duration,
+}
+
+/// One event's send: what [`crate::Propagator::tick`] reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    pub key: String,
+    /// Its position in the events file.
+    pub event_index: usize,
+    pub slot: Slot,
+    /// How long after its slot's due time the first attempt went out.
+    pub lateness: Duration,
+    pub delivery: Delivery,
+}
+
+impl Engine {
+    /// An engine for `events` (checked, non-empty), with the HTTP agent built from `options`.
+    pub(crate) fn new(
+        options: Options,
+        events: &[Event],
+        keys_log: Option<KeysLog>,
+        seed: u64,
+    ) -> Engine {
+        let bodies = events
+            .iter()
+            .map(|e| serde_json::to_vec(e).expect("an event serialises"))
+            .collect();
+        let event_types = events.iter().map(|e| e.event_type().to_owned()).collect();
+        let sender = Sender::new(
+            SenderConfig {
+                endpoint: options.endpoint.clone(),
+                auth_token: options.auth_token.clone(),
+                connect_timeout: options.connect_timeout,
+                request_timeout: options.request_timeout,
+                max_retries: options.max_retries,
+                backoff: Backoff {
+                    initial: options.backoff_initial,
+                    max: options.backoff_max,
+                },
+                shutdown_timeout: options.shutdown_timeout,
+                max_in_flight: options.max_in_flight,
+            },
+            // Jitter has its own generator, so retries never change which events are chosen.
+            seed ^ 0x9e37_79b9_7f4a_7c15,
+        );
+        let turn = Turn {
+            picker: Picker::new(events.len(), seed),
+            keys_log,
+            schedule: None,
+            skip_warnings: WarnLimiter::new(Duration::from_secs(1)),
+        };
+        Engine {
+            event_types,
+            bodies,
+            sender,
+            seed,
+            turn: Mutex::new(turn),
+            end: OnceLock::new(),
+            live: Mutex::default(),
+            options,
+        }
+    }
+
+    pub(crate) fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// How many events the events file holds.
+    pub(crate) fn event_count(&self) -> usize {
+        self.bodies.len()
+    }
+
+    pub(crate) fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Why the run ended, once a [`Engine::take_slot`] has seen it.
+    pub(crate) fn end(&self) -> Option<End> {
+        self.end.get().copied()
+    }
+
+    /// The sends in flight and when the next slot is due, read together.
+    pub(crate) fn load(&self) -> Load {
+        let live = lock(&self.live);
+        Load {
+            in_flight: live.stats.in_flight(),
+            next_due: live.next_due,
+        }
+    }
+
+    /// A copy of the counters so far.
+    pub(crate) fn stats(&self) -> Stats {
+        lock(&self.live).stats.clone()
+    }
+
+    /// The summary so far, as if the run ended now for `end`.
+    pub(crate) fn summary_at(&self, end: End) -> Summary {
+        let stats = &lock(&self.live).stats;
+        let elapsed = stats.started().map(|s| s.elapsed()).unwrap_or_default();
+        stats.summary(elapsed, end)
+    }
+
+    /// Waits for the next slot, picks its event, logs its key and counts the send; or says why
+    /// the run is over. Slots are taken one at a time, in order, whichever thread takes them,
+    /// so the seeded picker and the keys log follow the slots. The caller is a free sender:
+    /// slots that passed while every sender was busy are skipped here.
+    pub(crate) fn take_slot(&self, stop: &Stop) -> Result<Taken, End> {
+        // Held through the sleep until the slot is due: the other free senders queue on it, so
+        // exactly one waits for the next slot and they take the slots one by one, in order.
+        let mut turn = lock(&self.turn);
+        if let Some(ended) = self.end() {
+            return Err(ended);
+        }
+        // Only the thread holding the turn sets the end, so the first reason seen is kept.
+        let finish = |reason: End| -> Result<Taken, End> { Err(*self.end.get_or_init(|| reason)) };
+        let Turn {
+            picker,
+            keys_log,
+            schedule,
+            skip_warnings,
+        } = &mut *turn;
+        let sent = lock(&self.live).stats.sent;
+        if self.options.count.is_some_and(|n| sent >= n) {
+            return finish(End::Count);
+        }
+        if stop.is_requested() {
+            return finish(End::Stopped);
+        }
+        let now = Instant::now();
+        let schedule = schedule.get_or_insert_with(|| Schedule::new(now, self.options.period));
+        let start = schedule.start();
+        let slot = schedule.next_slot(now);
+        if let Some(duration) = self.options.duration {
+            if slot.due.max(now) >= start + duration {
+                return finish(End::Duration);
+            }
+        }
+        if stop.sleep_until(slot.due) {
+            return finish(End::Stopped);
+        }
+
+        let event = Picked {
+            event_index: picker.pick(),
+            key: uuid::Uuid::new_v4().to_string(),
+        };
+        if let Some(log) = keys_log {
+            if let Err(e) = log.append(&event.key) {
+                log::error!(
+                    "cannot write keys log {}: {e}; stopping before sending unlogged events",
+                    log.path().display()
+                );
+                return finish(End::KeysLogFailed);
+            }
+        }
+        let sent_at = Instant::now();
+        let lateness = sent_at.saturating_duration_since(slot.due);
+        let next_due = schedule.next_due(sent_at);
+        let (number, skipped_total, busy) = {
+            let mut live = lock(&self.live);
+            live.next_due = Some(next_due);
+            let stats = &mut live.stats;
+            stats.mark_start(start);
+            let busy = stats.in_flight();
+            let in_flight = InFlight {
+                key: event.key.clone(),
+                event_type: self.event_types[event.event_index].clone(),
+                event_index: event.event_index,
+            };
+            let number = stats.record_send(sent_at, lateness, slot.skipped, in_flight);
+            if busy + 1 >= self.options.max_in_flight {
+                stats.skipped_window_full += slot.skipped;
+            }
+            (number, stats.skipped_slots, busy)
+        };
+        if slot.skipped > 0 {
+            if let Some(held_back) = skip_warnings.allow(sent_at) {
+                // Whether the window was full tells an operator if a larger one would help.
+                let cause = if busy + 1 >= self.options.max_in_flight {
+                    "every sender was busy"
+                } else {
+                    "senders to spare: this process was held up"
+                };
+                log::warn!(
+                    "sending {:.3}s late with {busy} other send(s) in flight, max_in_flight {} \
+                     ({cause}): skipped {} slot(s) (total {skipped_total}, {held_back} warnings \
+                     held back)",
+                    lateness.as_secs_f64(),
+                    self.options.max_in_flight,
+                    slot.skipped,
+                );
+            }
+        }
+        Ok(Taken {
+            number,
+            event,
+            slot,
+            lateness,
+        })
+    }
+
+    /// Sends a taken slot's event with its retries, on the calling thread, and records how it
+    /// ended (unless the run already counted it as abandoned).
+    pub(crate) fn send(&self, taken: Taken, stop: &Stop) -> Sent {
+        let Picked { key, event_index } = taken.event;
+        let delivery = self.sender.deliver(&self.bodies[event_index], &key, stop);
+        if lock(&self.live)
+            .stats
+            .record_delivery(taken.number, &delivery)
+        {
+            log_outcome(&key, &self.event_types[event_index], event_index, &delivery);
+        }
+        Sent {
+            key,
+            event_index,
+            slot: taken.slot,
+            lateness: taken.lateness,
+            delivery,
+        }
+    }
+
+    /// Counts every send still in flight as abandoned and logs each with its key.
+    pub(crate) fn abandon_in_flight(&self) {
+        let abandoned = lock(&self.live).stats.abandon_in_flight();
+        for (_, event) in abandoned {
+            log_abandoned(&event.key, &event.event_type, event.event_index);
+        }
+    }
+}
+
+fn log_outcome(key: &str, event_type: &str, event_index: usize, delivery: &Delivery) {
+    let attempts = delivery.attempts;
+    match &delivery.outcome {
+        Outcome::Delivered | Outcome::Duplicate => {
+            log::debug!("event {key} ({event_type}) delivered after {attempts} attempt(s)")
+        }
+        Outcome::Rejected { status, message } => log::error!(
+            "event {key} ({event_type}, entry {event_index}) rejected with {status}: {message}"
+        ),
+        Outcome::GaveUp { reason } => log::error!(
+            "event {key} ({event_type}, entry {event_index}) given up after {attempts} \
+             attempt(s): {reason}"
+        ),
+        Outcome::Abandoned => log_abandoned(key, event_type, event_index),
+    }
+}
+
+fn log_abandoned(key: &str, event_type: &str, event_index: usize) {
+    log::error!(
+        "event {key} ({event_type}, entry {event_index}) abandoned at shutdown without an \
+         answer: the consumer may or may not have it"
+    );
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An engine over one event whose sends are never made: slots are only taken.
+    fn engine(count: u64) -> Engine {
+        let mut options = Options::from_config(&common::Config::default().propagator);
+        options.period = Duration::ZERO;
+        options.count = Some(count);
+        let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
+        Engine::new(options, &[event], None, 1)
+    }
+
+    #[test]
+    fn the_first_end_seen_is_the_one_every_later_slot_sees() {
+        let engine = engine(1);
+        let stop = Stop::new();
+        assert_eq!(engine.end(), None);
+        assert!(engine.take_slot(&stop).is_ok(), "slot 0 is due at once");
+        assert_eq!(engine.take_slot(&stop).err(), Some(End::Count));
+        stop.request();
+        assert_eq!(
+            engine.take_slot(&stop).err(),
+            Some(End::Count),
+            "a later stop does not change why the run ended"
+        );
+        assert_eq!(engine.end(), Some(End::Count));
+    }
+
+    #[test]
+    fn a_taken_slot_is_in_flight_until_it_is_abandoned() {
+        let engine = engine(3);
+        let stop = Stop::new();
+        let first = engine.take_slot(&stop).unwrap();
+        let second = engine.take_slot(&stop).unwrap();
+        assert_eq!((first.number, second.number), (0, 1));
+        assert_ne!(first.event.key, second.event.key, "a key per send");
+        let load = engine.load();
+        assert_eq!(load.in_flight, 2);
+        assert!(load.next_due.is_some(), "the next slot's due time is known");
+        engine.abandon_in_flight();
+        assert_eq!(engine.load().in_flight, 0);
+        let stats = engine.stats();
+        assert_eq!((stats.sent, stats.abandoned), (2, 2));
+        assert_eq!(engine.end(), None, "abandoning sends does not end the run");
+    }
+}
