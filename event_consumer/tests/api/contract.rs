@@ -1,7 +1,5 @@
 //! The public HTTP contract: every answer the README promises.
 
-use std::time::{Duration, Instant};
-
 use test_support::Cluster;
 
 use crate::helpers::{send, TestApp, GOOD_EVENT};
@@ -263,16 +261,11 @@ fn a_stopped_database_gives_503_with_retry_after_and_service_recovers_without_re
     );
 
     cluster.stop("fast");
+    // How soon the 503 comes is the soak's `a_stopped_database_is_answered_503_within_5_seconds`.
     for _ in 0..5 {
-        let started = Instant::now();
         let response = crate::helpers::post_event(addr, GOOD_EVENT, &[]);
         assert_eq!(response.status, 503, "{}", response.body);
         assert!(response.header("Retry-After").is_some());
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "503 took {:?}",
-            started.elapsed()
-        );
     }
     let ready = send(
         addr,
