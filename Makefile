@@ -8,7 +8,8 @@
 #   make dist       static binaries for x86_64 and aarch64 (musl) in dist/<target>/
 #   make smoke      the `make` flow end to end on a throwaway state dir and ports
 #   make check-deploy  lint scripts, systemd units, Dockerfile and compose files (no engine needed)
-#   make test       the test suite
+#   make test       the test suite, without soak sizes or wall-clock bounds (those are make soak)
+#   make soak       the soak binaries: hostile clients by the thousand, wall-clock bounds
 #   make bench      throughput vs PostgreSQL's own INSERT ceiling, written to bench/RESULTS.md
 #   make chaos      kill/stop consumers and restart PostgreSQL under load; check every event is
 #                   stored exactly once (CHAOS_SECONDS=60 by default; CI runs 15)
@@ -17,7 +18,7 @@
 # The database listens on DB_PORT, default 5433 (see scripts/lib.sh); .env is created from
 # .env.template when missing. EVENTS_DB=local|docker picks the database, EVENTS_STATE_DIR moves .local.
 .DEFAULT_GOAL := run
-.PHONY: run build stop status clean-db dist smoke check-deploy test bench
+.PHONY: run build stop status clean-db dist smoke check-deploy test soak bench
 
 run: build
 	exec scripts/run-suite.sh run
@@ -45,6 +46,9 @@ check-deploy:
 
 test:
 	scripts/test.sh
+
+soak:
+	scripts/soak.sh
 
 bench:
 	scripts/bench.sh

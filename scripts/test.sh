@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite against real PostgreSQL, then a check that nothing is left behind.
+# Runs `cargo test` against real PostgreSQL, then checks that nothing is left behind.
+#
+#   scripts/test.sh                 the whole test suite (`make test`: cargo test --workspace)
+#   scripts/test.sh ARGS...         `cargo test ARGS...` instead, e.g. the soak binaries
+#                                   (scripts/soak.sh) or `-p event_consumer --test api`
 #
 # Without DATABASE_URL each test process starts its own throwaway cluster (test_support) under
 # a temporary directory made here; its guardian stops the cluster and deletes it when the
@@ -8,13 +12,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [[ $# -eq 0 ]]; then
+    set -- --workspace
+fi
+
 EVENTS_TEST_TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/events-test.XXXXXX")
 export EVENTS_TEST_TMPDIR
 # The cluster runs as the postgres user when we are root: it must be able to enter this dir.
 chmod 755 "$EVENTS_TEST_TMPDIR"
 
 status=0
-cargo test --workspace "$@" || status=$?
+cargo test "$@" || status=$?
 
 # Guardians clean up asynchronously once their test process has exited.
 leftover() {

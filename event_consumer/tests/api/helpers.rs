@@ -47,6 +47,34 @@ impl TestApp {
             format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
         )
     }
+
+    /// One sample of `GET /metrics` by its name and labels as the consumer writes them, e.g.
+    /// `event_consumer_requests_total{route="/event",status="413"}`; None if it is not there.
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        metric_in(&self.get("/metrics").body, sample)
+    }
+}
+
+/// One sample of a Prometheus text body (see [`TestApp::metric`]).
+pub fn metric_in(body: &str, sample: &str) -> Option<f64> {
+    body.lines().find_map(|line| {
+        line.strip_prefix(sample)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Polls `condition` every 10 ms until it holds, and fails the test naming `what` once `limit`
+/// has passed. For things the server does in its own time (accepting, noticing a close):
+/// a fixed sleep is too short on a loaded machine and wasted on an idle one.
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 impl Drop for TestApp {
@@ -249,14 +277,11 @@ impl ConsumerProcess {
     }
 
     fn wait_until_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("the consumer did not listen on {} within 20 s", self.addr);
+        wait_until(
+            &format!("the consumer binary listening on {}", self.addr),
+            Duration::from_secs(20),
+            || TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok(),
+        );
     }
 
     pub fn pid(&self) -> u32 {

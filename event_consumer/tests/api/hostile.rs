@@ -1,12 +1,14 @@
 //! Raw-socket tests of the HTTP layer through the whole consumer, hostile inputs included.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use test_support::TestDb;
 
-use crate::helpers::{connect, read_response, send, ConsumerProcess, TestApp, GOOD_EVENT};
+use crate::helpers::{
+    connect, read_response, send, wait_until, ConsumerProcess, TestApp, GOOD_EVENT,
+};
 
 #[test]
 fn a_declared_100_gb_body_is_refused_413_and_memory_stays_flat() {
@@ -29,43 +31,6 @@ fn a_declared_100_gb_body_is_refused_413_and_memory_stays_flat() {
 }
 
 #[test]
-fn a_10_mb_body_is_refused_quickly_without_being_held_in_memory() {
-    let db = TestDb::new();
-    let consumer = ConsumerProcess::start(&db, "", &[]);
-    let before = consumer.rss_kib();
-    let started = Instant::now();
-    let mut stream = connect(consumer.addr);
-    let body_len = 10 * 1024 * 1024;
-    let head = format!("POST /event HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {body_len}\r\n\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    // Keep sending the body in a thread: the answer must come without reading it all.
-    let mut writer = stream.try_clone().unwrap();
-    let sender = std::thread::spawn(move || {
-        let chunk = vec![b'x'; 64 * 1024];
-        let mut sent = 0;
-        while sent < body_len {
-            if writer.write_all(&chunk).is_err() {
-                break;
-            }
-            sent += chunk.len();
-        }
-    });
-    let response =
-        read_response(&mut BufReader::new(stream)).expect("a 413 before the connection closes");
-    let elapsed = started.elapsed();
-    assert_eq!(response.status, 413);
-    assert!(elapsed < Duration::from_secs(3), "413 took {elapsed:?}");
-    let _ = sender.join();
-    let after = consumer.rss_kib();
-    println!("10 MB body: 413 after {elapsed:?}; RSS {before} -> {after} KiB");
-    assert!(
-        after < before + 4096,
-        "RSS grew from {before} to {after} KiB"
-    );
-    assert_eq!(db.count_events(), 0);
-}
-
-#[test]
 fn a_1_mb_header_line_is_refused() {
     let app = TestApp::spawn();
     let mut raw = b"GET /healthz HTTP/1.1\r\nX-Big: ".to_vec();
@@ -82,59 +47,27 @@ fn a_1_mb_header_line_is_refused() {
     );
 }
 
+/// Only the outcome; how soon the cut comes is measured in the soak binary (`deadlines.rs`).
 #[test]
-fn a_client_that_sends_half_a_request_and_stalls_is_cut_off_after_the_read_timeout() {
+fn a_client_that_sends_half_a_request_and_stalls_is_cut_off_with_408_or_a_close() {
     let app = TestApp::spawn_with(|c| c.consumer.read_timeout_seconds = 0.5);
     let mut stream = connect(app.addr);
     stream
         .write_all(b"POST /event HTTP/1.1\r\nHost: t\r\nContent-Le")
         .unwrap();
-    let started = Instant::now();
+    // `connect` set a 15 s read timeout: far past the 0.5 s deadline, it only stops a hang.
     let mut rest = Vec::new();
-    let _ = stream.read_to_end(&mut rest);
-    let elapsed = started.elapsed();
-    assert!(
-        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(5),
-        "cut after {elapsed:?}"
-    );
+    if let Err(e) = stream.read_to_end(&mut rest) {
+        assert!(
+            !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "still open 15 s after the half request, with read_timeout_seconds 0.5"
+        );
+        // Reset instead of closed: cut off all the same.
+    }
     let text = String::from_utf8_lossy(&rest);
     assert!(
         text.is_empty() || text.starts_with("HTTP/1.1 408"),
         "{text}"
-    );
-}
-
-#[test]
-fn a_slow_body_is_cut_off_at_the_deadline_even_if_bytes_keep_trickling() {
-    let app = TestApp::spawn_with(|c| c.consumer.read_timeout_seconds = 0.6);
-    let mut stream = connect(app.addr);
-    stream
-        .write_all(b"POST /event HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n")
-        .unwrap();
-    let started = Instant::now();
-    let mut cut = false;
-    for _ in 0..30 {
-        std::thread::sleep(Duration::from_millis(100));
-        if stream.write_all(b"x").is_err() {
-            cut = true;
-            break;
-        }
-        let mut probe = [0u8; 512];
-        stream
-            .set_read_timeout(Some(Duration::from_millis(1)))
-            .unwrap();
-        if let Ok(n) = stream.read(&mut probe) {
-            cut = true;
-            let text = String::from_utf8_lossy(&probe[..n]);
-            assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
-            break;
-        }
-    }
-    assert!(cut, "a body trickling one byte per 100 ms was not cut off");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "cut after {:?}",
-        started.elapsed()
     );
 }
 
@@ -212,16 +145,18 @@ fn request_smuggling_shapes_are_refused_with_400() {
     assert_eq!(app.db.count_events(), 0);
 }
 
+/// How fast the request is beside idle (and trickling) connections is the soak's p99 test.
 #[test]
 fn two_hundred_idle_connections_do_not_stop_a_normal_request() {
     let app = TestApp::spawn();
     let idle: Vec<TcpStream> = (0..200).map(|_| connect(app.addr)).collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let started = Instant::now();
+    // All accepted before the normal request is sent; the metrics request is one more.
+    wait_until(
+        "the consumer counting the 200 idle connections as open",
+        Duration::from_secs(10),
+        || app.metric("event_consumer_open_connections") >= Some(201.0),
+    );
     let response = app.post(GOOD_EVENT, &[]);
-    let elapsed = started.elapsed();
-    assert_eq!(response.status, 201);
-    println!("with 200 idle connections open, a request took {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+    assert_eq!(response.status, 201, "{}", response.body);
     drop(idle);
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use test_support::TestDb;
 
-use crate::helpers::{connect, read_response, ConsumerProcess, GOOD_EVENT};
+use crate::helpers::{connect, read_response, wait_until, ConsumerProcess, GOOD_EVENT};
 
 fn run_with_config(yaml: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let dir = std::env::temp_dir().join(format!(
@@ -132,7 +132,12 @@ fn sigterm_during_a_burst_exits_0_and_every_201_has_its_row() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    // SIGTERM in the middle of the burst: once some answers have come, not after a guess.
+    wait_until(
+        "the first 20 answers of the burst",
+        Duration::from_secs(20),
+        || acknowledged.lock().unwrap().len() >= 20,
+    );
     consumer.signal("TERM");
     let (code, log) = consumer.wait(Duration::from_secs(15));
     stop.store(true, Ordering::Relaxed);
@@ -171,7 +176,9 @@ fn the_consumer_tells_systemd_it_is_ready_and_stopping() {
         .unwrap();
     let consumer = ConsumerProcess::start(&db, "", &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
     let mut buf = [0u8; 512];
-    let n = socket.recv(&mut buf).unwrap();
+    let n = socket
+        .recv(&mut buf)
+        .expect("READY=1 on the notify socket within 20 s of the start");
     let message = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(message.lines().any(|l| l == "READY=1"), "{message}");
     // Ready means listening: a request succeeds now.
@@ -184,7 +191,9 @@ fn the_consumer_tells_systemd_it_is_ready_and_stopping() {
         200
     );
     consumer.signal("TERM");
-    let n = socket.recv(&mut buf).unwrap();
+    let n = socket
+        .recv(&mut buf)
+        .expect("STOPPING=1 on the notify socket within 20 s of SIGTERM");
     assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
     let (code, _) = consumer.wait(Duration::from_secs(15));
     assert_eq!(code, Some(0));

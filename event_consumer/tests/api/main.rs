@@ -1,11 +1,11 @@
 //! The consumer against a real PostgreSQL (see test_support): one test binary, one file per
-//! feature.
+//! feature. Deterministic and within the default `ulimit -n` of 1024: soak sizes and
+//! wall-clock bounds live in the `soak` binary (`make soak`).
 
-mod abuse;
+mod connections;
 mod contract;
 mod helpers;
 mod hostile;
 mod lifecycle;
 mod parser_props;
 mod store;
-mod watchdog;

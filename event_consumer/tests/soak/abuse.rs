@@ -9,7 +9,7 @@
 use std::io::{BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use test_support::TestDb;
@@ -22,11 +22,6 @@ use crate::helpers::{
 /// is about 28 MiB, with 1,200 open connections (a thread each, about 18 KiB resident per
 /// connection); 10 MB header bombs and terabyte declarations stay near the 6 MiB baseline.
 const RSS_BOUND_KIB: u64 = 64 * 1024;
-
-/// The latency test runs alone (write lock) so that the other abuses, which share the read
-/// lock, do not compete with it for the two CPUs; its p99 then measures what idle and slow
-/// connections cost a normal client.
-static LATENCY_ALONE: RwLock<()> = RwLock::new(());
 
 /// Peak resident memory of a process (VmHWM), in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -97,7 +92,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[test]
 fn a_normal_client_stays_fast_beside_1000_idle_and_200_trickling_connections() {
-    let _alone = LATENCY_ALONE.write().unwrap_or_else(|p| p.into_inner());
+    // Alone, so that its p99 measures what idle and slow connections cost a normal client.
+    let _alone = crate::measuring_alone();
     let db = TestDb::new();
     // A short head deadline, so the trickling clients are cut off within the test.
     let mut consumer = start(
@@ -190,7 +186,7 @@ fn send_bomb(addr: SocketAddr, raw: Arc<Vec<u8>>) -> Option<u16> {
 
 #[test]
 fn ten_megabyte_header_bombs_are_refused_and_memory_stays_bounded() {
-    let _shared = LATENCY_ALONE.read().unwrap_or_else(|p| p.into_inner());
+    let _shared = crate::beside_other_abuse();
     let db = TestDb::new();
     let mut consumer = start(&db, "");
     let ten_mb = 10 * 1024 * 1024;
@@ -236,7 +232,7 @@ fn ten_megabyte_header_bombs_are_refused_and_memory_stays_bounded() {
 
 #[test]
 fn ten_thousand_requests_declaring_a_terabyte_body_get_413() {
-    let _shared = LATENCY_ALONE.read().unwrap_or_else(|p| p.into_inner());
+    let _shared = crate::beside_other_abuse();
     let db = TestDb::new();
     let mut consumer = start(&db, "");
     let addr = consumer.addr;
@@ -279,7 +275,7 @@ const SMUGGLED: &str = "POST /event HTTP/1.1\r\nHost: t\r\nContent-Length: 49\r\
 
 #[test]
 fn request_smuggling_shapes_get_a_4xx_and_nothing_behind_them_is_served() {
-    let _shared = LATENCY_ALONE.read().unwrap_or_else(|p| p.into_inner());
+    let _shared = crate::beside_other_abuse();
     assert_eq!(SMUGGLED.len() - SMUGGLED.find("\r\n\r\n").unwrap() - 4, 49);
     let db = TestDb::new();
     let mut consumer = start(&db, "");
@@ -383,7 +379,7 @@ fn request_smuggling_shapes_get_a_4xx_and_nothing_behind_them_is_served() {
 
 #[test]
 fn a_thousand_pipelined_requests_on_one_connection_are_all_answered_in_order() {
-    let _shared = LATENCY_ALONE.read().unwrap_or_else(|p| p.into_inner());
+    let _shared = crate::beside_other_abuse();
     let db = TestDb::new();
     let mut consumer = start(&db, "");
     let mut raw = Vec::new();
@@ -432,7 +428,7 @@ fn a_thousand_pipelined_requests_on_one_connection_are_all_answered_in_order() {
 
 #[test]
 fn a_client_that_half_closes_after_its_request_still_gets_the_answer() {
-    let _shared = LATENCY_ALONE.read().unwrap_or_else(|p| p.into_inner());
+    let _shared = crate::beside_other_abuse();
     let db = TestDb::new();
     let mut consumer = start(&db, "");
     let post = |key: &str| {
@@ -522,7 +518,7 @@ fn open_fds(pid: u32) -> usize {
 
 #[test]
 fn out_of_file_descriptors_the_listener_waits_and_accepts_again_once_they_free_up() {
-    let _shared = LATENCY_ALONE.read().unwrap_or_else(|p| p.into_inner());
+    let _shared = crate::beside_other_abuse();
     let db = TestDb::new();
     let mut consumer = ConsumerProcess::start_with(
         &db,

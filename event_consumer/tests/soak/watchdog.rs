@@ -91,6 +91,8 @@ fn longest_silence(pings: &[Instant], from: Instant, to: Instant) -> Duration {
 
 #[test]
 fn watchdog_pings_arrive_while_healthy_stop_while_every_worker_is_wedged_and_resume() {
+    // Alone: a ping gap measured beside a flood of other tests measures the flood.
+    let _alone = crate::measuring_alone();
     let db = TestDb::new();
     let (systemd, socket) = FakeSystemd::bind();
     let consumer = ConsumerProcess::start_with(
