@@ -71,7 +71,8 @@ impl ServerUser {
         cmd
     }
 
-    /// Makes `dir` this user's, so the server can write in it (a no-op when that is us).
+    /// Makes `dir` (or a file) this user's, so the server can write or read it (a no-op when
+    /// that is us).
     pub fn take_ownership(self, dir: &Path) -> Result<(), HarnessError> {
         if self == ServerUser::Me {
             return Ok(());

@@ -11,6 +11,8 @@
 //! pg_cluster port-free PORT                                exit 0 when PORT is free, else 1
 //! pg_cluster can-enter DIR                                 exit 0 when the server's user can
 //!                                                          enter DIR, else 1 and why
+//! pg_cluster own PATH...                                   give PATHs to the server's user
+//!                                                          (chown, as root only)
 //! pg_cluster exec PROGRAM [ARG...]                         a server binary (initdb, pg_ctl, ...)
 //!                                                          as the server's user, from /
 //! ```
@@ -31,7 +33,7 @@ use test_support::{ServerUser, StopMode};
 const USAGE: &str = "usage: pg_cluster start --dir DIR [--port P] [--fsync on|off]
        pg_cluster stop --dir DIR [--mode fast|immediate]
        pg_cluster restart --dir DIR --mode fast|immediate
-       pg_cluster bindir | free-port [N] | port-free PORT | can-enter DIR
+       pg_cluster bindir | free-port [N] | port-free PORT | can-enter DIR | own PATH...
        pg_cluster exec PROGRAM [ARG...]";
 
 /// What the command line asks for.
@@ -59,6 +61,9 @@ enum Task {
     },
     CanEnter {
         dir: PathBuf,
+    },
+    Own {
+        paths: Vec<PathBuf>,
     },
     Exec {
         program: String,
@@ -131,6 +136,12 @@ fn run(task: Task) -> Result<ExitCode, HarnessError> {
             })
         }
         Task::CanEnter { dir } => ServerUser::detect()?.check_can_enter(&dir)?,
+        Task::Own { paths } => {
+            let user = ServerUser::detect()?;
+            for path in paths {
+                user.take_ownership(&path)?;
+            }
+        }
         Task::Exec { program, args } => {
             let user = ServerUser::detect()?;
             let path = find_bindir()?.join(&program);
@@ -267,6 +278,10 @@ fn parse_args() -> Result<Task, Usage> {
         },
         "can-enter" => Task::CanEnter {
             dir: one_value(&values, "DIR")?.into(),
+        },
+        "own" if values.is_empty() => return Err(Usage("own needs at least one PATH".into())),
+        "own" => Task::Own {
+            paths: values.into_iter().map(PathBuf::from).collect(),
         },
         "exec" => {
             let mut values = values.into_iter();
