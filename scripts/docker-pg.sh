@@ -58,10 +58,4 @@ clean() {
     say "removed the PostgreSQL container and its volume ($COMPOSE_PROJECT_NAME)"
 }
 
-case ${1:-} in
-start | stop | status | clean) "$1" ;;
-*)
-    echo "usage: $me start|stop|status|clean" >&2
-    exit 2
-    ;;
-esac
+run_command "start stop status clean" "${1:-}"

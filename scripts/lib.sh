@@ -205,6 +205,18 @@ choose_db_mode() {
     esac
 }
 
+# The end of the database scripts (local-pg.sh, docker-pg.sh): runs the function named by $2 when
+# it is one of the words of $1, else prints the usage and exits 2.
+run_command() {
+    local commands=$1 command=${2:-}
+    if [[ -n $command && " $commands " == *" $command "* ]]; then
+        "$command"
+    else
+        echo "usage: $me ${commands// /|}" >&2
+        exit 2
+    fi
+}
+
 # Refuses DB_HOST values that are not this machine: `make` starts the database itself.
 require_local_db_host() {
     case $DB_HOST in

@@ -118,10 +118,4 @@ clean() {
     fi
 }
 
-case ${1:-} in
-start | stop | status | clean) "$1" ;;
-*)
-    echo "usage: $me start|stop|status|clean" >&2
-    exit 2
-    ;;
-esac
+run_command "start stop status clean" "${1:-}"

@@ -79,7 +79,7 @@ impl Cluster {
 
     /// Stops the server; `mode` is pg_ctl's: "fast" or "immediate".
     pub fn stop(&self, mode: &str) {
-        let mode: StopMode = mode.parse().unwrap_or_else(|e| panic!("{e}"));
+        let mode = StopMode::from_name(mode).unwrap_or_else(|e| panic!("{e}"));
         self.pg
             .stop(mode)
             .unwrap_or_else(|e| panic!("cannot stop the test cluster: {e}"));

@@ -9,7 +9,6 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::str::FromStr;
 
 use crate::bindir::find_bindir;
 use crate::error::{io_error, HarnessError};
@@ -35,18 +34,11 @@ pub enum Durability {
     Off,
 }
 
-impl FromStr for Durability {
-    type Err = HarnessError;
-
+impl Durability {
     /// Parses `pg_cluster`'s `--fsync on|off`.
-    fn from_str(s: &str) -> Result<Durability, HarnessError> {
-        match s {
-            "on" => Ok(Durability::Full),
-            "off" => Ok(Durability::Off),
-            _ => Err(HarnessError::Invalid {
-                what: format!("--fsync takes on or off, not `{s}`"),
-            }),
-        }
+    pub fn from_fsync(s: &str) -> Result<Durability, HarnessError> {
+        let choices = [("on", Durability::Full), ("off", Durability::Off)];
+        choose(s, "--fsync", &choices)
     }
 }
 
@@ -60,11 +52,19 @@ pub enum StopMode {
 }
 
 impl StopMode {
+    const NAMES: [(&'static str, StopMode); 2] =
+        [("fast", StopMode::Fast), ("immediate", StopMode::Immediate)];
+
+    /// Parses pg_ctl's name of the mode: fast or immediate.
+    pub fn from_name(s: &str) -> Result<StopMode, HarnessError> {
+        choose(s, "the stop mode (--mode)", &StopMode::NAMES)
+    }
+
     fn as_str(self) -> &'static str {
-        match self {
-            StopMode::Fast => "fast",
-            StopMode::Immediate => "immediate",
-        }
+        StopMode::NAMES
+            .iter()
+            .find(|(_, mode)| *mode == self)
+            .map_or("fast", |(name, _)| name)
     }
 }
 
@@ -74,18 +74,18 @@ impl fmt::Display for StopMode {
     }
 }
 
-impl FromStr for StopMode {
-    type Err = HarnessError;
-
-    fn from_str(s: &str) -> Result<StopMode, HarnessError> {
-        match s {
-            "fast" => Ok(StopMode::Fast),
-            "immediate" => Ok(StopMode::Immediate),
-            _ => Err(HarnessError::Invalid {
-                what: format!("the stop mode is fast or immediate, not `{s}`"),
-            }),
-        }
-    }
+/// The value named `s` among `choices`, or an error that lists them.
+fn choose<T: Copy>(s: &str, what: &str, choices: &[(&str, T)]) -> Result<T, HarnessError> {
+    choices
+        .iter()
+        .find(|(name, _)| *name == s)
+        .map(|&(_, value)| value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            HarnessError::Invalid {
+                what: format!("{what} takes {}, not `{s}`", names.join(" or ")),
+            }
+        })
 }
 
 /// A cluster directory and how to run the server binaries for it.
@@ -199,15 +199,7 @@ impl PgDir {
 
     /// Starts the server and waits until it accepts connections.
     pub fn start(&self) -> Result<(), HarnessError> {
-        let mut pg_ctl = self.command("pg_ctl");
-        pg_ctl
-            .arg("-D")
-            .arg(self.data())
-            .arg("-l")
-            .arg(self.log())
-            .args(["-w", "-t", PG_CTL_WAIT_SECONDS, "start"]);
-        run(&mut pg_ctl, "pg_ctl start").map_err(|e| self.with_log_tail(e))?;
-        Ok(())
+        self.pg_ctl("start", None)
     }
 
     /// Stops the server and waits until it is gone; a server that is not running is no error.
@@ -215,36 +207,23 @@ impl PgDir {
         if !self.is_running() {
             return Ok(());
         }
-        let mut pg_ctl = self.command("pg_ctl");
-        pg_ctl.arg("-D").arg(self.data()).args([
-            "-m",
-            mode.as_str(),
-            "-w",
-            "-t",
-            PG_CTL_WAIT_SECONDS,
-            "stop",
-        ]);
-        run(&mut pg_ctl, "pg_ctl stop")?;
-        Ok(())
+        self.pg_ctl("stop", Some(mode))
     }
 
     /// Stops the server in `mode` and starts it again on the same port.
     pub fn restart(&self, mode: StopMode) -> Result<(), HarnessError> {
+        self.pg_ctl("restart", Some(mode))
+    }
+
+    /// `pg_ctl ACTION`, waiting for it to finish; the server's log goes to [`PgDir::log`].
+    fn pg_ctl(&self, action: &str, mode: Option<StopMode>) -> Result<(), HarnessError> {
         let mut pg_ctl = self.command("pg_ctl");
-        pg_ctl
-            .arg("-D")
-            .arg(self.data())
-            .arg("-l")
-            .arg(self.log())
-            .args([
-                "-m",
-                mode.as_str(),
-                "-w",
-                "-t",
-                PG_CTL_WAIT_SECONDS,
-                "restart",
-            ]);
-        run(&mut pg_ctl, "pg_ctl restart").map_err(|e| self.with_log_tail(e))?;
+        pg_ctl.arg("-D").arg(self.data()).arg("-l").arg(self.log());
+        if let Some(mode) = mode {
+            pg_ctl.args(["-m", mode.as_str()]);
+        }
+        pg_ctl.args(["-w", "-t", PG_CTL_WAIT_SECONDS, action]);
+        run(&mut pg_ctl, &format!("pg_ctl {action}")).map_err(|e| self.with_log_tail(e))?;
         Ok(())
     }
 

@@ -22,22 +22,10 @@ impl ServerUser {
         if !running_as_root() {
             return Ok(ServerUser::Me);
         }
-        let has_user = Command::new("id")
-            .arg("postgres")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !has_user {
+        if !succeeds(Command::new("id").arg("postgres")) {
             return Err(HarnessError::NoPostgresUser);
         }
-        let has_runuser = Command::new("runuser")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !has_runuser {
+        if !succeeds(Command::new("runuser").arg("--version")) {
             return Err(HarnessError::Invalid {
                 what: "running as root needs runuser (util-linux) to start PostgreSQL as the \
                        postgres user: install util-linux, or run as a normal user"
@@ -105,6 +93,14 @@ impl ServerUser {
             })
         }
     }
+}
+
+/// Whether `cmd` runs and exits 0, its output thrown away.
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Whether we run as root, by the owner of our own /proc entry (the effective uid), which

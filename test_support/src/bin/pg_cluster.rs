@@ -215,19 +215,11 @@ fn parse_args() -> Result<Task, Usage> {
                 Long("port") => port = Some(parser.value().map_err(usage)?.parse().map_err(usage)?),
                 Long("fsync") => {
                     let value = parser.value().map_err(usage)?.string().map_err(usage)?;
-                    durability = Some(
-                        value
-                            .parse()
-                            .map_err(|e: HarnessError| Usage(e.to_string()))?,
-                    );
+                    durability = Some(Durability::from_fsync(&value).map_err(usage)?);
                 }
                 Long("mode") => {
                     let value = parser.value().map_err(usage)?.string().map_err(usage)?;
-                    mode = Some(
-                        value
-                            .parse()
-                            .map_err(|e: HarnessError| Usage(e.to_string()))?,
-                    );
+                    mode = Some(StopMode::from_name(&value).map_err(usage)?);
                 }
                 Value(value) => values.push(value),
                 other => return Err(Usage(other.unexpected().to_string())),
