@@ -12,7 +12,9 @@ me=$(basename "$0")
 
 fail() { echo "$me: $*" >&2; exit 1; }
 
-# Load .env without overriding variables that are already set.
+# Load .env without overriding variables that are already set. The same rule as scripts/lib.sh's
+# load_dotenv, written out here on purpose: this script runs on its own, mounted alone into the
+# init container (docker-compose.yml) or copied to a server, where scripts/ is not there.
 if [[ -f .env ]]; then
     while IFS= read -r line || [[ -n $line ]]; do
         line=${line%$'\r'}

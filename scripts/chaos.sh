@@ -36,34 +36,15 @@ bin=${CARGO_TARGET_DIR:-$repo/target}/release
 for program in event_consumer event_propagator; do
     [[ -x $bin/$program ]] || die "$bin/$program is missing: run \`make chaos\` (it builds), or cargo build --release"
 done
-bindir=$(pg_bindir) || die "no PostgreSQL server binaries (initdb, pg_ctl) found; set PG_BINDIR"
+need_pg_cluster
 command -v psql >/dev/null || die "psql not found: install the PostgreSQL client"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/chaos.XXXXXX")
 chmod 755 "$work"
-data=$work/pg/data
 consumers=2
 propagators=$((consumers * per_consumer))
 # Each propagator sends one event at a time on its own schedule; together they make `rate`.
 period=$(awk -v p="$propagators" -v r="$rate" 'BEGIN { printf "%.6f", p / r }')
-
-as_root() { [[ $(id -u) == 0 ]]; }
-# Runs a server binary, as `postgres` when we are root (PostgreSQL refuses root).
-pg() {
-    local program=$bindir/$1
-    shift
-    if as_root; then runuser -u postgres -- "$program" "$@"; else "$program" "$@"; fi
-}
-
-# A port nothing listens on, from the range above the usual services.
-free_port() {
-    local port
-    for _ in $(seq 1 100); do
-        port=$((20000 + RANDOM % 30000))
-        port_in_use 127.0.0.1 "$port" || { echo "$port"; return 0; }
-    done
-    die "no free port found"
-}
 
 sql() { PGCONNECT_TIMEOUT=3 psql -X -qAt -h 127.0.0.1 -p "$db_port" -U postgres -d events "$@"; }
 
@@ -76,7 +57,7 @@ cleanup() {
         kill -CONT "$pid" 2>/dev/null
         kill -KILL "$pid" 2>/dev/null
     done
-    [[ -f $data/postmaster.pid ]] && pg pg_ctl -D "$data" -m immediate -w stop >/dev/null 2>&1
+    pg_cluster stop --dir "$work/pg" --mode immediate >/dev/null 2>&1
     if ((status != 0)) || [[ ${CHAOS_KEEP:-} == 1 ]]; then
         say "work directory kept: $work (logs/, keys/)"
     else
@@ -88,21 +69,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- PostgreSQL, default durability -------------------------------------------------------
-mkdir -p "$work/pg" "$work/logs" "$work/keys"
-if as_root; then chown postgres:postgres "$work/pg"; fi
-db_port=$(free_port)
-pg initdb -D "$data" -U postgres -A trust -E UTF8 --no-locale >"$work/logs/initdb.log" 2>&1 ||
-    { cat "$work/logs/initdb.log" >&2; die "initdb failed"; }
-cat >>"$data/postgresql.conf" <<EOF
-# chaos.sh: a throwaway cluster; durability settings are PostgreSQL's defaults.
-port = $db_port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$work/pg'
-log_min_messages = warning
-EOF
-pg_log=$work/pg/server.log
-pg_restart() { pg pg_ctl -D "$data" -l "$pg_log" -m "$1" -w -t 60 restart >/dev/null; }
-pg pg_ctl -D "$data" -l "$pg_log" -w -t 60 start >/dev/null || die "PostgreSQL did not start (see $pg_log)"
+mkdir -p "$work/logs" "$work/keys"
+# The harness's cluster (lib.sh's start_cluster): fsync stays on, as it does by default.
+start_cluster "$work/pg"
+db_port=$cluster_port
+pg_log=$cluster_log
+pg_restart() { pg_cluster restart --dir "$work/pg" --mode "$1" >/dev/null; }
 PGCONNECT_TIMEOUT=3 psql -X -q -h 127.0.0.1 -p "$db_port" -U postgres -d postgres -c 'CREATE DATABASE events'
 sql -f "$repo/schema.sql"
 say "PostgreSQL $(sql -c 'SHOW server_version') on port $db_port: fsync=$(sql -c 'SHOW fsync'), synchronous_commit=$(sql -c 'SHOW synchronous_commit')"
@@ -120,8 +92,9 @@ start_consumer() {
         sleep 0.05
     done
 }
+mapfile -t consumer_port < <(pg_cluster free-port "$consumers")
+((${#consumer_port[@]} == consumers)) || die "found no free ports for the consumers"
 for i in $(seq 0 $((consumers - 1))); do
-    consumer_port[i]=$(free_port)
     cat >"$work/consumer-$i.yaml" <<EOF
 database:
   host: 127.0.0.1

@@ -31,7 +31,7 @@ container_running() {
 start() {
     docker_engine || die "no Docker engine answers ('docker info' fails)"
     [[ -n ${DB_PASSWORD:-} ]] || die "DB_PASSWORD is not set: set it in .env (see .env.template)"
-    if ! container_running && port_in_use 127.0.0.1 "$DB_PORT"; then
+    if ! container_running && port_in_use "$DB_PORT"; then
         die "port $DB_PORT on 127.0.0.1 is already in use by another program (another PostgreSQL?):" \
             "stop it, or set DB_PORT in .env to a free port"
     fi
@@ -58,10 +58,4 @@ clean() {
     say "removed the PostgreSQL container and its volume ($COMPOSE_PROJECT_NAME)"
 }
 
-case ${1:-} in
-start | stop | status | clean) "$1" ;;
-*)
-    echo "usage: $me start|stop|status|clean" >&2
-    exit 2
-    ;;
-esac
+run_command "start stop status clean" "${1:-}"

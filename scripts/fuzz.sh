@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs each cargo-fuzz target in fuzz/ for SECONDS (default 60, or FUZZ_SECONDS) and reports its
-# execution count. Exit status 1 when a target crashes (the input is kept in
-# fuzz/artifacts/<target>/; turn it into a regression test in
-# event_consumer/tests/api/fuzz_regressions.rs), or when the toolchain is missing.
+# execution count. Exit status 1 when a target crashes, or when the toolchain is missing.
+# A crash input is kept in fuzz/artifacts/<target>/ (not committed). Once it is fixed, keep it
+# twice: as a unit test beside the code it crashed (the framing or event parsing tests), and
+# copied into fuzz/seeds/<target>/, which is committed and seeds every run, so the fuzzer
+# starts from every input that ever broke it.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     targets: http_parse_request parse_event parse_event_list
 #
@@ -63,6 +65,7 @@ for target in "${targets[@]}"; do
         say "$target failed; the end of its output:"
         tail -n 40 "$logs/$target.log" >&2
         find "artifacts/$target" -type f 2>/dev/null | sed "s|^|$me: crash input: fuzz/|" >&2 || true
+        say "after the fix: a unit test of that input beside the code, and a copy in fuzz/seeds/$target/"
     else
         summary+=("$target: ${runs:-?} executions in ${seconds}s, no crash (corpus $(find "$corpus" -type f | wc -l) inputs)")
     fi

@@ -6,6 +6,7 @@
 #   EVENTS_STATE_DIR  where `make` keeps the local cluster, pid files and logs (default .local)
 #   EVENTS_DB         auto (Docker when `docker info` answers, else local binaries), docker, local
 #   PG_BINDIR         directory of initdb/pg_ctl/postgres when they are not found on their own
+#   CARGO_TARGET_DIR  where cargo builds (the harness binary pg_cluster among them)
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 me=${me:-$(basename "$0")}
@@ -64,17 +65,12 @@ load_settings() {
     # directory. A clone under a closed directory (such as /root) keeps its state in /var/tmp
     # instead: the same place on every run, so the data still survives between runs.
     if [[ -z ${EVENTS_STATE_DIR:-} ]] && [[ $(id -u) == 0 ]] && id postgres >/dev/null 2>&1 &&
-        ! runuser -u postgres -- test -x "$repo" 2>/dev/null; then
+        ! pg_cluster can-enter "$repo" 2>/dev/null; then
         state=/var/tmp/event-system-$(printf '%s' "$repo" | cksum | cut -d' ' -f1)
     fi
     export EVENTS_STATE_DIR=$state
     # shellcheck disable=SC2034 # used by the scripts that source this file
     run_dir=$state/run log_dir=$state/logs
-}
-
-# True when something accepts TCP connections on host:port.
-port_in_use() {
-    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
 }
 
 # Prints the HTTP status code of GET http://host:port/path, or nothing when there is no answer.
@@ -135,30 +131,47 @@ docker_engine() {
     command -v docker >/dev/null && docker info >/dev/null 2>&1
 }
 
-# The directory of initdb, pg_ctl and postgres: PG_BINDIR, `pg_config --bindir`, the newest
-# /usr/lib/postgresql/*/bin (Debian), or the directory of an initdb on PATH.
-pg_bindir() {
-    local dir candidate
-    has_server() { [[ -x $1/initdb && -x $1/pg_ctl && -x $1/postgres ]]; }
-    if [[ -n ${PG_BINDIR:-} ]]; then
-        has_server "$PG_BINDIR" && { printf '%s\n' "$PG_BINDIR"; return 0; }
-        die "PG_BINDIR=$PG_BINDIR does not hold initdb, pg_ctl and postgres"
-    fi
-    if command -v pg_config >/dev/null && dir=$(pg_config --bindir 2>/dev/null) && has_server "$dir"; then
-        printf '%s\n' "$dir"
-        return 0
-    fi
-    dir=
-    for candidate in /usr/lib/postgresql/*/bin; do
-        has_server "$candidate" || continue
-        if [[ -z $dir ]] || ((${candidate//[^0-9]/} > ${dir//[^0-9]/})); then dir=$candidate; fi
-    done
-    [[ -n $dir ]] && { printf '%s\n' "$dir"; return 0; }
-    if candidate=$(command -v initdb) && has_server "$(dirname "$candidate")"; then
-        dirname "$candidate"
-        return 0
-    fi
-    return 1
+# The test harness's pg_cluster (test_support/src/bin/pg_cluster.rs): the one implementation of
+# finding the server binaries, running them as `postgres` when root, picking and checking free
+# ports and starting throwaway clusters, shared with the test suites. Built in release on first
+# use (a no-op of a fraction of a second when it is fresh); call need_pg_cluster at the top level
+# of a script so its subshells ($(pg_cluster ...)) do not each ask cargo again.
+need_pg_cluster() {
+    [[ -n ${pg_cluster_bin:-} ]] && return 0
+    local target=${CARGO_TARGET_DIR:-target}
+    [[ $target == /* ]] || target=$repo/$target
+    (cd "$repo" && cargo build --release -q -p test_support --bin pg_cluster) >&2 ||
+        die "cannot build the PostgreSQL harness (cargo build --release -p test_support --bin pg_cluster)"
+    pg_cluster_bin=$target/release/pg_cluster
+}
+pg_cluster() {
+    need_pg_cluster
+    "$pg_cluster_bin" "$@"
+}
+
+# Starts a throwaway cluster in DIR (created when missing; further pg_cluster start options
+# after DIR: --port P, --fsync on|off) and sets cluster_port, cluster_bindir, cluster_data,
+# cluster_log and cluster_url from what pg_cluster prints.
+start_cluster() {
+    local dir=$1 out key value
+    shift
+    out=$(pg_cluster start --dir "$dir" "$@") || die "cannot start a PostgreSQL cluster in $dir (the reason is above)"
+    # shellcheck disable=SC2034 # used by the scripts that source this file
+    while IFS='=' read -r key value; do
+        case $key in
+        port) cluster_port=$value ;;
+        bindir) cluster_bindir=$value ;;
+        data) cluster_data=$value ;;
+        log) cluster_log=$value ;;
+        url) cluster_url=$value ;;
+        esac
+    done <<<"$out"
+    [[ -n ${cluster_port:-} ]] || die "pg_cluster start printed no port"
+}
+
+# True when something holds PORT on loopback, so a server could not listen there.
+port_in_use() {
+    ! pg_cluster port-free "$1"
 }
 
 readonly install_hint="Install one of them:
@@ -175,13 +188,13 @@ choose_db_mode() {
         echo docker
         ;;
     local)
-        pg_bindir >/dev/null || die "EVENTS_DB=local but no PostgreSQL server binaries were found. $install_hint"
+        pg_cluster bindir >/dev/null 2>&1 || die "EVENTS_DB=local but no PostgreSQL server binaries were found. $install_hint"
         echo local
         ;;
     auto)
         if docker_engine; then
             echo docker
-        elif pg_bindir >/dev/null; then
+        elif pg_cluster bindir >/dev/null 2>&1; then
             echo local
         else
             die "neither a Docker engine ('docker info' fails) nor PostgreSQL server binaries" \
@@ -190,6 +203,18 @@ choose_db_mode() {
         ;;
     *) die "EVENTS_DB='$EVENTS_DB': use auto, docker or local" ;;
     esac
+}
+
+# The end of the database scripts (local-pg.sh, docker-pg.sh): runs the function named by $2 when
+# it is one of the words of $1, else prints the usage and exits 2.
+run_command() {
+    local commands=$1 command=${2:-}
+    if [[ -n $command && " $commands " == *" $command "* ]]; then
+        "$command"
+    else
+        echo "usage: $me ${commands// /|}" >&2
+        exit 2
+    fi
 }
 
 # Refuses DB_HOST values that are not this machine: `make` starts the database itself.

@@ -5,37 +5,26 @@
 # runs; `clean` deletes it. It is created with the password of DB_USER from .env (initdb
 # --pwfile), scram-sha-256 authentication, listens on localhost:DB_PORT (default 5433) and keeps
 # its Unix socket in its own directory, so it never touches a system PostgreSQL.
-# PostgreSQL refuses to run as root, so as root the server binaries run as the `postgres` user.
+# PostgreSQL refuses to run as root, so as root the server binaries run as the `postgres` user
+# (the harness's pg_cluster exec does that, the same code the tests use).
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load_settings
+need_pg_cluster
 
 cluster=$state/pg
 data=$cluster/data
 
-as_root() { [[ $(id -u) == 0 ]]; }
-
-# Runs a server binary, as `postgres` when we are root.
+# The server binaries, run as `postgres` when we are root, from / (which that user can always
+# enter): the harness's code (lib.sh's pg_cluster), the same the tests and chaos use.
 pg() {
-    local program=$bindir/$1
-    shift
-    if as_root; then
-        # From /, which the postgres user can always enter (the working directory may not be).
-        (cd / && runuser -u postgres -- "$program" "$@")
-    else
-        "$program" "$@"
-    fi
+    pg_cluster exec "$@"
 }
 
 find_binaries() {
-    bindir=$(pg_bindir) || die "no PostgreSQL server binaries (initdb, pg_ctl) were found. $install_hint"
-    if as_root; then
-        id postgres >/dev/null 2>&1 || die "running as root, but there is no 'postgres' user to run" \
-            "the server as (PostgreSQL refuses root): create one, or run make as a normal user"
-        command -v runuser >/dev/null || die "running as root needs runuser (util-linux) to start PostgreSQL as 'postgres'"
-    fi
+    bindir=$(pg_cluster bindir) || die "no PostgreSQL server binaries (initdb, pg_ctl) were found. $install_hint"
 }
 
 # 0 running, 3 not running, 4 no cluster (pg_ctl's codes).
@@ -53,15 +42,12 @@ init_cluster() {
     [[ -n ${DB_PASSWORD:-} ]] || die "DB_PASSWORD is not set: set it in .env (see .env.template)"
     mkdir -p "$cluster"
     chmod 700 "$cluster"
-    if as_root; then
-        chown postgres:postgres "$cluster"
-        runuser -u postgres -- test -w "$cluster" ||
-            die "the postgres user cannot reach $cluster (a parent directory is closed to it):" \
-                "set EVENTS_STATE_DIR to a directory it can reach, e.g. EVENTS_STATE_DIR=/var/tmp/events-local"
-    fi
+    pg_cluster own "$cluster" || die "cannot give $cluster to the server's user"
+    pg_cluster can-enter "$cluster" ||
+        die "set EVENTS_STATE_DIR to a directory the postgres user can reach, e.g. EVENTS_STATE_DIR=/var/tmp/events-local"
     local pwfile=$cluster/initdb-password log=$cluster/initdb.log
     (umask 077 && printf '%s\n' "$DB_PASSWORD" >"$pwfile")
-    if as_root; then chown postgres:postgres "$pwfile"; fi
+    pg_cluster own "$pwfile" || die "cannot give $pwfile to the server's user"
     say "creating a PostgreSQL cluster in $data (user $DB_USER, password from DB_PASSWORD)"
     if ! pg initdb -D "$data" -U "$DB_USER" --pwfile="$pwfile" --auth=scram-sha-256 \
         -E UTF8 --no-locale >"$log" 2>&1; then
@@ -92,7 +78,7 @@ start() {
         say "PostgreSQL in $data runs on port $(running_port), DB_PORT is $DB_PORT: restarting it"
         stop
     fi
-    if port_in_use 127.0.0.1 "$DB_PORT"; then
+    if port_in_use "$DB_PORT"; then
         die "port $DB_PORT on 127.0.0.1 is already in use by another program (another PostgreSQL?):" \
             "stop it, or set DB_PORT in .env to a free port"
     fi
@@ -126,16 +112,10 @@ status() {
 
 clean() {
     if [[ -d $cluster ]]; then
-        if pg_bindir >/dev/null; then stop; fi
+        if pg_cluster bindir >/dev/null 2>&1; then stop; fi
         rm -rf "$cluster"
         say "removed the local cluster in $cluster"
     fi
 }
 
-case ${1:-} in
-start | stop | status | clean) "$1" ;;
-*)
-    echo "usage: $me start|stop|status|clean" >&2
-    exit 2
-    ;;
-esac
+run_command "start stop status clean" "${1:-}"

@@ -158,7 +158,7 @@ run() {
     command -v setsid >/dev/null || die "setsid not found (util-linux): it keeps Ctrl-C away from the services"
     local mode
     mode=$(choose_db_mode)
-    if port_in_use 127.0.0.1 "$CONSUMER_PORT"; then
+    if port_in_use "$CONSUMER_PORT"; then
         die "port $CONSUMER_PORT (CONSUMER_PORT) is already in use by another program: stop it, or" \
             "set CONSUMER_PORT in .env to a free port"
     fi

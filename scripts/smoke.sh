@@ -30,15 +30,6 @@ fail() {
     exit 1
 }
 
-free_port() {
-    local port
-    for _ in {1..100}; do
-        port=$((20000 + RANDOM % 40000))
-        [[ $port != "${1:-}" ]] && ! port_in_use 127.0.0.1 "$port" && { echo "$port"; return 0; }
-    done
-    die "found no free port"
-}
-
 # The make process group ignores nothing: a background job of a non-interactive shell starts with
 # SIGINT ignored, and a signal ignored at startup could not be trapped by make or run-suite.sh.
 if env --default-signal=INT true 2>/dev/null; then
@@ -52,13 +43,13 @@ else
 fi
 command -v setsid >/dev/null || die "setsid (util-linux) not found"
 require_psql
+need_pg_cluster
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/events-smoke.XXXXXX")
 # As root, PostgreSQL runs as `postgres`, which must be able to enter the directory.
 chmod 755 "$tmp"
 sm_state=$tmp/state
-db_port=$(free_port)
-consumer_port=$(free_port "$db_port")
+{ read -r db_port && read -r consumer_port; } < <(pg_cluster free-port 2) || die "found no free ports"
 password=smoke-$RANDOM$RANDOM
 suite_env=(
     EVENTS_STATE_DIR="$sm_state" EVENTS_DB=local

@@ -1,0 +1,328 @@
+//! The raw outputs scripts/bench.sh collects, read into typed measurements.
+//!
+//! Files in the output directory, per round R (1-based):
+//! - `rR-pgbench-NAME.out`: pgbench's report (tps, failed transactions), and
+//!   `rR-pgbench-NAME.latency`: `bench_report latency` of its per-transaction log;
+//!   NAME is `insert-1`, `insert-8`, `insert-32`, `statement-1`, `keyed-1`.
+//! - `rR-wrk-NAME.out`: wrk's output with bench/post_event.lua's `BENCH` line, and for the
+//!   consumer `rR-wrk-NAME.facts` (`rows_added=`, `stored_delta=`, `peak_rss_kb=`);
+//!   NAME is `consumer-1`, `consumer-8`, `consumer-64`, `null-1`.
+//! - `meta.env`: one `key=value` a line about the run and the machine.
+//! - `propagator.err` and `propagator.facts` (`rows_added=`) when the pacer ran.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::stats::Latency;
+
+/// A raw output that is missing or not what bench.sh writes.
+#[derive(Debug)]
+pub struct InputError {
+    pub file: PathBuf,
+    pub what: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} (bench.sh writes it; run make bench again, or look at the raw outputs in bench/out/)",
+            self.file.display(),
+            self.what
+        )
+    }
+}
+
+impl std::error::Error for InputError {}
+
+fn read(file: &Path) -> Result<String, InputError> {
+    std::fs::read_to_string(file).map_err(|e| InputError {
+        file: file.to_owned(),
+        what: format!("cannot read it: {e}"),
+    })
+}
+
+/// `key=value` pairs: one a line (`lines`), or separated by spaces on one line.
+#[derive(Debug, Default)]
+pub struct Fields {
+    file: PathBuf,
+    values: HashMap<String, String>,
+}
+
+impl Fields {
+    pub fn lines(file: &Path) -> Result<Fields, InputError> {
+        Ok(Fields::from_pairs(file, read(file)?.lines()))
+    }
+
+    /// Pairs separated by white space, on one line or more.
+    pub fn words(file: &Path) -> Result<Fields, InputError> {
+        Ok(Fields::from_pairs(file, read(file)?.split_whitespace()))
+    }
+
+    fn from_pairs<'a>(file: &Path, pairs: impl Iterator<Item = &'a str>) -> Fields {
+        let values = pairs
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+            .collect();
+        Fields {
+            file: file.to_owned(),
+            values,
+        }
+    }
+
+    pub fn text(&self, key: &str) -> Result<&str, InputError> {
+        self.values
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| InputError {
+                file: self.file.clone(),
+                what: format!("no {key}="),
+            })
+    }
+
+    pub fn number<T: std::str::FromStr>(&self, key: &str) -> Result<T, InputError> {
+        let text = self.text(key)?;
+        text.trim().parse().map_err(|_| InputError {
+            file: self.file.clone(),
+            what: format!("{key}={text} is not a number"),
+        })
+    }
+}
+
+/// Column 3 of pgbench's per-transaction logs: each transaction's latency in microseconds.
+pub fn pgbench_log_micros(files: &[PathBuf]) -> Result<Vec<f64>, InputError> {
+    let mut micros = Vec::new();
+    for file in files {
+        for (n, line) in read(file)?.lines().enumerate() {
+            let value = line.split_whitespace().nth(2).and_then(|v| v.parse().ok());
+            micros.push(value.ok_or_else(|| InputError {
+                file: file.clone(),
+                what: format!("line {} has no latency in column 3: `{line}`", n + 1),
+            })?);
+        }
+    }
+    Ok(micros)
+}
+
+/// One pgbench run: its rate and its latency.
+#[derive(Debug, Clone)]
+pub struct Pgbench {
+    pub tps: f64,
+    pub failed: u64,
+    pub latency: Latency,
+}
+
+impl Pgbench {
+    pub fn read(dir: &Path, round: usize, name: &str) -> Result<Pgbench, InputError> {
+        let out = dir.join(format!("r{round}-pgbench-{name}.out"));
+        let text = read(&out)?;
+        let missing = |what: &str| InputError {
+            file: out.clone(),
+            what: format!("no `{what}` line"),
+        };
+        // "tps = 2857.123 (without initial connection time)"
+        let tps = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tps = "))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .ok_or_else(|| missing("tps = "))?;
+        // "number of failed transactions: 0 (0.000%)"
+        let failed = text
+            .lines()
+            .find_map(|l| l.strip_prefix("number of failed transactions: "))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .ok_or_else(|| missing("number of failed transactions: "))?;
+        let lat = Fields::words(&dir.join(format!("r{round}-pgbench-{name}.latency")))?;
+        Ok(Pgbench {
+            tps,
+            failed,
+            latency: Latency {
+                p50_ms: lat.number("p50_ms")?,
+                p99_ms: lat.number("p99_ms")?,
+                max_ms: lat.number("max_ms")?,
+            },
+        })
+    }
+}
+
+/// What bench/post_event.lua's `BENCH` line says about one wrk run.
+#[derive(Debug, Clone)]
+pub struct Wrk {
+    pub sent: u64,
+    pub answered: u64,
+    pub ok_2xx: u64,
+    pub not_2xx: u64,
+    pub socket_errors: u64,
+    pub window_s: f64,
+    pub latency: Latency,
+}
+
+impl Wrk {
+    pub fn read(dir: &Path, round: usize, name: &str) -> Result<Wrk, InputError> {
+        let out = dir.join(format!("r{round}-wrk-{name}.out"));
+        let text = read(&out)?;
+        let line = text
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("BENCH "))
+            .ok_or_else(|| InputError {
+                file: out.clone(),
+                what: "no BENCH line (bench/post_event.lua's done() prints it)".into(),
+            })?;
+        let f = Fields::from_pairs(&out, line.split_whitespace());
+        let ms = |key: &str| f.number::<f64>(key).map(|us| us / 1000.0);
+        Ok(Wrk {
+            sent: f.number("sent")?,
+            answered: f.number("answered")?,
+            ok_2xx: f.number("ok_2xx")?,
+            not_2xx: f.number("not_2xx")?,
+            socket_errors: f.number("socket_errors")?,
+            window_s: f.number("window_s")?,
+            latency: Latency {
+                p50_ms: ms("p50_us")?,
+                p99_ms: ms("p99_us")?,
+                max_ms: ms("max_us")?,
+            },
+        })
+    }
+
+    /// Answers a second over the time events were sent.
+    pub fn rate(&self) -> f64 {
+        per_second(self.answered, self.window_s)
+    }
+}
+
+/// The consumer under wrk: the BENCH line and what the table and the consumer said.
+#[derive(Debug, Clone)]
+pub struct ConsumerRun {
+    pub wrk: Wrk,
+    pub rows_added: u64,
+    pub stored_delta: u64,
+    pub peak_rss_kb: u64,
+}
+
+impl ConsumerRun {
+    pub fn read(dir: &Path, round: usize, conns: u32) -> Result<ConsumerRun, InputError> {
+        let name = format!("consumer-{conns}");
+        let facts = Fields::lines(&dir.join(format!("r{round}-wrk-{name}.facts")))?;
+        Ok(ConsumerRun {
+            wrk: Wrk::read(dir, round, &name)?,
+            rows_added: facts.number("rows_added")?,
+            stored_delta: facts.number("stored_delta")?,
+            peak_rss_kb: facts.number("peak_rss_kb")?,
+        })
+    }
+
+    /// Stored events a second: rows added over the time wrk sent events.
+    pub fn rate(&self) -> f64 {
+        per_second(self.rows_added, self.window_s())
+    }
+
+    fn window_s(&self) -> f64 {
+        self.wrk.window_s
+    }
+
+    /// Every event sent was answered (none in flight), each 2xx added exactly one row, and the
+    /// consumer's own counter agrees.
+    pub fn rows_match(&self) -> bool {
+        let w = &self.wrk;
+        w.sent == w.answered
+            && self.rows_added == w.ok_2xx
+            && self.stored_delta == w.ok_2xx
+            && w.not_2xx == 0
+            && w.socket_errors == 0
+    }
+}
+
+fn per_second(count: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// The propagator as a 1 kHz pacer: its summary line and the rows it added.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    pub rate: f64,
+    pub lateness_p99_ms: f64,
+    pub skipped: u64,
+    /// Skipped while every sender awaited the consumer: the consumer did not keep up.
+    pub skipped_window_full: u64,
+    pub in_flight_used: String,
+    pub delivered: u64,
+    pub rows_added: u64,
+}
+
+impl Pacer {
+    /// None when the propagator printed no summary line (it is being changed, say).
+    pub fn read(dir: &Path) -> Result<Option<Pacer>, InputError> {
+        let err = dir.join("propagator.err");
+        let text = read(&err)?;
+        let Some(line) = text
+            .lines()
+            .rev()
+            .find(|l| l.contains(" skipped_slots=") && l.contains("sent="))
+        else {
+            return Ok(None);
+        };
+        let f = Fields::from_pairs(&err, line.split_whitespace());
+        let facts = Fields::lines(&dir.join("propagator.facts"))?;
+        let trimmed = |key: &str, unit: &str| -> Result<f64, InputError> {
+            let text = f.text(key)?;
+            text.trim_end_matches(unit).parse().map_err(|_| InputError {
+                file: err.clone(),
+                what: format!("{key}={text} is not a number of {unit}"),
+            })
+        };
+        Ok(Some(Pacer {
+            rate: trimmed("rate", "/s")?,
+            lateness_p99_ms: duration_ms(f.text("lateness_p99")?).ok_or_else(|| InputError {
+                file: err.clone(),
+                what: format!(
+                    "lateness_p99={} is not a duration",
+                    f.text("lateness_p99").unwrap_or("")
+                ),
+            })?,
+            skipped: f.number("skipped_slots")?,
+            skipped_window_full: f.number("skipped_window_full").unwrap_or(0),
+            in_flight_used: f.text("max_in_flight_used").unwrap_or("?").to_owned(),
+            delivered: f.number("delivered")?,
+            rows_added: facts.number("rows_added")?,
+        }))
+    }
+}
+
+/// A duration as the propagator prints it (`0.038ms`, `1.2s`), in milliseconds.
+fn duration_ms(text: &str) -> Option<f64> {
+    if let Some(ms) = text.strip_suffix("ms") {
+        ms.parse().ok()
+    } else {
+        text.strip_suffix('s')?
+            .parse::<f64>()
+            .ok()
+            .map(|s| s * 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_come_in_milliseconds_or_seconds() {
+        assert_eq!(duration_ms("0.038ms"), Some(0.038));
+        assert_eq!(duration_ms("1.5s"), Some(1500.0));
+        assert_eq!(duration_ms("12"), None);
+    }
+
+    #[test]
+    fn fields_split_on_the_first_equals_sign() {
+        let f = Fields::from_pairs(Path::new("x"), "a=1 b=x=y".split_whitespace());
+        assert_eq!(f.number::<u32>("a").unwrap(), 1);
+        assert_eq!(f.text("b").unwrap(), "x=y");
+        assert!(f.text("c").unwrap_err().to_string().contains("no c="));
+    }
+}

@@ -1,0 +1,118 @@
+//! `bench_report`: the statistics and the report of `make bench`, from the raw outputs that
+//! scripts/bench.sh collects (it runs the cluster, pgbench and wrk; this computes).
+//!
+//! ```text
+//! bench_report latency LOG...              p50_ms= p99_ms= max_ms= count= of pgbench logs
+//! bench_report report --dir DIR --rounds N write the report of DIR's raw outputs to stdout
+//! ```
+//!
+//! The files it reads are listed in `inputs.rs`. Errors name the file and what is wrong with
+//! it; exit status 1, 2 for bad usage.
+#![forbid(unsafe_code)]
+
+mod inputs;
+mod report;
+mod rounds;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use lexopt::prelude::*;
+
+use inputs::{Fields, InputError, Pacer};
+use report::Report;
+use rounds::Round;
+use stats::Latency;
+
+const USAGE: &str = "usage: bench_report latency LOG...
+       bench_report report --dir DIR --rounds N";
+
+fn main() -> ExitCode {
+    match parse_args() {
+        Err(message) => {
+            eprintln!("bench_report: {message}\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Ok(task) => match run(task) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench_report: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+#[derive(Debug)]
+enum Task {
+    Latency { logs: Vec<PathBuf> },
+    Report { dir: PathBuf, rounds: usize },
+}
+
+fn run(task: Task) -> Result<(), InputError> {
+    match task {
+        Task::Latency { logs } => {
+            let micros = inputs::pgbench_log_micros(&logs)?;
+            let count = micros.len();
+            let l = Latency::of_micros(micros).ok_or_else(|| InputError {
+                file: logs[0].clone(),
+                what: "pgbench logged no transaction".into(),
+            })?;
+            println!(
+                "p50_ms={:.2} p99_ms={:.2} max_ms={:.1} count={count}",
+                l.p50_ms, l.p99_ms, l.max_ms
+            );
+        }
+        Task::Report { dir, rounds } => {
+            let report = Report {
+                meta: Fields::lines(&dir.join("meta.env"))?,
+                rounds: (1..=rounds)
+                    .map(|r| Round::read(&dir, r))
+                    .collect::<Result<_, _>>()?,
+                pacer: if dir.join("propagator.err").is_file() {
+                    Pacer::read(&dir)?
+                } else {
+                    None
+                },
+            };
+            print!("{}", report.render()?);
+        }
+    }
+    Ok(())
+}
+
+fn parse_args() -> Result<Task, String> {
+    let mut parser = lexopt::Parser::from_env();
+    let command = match parser.next().map_err(|e| e.to_string())? {
+        Some(Value(v)) => v.string().map_err(|e| e.to_string())?,
+        _ => return Err("no command given".into()),
+    };
+    let mut dir = None;
+    let mut rounds = None;
+    let mut values = Vec::new();
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("dir") => dir = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?)),
+            Long("rounds") => {
+                let n: usize = parser
+                    .value()
+                    .map_err(|e| e.to_string())?
+                    .parse()
+                    .map_err(|e| format!("--rounds: {e}"))?;
+                rounds = Some(n).filter(|&n| n > 0);
+            }
+            Value(v) => values.push(PathBuf::from(v)),
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    match command.as_str() {
+        "latency" if !values.is_empty() => Ok(Task::Latency { logs: values }),
+        "latency" => Err("latency needs pgbench's log files".into()),
+        "report" => Ok(Task::Report {
+            dir: dir.ok_or("report needs --dir DIR")?,
+            rounds: rounds.ok_or("report needs --rounds N (a positive number)")?,
+        }),
+        other => Err(format!("unknown command `{other}`")),
+    }
+}
