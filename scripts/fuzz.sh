@@ -6,7 +6,7 @@
 # copied into fuzz/seeds/<target>/, which is committed and seeds every run, so the fuzzer
 # starts from every input that ever broke it.
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     targets: http_parse_request parse_event parse_event_list
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     targets: http_framer parse_event parse_event_list
 #
 # Needs the nightly toolchain (libFuzzer's sanitizer flags) and cargo-fuzz, which is installed
 # from crates.io when missing. The corpus grows in fuzz/corpus/<target>/ (not committed); it is
@@ -22,7 +22,7 @@ die() { say "$*"; exit 1; }
 seconds=${1:-${FUZZ_SECONDS:-60}}
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || die "SECONDS must be a positive whole number, got \`$seconds\`"
 shift $(( $# > 0 ? 1 : 0 ))
-all_targets=(http_parse_request parse_event parse_event_list)
+all_targets=(http_framer parse_event parse_event_list)
 targets=("$@")
 (( ${#targets[@]} > 0 )) || targets=("${all_targets[@]}")
 
@@ -51,7 +51,7 @@ for target in "${targets[@]}"; do
     mkdir -p "$corpus"
     if [[ -d seeds/$target ]]; then cp -n seeds/"$target"/* "$corpus"/ 2>/dev/null || true; fi
     dict=()
-    [[ $target == http_parse_request ]] && dict=(-dict=http.dict)
+    [[ $target == http_framer ]] && dict=(-dict=http.dict)
     say "$target: fuzzing for ${seconds}s"
     status=0
     cargo +nightly fuzz run "$target" "$corpus" -- \
