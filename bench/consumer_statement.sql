@@ -1,7 +1,8 @@
--- The consumer's insert for a batch of one, as event_consumer/src/store.rs prepares it: three
--- one-element arrays through unnest WITH ORDINALITY. scripts/bench.sh runs it with pgbench at 1
--- client next to keyed_insert.sql, so the cost of the statement's shape is visible. When
--- store.rs changes the statement (say, to return the ordinality), change it here too.
+-- The array form of the consumer's insert (event_consumer/src/store.rs, `insert`), which it
+-- uses for batches of two or more events, here with one-element arrays; for a batch of one it
+-- uses keyed_insert.sql's form. scripts/bench.sh runs both with pgbench at 1 client, so what the
+-- array form would cost a lone event is visible. When store.rs changes a statement, change it
+-- here too.
 \set k random(1, 9223372036854775806)
 INSERT INTO events (event_type, event_payload, idempotency_key)
 SELECT t, p, k FROM unnest(ARRAY['sensor.temperature']::text[], ARRAY['{"sensor": "greenhouse-2", "celsius": 23.7}']::text[], ARRAY[:k::text]::text[])

@@ -9,8 +9,8 @@
 #   connections: stored events/s, latency p50/p99/max, peak RSS, and rows added == 2xx answers;
 # in the same round, at one connection: a do-nothing HTTP server (bench's null_http) under the
 # same wrk script as the round-trip reference, and pgbench at 1 client with the consumer's
-# one-row statement (bench/consumer_statement.sql) next to a plain keyed INSERT
-# (bench/keyed_insert.sql);
+# array insert (bench/consumer_statement.sql, batches of two or more) next to the keyed INSERT
+# it uses for one event (bench/keyed_insert.sql);
 # then the propagator as a 1 kHz pacer, the time from start to ready, idle RSS and binary
 # sizes. This script only runs things and collects their raw outputs; bench_report (bench/src)
 # computes the percentiles, medians, ratios and targets and writes bench/RESULTS.md
