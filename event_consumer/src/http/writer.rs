@@ -50,6 +50,10 @@ struct WriteState {
     send_timeout: Option<Duration>,
     /// An answer was handed to another thread and is not written yet.
     awaited: bool,
+    /// The connection's thread waits for the awaited answer. Tracked so that the answering
+    /// thread wakes it only when it waits: a condvar notify is a futex call even without
+    /// waiters, once per request otherwise.
+    settling: bool,
     /// Encoded bytes the socket has not taken yet; `out[sent..]` is what is left.
     out: Vec<u8>,
     sent: usize,
@@ -66,6 +70,7 @@ impl Writer {
                 write_timeout,
                 send_timeout: None,
                 awaited: false,
+                settling: false,
                 out: Vec::with_capacity(512),
                 sent: 0,
                 failed: None,
@@ -117,8 +122,11 @@ impl Writer {
         state.encode(response, framing);
         state.flush_borrowed();
         state.awaited = false;
+        let wake = state.settling;
         drop(state);
-        self.answered.notify_all();
+        if wake {
+            self.answered.notify_all();
+        }
     }
 
     /// Ends our sending side after the last answer (which is written first).
