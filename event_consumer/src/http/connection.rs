@@ -306,6 +306,40 @@ mod tests {
     }
 
     #[test]
+    fn settling_waits_for_the_awaited_answer_and_wakes_when_another_thread_sends_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let connection = Connection::new(server, limits());
+        let writer = Arc::clone(connection.writer());
+        writer.await_answer();
+        let (settled_tx, settled) = mpsc::channel();
+        let settler = thread::spawn(move || {
+            let result = connection.settle();
+            settled_tx.send(()).expect("the test waits");
+            result
+        });
+        // The connection's thread must still be waiting: nothing has been sent.
+        assert!(
+            settled.recv_timeout(Duration::from_millis(50)).is_err(),
+            "settle returned before the awaited answer was sent"
+        );
+        let framing = ResponseFraming {
+            keep_alive: true,
+            http10: false,
+            head_only: false,
+        };
+        writer.send_awaited(&Response::json(Status::Created, b"{}".to_vec()), framing);
+        settled
+            .recv_timeout(Duration::from_secs(10))
+            .expect("settle was not woken by the awaited answer");
+        settler.join().unwrap().expect("settled without error");
+        let mut head = [0u8; 12];
+        client.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 201");
+    }
+
+    #[test]
     fn an_awaited_answer_never_blocks_on_a_client_that_does_not_read_and_all_arrive_in_order() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();

@@ -89,8 +89,10 @@ impl Writer {
     pub fn settle(&self) -> io::Result<()> {
         let mut state = self.lock();
         while state.awaited {
+            state.settling = true;
             state = self.answered.wait(state).unwrap_or_else(|p| p.into_inner());
         }
+        state.settling = false;
         state.flush_blocking()
     }
 
