@@ -350,14 +350,7 @@ mod tests {
     use std::time::Duration;
 
     fn limits() -> Limits {
-        Limits {
-            max_head_bytes: 8 * 1024,
-            max_headers: 32,
-            max_body_bytes: 1024,
-            read_timeout: Duration::from_millis(300),
-            idle_timeout: Duration::from_millis(300),
-            write_timeout: Duration::from_secs(2),
-        }
+        Limits::for_tests()
     }
 
     fn parsed(raw: &[u8]) -> (Request, usize) {

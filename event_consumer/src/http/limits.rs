@@ -38,6 +38,21 @@ impl Limits {
     }
 }
 
+#[cfg(test)]
+impl Limits {
+    /// Small limits and short deadlines for the unit tests of this layer.
+    pub(crate) fn for_tests() -> Limits {
+        Limits {
+            max_head_bytes: 8 * 1024,
+            max_headers: 32,
+            max_body_bytes: 1024,
+            read_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(300),
+            write_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
 impl Default for Limits {
     /// The limits of the default consumer configuration.
     fn default() -> Limits {
