@@ -347,7 +347,6 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usi
 mod tests {
     use super::*;
     use crate::http::Method;
-    use std::time::Duration;
 
     fn limits() -> Limits {
         Limits::for_tests()
