@@ -19,7 +19,7 @@ pub struct Limits {
     pub read_timeout: Duration,
     /// Keep-alive: how long to wait for the first byte of the next request.
     pub idle_timeout: Duration,
-    /// How long one response may take to leave.
+    /// Timeout of each blocking `write` of a response by the connection's own thread.
     pub write_timeout: Duration,
 }
 

@@ -41,12 +41,4 @@ impl Response {
         self.headers.push((name, value.into()));
         self
     }
-
-    /// The value of an extra header, for tests and logs.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
 }

@@ -62,10 +62,6 @@ impl Status {
         self as usize
     }
 
-    pub const fn is_success(self) -> bool {
-        matches!(self, Status::Ok | Status::Created)
-    }
-
     const fn code_and_reason(self) -> (u16, &'static str, &'static str) {
         match self {
             Status::Ok => (200, "200", "OK"),
