@@ -1,23 +1,22 @@
-//! One database connection of the pipeline: a [`Store`] when connected, its reconnect backoff,
-//! and storing one batch with it.
+//! One database connection of the pipeline: a [`Store`] when connected, and storing one batch
+//! with it. Whether the database may be used at all (during an outage: once per backoff
+//! interval) is decided by [`Health`], shared by every connection.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::config::DatabaseConfig;
 
+use crate::db_health::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::{Job, JobOutcome, Task};
 use crate::store::{NewEvent, Saved, Store, StoreError};
 
-/// Reconnect backoff of an idle connection whose database is down: 0.1 s doubling to 5 s.
-const RECONNECT_MIN: Duration = Duration::from_millis(100);
-const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// A connection unused for this long is checked with an empty query before use.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(10);
 
-/// What every connection needs to know about the database: where it is and whether it is up.
+/// What every connection needs to know about the database: where it is and whether it works.
 #[derive(Debug)]
 pub struct Database {
     config: DatabaseConfig,
@@ -25,17 +24,17 @@ pub struct Database {
     /// Bumped whenever a connection finds the database gone, so the others check themselves
     /// before they are trusted (after a database restart every connection is dead).
     failure_epoch: AtomicU64,
-    /// Whether the database is known to be down, so the outage is logged once, not per request.
-    down: AtomicBool,
+    pub health: Health,
 }
 
 impl Database {
     pub fn new(config: DatabaseConfig, metrics: Arc<Metrics>) -> Database {
+        let target = format!("{}:{}", config.host, config.port);
         Database {
             config,
             metrics,
             failure_epoch: AtomicU64::new(0),
-            down: AtomicBool::new(false),
+            health: Health::new(target),
         }
     }
 
@@ -43,23 +42,25 @@ impl Database {
         &self.metrics
     }
 
-    fn mark_down(&self, error: &StoreError) {
+    fn failed(&self, error: &StoreError) {
         self.metrics.record_db_error();
-        self.failure_epoch.fetch_add(1, Ordering::Relaxed);
-        if !self.down.swap(true, Ordering::Relaxed) {
-            log::error!("{error}; answering 503 until it is back");
+        if error.needs_new_connection() {
+            self.failure_epoch.fetch_add(1, Ordering::Relaxed);
         }
+        self.health.failed(error);
+        self.metrics.set_database_down(true);
     }
 
-    fn mark_up(&self) {
-        if self.down.swap(false, Ordering::Relaxed) {
-            log::info!("database is reachable again");
+    fn succeeded(&self) {
+        if self.health.is_down() {
+            self.health.succeeded();
+            self.metrics.set_database_down(false);
         }
     }
 }
 
-/// One database connection and its reconnect state. Used by one thread at a time: it is
-/// handed out from the pipeline's idle set and given back after its batch.
+/// One database connection. Used by one thread at a time: it is handed out from the
+/// pipeline's idle set and given back after its batch.
 #[derive(Debug)]
 pub struct DbConnection {
     pub id: usize,
@@ -67,8 +68,6 @@ pub struct DbConnection {
     store: Option<Store>,
     store_epoch: u64,
     last_used: Instant,
-    next_connect: Instant,
-    reconnect_delay: Duration,
 }
 
 impl DbConnection {
@@ -79,41 +78,50 @@ impl DbConnection {
             store: None,
             store_epoch: 0,
             last_used: Instant::now(),
-            next_connect: Instant::now(),
-            reconnect_delay: RECONNECT_MIN,
         }
     }
 
+    /// Opens a PostgreSQL connection; a failure is reported to [`Health`]. Callers check
+    /// [`Health::may_attempt`] first.
     pub fn connect(&mut self) -> bool {
         let epoch = self.db.failure_epoch.load(Ordering::Relaxed);
+        self.db.metrics.record_db_connect();
         match Store::connect(&self.db.config) {
             Ok(store) => {
                 self.store = Some(store);
                 self.store_epoch = epoch;
                 self.last_used = Instant::now();
-                self.reconnect_delay = RECONNECT_MIN;
-                self.db.mark_up();
                 true
             }
             Err(e) => {
                 self.store = None;
-                self.db.mark_down(&e);
-                self.next_connect = Instant::now() + self.reconnect_delay;
-                self.reconnect_delay = (self.reconnect_delay * 2).min(RECONNECT_MAX);
+                self.db.failed(&e);
                 false
             }
         }
     }
 
-    /// Whether this idle connection is disconnected and its backoff has passed.
-    pub fn reconnect_due(&self, now: Instant) -> bool {
-        self.store.is_none() && now >= self.next_connect
+    /// Whether this idle connection has something to do between batches: reconnect (outside
+    /// an outage), or make the outage's next attempt.
+    pub fn wants_maintenance(&self, now: Instant) -> bool {
+        let health = &self.db.health;
+        if health.is_down() {
+            health.attempt_due(now)
+        } else {
+            self.store.is_none()
+        }
     }
 
-    /// Between batches: reconnect with backoff when disconnected.
-    pub fn idle(&mut self) {
-        if self.reconnect_due(Instant::now()) {
-            self.connect();
+    /// Between batches: outside an outage, reconnects when disconnected; during one, makes its
+    /// next attempt (when due) with the probe write, so an outage ends without traffic too.
+    pub fn maintain(&mut self) {
+        let health = &self.db.health;
+        if !health.is_down() {
+            if self.store.is_none() {
+                self.connect();
+            }
+        } else if health.may_attempt(Instant::now()) && self.probe() {
+            self.db.succeeded();
         }
     }
 
@@ -124,7 +132,7 @@ impl DbConnection {
 
     /// A connection fit for a batch: checked first when another connection saw the database
     /// fail since this one was opened, or when it sat unused for a while.
-    fn ready_store(&mut self) -> Option<&mut Store> {
+    fn ready_store(&mut self) -> bool {
         let epoch = self.db.failure_epoch.load(Ordering::Relaxed);
         let suspect = epoch != self.store_epoch || self.last_used.elapsed() > IDLE_CHECK_AFTER;
         if let Some(store) = self.store.as_mut() {
@@ -136,18 +144,34 @@ impl DbConnection {
             }
         }
         if self.store.is_none() && !self.connect() {
-            return None;
+            return false;
         }
         self.last_used = Instant::now();
-        self.store.as_mut()
+        true
     }
 
-    /// Stores the batch and pushes one outcome per job, in order, onto `outcomes`.
+    /// Stores the batch and pushes one outcome per job, in order, onto `outcomes`. During an
+    /// outage the batch is the outage's next attempt when one is due, and is answered 503
+    /// without touching the database otherwise.
     pub fn process(&mut self, batch: &[Job], outcomes: &mut Vec<JobOutcome>) {
-        let Some(_) = self.ready_store() else {
-            outcomes.extend(batch.iter().map(|_| JobOutcome::Unavailable));
-            return;
+        let first = outcomes.len();
+        self.attempt(batch, outcomes);
+        let refused = outcomes[first..]
+            .iter()
+            .filter(|o| **o == JobOutcome::Unavailable)
+            .count();
+        if refused > 0 {
+            self.db.health.refused(refused);
+        }
+    }
+
+    fn attempt(&mut self, batch: &[Job], outcomes: &mut Vec<JobOutcome>) {
+        let all = |outcomes: &mut Vec<JobOutcome>, outcome: JobOutcome| {
+            outcomes.extend(batch.iter().map(|_| outcome.clone()));
         };
+        if !self.db.health.may_attempt(Instant::now()) || !self.ready_store() {
+            return all(outcomes, JobOutcome::Unavailable);
+        }
         let events: Vec<NewEvent<'_>> = batch
             .iter()
             .filter_map(|job| match &job.task {
@@ -162,19 +186,19 @@ impl DbConnection {
             })
             .collect();
         if events.is_empty() {
-            // Only readiness pings: prove the connection answers.
-            let outcome = if self.ping() {
-                JobOutcome::Ready
+            // Only readiness checks: ready when a write would succeed.
+            return if self.probe() {
+                self.db.succeeded();
+                all(outcomes, JobOutcome::Ready)
             } else {
-                JobOutcome::Unavailable
+                all(outcomes, JobOutcome::Unavailable)
             };
-            outcomes.extend(batch.iter().map(|_| outcome.clone()));
-            return;
         }
         let result = self.save_with_one_retry(&events);
         drop(events);
         match result {
             Ok(saved) => {
+                self.db.succeeded();
                 let created = saved
                     .iter()
                     .filter(|s| matches!(s, Saved::Created(_)))
@@ -189,67 +213,81 @@ impl DbConnection {
                             .next()
                             .map(JobOutcome::Saved)
                             .unwrap_or(JobOutcome::Internal),
-                        // The commit just proved the connection answers.
+                        // The commit just proved that writes work.
                         Task::Ping => JobOutcome::Ready,
                     }
                 }));
             }
+            Err(StoreError::Inconsistent(what)) => {
+                log::error!(
+                    "db connection {}: unexpected answer from the database: {what}",
+                    self.id
+                );
+                all(outcomes, JobOutcome::Internal)
+            }
+            // Reported to Health by save_with_one_retry.
+            Err(_) => all(outcomes, JobOutcome::Unavailable),
+        }
+    }
+
+    /// The rolled-back probe write on this connection (opened first when needed); a failure
+    /// is reported to [`Health`].
+    fn probe(&mut self) -> bool {
+        if self.store.is_none() && !self.connect() {
+            return false;
+        }
+        let Some(store) = self.store.as_mut() else {
+            return false;
+        };
+        match store.probe_write() {
+            Ok(()) => true,
             Err(error) => {
-                let outcome = match &error {
-                    StoreError::Inconsistent(_) => {
-                        log::error!("db connection {}: {error}", self.id);
-                        JobOutcome::Internal
-                    }
-                    StoreError::Failed(_) => {
-                        self.db.metrics.record_db_error();
-                        log::error!("db connection {}: {error}", self.id);
-                        JobOutcome::Unavailable
-                    }
-                    StoreError::Unavailable(_) => JobOutcome::Unavailable,
-                };
-                outcomes.extend(batch.iter().map(|_| outcome.clone()));
+                self.failed(&error);
+                false
             }
         }
     }
 
-    /// True when the connection answers an empty query, or a new one could be opened.
-    fn ping(&mut self) -> bool {
-        if self
-            .store
-            .as_mut()
-            .is_some_and(|s| s.is_valid(Duration::from_secs(1)))
-        {
-            return true;
+    /// Reports a failure of this connection's statement; drops the connection when it is of
+    /// no further use (broken, or read-only: a new one may reach a writable server).
+    fn failed(&mut self, error: &StoreError) {
+        if error.needs_new_connection() {
+            self.store = None;
         }
-        self.store = None;
-        self.connect()
+        self.db.failed(error);
     }
 
-    /// Saves; when the connection turns out dead and the server certainly did not commit
-    /// (it refused the statement, e.g. while shutting down), tries once more on a new one.
+    /// Saves; when the connection turns out unusable and the server certainly did not commit
+    /// (it refused the statement, e.g. while shutting down, or being read-only), tries once
+    /// more on a new connection, if the outage this failure starts allows an attempt now
+    /// (only the first retry follows at once; later ones wait for the backoff).
     fn save_with_one_retry(&mut self, events: &[NewEvent<'_>]) -> Result<Vec<Saved>, StoreError> {
         let store = self
             .store
             .as_mut()
             .ok_or_else(|| StoreError::Inconsistent("no connection".into()))?;
-        match store.save_batch(events) {
-            Ok(saved) => Ok(saved),
-            Err(error @ StoreError::Unavailable(_)) => {
-                self.store = None;
-                self.db.mark_down(&error);
-                if error.certainly_not_committed() && self.connect() {
-                    if let Some(store) = self.store.as_mut() {
-                        let retried = store.save_batch(events);
-                        if let Err(e @ StoreError::Unavailable(_)) = &retried {
-                            self.store = None;
-                            self.db.mark_down(e);
-                        }
-                        return retried;
-                    }
-                }
-                Err(error)
-            }
-            Err(other) => Err(other),
+        let error = match store.save_batch(events) {
+            Ok(saved) => return Ok(saved),
+            Err(error @ StoreError::Inconsistent(_)) => return Err(error),
+            Err(error) => error,
+        };
+        self.failed(&error);
+        let retry = error.needs_new_connection()
+            && error.certainly_not_committed()
+            && self.db.health.may_attempt(Instant::now())
+            && self.connect();
+        if !retry {
+            return Err(error);
         }
+        let Some(store) = self.store.as_mut() else {
+            return Err(error);
+        };
+        let retried = store.save_batch(events);
+        if let Err(e) = &retried {
+            if !matches!(e, StoreError::Inconsistent(_)) {
+                self.failed(e);
+            }
+        }
+        retried
     }
 }

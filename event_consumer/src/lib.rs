@@ -8,9 +8,11 @@
 
 pub mod answer;
 pub mod db_connection;
+pub mod db_health;
 pub mod http;
 pub mod metrics;
 pub mod notify;
+pub mod open_writers;
 pub mod pipeline;
 pub mod routes;
 pub mod server;
@@ -141,6 +143,14 @@ impl Running {
 
     /// Stops accepting, lets in-flight requests finish (up to `shutdown_timeout_seconds`),
     /// lets the workers store what is queued, then closes the database connections.
+    ///
+    /// Bounded whatever the database does: `statement_timeout` is enforced by the server, so
+    /// a frozen server (SIGSTOPped, hung storage, a paused VM) never ends a statement and a
+    /// thread waiting on it waits on a socket without a deadline. After the timeout, the
+    /// requests still waiting are answered 503 (queued ones were not stored; those in a batch
+    /// the database has not answered may or may not be: a retry with the same Idempotency-Key
+    /// is safe either way), and worker threads still blocked after [`WORKER_GRACE`] are left
+    /// behind: the process exit closes their sockets.
     pub fn shutdown(mut self) {
         self.notifier.stopping();
         log::info!("shutting down: no new connections, finishing requests in flight");
@@ -154,20 +164,47 @@ impl Running {
         {
             std::thread::sleep(Duration::from_millis(10));
         }
+        self.server.pipeline.close();
         let left = self.server.metrics.in_flight.load(Ordering::SeqCst);
         if left > 0 {
-            log::warn!("{left} requests still in flight after the shutdown timeout; leaving them");
+            let waiting = self.server.pipeline.refuse_waiting();
+            let unanswered = self
+                .server
+                .open_writers
+                .abandon_awaited(&routes::shutting_down());
+            log::warn!(
+                "{left} requests still in flight after the shutdown timeout: answered 503 to \
+                 {waiting} waiting for the database (not stored) and to {unanswered} whose \
+                 batch the database has not answered (stored or not; a retry with the same \
+                 Idempotency-Key is safe)"
+            );
         }
-        self.server.pipeline.close();
-        for worker in self.workers.drain(..) {
-            // Workers end once the queue is drained; a worker stuck in the database is bounded
-            // by statement_timeout.
+        // Workers end once the queue is drained; one blocked in the database is left behind.
+        let grace_end = Instant::now() + WORKER_GRACE;
+        while self.workers.iter().any(|w| !w.is_finished()) && Instant::now() < grace_end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (finished, blocked): (Vec<_>, Vec<_>) =
+            self.workers.drain(..).partition(|w| w.is_finished());
+        for worker in finished {
             let _ = worker.join();
         }
-        self.server.pipeline.disconnect();
+        if blocked.is_empty() {
+            self.server.pipeline.disconnect();
+        } else {
+            // Closing a PostgreSQL connection waits for the server: not with a frozen one.
+            log::warn!(
+                "{} database workers still wait for the database; exiting without them",
+                blocked.len()
+            );
+        }
         log::info!(
             "stopped; {} events stored since start",
             self.server.metrics.events_stored()
         );
     }
 }
+
+/// How long a stop waits for the worker threads once the queue is closed (a worker may be
+/// storing a batch, or probing an unavailable database).
+pub const WORKER_GRACE: Duration = Duration::from_secs(2);

@@ -22,7 +22,10 @@ Options:
 
 A .env file in the working directory is loaded first; variables already set win.
 LOG_LEVEL sets the log level (error, warn, info, debug, trace).
-Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 configuration or usage error.";
+SIGTERM or SIGINT stops it gracefully (at most shutdown_timeout_seconds plus a few seconds);
+a second one during that stop exits at once with status 1. SIGHUP is logged and ignored.
+Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure or stopped by a second signal,
+2 configuration or usage error.";
 
 struct Options {
     config: PathBuf,
@@ -94,13 +97,13 @@ fn main() -> ExitCode {
         config.consumer.port = port;
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
-            eprintln!("event_consumer: cannot handle signal {signal}: {e}");
+    let signals = match Signals::register() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("event_consumer: {e}");
             return ExitCode::FAILURE;
         }
-    }
+    };
     let running = match event_consumer::start_with_notifier(&config, Notifier::from_env()) {
         Ok(running) => running,
         Err(e) => {
@@ -108,11 +111,49 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    while !stop.load(Ordering::Relaxed) {
+    loop {
+        if signals.hangup.swap(false, Ordering::Relaxed) {
+            // Logs go to standard error (the journal under systemd): nothing to re-open.
+            log::info!("SIGHUP received: nothing to reload, ignoring it");
+        }
+        if signals.stop.load(Ordering::Relaxed) {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     running.shutdown();
     ExitCode::SUCCESS
+}
+
+/// The flags the signal handlers set.
+struct Signals {
+    /// SIGTERM or SIGINT: stop gracefully.
+    stop: Arc<AtomicBool>,
+    hangup: Arc<AtomicBool>,
+}
+
+impl Signals {
+    /// A first SIGTERM/SIGINT sets `stop`; a second one, while the graceful stop runs (and may
+    /// wait on a frozen database), exits at once with status 1. SIGHUP (a closed terminal or
+    /// SSH session, `systemctl reload`) sets `hangup` instead of ending the process.
+    fn register() -> Result<Signals, String> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let signals = Signals {
+            stop: Arc::new(AtomicBool::new(false)),
+            hangup: Arc::new(AtomicBool::new(false)),
+        };
+        let cannot = |signal: i32, e: std::io::Error| format!("cannot handle signal {signal}: {e}");
+        for signal in [SIGTERM, SIGINT] {
+            // The exit must be registered first: it acts only once `stop` was already set.
+            signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&signals.stop))
+                .map_err(|e| cannot(signal, e))?;
+            signal_hook::flag::register(signal, Arc::clone(&signals.stop))
+                .map_err(|e| cannot(signal, e))?;
+        }
+        signal_hook::flag::register(SIGHUP, Arc::clone(&signals.hangup))
+            .map_err(|e| cannot(SIGHUP, e))?;
+        Ok(signals)
+    }
 }
 
 /// Loads `.env` from the working directory only (not its parents); a missing file is fine.

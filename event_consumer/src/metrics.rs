@@ -45,6 +45,9 @@ pub struct Metrics {
     events_stored: AtomicU64,
     duplicates: AtomicU64,
     db_errors: AtomicU64,
+    db_connects: AtomicU64,
+    /// 1 during a database outage (see `db_health`).
+    database_outage: AtomicUsize,
     connections_rejected: AtomicU64,
     requests_rejected_busy: AtomicU64,
     pub open_connections: AtomicUsize,
@@ -82,6 +85,14 @@ impl Metrics {
 
     pub fn record_db_error(&self) {
         self.db_errors.fetch_add(1, Relaxed);
+    }
+
+    pub fn record_db_connect(&self) {
+        self.db_connects.fetch_add(1, Relaxed);
+    }
+
+    pub fn set_database_down(&self, down: bool) {
+        self.database_outage.store(usize::from(down), Relaxed);
     }
 
     pub fn record_connection_rejected(&self) {
@@ -179,6 +190,11 @@ impl Metrics {
                 self.db_errors.load(Relaxed),
             ),
             (
+                "db_connects_total",
+                "Attempts to open a database connection (during an outage: one per backoff interval).",
+                self.db_connects.load(Relaxed),
+            ),
+            (
                 "connections_rejected_total",
                 "Connections refused with 503 at the max_connections bound.",
                 self.connections_rejected.load(Relaxed),
@@ -204,6 +220,11 @@ impl Metrics {
                 "queued_events",
                 "Validated events waiting for a database worker.",
                 self.queued.load(Relaxed),
+            ),
+            (
+                "database_outage",
+                "1 while writes to the database fail (requests are answered 503), else 0.",
+                self.database_outage.load(Relaxed),
             ),
         ];
         for (name, help, value) in gauges {

@@ -93,8 +93,8 @@ struct State {
 enum Work {
     /// Store this batch with this connection.
     Batch(DbConnection),
-    /// Reconnect this idle connection, whose database was down.
-    Reconnect(DbConnection),
+    /// Reconnect this idle connection, or make the outage's next attempt with it.
+    Maintain(DbConnection),
     Nothing,
     /// The queue is closed and empty.
     Stop,
@@ -177,6 +177,10 @@ impl Pipeline {
             });
         }
         state.jobs.push_back(job);
+        self.db
+            .metrics()
+            .queued
+            .store(state.jobs.len(), Ordering::Relaxed);
         let wake = state.waiting > 0 && self.may_start_batch(&state);
         drop(state);
         if wake {
@@ -223,9 +227,9 @@ impl Pipeline {
             }
             if waited {
                 let now = Instant::now();
-                let due = state.idle.iter().position(|c| c.reconnect_due(now));
+                let due = state.idle.iter().position(|c| c.wants_maintenance(now));
                 return match due {
-                    Some(i) => Work::Reconnect(state.idle.swap_remove(i)),
+                    Some(i) => Work::Maintain(state.idle.swap_remove(i)),
                     None => Work::Nothing,
                 };
             }
@@ -263,6 +267,22 @@ impl Pipeline {
         self.work.notify_all();
     }
 
+    /// Takes every job still waiting (after [`Pipeline::close`]) and answers it 503: none of
+    /// them reached the database. Returns how many there were.
+    pub fn refuse_waiting(&self) -> usize {
+        let jobs: Vec<Job> = {
+            let mut state = self.lock();
+            let jobs = state.jobs.drain(..).collect();
+            self.db.metrics().queued.store(0, Ordering::Relaxed);
+            jobs
+        };
+        let n = jobs.len();
+        for job in jobs {
+            let _ = job.answer.send(&crate::routes::shutting_down());
+        }
+        n
+    }
+
     /// Closes the database connections (after the worker threads stopped).
     pub fn disconnect(&self) {
         self.lock().idle.clear();
@@ -273,7 +293,7 @@ impl Pipeline {
     /// thread may use it while it is idle.
     pub fn run_worker(&self, id: usize) {
         let mut connection = DbConnection::new(id, Arc::clone(&self.db));
-        connection.connect();
+        connection.maintain();
         self.give_back(connection, false);
         let tick = self
             .notifier
@@ -284,8 +304,8 @@ impl Pipeline {
         loop {
             match self.next_work(tick, &mut batch) {
                 Work::Batch(connection) => self.store_batch(connection, &mut batch),
-                Work::Reconnect(mut connection) => {
-                    connection.idle();
+                Work::Maintain(mut connection) => {
+                    connection.maintain();
                     self.give_back(connection, false);
                 }
                 // Alive as long as some connection is not stuck in the database: when every one
@@ -294,6 +314,7 @@ impl Pipeline {
                     if !self.lock().idle.is_empty() {
                         self.notifier.watchdog_tick();
                     }
+                    self.db.health.remind(Instant::now());
                 }
                 Work::Stop => break,
             }
@@ -465,7 +486,7 @@ mod tests {
         match pipeline.next_work(Duration::ZERO, &mut batch) {
             Work::Batch(_) => panic!("a single job must wait for the commit in progress"),
             // The idle test connection is not connected: a worker would reconnect it.
-            Work::Reconnect(idle) => pipeline.give_back(idle, false),
+            Work::Maintain(idle) => pipeline.give_back(idle, false),
             Work::Nothing | Work::Stop => {}
         }
         assert!(batch.is_empty());

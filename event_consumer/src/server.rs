@@ -23,6 +23,7 @@ use common::config::Secret;
 use crate::answer::Answer;
 use crate::http::{encode_response, Connection, Limits, Method, ReadError, ResponseFraming};
 use crate::metrics::{Metrics, Route};
+use crate::open_writers::OpenWriters;
 use crate::pipeline::{Job, Pipeline, Refused, Task};
 use crate::routes::{self, route, route_of, Action};
 
@@ -42,6 +43,7 @@ pub struct Server {
     /// The answer past `max_connections`, encoded once at start (without a `Date`, which a 5xx
     /// may omit) so the acceptor writes it without building anything.
     pub busy_answer: Vec<u8>,
+    pub open_writers: OpenWriters,
 }
 
 impl Server {
@@ -67,6 +69,7 @@ impl Server {
             pipeline,
             stopping: AtomicBool::new(false),
             busy_answer,
+            open_writers: OpenWriters::default(),
         }
     }
 }
@@ -181,6 +184,7 @@ fn refuse_busy(mut stream: TcpStream, answer: &[u8]) {
 
 fn serve_connection(stream: TcpStream, server: &Server) {
     let mut conn = Connection::new(stream, server.limits.clone());
+    let _registered = server.open_writers.register(conn.writer());
     loop {
         let read = conn.read_request();
         // The answer to the previous request may still be on its way from the thread that

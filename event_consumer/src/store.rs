@@ -71,6 +71,42 @@ impl StoreError {
         }
     }
 
+    /// What went wrong, without the kind of failure: the SQLSTATE and the server's message, or
+    /// the client side's error (refused, reset, timed out).
+    pub fn detail(&self) -> String {
+        match self {
+            StoreError::Unavailable(e) | StoreError::Failed(e) => describe(e),
+            StoreError::Inconsistent(what) => {
+                format!("unexpected answer from the database: {what}")
+            }
+        }
+    }
+
+    /// The SQLSTATE the server sent, if any.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            StoreError::Unavailable(e) | StoreError::Failed(e) => e.code().map(SqlState::code),
+            StoreError::Inconsistent(_) => None,
+        }
+    }
+
+    /// True when this connection is of no further use: it is broken or closed, the server is
+    /// shutting down, or it is read-only (a standby or a demoted primary: a new connection may
+    /// reach the new primary). A full disk or a timeout leave a connection fit for later.
+    pub fn needs_new_connection(&self) -> bool {
+        let StoreError::Unavailable(e) = self else {
+            return false;
+        };
+        let Some(code) = e.code() else {
+            return true;
+        };
+        code.code().starts_with("08")
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+    }
+
     /// True when the server itself refused the statement, so it was certainly not committed
     /// and may be run again on a new connection.
     pub fn certainly_not_committed(&self) -> bool {
@@ -98,7 +134,7 @@ impl std::error::Error for StoreError {}
 /// The full text of a postgres error: its Display hides the server's message behind "db error".
 fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => format!("{} ({}: {})", e, db.code().code(), db.message()),
+        Some(db) => format!("SQLSTATE {}: {}", db.code().code(), db.message()),
         None => {
             let source = std::error::Error::source(e)
                 .map(|s| format!(": {s}"))
@@ -136,6 +172,8 @@ pub struct Store {
     /// not promise that RETURNING follows the order of the rows inserted.
     insert_numbered: Statement,
     lookup: Statement,
+    /// The write of the readiness probe, always rolled back.
+    probe: Statement,
 }
 
 impl fmt::Debug for Store {
@@ -203,18 +241,41 @@ impl Store {
         let lookup = client
             .prepare(lookup_sql)
             .map_err(StoreError::from_postgres)?;
+        // An id no real row has (identities start at 1), so the probe takes no value from the
+        // sequence and can collide only with another probe, which it waits for.
+        let probe_sql = "INSERT INTO events (id, event_type, event_payload) \
+             OVERRIDING SYSTEM VALUE VALUES (-1, 'readiness probe', '') \
+             ON CONFLICT DO NOTHING";
+        let probe = client
+            .prepare(probe_sql)
+            .map_err(StoreError::from_postgres)?;
         Ok(Store {
             client,
             insert_one,
             insert,
             insert_numbered,
             lookup,
+            probe,
         })
     }
 
     /// Runs an empty query: true when the connection still works.
     pub fn is_valid(&mut self, timeout: Duration) -> bool {
         self.client.is_valid(timeout).is_ok()
+    }
+
+    /// Writes a row in a transaction and rolls it back: fails as a real write would on a
+    /// read-only server, a full disk or a missing table, and leaves no row behind (only a dead
+    /// tuple for vacuum).
+    pub fn probe_write(&mut self) -> Result<(), StoreError> {
+        let mut transaction = self
+            .client
+            .transaction()
+            .map_err(StoreError::from_postgres)?;
+        transaction
+            .execute(&self.probe, &[])
+            .map_err(StoreError::from_postgres)?;
+        transaction.rollback().map_err(StoreError::from_postgres)
     }
 
     /// Saves one event.

@@ -131,6 +131,25 @@ impl Writer {
         }
     }
 
+    /// For a stop that cannot wait: when an answer is awaited, writes `response` in its place
+    /// (without waiting on the client for more than [`BORROWED_SEND_TIMEOUT`]), shuts the
+    /// connection and fails every later write, so the answer the other thread may still send
+    /// goes nowhere. Returns whether an answer was awaited.
+    pub fn abandon(&self, response: &Response) -> bool {
+        let mut state = self.lock();
+        if !state.awaited {
+            return false;
+        }
+        state.encode(response, ResponseFraming::CLOSING);
+        state.flush_borrowed();
+        let _ = state.stream.shutdown(Shutdown::Both);
+        state.failed = Some(io::ErrorKind::BrokenPipe);
+        state.awaited = false;
+        drop(state);
+        self.answered.notify_all();
+        true
+    }
+
     /// Ends our sending side after the last answer (which is written first).
     pub fn close(&self) -> io::Result<()> {
         self.settle()?;

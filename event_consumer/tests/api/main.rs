@@ -7,5 +7,6 @@ mod contract;
 mod helpers;
 mod hostile;
 mod lifecycle;
+mod outages;
 mod parser_props;
 mod store;

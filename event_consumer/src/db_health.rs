@@ -1,0 +1,253 @@
+//! The database as the consumer sees it: working, or in an outage that started with a cause.
+//!
+//! An outage is any failure of the write path: the server cannot be reached, refuses the login,
+//! is read-only (a standby, `default_transaction_read_only`), has a full disk, runs past
+//! `statement_timeout`, misses the table. While it lasts:
+//! - the consumer answers 503 at once, and only one attempt to use the database (a reconnect, a
+//!   write, a readiness probe) is made per backoff interval, 0.1 s doubling to 5 s, however many
+//!   requests arrive and whichever thread makes them: no new session and no failed login per
+//!   request;
+//! - the log says when it started (with its cause: SQLSTATE, message, host and port), when the
+//!   cause changes, once a minute while it lasts, and when it ends, each with the number of
+//!   requests answered 503 meanwhile. Nothing per request.
+//!
+//! It ends when a write succeeds (a request's, or the rolled-back probe write of `/readyz` and
+//! of the worker threads), not when a connection opens: a read-only server accepts connections.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::store::StoreError;
+
+/// First pause between attempts during an outage; doubles up to [`ATTEMPT_DELAY_MAX`].
+pub const ATTEMPT_DELAY_MIN: Duration = Duration::from_millis(100);
+pub const ATTEMPT_DELAY_MAX: Duration = Duration::from_secs(5);
+/// How often a lasting outage is logged again.
+pub const REMINDER_EVERY: Duration = Duration::from_secs(60);
+
+/// What went wrong, as logged: the SQLSTATE when the server sent one, and the full message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cause {
+    /// The SQLSTATE, or for failures without one (refused, reset, timed out) the message:
+    /// a change of key is a change of cause.
+    key: String,
+    text: String,
+}
+
+impl Cause {
+    fn of(error: &StoreError) -> Cause {
+        let text = error.detail();
+        let key = error.sqlstate().map_or_else(|| text.clone(), str::to_owned);
+        Cause { key, text }
+    }
+}
+
+#[derive(Debug)]
+struct Outage {
+    started: Instant,
+    cause: Cause,
+    /// Requests answered 503 because of it.
+    refused: u64,
+    last_logged: Instant,
+    next_attempt: Instant,
+    delay: Duration,
+}
+
+/// See the module docs. Shared by every database connection.
+#[derive(Debug)]
+pub struct Health {
+    /// `host:port`, for the log lines.
+    target: String,
+    outage: Mutex<Option<Outage>>,
+    /// Mirrors `outage.is_some()`, read on every batch without the lock.
+    down: AtomicBool,
+}
+
+impl Health {
+    pub fn new(target: String) -> Health {
+        Health {
+            target,
+            outage: Mutex::new(None),
+            down: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Outage>> {
+        self.outage.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether an outage is going on.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// Whether the database may be used now. Always outside an outage; during one, true once
+    /// per backoff interval (the caller then makes the attempt and reports its result).
+    pub fn may_attempt(&self, now: Instant) -> bool {
+        if !self.is_down() {
+            return true;
+        }
+        let mut outage = self.lock();
+        match outage.as_mut() {
+            None => true,
+            Some(o) if now >= o.next_attempt => {
+                o.next_attempt = now + o.delay;
+                o.delay = (o.delay * 2).min(ATTEMPT_DELAY_MAX);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// Whether an outage is going on and its next attempt is due (without taking it).
+    pub fn attempt_due(&self, now: Instant) -> bool {
+        self.is_down() && self.lock().as_ref().is_some_and(|o| now >= o.next_attempt)
+    }
+
+    /// A use of the database failed: starts an outage, or notes a change of its cause.
+    pub fn failed(&self, error: &StoreError) {
+        let cause = Cause::of(error);
+        let now = Instant::now();
+        let mut outage = self.lock();
+        match outage.as_mut() {
+            None => {
+                log::error!(
+                    "database {} unavailable: {}; answering 503 until it is back",
+                    self.target,
+                    cause.text
+                );
+                *outage = Some(Outage {
+                    started: now,
+                    cause,
+                    refused: 0,
+                    last_logged: now,
+                    // The first retry may follow at once (a restarted server takes a new
+                    // connection); the backoff starts after it.
+                    next_attempt: now,
+                    delay: ATTEMPT_DELAY_MIN,
+                });
+                self.down.store(true, Ordering::Relaxed);
+            }
+            Some(o) if o.cause.key != cause.key => {
+                log::warn!(
+                    "database {} still unavailable after {:.1} s, now: {} ({} requests answered 503 so far)",
+                    self.target,
+                    o.started.elapsed().as_secs_f64(),
+                    cause.text,
+                    o.refused
+                );
+                o.cause = cause;
+                o.last_logged = now;
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// `n` requests were answered 503 because of the outage.
+    pub fn refused(&self, n: usize) {
+        if let Some(o) = self.lock().as_mut() {
+            o.refused += n as u64;
+        }
+    }
+
+    /// A write succeeded: ends the outage, if any.
+    pub fn succeeded(&self) {
+        if !self.is_down() {
+            return;
+        }
+        let mut outage = self.lock();
+        if let Some(o) = outage.take() {
+            self.down.store(false, Ordering::Relaxed);
+            log::info!(
+                "database {} available again after {:.1} s; {} requests were answered 503 meanwhile",
+                self.target,
+                o.started.elapsed().as_secs_f64(),
+                o.refused
+            );
+        }
+    }
+
+    /// Logs a lasting outage again once [`REMINDER_EVERY`] passed since its last line.
+    pub fn remind(&self, now: Instant) {
+        if !self.is_down() {
+            return;
+        }
+        if let Some(o) = self.lock().as_mut() {
+            if now.duration_since(o.last_logged) >= REMINDER_EVERY {
+                log::warn!(
+                    "database {} still unavailable after {:.0} s: {} ({} requests answered 503 so far)",
+                    self.target,
+                    o.started.elapsed().as_secs_f64(),
+                    o.cause.text,
+                    o.refused
+                );
+                o.last_logged = now;
+            }
+        }
+    }
+
+    /// Requests answered 503 in the current outage (0 outside one).
+    pub fn refused_so_far(&self) -> u64 {
+        self.lock().as_ref().map_or(0, |o| o.refused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost() -> StoreError {
+        StoreError::Inconsistent("stand-in for a failure".into())
+    }
+
+    #[test]
+    fn outside_an_outage_every_attempt_is_allowed() {
+        let health = Health::new("db:5432".into());
+        let now = Instant::now();
+        assert!((0..100).all(|_| health.may_attempt(now)));
+        assert!(!health.attempt_due(now));
+    }
+
+    #[test]
+    fn during_an_outage_attempts_follow_the_backoff_whoever_asks() {
+        let health = Health::new("db:5432".into());
+        health.failed(&lost());
+        let t0 = Instant::now();
+        assert!(health.may_attempt(t0), "the first retry may follow at once");
+        assert!(
+            !(0..1000).any(|_| health.may_attempt(t0)),
+            "a thousand requests in the same instant make no second attempt"
+        );
+        assert!(!health.may_attempt(t0 + Duration::from_millis(99)));
+        assert!(health.attempt_due(t0 + ATTEMPT_DELAY_MIN));
+        assert!(health.may_attempt(t0 + ATTEMPT_DELAY_MIN));
+        // Doubled: the next one is 200 ms after that.
+        let t1 = t0 + ATTEMPT_DELAY_MIN;
+        assert!(!health.may_attempt(t1 + Duration::from_millis(199)));
+        assert!(health.may_attempt(t1 + Duration::from_millis(200)));
+        // Capped at the maximum.
+        let mut t = t1 + Duration::from_millis(200);
+        for _ in 0..20 {
+            t += ATTEMPT_DELAY_MAX;
+            assert!(health.may_attempt(t));
+        }
+        assert!(!health.may_attempt(t + ATTEMPT_DELAY_MAX - Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn a_success_ends_the_outage_and_counts_restart() {
+        let health = Health::new("db:5432".into());
+        health.failed(&lost());
+        health.refused(3);
+        health.failed(&lost());
+        health.refused(2);
+        assert!(health.is_down());
+        assert_eq!(health.refused_so_far(), 5);
+        health.succeeded();
+        assert!(!health.is_down());
+        assert_eq!(health.refused_so_far(), 0);
+        health.refused(7);
+        assert_eq!(health.refused_so_far(), 0, "no outage, nothing to count");
+    }
+}
