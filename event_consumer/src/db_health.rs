@@ -52,7 +52,15 @@ struct Outage {
     last_logged: Instant,
     next_attempt: Instant,
     delay: Duration,
+    /// When a write last succeeded: the outage is over unless a failure follows within
+    /// [`SETTLE`] (then it goes on, without a new start line).
+    ended: Option<Instant>,
 }
+
+/// How long an outage must stay over before its end is logged. A server that takes some
+/// writes and refuses others (a disk with room for a small row but not for a large one) would
+/// otherwise log a start and an end line per flap.
+pub const SETTLE: Duration = Duration::from_secs(5);
 
 /// See the module docs. Shared by every database connection.
 #[derive(Debug)]
@@ -60,8 +68,10 @@ pub struct Health {
     /// `host:port`, for the log lines.
     target: String,
     outage: Mutex<Option<Outage>>,
-    /// Mirrors `outage.is_some()`, read on every batch without the lock.
+    /// An outage is going on (and not ended): read on every batch without the lock.
     down: AtomicBool,
+    /// An outage is going on or its end is not logged yet.
+    pending: AtomicBool,
 }
 
 impl Health {
@@ -70,6 +80,7 @@ impl Health {
             target,
             outage: Mutex::new(None),
             down: AtomicBool::new(false),
+            pending: AtomicBool::new(false),
         }
     }
 
@@ -90,22 +101,29 @@ impl Health {
         }
         let mut outage = self.lock();
         match outage.as_mut() {
-            None => true,
-            Some(o) if now >= o.next_attempt => {
+            Some(o) if o.ended.is_none() => {
+                if now < o.next_attempt {
+                    return false;
+                }
                 o.next_attempt = now + o.delay;
                 o.delay = (o.delay * 2).min(ATTEMPT_DELAY_MAX);
                 true
             }
-            Some(_) => false,
+            _ => true,
         }
     }
 
     /// Whether an outage is going on and its next attempt is due (without taking it).
     pub fn attempt_due(&self, now: Instant) -> bool {
-        self.is_down() && self.lock().as_ref().is_some_and(|o| now >= o.next_attempt)
+        self.is_down()
+            && self
+                .lock()
+                .as_ref()
+                .is_some_and(|o| o.ended.is_none() && now >= o.next_attempt)
     }
 
-    /// A use of the database failed: starts an outage, or notes a change of its cause.
+    /// A use of the database failed: starts an outage, notes a change of its cause, or takes
+    /// up an outage that ended less than [`SETTLE`] ago.
     pub fn failed(&self, error: &StoreError) {
         let cause = Cause::of(error);
         let now = Instant::now();
@@ -126,22 +144,29 @@ impl Health {
                     // connection); the backoff starts after it.
                     next_attempt: now,
                     delay: ATTEMPT_DELAY_MIN,
+                    ended: None,
                 });
-                self.down.store(true, Ordering::Relaxed);
+                self.pending.store(true, Ordering::Relaxed);
             }
-            Some(o) if o.cause.key != cause.key => {
-                log::warn!(
-                    "database {} still unavailable after {:.1} s, now: {} ({} requests answered 503 so far)",
-                    self.target,
-                    o.started.elapsed().as_secs_f64(),
-                    cause.text,
-                    o.refused
-                );
-                o.cause = cause;
-                o.last_logged = now;
+            Some(o) => {
+                if o.ended.take().is_some() {
+                    // Taken up again: no attempt at once, the backoff goes on where it was.
+                    o.next_attempt = now + o.delay;
+                }
+                if o.cause.key != cause.key {
+                    log::warn!(
+                        "database {} still unavailable after {:.1} s, now: {} ({} requests answered 503 so far)",
+                        self.target,
+                        o.started.elapsed().as_secs_f64(),
+                        cause.text,
+                        o.refused
+                    );
+                    o.cause = cause;
+                    o.last_logged = now;
+                }
             }
-            Some(_) => {}
         }
+        self.down.store(true, Ordering::Relaxed);
     }
 
     /// `n` requests were answered 503 because of the outage.
@@ -151,30 +176,39 @@ impl Health {
         }
     }
 
-    /// A write succeeded: ends the outage, if any.
+    /// A write succeeded: the outage, if any, is over (its end is logged once it stays over
+    /// for [`SETTLE`], by [`Health::remind`], or at once by [`Health::flush`]).
     pub fn succeeded(&self) {
         if !self.is_down() {
             return;
         }
         let mut outage = self.lock();
-        if let Some(o) = outage.take() {
-            self.down.store(false, Ordering::Relaxed);
-            log::info!(
-                "database {} available again after {:.1} s; {} requests were answered 503 meanwhile",
-                self.target,
-                o.started.elapsed().as_secs_f64(),
-                o.refused
-            );
+        if let Some(o) = outage.as_mut() {
+            o.ended.get_or_insert_with(Instant::now);
         }
+        self.down.store(false, Ordering::Relaxed);
     }
 
-    /// Logs a lasting outage again once [`REMINDER_EVERY`] passed since its last line.
-    pub fn remind(&self, now: Instant) {
-        if !self.is_down() {
-            return;
+    /// Called by the worker threads between batches: logs the end of an outage that stayed
+    /// over for [`SETTLE`], or a lasting outage again once [`REMINDER_EVERY`] passed since its
+    /// last line. True when it logged.
+    pub fn remind(&self, now: Instant) -> bool {
+        if !self.pending.load(Ordering::Relaxed) {
+            return false;
         }
-        if let Some(o) = self.lock().as_mut() {
-            if now.duration_since(o.last_logged) >= REMINDER_EVERY {
+        let mut outage = self.lock();
+        let Some(o) = outage.as_mut() else {
+            return false;
+        };
+        match o.ended {
+            Some(ended) if now.duration_since(ended) >= SETTLE => {
+                self.log_end(o, ended);
+                *outage = None;
+                self.pending.store(false, Ordering::Relaxed);
+                true
+            }
+            Some(_) => false,
+            None if now.duration_since(o.last_logged) >= REMINDER_EVERY => {
                 log::warn!(
                     "database {} still unavailable after {:.0} s: {} ({} requests answered 503 so far)",
                     self.target,
@@ -183,11 +217,34 @@ impl Health {
                     o.refused
                 );
                 o.last_logged = now;
+                true
             }
+            None => false,
         }
     }
 
-    /// Requests answered 503 in the current outage (0 outside one).
+    /// Logs the end of an outage that is over but not logged yet (at shutdown).
+    pub fn flush(&self) {
+        let mut outage = self.lock();
+        if let Some(ended) = outage.as_ref().and_then(|o| o.ended) {
+            if let Some(o) = outage.take() {
+                self.log_end(&o, ended);
+            }
+            self.pending.store(false, Ordering::Relaxed);
+        }
+    }
+
+    fn log_end(&self, o: &Outage, ended: Instant) {
+        log::info!(
+            "database {} available again after {:.1} s; {} requests were answered 503 meanwhile",
+            self.target,
+            ended.duration_since(o.started).as_secs_f64(),
+            o.refused
+        );
+    }
+
+    /// Requests answered 503 in the current outage, or the last one if its end is not logged
+    /// yet (0 otherwise).
     pub fn refused_so_far(&self) -> u64 {
         self.lock().as_ref().map_or(0, |o| o.refused)
     }
@@ -236,6 +293,22 @@ mod tests {
     }
 
     #[test]
+    fn a_lasting_outage_is_logged_again_once_a_minute() {
+        let health = Health::new("db:5432".into());
+        let t0 = Instant::now();
+        assert!(
+            !health.remind(t0 + REMINDER_EVERY),
+            "no outage, nothing to remind"
+        );
+        health.failed(&lost());
+        let t0 = Instant::now();
+        assert!(!health.remind(t0 + REMINDER_EVERY / 2));
+        assert!(health.remind(t0 + REMINDER_EVERY));
+        assert!(!health.remind(t0 + REMINDER_EVERY + REMINDER_EVERY / 2));
+        assert!(health.remind(t0 + REMINDER_EVERY * 2));
+    }
+
+    #[test]
     fn a_success_ends_the_outage_and_counts_restart() {
         let health = Health::new("db:5432".into());
         health.failed(&lost());
@@ -246,8 +319,35 @@ mod tests {
         assert_eq!(health.refused_so_far(), 5);
         health.succeeded();
         assert!(!health.is_down());
+        assert!(health.may_attempt(Instant::now()), "over: no backoff");
+        assert!(
+            !health.remind(Instant::now()),
+            "the end is logged once it settled"
+        );
+        assert!(health.remind(Instant::now() + SETTLE));
         assert_eq!(health.refused_so_far(), 0);
         health.refused(7);
         assert_eq!(health.refused_so_far(), 0, "no outage, nothing to count");
+    }
+
+    #[test]
+    fn a_failure_soon_after_the_end_takes_the_outage_up_again_where_its_backoff_was() {
+        let health = Health::new("db:5432".into());
+        health.failed(&lost());
+        let t0 = Instant::now();
+        assert!(health.may_attempt(t0));
+        assert!(health.may_attempt(t0 + ATTEMPT_DELAY_MIN));
+        health.refused(4);
+        health.succeeded();
+        health.failed(&lost());
+        assert!(health.is_down());
+        assert!(
+            !health.may_attempt(Instant::now()),
+            "no attempt at once: the flap does not reset the backoff"
+        );
+        assert_eq!(health.refused_so_far(), 4, "the same outage goes on");
+        health.succeeded();
+        health.flush();
+        assert_eq!(health.refused_so_far(), 0, "flush logged the end");
     }
 }

@@ -198,6 +198,7 @@ impl Running {
                 blocked.len()
             );
         }
+        self.server.pipeline.health().flush();
         log::info!(
             "stopped; {} events stored since start",
             self.server.metrics.events_stored()

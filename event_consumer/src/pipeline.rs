@@ -283,6 +283,11 @@ impl Pipeline {
         n
     }
 
+    /// Whether the database works, as the connections found it.
+    pub fn health(&self) -> &crate::db_health::Health {
+        &self.db.health
+    }
+
     /// Closes the database connections (after the worker threads stopped).
     pub fn disconnect(&self) {
         self.lock().idle.clear();
@@ -302,6 +307,7 @@ impl Pipeline {
             .min(Duration::from_secs(1));
         let mut batch = Vec::with_capacity(self.max_batch);
         loop {
+            let _ = self.db.health.remind(Instant::now());
             match self.next_work(tick, &mut batch) {
                 Work::Batch(connection) => self.store_batch(connection, &mut batch),
                 Work::Maintain(mut connection) => {
@@ -314,7 +320,6 @@ impl Pipeline {
                     if !self.lock().idle.is_empty() {
                         self.notifier.watchdog_tick();
                     }
-                    self.db.health.remind(Instant::now());
                 }
                 Work::Stop => break,
             }

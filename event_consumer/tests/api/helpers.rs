@@ -203,6 +203,9 @@ pub struct ConsumerProcess {
 pub struct ProcessOptions<'a> {
     /// Lines appended under `database:` (indented by the caller).
     pub database_yaml: &'a str,
+    /// Instead of the test database's user and port.
+    pub db_user: Option<&'a str>,
+    pub db_port: Option<u16>,
     /// Lines appended under `consumer:` (indented by the caller).
     pub consumer_yaml: &'a str,
     pub env: &'a [(&'a str, &'a str)],
@@ -236,8 +239,8 @@ impl ConsumerProcess {
             "database:\n  host: {}\n  port: {}\n  user: {}\n  password: \"{}\"\n  dbname: {}\n  connect_timeout_seconds: 2\n{}\
              consumer:\n  host: 127.0.0.1\n  port: {port}\n  workers: 2\n{}",
             c.host,
-            c.port,
-            c.user,
+            options.db_port.unwrap_or(c.port),
+            options.db_user.unwrap_or(&c.user),
             c.password.expose(),
             c.dbname,
             options.database_yaml,

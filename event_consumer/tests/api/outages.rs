@@ -104,6 +104,7 @@ fn a_database_turned_read_only_gets_503_and_not_ready_at_the_backoff_pace_and_re
     consumer.signal("TERM");
     let (code, log) = consumer.wait(Duration::from_secs(20));
     assert_eq!(code, Some(0), "{log}");
+    eprintln!("{log}");
     let outage_lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("database 127.0.0.1:"))
@@ -299,4 +300,106 @@ fn sighup_is_logged_and_the_consumer_keeps_serving() {
         2,
         "one line per SIGHUP:\n{log}"
     );
+}
+
+#[test]
+fn a_login_refused_mid_run_is_logged_as_a_new_cause_and_logins_follow_the_backoff() {
+    let db = TestDb::new();
+    let role = format!("{}_writer", db.name);
+    let mut admin = db.client();
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN; GRANT INSERT, SELECT ON events TO {role}"
+        ))
+        .unwrap();
+    let consumer = ConsumerProcess::start_with(
+        &db,
+        ProcessOptions {
+            db_user: Some(&role),
+            env: &[("LOG_LEVEL", "info")],
+            ..ProcessOptions::default()
+        },
+    );
+    assert_eq!(post_event(consumer.addr, GOOD_EVENT, &[]).status, 201);
+    // What a changed password or a locked account gives: the sessions end, logins fail.
+    admin
+        .batch_execute(&format!("ALTER ROLE {role} NOLOGIN"))
+        .unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            &[&role],
+        )
+        .unwrap();
+    let connects_before = metric(&consumer, "event_consumer_db_connects_total");
+    for i in 0..60 {
+        let status = post_event(consumer.addr, GOOD_EVENT, &[]).status;
+        assert_eq!(status, 503, "request {i} while logins fail");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logins = metric(&consumer, "event_consumer_db_connects_total") - connects_before;
+    assert!(
+        logins <= 12.0,
+        "{logins} login attempts for 60 requests: a lockout policy would lock the account"
+    );
+    admin
+        .batch_execute(&format!("ALTER ROLE {role} LOGIN"))
+        .unwrap();
+    wait_until(
+        "201 again once logins work",
+        Duration::from_secs(15),
+        || post_event(consumer.addr, GOOD_EVENT, &[]).status == 201,
+    );
+    consumer.signal("TERM");
+    let (code, log) = consumer.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{log}");
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("database 127.0.0.1:"))
+        .collect();
+    assert!(lines.len() <= 5, "a handful of lines:\n{log}");
+    assert!(
+        lines.iter().any(|l| l.contains("57P01")),
+        "the first cause:\n{log}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("28000")),
+        "the refused login is logged when the cause changes, with its SQLSTATE:\n{log}"
+    );
+    admin
+        .batch_execute(&format!(
+            "REVOKE ALL ON events FROM {role}; DROP ROLE {role}"
+        ))
+        .unwrap();
+}
+
+#[test]
+fn a_database_that_is_not_there_is_logged_with_its_host_and_port_and_tried_at_the_backoff_pace() {
+    let db = TestDb::new();
+    let nowhere = test_support::free_port();
+    let consumer = ConsumerProcess::start_with(
+        &db,
+        ProcessOptions {
+            db_port: Some(nowhere),
+            env: &[("LOG_LEVEL", "info")],
+            ..ProcessOptions::default()
+        },
+    );
+    for _ in 0..40 {
+        assert_eq!(post_event(consumer.addr, GOOD_EVENT, &[]).status, 503);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(get(&consumer, "/readyz").status, 503);
+    let connects = metric(&consumer, "event_consumer_db_connects_total");
+    assert!(connects <= 12.0, "{connects} connects in about 2 s");
+    consumer.signal("TERM");
+    let (code, log) = consumer.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{log}");
+    let target = format!("database 127.0.0.1:{nowhere} unavailable");
+    assert_eq!(
+        log.matches(&target).count(),
+        1,
+        "logged once, naming host and port:\n{log}"
+    );
+    assert!(log.contains("refused"), "{log}");
 }
