@@ -7,7 +7,12 @@
 #   - SIGKILL a consumer and start it again (3 times; once in the short form),
 #   - pg_ctl restart -m fast (twice; once in the short form),
 #   - pg_ctl restart -m immediate: crash recovery (once),
-#   - SIGSTOP a consumer for 5 s, then SIGCONT (once).
+#   - SIGSTOP a consumer for 5 s, then SIGCONT (once),
+#   - the database read-only for 5 s (default_transaction_read_only, the consumers' sessions
+#     terminated), as after a failover to a standby (once),
+#   - the database frozen for 5 s: every PostgreSQL process SIGSTOPped, as hung storage or a
+#     paused VM look (once).
+# In the short form (below 40 s) the last two last 3 s.
 # Afterwards every key in the propagators' keys logs (written before each event's first send)
 # must be in the table exactly once, no row may carry a key that is in no log, and every
 # propagator must have exited 0. Exit 1 otherwise.
@@ -47,8 +52,17 @@ propagators=$((consumers * per_consumer))
 period=$(awk -v p="$propagators" -v r="$rate" 'BEGIN { printf "%.6f", p / r }')
 
 sql() { PGCONNECT_TIMEOUT=3 psql -X -qAt -h 127.0.0.1 -p "$db_port" -U postgres -d events "$@"; }
+# From the postgres database: a session of `events` started while it is read-only cannot undo it.
+sql_admin() { PGCONNECT_TIMEOUT=3 psql -X -qAt -h 127.0.0.1 -p "$db_port" -U postgres -d postgres "$@"; }
+# The postmaster and its children (what SIGSTOP must reach to freeze the server).
+pg_processes() {
+    local postmaster
+    postmaster=$(head -n 1 "$cluster_data/postmaster.pid")
+    echo "$postmaster"
+    pgrep -P "$postmaster" || true
+}
 
-consumer_pid=() consumer_port=() propagator_pid=()
+consumer_pid=() consumer_port=() propagator_pid=() frozen_pids=()
 # shellcheck disable=SC2317 # called through the EXIT trap
 cleanup() {
     local status=$?
@@ -57,6 +71,7 @@ cleanup() {
         kill -CONT "$pid" 2>/dev/null
         kill -KILL "$pid" 2>/dev/null
     done
+    for pid in "${frozen_pids[@]}"; do kill -CONT "$pid" 2>/dev/null; done
     pg_cluster stop --dir "$work/pg" --mode immediate >/dev/null 2>&1
     if ((status != 0)) || [[ ${CHAOS_KEEP:-} == 1 ]]; then
         say "work directory kept: $work (logs/, keys/)"
@@ -127,9 +142,11 @@ say "$propagators propagators at one event per ${period}s each (${rate}/s combin
 
 # --- faults -------------------------------------------------------------------------------
 if ((seconds >= 40)); then
-    faults=(kill kill kill fast fast immediate stop)
+    faults=(kill kill kill fast fast immediate stop readonly freeze)
+    hold=5
 else
-    faults=(kill fast immediate stop)
+    faults=(kill fast immediate stop readonly freeze)
+    hold=3
 fi
 # Shuffle, then give each fault a random moment within its own slice of the run (leaving the
 # first and last seconds quiet), one fault at a time.
@@ -170,6 +187,22 @@ for k in "${!faults[@]}"; do
         sleep 5
         kill -CONT "${consumer_pid[victim]}"
         what="SIGSTOP consumer $victim for 5 s, SIGCONT"
+        ;;
+    readonly)
+        sql_admin -c 'ALTER DATABASE events SET default_transaction_read_only = on' >/dev/null
+        sql_admin -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = 'events' AND application_name = 'event_consumer'" >/dev/null
+        sleep "$hold"
+        sql_admin -c 'ALTER DATABASE events RESET default_transaction_read_only' >/dev/null
+        what="database read-only for $hold s (sessions terminated)"
+        ;;
+    freeze)
+        mapfile -t frozen_pids < <(pg_processes)
+        kill -STOP "${frozen_pids[@]}"
+        sleep "$hold"
+        kill -CONT "${frozen_pids[@]}"
+        frozen_pids=()
+        what="PostgreSQL frozen (SIGSTOP) for $hold s, SIGCONT"
         ;;
     esac
     injected=$((injected + 1))
@@ -247,6 +280,8 @@ printf 'faults injected:    %s\n' "$injected"
 printf 'longest stall:      %s s without a new row; propagator lateness max %s s\n' "$stall" "$lateness_max"
 printf 'retries:            %s (answered "already stored": %s); schedule slots skipped while retrying: %s\n' \
     "$retries" "$duplicates_acked" "$skipped"
+printf 'consumer log:       %s lines about the database (outages start, change cause, end: not per request)\n' \
+    "$(cat logs/consumer-*.log | grep -c 'database 127.0.0.1:' || true)"
 printf 'propagators:        %s of %s exited 0\n' "$((propagators - failed_propagators))" "$propagators"
 
 status=0

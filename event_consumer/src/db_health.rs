@@ -38,8 +38,26 @@ struct Cause {
 impl Cause {
     fn of(error: &StoreError) -> Cause {
         let text = error.detail();
-        let key = error.sqlstate().map_or_else(|| text.clone(), str::to_owned);
+        let key = match error.sqlstate() {
+            Some(code) => code.to_owned(),
+            None => failure_without_sqlstate(&text).to_owned(),
+        };
         Cause { key, text }
+    }
+}
+
+/// The kind of a failure the server sent no SQLSTATE for. "Connection closed" and "reset by
+/// peer" are one cause (the connection was lost), or a restart would log a line for each.
+fn failure_without_sqlstate(text: &str) -> &'static str {
+    let text = text.to_ascii_lowercase();
+    if text.contains("refused") {
+        "refused"
+    } else if text.contains("timed out") || text.contains("timeout") {
+        "timed out"
+    } else if text.contains("unexpected answer") {
+        "unexpected answer"
+    } else {
+        "connection lost"
     }
 }
 
@@ -256,6 +274,25 @@ mod tests {
 
     fn lost() -> StoreError {
         StoreError::Inconsistent("stand-in for a failure".into())
+    }
+
+    #[test]
+    fn failures_without_sqlstate_are_one_cause_per_kind() {
+        let kinds = [
+            ("connection closed", "connection lost"),
+            (
+                "error communicating with the server: Connection reset by peer (os error 104)",
+                "connection lost",
+            ),
+            (
+                "error connecting to server: Connection refused (os error 111)",
+                "refused",
+            ),
+            ("error connecting to server: timed out", "timed out"),
+        ];
+        for (text, kind) in kinds {
+            assert_eq!(failure_without_sqlstate(text), kind, "{text}");
+        }
     }
 
     #[test]

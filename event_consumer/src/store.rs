@@ -197,7 +197,8 @@ impl Store {
             .dbname(&config.dbname)
             .application_name("event_consumer")
             .connect_timeout(connect_timeout)
-            // The server cancels any statement running longer, so no request waits unbounded.
+            // The server cancels any statement running longer (a lock, a slow disk). A frozen
+            // server cancels nothing: see `Running::shutdown` for what bounds a stop then.
             .options(&format!("-c statement_timeout={statement_timeout_ms}"))
             // A silent network loss is noticed within a bounded time, not after 2 h of TCP
             // keepalive defaults.
