@@ -5,10 +5,13 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod dotenv;
 pub mod event;
+pub mod file;
 pub mod logging;
 
 pub use config::{Config, ConfigError, Secret};
+pub use dotenv::load_dotenv;
 pub use event::{parse_event, parse_event_list, Event, EventError, EventListError};
 
 /// Exit code for a configuration or input error, shared by both binaries.

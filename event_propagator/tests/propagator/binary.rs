@@ -267,6 +267,26 @@ fn dotenv_in_the_working_directory_fills_config_variables_and_the_environment_wi
 }
 
 #[test]
+fn a_malformed_dotenv_line_exits_2_naming_the_file_and_line_but_no_part_of_the_secret() {
+    let dir = TempDir::new();
+    write_config(&dir, "http://127.0.0.1:9/event", "");
+    dir.write(".env", "LOG_LEVEL=info\nDB_PASSWORD=\"Hunter2Secret\n");
+    let (code, stderr) = run_binary(&dir, &["--count", "1"], LIMIT);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("event_propagator: .env:2: DB_PASSWORD: unterminated quote"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    for part in ["Hunter", "Secret", "2Sec", "nter2", "\"H"] {
+        assert!(
+            !stderr.contains(part),
+            "`{part}` of the secret in: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn the_keys_log_flag_records_every_event() {
     let dir = TempDir::new();
     let receiver = Receiver::accepting();
