@@ -46,7 +46,9 @@ fn real_main() -> i32 {
     }
     let stop = Stop::new();
     if let Err(e) = stop.on_signals() {
-        return fail(&format!("cannot install the SIGTERM/SIGINT handlers: {e}"));
+        return fail(&format!(
+            "cannot install the SIGTERM/SIGINT/SIGHUP handlers: {e}"
+        ));
     }
     match event_propagator::run(options, &stop) {
         Ok(summary) => summary.exit_code(),

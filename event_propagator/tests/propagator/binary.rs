@@ -221,6 +221,32 @@ fn sigterm_abandons_a_hanging_send_within_the_shutdown_timeout() {
 }
 
 #[test]
+fn sighup_is_logged_and_ignored_and_sigterm_still_ends_the_run_with_exit_0() {
+    let dir = TempDir::new();
+    let receiver = Receiver::accepting();
+    write_config(&dir, &receiver.url(), "");
+    let child = propagator(&dir, &["--period", "0.05"]).spawn().unwrap();
+    // The first send comes after the signal handlers are installed.
+    assert!(receiver.wait_for(1, LIMIT), "it never sent");
+    signal(&child, "HUP");
+    let before = receiver.requests().len();
+    assert!(
+        receiver.wait_for(before + 3, LIMIT),
+        "no sends after SIGHUP: it stopped"
+    );
+    sigterm(&child);
+    let (status, stderr) = wait_with_timeout(child, LIMIT);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr.matches("SIGHUP received: ignored").count(),
+        1,
+        "one line per SIGHUP:\n{stderr}"
+    );
+    let summary = summary_line(&stderr);
+    assert!(summary.contains("end=signal"), "{summary}");
+}
+
+#[test]
 fn the_token_is_sent_but_never_logged_even_at_trace_level() {
     let dir = TempDir::new();
     let receiver = Receiver::start(|_, n| match n {
