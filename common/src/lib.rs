@@ -12,7 +12,9 @@ pub mod logging;
 
 pub use config::{Config, ConfigError, Secret};
 pub use dotenv::load_dotenv;
-pub use event::{parse_event, parse_event_list, Event, EventError, EventListError};
+pub use event::{
+    parse_event, parse_event_list, read_event_list, Event, EventError, EventListError,
+};
 
 /// Exit code for a configuration or input error, shared by both binaries.
 pub const EXIT_CONFIG: i32 = 2;

@@ -16,8 +16,7 @@
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::Event;
-
+use crate::event_set::EventSet;
 use crate::events::Picker;
 use crate::keys_log::KeysLog;
 use crate::schedule::{Schedule, Slot};
@@ -30,8 +29,7 @@ use crate::Options;
 #[derive(Debug)]
 pub(crate) struct Engine {
     options: Options,
-    event_types: Vec<String>,
-    bodies: Vec<Vec<u8>>,
+    events: EventSet,
     sender: Sender,
     seed: u64,
     /// The schedule and all that must follow the order of the slots, held by the thread whose
@@ -104,15 +102,10 @@ impl Engine {
     /// An engine for `events` (checked, non-empty), with the HTTP agent built from `options`.
     pub(crate) fn new(
         options: Options,
-        events: &[Event],
+        events: EventSet,
         keys_log: Option<KeysLog>,
         seed: u64,
     ) -> Engine {
-        let bodies = events
-            .iter()
-            .map(|e| serde_json::to_vec(e).expect("an event serialises"))
-            .collect();
-        let event_types = events.iter().map(|e| e.event_type().to_owned()).collect();
         let sender = Sender::new(
             SenderConfig {
                 endpoint: options.endpoint.clone(),
@@ -137,8 +130,7 @@ impl Engine {
             skip_warnings: WarnLimiter::new(Duration::from_secs(1)),
         };
         Engine {
-            event_types,
-            bodies,
+            events,
             sender,
             seed,
             turn: Mutex::new(turn),
@@ -154,7 +146,7 @@ impl Engine {
 
     /// How many events the events file holds.
     pub(crate) fn event_count(&self) -> usize {
-        self.bodies.len()
+        self.events.len()
     }
 
     pub(crate) fn seed(&self) -> u64 {
@@ -250,7 +242,7 @@ impl Engine {
             let busy = stats.in_flight();
             let in_flight = InFlight {
                 key: event.key.clone(),
-                event_type: self.event_types[event.event_index].clone(),
+                event_type: self.events.event_type(event.event_index).to_owned(),
                 event_index: event.event_index,
             };
             let number = stats.record_send(sent_at, lateness, slot.skipped, in_flight);
@@ -289,12 +281,19 @@ impl Engine {
     /// ended (unless the run already counted it as abandoned).
     pub(crate) fn send(&self, taken: Taken, stop: &Stop) -> Sent {
         let Picked { key, event_index } = taken.event;
-        let delivery = self.sender.deliver(&self.bodies[event_index], &key, stop);
+        let delivery = self
+            .sender
+            .deliver(self.events.body(event_index), &key, stop);
         if lock(&self.live)
             .stats
             .record_delivery(taken.number, &delivery)
         {
-            log_outcome(&key, &self.event_types[event_index], event_index, &delivery);
+            log_outcome(
+                &key,
+                self.events.event_type(event_index),
+                event_index,
+                &delivery,
+            );
         }
         Sent {
             key,
@@ -352,7 +351,7 @@ mod tests {
         options.period = Duration::ZERO;
         options.count = Some(count);
         let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
-        Engine::new(options, &[event], None, 1)
+        Engine::new(options, EventSet::from_events(&[event]), None, 1)
     }
 
     #[test]

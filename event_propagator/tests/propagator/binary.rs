@@ -135,6 +135,64 @@ fn a_bad_events_file_exits_2_naming_the_file_and_the_entry() {
 }
 
 #[test]
+fn events_and_config_files_that_are_not_regular_files_exit_2_naming_the_file() {
+    let dir = TempDir::new();
+    let receiver = Receiver::accepting();
+    write_config(&dir, &receiver.url(), "");
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.path().join("fifo"))
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    // A FIFO without a writer used to block the propagator in open(), deaf to SIGTERM.
+    let cases: [(&[&str], &str, &str); 4] = [
+        (
+            &["--events-file", "fifo"],
+            "cannot read events file fifo: is a named pipe",
+            "a FIFO of events",
+        ),
+        (
+            &["--events-file", "/dev/zero"],
+            "cannot read events file /dev/zero: is a character device",
+            "an endless device of events",
+        ),
+        (
+            &["--config", "fifo"],
+            "cannot read config file fifo: is a named pipe",
+            "a FIFO as config",
+        ),
+        (
+            &["--config", "/dev/zero"],
+            "cannot read config file /dev/zero: is a character device",
+            "an endless device as config",
+        ),
+    ];
+    for (args, needle, reason) in cases {
+        let mut args = args.to_vec();
+        args.extend(["--count", "1"]);
+        let (code, stderr) = run_binary(&dir, &args, LIMIT);
+        assert_eq!(code, 2, "{reason}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("event_propagator: {needle}")),
+            "{reason}: {stderr}"
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{reason}: {stderr}");
+    }
+    assert!(receiver.requests().is_empty());
+}
+
+#[test]
+fn an_events_file_starting_with_a_byte_order_mark_is_accepted() {
+    let dir = TempDir::new();
+    let receiver = Receiver::accepting();
+    write_config(&dir, &receiver.url(), "");
+    dir.write("events.json", &format!("\u{feff}{EVENTS_JSON}"));
+    let (code, stderr) = run_binary(&dir, &["--count", "2"], LIMIT);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(receiver.requests().len(), 2);
+}
+
+#[test]
 fn bad_flags_and_a_bad_config_exit_2_with_one_line() {
     let dir = TempDir::new();
     write_config(&dir, "http://127.0.0.1:9/event", "");
