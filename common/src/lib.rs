@@ -1,7 +1,8 @@
-//! What both services share: the event with its validation, the configuration, the logger.
+//! What both services share: the event with its validation, the configuration, `.env`, the
+//! logger.
 //!
-//! This crate does no network or database I/O; it reads the config file it is pointed at and
-//! writes log lines to stderr, nothing else.
+//! This crate does no network or database I/O; it reads the files it is pointed at (config,
+//! `.env`, events) and writes log lines to stderr, nothing else.
 #![forbid(unsafe_code)]
 
 pub mod config;
