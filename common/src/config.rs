@@ -231,14 +231,26 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Largest config file read: the shipped one is about 2 KiB; a limit keeps `/dev/zero` or a
+/// runaway file from filling memory.
+pub const CONFIG_MAX_BYTES: u64 = 1024 * 1024;
+
 impl Config {
-    /// Reads, substitutes from the process environment, parses and checks `path`.
+    /// Reads, substitutes from the process environment, parses and checks `path`: a regular
+    /// file of at most [`CONFIG_MAX_BYTES`], UTF-8, a leading byte order mark ignored.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        let read_error = |error| ConfigError::Read {
             path: path.to_owned(),
             error,
+        };
+        let bytes = crate::file::read_limited(path, CONFIG_MAX_BYTES).map_err(read_error)?;
+        let text = std::str::from_utf8(crate::file::strip_bom(&bytes)).map_err(|e| {
+            read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to()),
+            ))
         })?;
-        Config::from_yaml(&text, path, |name| std::env::var(name).ok())
+        Config::from_yaml(text, path, |name| std::env::var(name).ok())
     }
 
     /// Parses config text; `path` is only used in messages, `lookup` resolves variables.

@@ -4,8 +4,9 @@
 //! both of which run the rules, so anything holding an `Event` holds a valid one.
 
 use std::fmt;
+use std::io::{self, BufRead};
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 /// Longest accepted `event_type`, in characters (Unicode scalar values).
@@ -200,14 +201,45 @@ impl fmt::Display for EventListError {
 impl std::error::Error for EventListError {}
 
 /// Parses a JSON array of events, validating each entry with the same rules as [`parse_event`].
+/// A leading UTF-8 byte order mark is skipped.
 pub fn parse_event_list(json: &[u8]) -> Result<Vec<Event>, EventListError> {
-    let CheckedList(outcome) =
-        serde_json::from_slice::<CheckedList>(json).map_err(EventListError::InvalidJson)?;
-    let events = outcome?;
-    if events.is_empty() {
-        return Err(EventListError::Empty);
-    }
+    let mut events = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(crate::file::strip_bom(json));
+    parse_list(&mut de, |event| events.push(event))?;
     Ok(events)
+}
+
+/// Like [`parse_event_list`], but reads from `reader` and hands each valid event to `each` as
+/// soon as it is parsed, so that neither the text nor a list of events is ever held whole.
+/// After a bad entry `each` is not called again. Returns how many events were handed over.
+pub fn read_event_list<R: io::Read>(
+    reader: R,
+    each: impl FnMut(Event),
+) -> Result<usize, EventListError> {
+    let mut reader = io::BufReader::new(reader);
+    let start = reader
+        .fill_buf()
+        .map_err(|e| EventListError::InvalidJson(serde_json::Error::io(e)))?;
+    if start.starts_with(crate::file::UTF8_BOM) {
+        reader.consume(crate::file::UTF8_BOM.len());
+    }
+    parse_list(&mut serde_json::Deserializer::from_reader(reader), each)
+}
+
+/// The one list parser behind both entry points: the array, each entry checked, then the end
+/// of the input (only whitespace may follow).
+fn parse_list<'de, R: serde_json::de::Read<'de>>(
+    de: &mut serde_json::Deserializer<R>,
+    each: impl FnMut(Event),
+) -> Result<usize, EventListError> {
+    let outcome = ListSeed { each }
+        .deserialize(&mut *de)
+        .map_err(EventListError::InvalidJson)?;
+    de.end().map_err(EventListError::InvalidJson)?;
+    match outcome? {
+        0 => Err(EventListError::Empty),
+        n => Ok(n),
+    }
 }
 
 /// A JSON value that was checked against the event rules. Rule violations are carried in the
@@ -366,50 +398,55 @@ impl<'de> Visitor<'de> for FieldValueVisitor {
     }
 }
 
-/// A JSON array whose entries were each checked; the first bad entry is kept with its index.
-struct CheckedList(Result<Vec<Event>, EventListError>);
+/// A JSON array whose entries are each checked and handed to `each`; the first bad entry is
+/// kept with its index. The value is how many events were handed over.
+struct ListSeed<F> {
+    each: F,
+}
 
-impl<'de> Deserialize<'de> for CheckedList {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ListVisitor).map(CheckedList)
+impl<'de, F: FnMut(Event)> DeserializeSeed<'de> for ListSeed<F> {
+    type Value = Result<usize, EventListError>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(ListVisitor { each: self.each })
     }
 }
 
-struct ListVisitor;
+struct ListVisitor<F> {
+    each: F,
+}
 
-impl ListVisitor {
-    fn not_an_array<E>(found: &'static str) -> Result<Result<Vec<Event>, EventListError>, E> {
+impl<F> ListVisitor<F> {
+    fn not_an_array<E>(found: &'static str) -> Result<Result<usize, EventListError>, E> {
         Ok(Err(EventListError::NotAnArray { found }))
     }
 }
 
-impl<'de> Visitor<'de> for ListVisitor {
-    type Value = Result<Vec<Event>, EventListError>;
+impl<'de, F: FnMut(Event)> Visitor<'de> for ListVisitor<F> {
+    type Value = Result<usize, EventListError>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an array of events")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut events = Vec::new();
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut index = 0;
         let mut first_error = None;
         while let Some(Checked(outcome)) = seq.next_element::<Checked>()? {
+            // Later entries are still parsed after an error, so broken JSON further on is
+            // reported as such; they are no longer handed over.
             match outcome {
-                Ok(event) => events.push(event),
+                Ok(event) if first_error.is_none() => (self.each)(event),
+                Ok(_) => {}
                 Err(error) => {
-                    let index = events.len();
                     first_error.get_or_insert(EventListError::Invalid { index, error });
-                    // Keep counting positions after an error so later entries are still parsed.
-                    events.push(Event {
-                        event_type: String::new(),
-                        event_payload: String::new(),
-                    });
                 }
             }
+            index += 1;
         }
         match first_error {
             Some(error) => Ok(Err(error)),
-            None => Ok(Ok(events)),
+            None => Ok(Ok(index)),
         }
     }
 
@@ -561,6 +598,42 @@ mod tests {
             br#"[{"event_type":"a","event_payload":"b"},{"event_type":"","event_payload":"b"}]"#;
         let err = parse_event_list(json).unwrap_err();
         assert!(err.to_string().starts_with("event at index 1:"), "{err}");
+    }
+
+    #[test]
+    fn a_list_after_a_utf8_byte_order_mark_is_accepted() {
+        let json = b"\xEF\xBB\xBF[{\"event_type\":\"a\",\"event_payload\":\"b\"}]";
+        assert_eq!(parse_event_list(json).unwrap().len(), 1, "from bytes");
+        let mut types = Vec::new();
+        let read = read_event_list(&json[..], |e| types.push(e.event_type().to_owned()));
+        assert_eq!(read.unwrap(), 1, "from a reader");
+        assert_eq!(types, ["a"]);
+    }
+
+    #[test]
+    fn reading_a_list_from_a_reader_agrees_with_parsing_it_from_bytes() {
+        let cases: [(&[u8], &str); 7] = [
+            (br#"[{"event_type":"a","event_payload":"b"}, {"event_payload":"\u00e9","event_type":"c"}]"#, "two events"),
+            (br#"[{"event_type":"a","event_payload":"b"},{"event_type":"","event_payload":"b"}]"#, "a bad second entry"),
+            (br#"[{"event_type":"","event_payload":"b"},{"#, "a bad entry, then broken JSON"),
+            (b"[]", "empty"),
+            (b"{}", "an object"),
+            (br#"[{"event_type":"a","event_payload":"b"}] x"#, "trailing garbage"),
+            (b"", "nothing at all"),
+        ];
+        for (json, reason) in cases {
+            let from_bytes = parse_event_list(json);
+            let mut events = Vec::new();
+            let from_reader = read_event_list(json, |e| events.push(e));
+            match (from_bytes, from_reader) {
+                (Ok(expected), Ok(n)) => {
+                    assert_eq!(n, expected.len(), "{reason}");
+                    assert_eq!(events, expected, "{reason}");
+                }
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{reason}"),
+                (a, b) => panic!("{reason}: from bytes {a:?}, from a reader {b:?}"),
+            }
+        }
     }
 
     #[test]

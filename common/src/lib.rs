@@ -1,15 +1,21 @@
-//! What both services share: the event with its validation, the configuration, the logger.
+//! What both services share: the event with its validation, the configuration, `.env`, the
+//! logger.
 //!
-//! This crate does no network or database I/O; it reads the config file it is pointed at and
-//! writes log lines to stderr, nothing else.
+//! This crate does no network or database I/O; it reads the files it is pointed at (config,
+//! `.env`, events) and writes log lines to stderr, nothing else.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod dotenv;
 pub mod event;
+pub mod file;
 pub mod logging;
 
 pub use config::{Config, ConfigError, Secret};
-pub use event::{parse_event, parse_event_list, Event, EventError, EventListError};
+pub use dotenv::load_dotenv;
+pub use event::{
+    parse_event, parse_event_list, read_event_list, Event, EventError, EventListError,
+};
 
 /// Exit code for a configuration or input error, shared by both binaries.
 pub const EXIT_CONFIG: i32 = 2;

@@ -3,7 +3,8 @@
 //! Under systemd (`JOURNAL_STREAM` set) lines carry a `<N>` syslog priority prefix and no
 //! timestamp, since journald stamps and classifies each line itself. Elsewhere (a terminal,
 //! cron mail, a file) each line starts with an RFC 3339 UTC timestamp and the level.
-//! The level comes from `LOG_LEVEL` (error, warn, info, debug, trace; default info).
+//! The level comes from `LOG_LEVEL` (error, warn, info, debug, trace; default info). The
+//! PostgreSQL driver's debug records (statements with their parameters) show only at trace.
 
 use std::io::Write;
 use std::time::SystemTime;
@@ -15,9 +16,31 @@ struct StderrLogger {
     level: LevelFilter,
 }
 
+/// Dependencies whose debug records carry data: tokio_postgres logs every statement with its
+/// parameters (`executing statement … with parameters: […]`), i.e. each payload and key. Their
+/// debug records count as trace, so `LOG_LEVEL=debug` shows our own debug lines without them.
+const DATA_LOGGING_TARGETS: [&str; 4] = [
+    "postgres",
+    "tokio_postgres",
+    "postgres_protocol",
+    "postgres_types",
+];
+
+/// The level a record is shown at: its own, or trace for the debug records of a crate in
+/// [`DATA_LOGGING_TARGETS`].
+fn effective_level(metadata: &Metadata<'_>) -> Level {
+    let target = metadata.target();
+    let crate_name = target.split("::").next().unwrap_or(target);
+    if metadata.level() >= Level::Debug && DATA_LOGGING_TARGETS.contains(&crate_name) {
+        Level::Trace
+    } else {
+        metadata.level()
+    }
+}
+
 impl Log for StderrLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= self.level
+        effective_level(metadata) <= self.level
     }
 
     fn log(&self, record: &Record<'_>) {
@@ -74,6 +97,80 @@ pub fn init() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_driver_debug_records_show_only_at_trace() {
+        let logger = |level| StderrLogger {
+            journald: false,
+            level,
+        };
+        let record = |level, target| Metadata::builder().level(level).target(target).build();
+        let cases = [
+            (
+                Level::Debug,
+                "tokio_postgres::query",
+                LevelFilter::Debug,
+                false,
+                "statement parameters",
+            ),
+            (
+                Level::Debug,
+                "tokio_postgres::query",
+                LevelFilter::Trace,
+                true,
+                "asked for trace",
+            ),
+            (
+                Level::Debug,
+                "postgres",
+                LevelFilter::Debug,
+                false,
+                "the blocking wrapper",
+            ),
+            (
+                Level::Trace,
+                "postgres_protocol::message",
+                LevelFilter::Trace,
+                true,
+                "trace is trace",
+            ),
+            (
+                Level::Info,
+                "tokio_postgres::connection",
+                LevelFilter::Info,
+                true,
+                "server notices",
+            ),
+            (
+                Level::Debug,
+                "event_consumer::pipeline",
+                LevelFilter::Debug,
+                true,
+                "our own debug",
+            ),
+            (
+                Level::Debug,
+                "postgresql_tools",
+                LevelFilter::Debug,
+                true,
+                "only whole crate names",
+            ),
+            (
+                Level::Debug,
+                "ureq::run",
+                LevelFilter::Debug,
+                true,
+                "ureq redacts at debug",
+            ),
+        ];
+        for (level, target, filter, shown, reason) in cases {
+            assert_eq!(
+                logger(filter).enabled(&record(level, target)),
+                shown,
+                "{reason}: {level} from {target} at LOG_LEVEL={filter}"
+            );
+        }
+    }
 
     #[test]
     fn parses_levels_case_insensitively() {

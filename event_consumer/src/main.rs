@@ -81,7 +81,7 @@ fn main() -> ExitCode {
         }
     };
     // .env first, before any thread exists (it sets environment variables).
-    if let Err(e) = load_dotenv() {
+    if let Err(e) = common::load_dotenv(std::path::Path::new(".env")) {
         eprintln!("event_consumer: {e}");
         return ExitCode::from(EXIT_CONFIG as u8);
     }
@@ -153,14 +153,5 @@ impl Signals {
         signal_hook::flag::register(SIGHUP, Arc::clone(&signals.hangup))
             .map_err(|e| cannot(SIGHUP, e))?;
         Ok(signals)
-    }
-}
-
-/// Loads `.env` from the working directory only (not its parents); a missing file is fine.
-fn load_dotenv() -> Result<(), String> {
-    match dotenvy::from_path(".env") {
-        Ok(()) => Ok(()),
-        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!(".env: {e}")),
     }
 }

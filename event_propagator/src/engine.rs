@@ -16,8 +16,7 @@
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::Event;
-
+use crate::event_set::EventSet;
 use crate::events::Picker;
 use crate::keys_log::KeysLog;
 use crate::schedule::{Schedule, Slot};
@@ -30,8 +29,7 @@ use crate::Options;
 #[derive(Debug)]
 pub(crate) struct Engine {
     options: Options,
-    event_types: Vec<String>,
-    bodies: Vec<Vec<u8>>,
+    events: EventSet,
     sender: Sender,
     seed: u64,
     /// The schedule and all that must follow the order of the slots, held by the thread whose
@@ -50,6 +48,10 @@ pub(crate) struct Engine {
 struct Live {
     stats: Stats,
     next_due: Option<Instant>,
+    /// The last time the window was full: when a send ended while all `max_in_flight` were in
+    /// flight. A slot due before it waited for the consumer, not for this process, even if
+    /// other senders have finished since (after a stall every answer arrives at once).
+    full_until: Option<Instant>,
 }
 
 /// How busy the run is, as the window's watcher sees it.
@@ -104,15 +106,10 @@ impl Engine {
     /// An engine for `events` (checked, non-empty), with the HTTP agent built from `options`.
     pub(crate) fn new(
         options: Options,
-        events: &[Event],
+        events: EventSet,
         keys_log: Option<KeysLog>,
         seed: u64,
     ) -> Engine {
-        let bodies = events
-            .iter()
-            .map(|e| serde_json::to_vec(e).expect("an event serialises"))
-            .collect();
-        let event_types = events.iter().map(|e| e.event_type().to_owned()).collect();
         let sender = Sender::new(
             SenderConfig {
                 endpoint: options.endpoint.clone(),
@@ -137,8 +134,7 @@ impl Engine {
             skip_warnings: WarnLimiter::new(Duration::from_secs(1)),
         };
         Engine {
-            event_types,
-            bodies,
+            events,
             sender,
             seed,
             turn: Mutex::new(turn),
@@ -154,7 +150,7 @@ impl Engine {
 
     /// How many events the events file holds.
     pub(crate) fn event_count(&self) -> usize {
-        self.bodies.len()
+        self.events.len()
     }
 
     pub(crate) fn seed(&self) -> u64 {
@@ -242,27 +238,31 @@ impl Engine {
         let sent_at = Instant::now();
         let lateness = sent_at.saturating_duration_since(slot.due);
         let next_due = schedule.next_due(sent_at);
-        let (number, skipped_total, busy) = {
+        let (number, skipped_total, busy, window_was_full) = {
             let mut live = lock(&self.live);
             live.next_due = Some(next_due);
             let stats = &mut live.stats;
             stats.mark_start(start);
             let busy = stats.in_flight();
+            // Full now (every other sender busy), or full at some time since the slot was due.
+            let window_was_full = busy + 1 >= self.options.max_in_flight
+                || live.full_until.is_some_and(|full| full >= slot.due);
+            let stats = &mut live.stats;
             let in_flight = InFlight {
                 key: event.key.clone(),
-                event_type: self.event_types[event.event_index].clone(),
+                event_type: self.events.event_type(event.event_index).to_owned(),
                 event_index: event.event_index,
             };
             let number = stats.record_send(sent_at, lateness, slot.skipped, in_flight);
-            if busy + 1 >= self.options.max_in_flight {
+            if window_was_full {
                 stats.skipped_window_full += slot.skipped;
             }
-            (number, stats.skipped_slots, busy)
+            (number, stats.skipped_slots, busy, window_was_full)
         };
         if slot.skipped > 0 {
             if let Some(held_back) = skip_warnings.allow(sent_at) {
                 // Whether the window was full tells an operator if a larger one would help.
-                let cause = if busy + 1 >= self.options.max_in_flight {
+                let cause = if window_was_full {
                     "every sender was busy"
                 } else {
                     "senders to spare: this process was held up"
@@ -288,13 +288,29 @@ impl Engine {
     /// Sends a taken slot's event with its retries, on the calling thread, and records how it
     /// ended (unless the run already counted it as abandoned).
     pub(crate) fn send(&self, taken: Taken, stop: &Stop) -> Sent {
+        let event = &taken.event;
+        let body = self.events.body(event.event_index);
+        let delivery = self.sender.deliver(body, &event.key, stop);
+        self.finish(taken, delivery)
+    }
+
+    /// Records how a taken slot's send ended (unless the run already counted it as abandoned).
+    fn finish(&self, taken: Taken, delivery: Delivery) -> Sent {
         let Picked { key, event_index } = taken.event;
-        let delivery = self.sender.deliver(&self.bodies[event_index], &key, stop);
-        if lock(&self.live)
-            .stats
-            .record_delivery(taken.number, &delivery)
-        {
-            log_outcome(&key, &self.event_types[event_index], event_index, &delivery);
+        let counted = {
+            let mut live = lock(&self.live);
+            if live.stats.in_flight() >= self.options.max_in_flight {
+                live.full_until = Some(Instant::now());
+            }
+            live.stats.record_delivery(taken.number, &delivery)
+        };
+        if counted {
+            log_outcome(
+                &key,
+                self.events.event_type(event_index),
+                event_index,
+                &delivery,
+            );
         }
         Sent {
             key,
@@ -352,7 +368,7 @@ mod tests {
         options.period = Duration::ZERO;
         options.count = Some(count);
         let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
-        Engine::new(options, &[event], None, 1)
+        Engine::new(options, EventSet::from_events(&[event]), None, 1)
     }
 
     #[test]
@@ -369,6 +385,58 @@ mod tests {
             "a later stop does not change why the run ended"
         );
         assert_eq!(engine.end(), Some(End::Count));
+    }
+
+    #[test]
+    fn slots_skipped_while_the_window_was_full_count_as_window_full_after_it_empties() {
+        let mut options = Options::from_config(&common::Config::default().propagator);
+        options.period = Duration::from_millis(5);
+        options.max_in_flight = 2;
+        let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
+        let engine = Engine::new(options, EventSet::from_events(&[event]), None, 1);
+        let stop = Stop::new();
+        let first = engine.take_slot(&stop).unwrap();
+        let second = engine.take_slot(&stop).unwrap();
+        // Both senders wait for a stalled consumer while slots pass (more than CATCH_UP late)...
+        std::thread::sleep(Duration::from_millis(60));
+        // ...then every answer arrives at once: both senders are free before either takes the
+        // next slot, which the window, not this process, held up.
+        let delivered = Delivery {
+            attempts: 1,
+            outcome: Outcome::Delivered,
+        };
+        engine.finish(first, delivered.clone());
+        engine.finish(second, delivered);
+        let late = engine.take_slot(&stop).unwrap();
+        let stats = engine.stats();
+        assert!(late.slot.skipped > 0, "no slot was skipped: {late:?}");
+        assert_eq!(stats.skipped_slots, late.slot.skipped);
+        assert_eq!(
+            stats.skipped_window_full, stats.skipped_slots,
+            "skipped slots blamed on this process although the window was full"
+        );
+    }
+
+    #[test]
+    fn slots_skipped_with_senders_to_spare_are_not_counted_as_window_full() {
+        let mut options = Options::from_config(&common::Config::default().propagator);
+        options.period = Duration::from_millis(5);
+        options.max_in_flight = 2;
+        let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
+        let engine = Engine::new(options, EventSet::from_events(&[event]), None, 1);
+        let stop = Stop::new();
+        let first = engine.take_slot(&stop).unwrap();
+        let delivered = Delivery {
+            attempts: 1,
+            outcome: Outcome::Delivered,
+        };
+        engine.finish(first, delivered);
+        // One sender was free all along: the slots passed because nothing took them.
+        std::thread::sleep(Duration::from_millis(60));
+        let late = engine.take_slot(&stop).unwrap();
+        let stats = engine.stats();
+        assert!(late.slot.skipped > 0, "no slot was skipped: {late:?}");
+        assert_eq!(stats.skipped_window_full, 0, "{stats:?}");
     }
 
     #[test]

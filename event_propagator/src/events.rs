@@ -1,14 +1,17 @@
 //! The events file and the random choice among its events.
 //!
 //! The file is checked entry by entry with the same rules the consumer applies
-//! ([`common::parse_event_list`]), so the propagator never sends an event the consumer would
+//! ([`common::read_event_list`]), so the propagator never sends an event the consumer would
 //! refuse for its content. Choice is uniform, from a seedable generator so that a run can be
 //! replayed with `--seed`.
 
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use common::{Event, EventListError};
+use common::EventListError;
+
+use crate::event_set::EventSet;
 
 /// Why the events file cannot be used. The message names the file (and the entry, if one is bad).
 #[derive(Debug)]
@@ -45,21 +48,61 @@ impl std::error::Error for EventsFileError {
     }
 }
 
-/// Reads and validates the events file: a non-empty JSON array of valid events.
-pub fn load(path: &Path) -> Result<Vec<Event>, EventsFileError> {
-    let bytes = std::fs::read(path).map_err(|error| EventsFileError::Read {
+/// Largest events file read: far beyond any hand-written file (the shipped one is 1 KiB), and
+/// small enough that a mistaken path (a log, `/dev/zero`) is refused rather than filling memory.
+pub const EVENTS_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Reads and validates the events file: a regular file of at most [`EVENTS_MAX_BYTES`] holding a
+/// non-empty JSON array of valid events (a leading byte order mark is skipped).
+///
+/// The file is parsed as it is read, each event stored as soon as it is checked, so the text is
+/// never held whole: memory peaks at about the file's size (a 125 MB file of 600 000 events:
+/// see `tests/soak/memory.rs`), where reading it whole first cost about three times that.
+pub fn load(path: &Path) -> Result<EventSet, EventsFileError> {
+    load_limited(path, EVENTS_MAX_BYTES)
+}
+
+fn load_limited(path: &Path, limit: u64) -> Result<EventSet, EventsFileError> {
+    let read_error = |error| EventsFileError::Read {
         path: path.to_owned(),
         error,
-    })?;
-    parse(&bytes, path)
+    };
+    let (file, metadata) = common::file::open_regular(path).map_err(read_error)?;
+    if metadata.len() > limit {
+        return Err(read_error(common::file::too_large(limit)));
+    }
+    // Bodies are about as long as the file's text; untouched room costs no memory and is given
+    // back below.
+    let mut events = EventSet::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    // One byte over the limit is enough to tell that the file is too large (it may have grown).
+    let mut reader = file.take(limit.saturating_add(1));
+    let parsed = common::read_event_list(&mut reader, |event| events.push(&event));
+    if reader.limit() == 0 {
+        return Err(read_error(common::file::too_large(limit)));
+    }
+    match parsed {
+        Ok(_) => {
+            events.shrink_to_fit();
+            Ok(events)
+        }
+        Err(EventListError::InvalidJson(e)) if e.is_io() => Err(read_error(e.into())),
+        Err(error) => Err(EventsFileError::Invalid {
+            path: path.to_owned(),
+            error,
+        }),
+    }
 }
 
 /// Validates the contents of an events file; `path` is used only in messages.
-pub fn parse(bytes: &[u8], path: &Path) -> Result<Vec<Event>, EventsFileError> {
-    common::parse_event_list(bytes).map_err(|error| EventsFileError::Invalid {
-        path: path.to_owned(),
-        error,
-    })
+pub fn parse(bytes: &[u8], path: &Path) -> Result<EventSet, EventsFileError> {
+    let mut events = EventSet::default();
+    common::read_event_list(bytes, |event| events.push(&event)).map_err(|error| {
+        EventsFileError::Invalid {
+            path: path.to_owned(),
+            error,
+        }
+    })?;
+    Ok(events)
 }
 
 /// Picks event indices uniformly at random from a seeded generator.
@@ -164,6 +207,78 @@ mod tests {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../events.json"));
         let events = load(path).unwrap();
         assert_eq!(events.len(), EVENTS);
+    }
+
+    fn temp_dir() -> std::path::PathBuf {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("events-rs-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_file_with_a_utf8_byte_order_mark_loads() {
+        let dir = temp_dir();
+        let path = dir.join("events.json");
+        std::fs::write(
+            &path,
+            b"\xEF\xBB\xBF[{\"event_type\": \"a\", \"event_payload\": \"b\"}]\n",
+        )
+        .unwrap();
+        let events = load(&path).unwrap();
+        assert_eq!((events.len(), events.event_type(0)), (1, "a"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_over_the_limit_or_not_regular_are_refused_naming_the_file() {
+        let dir = temp_dir();
+        let json = r#"[{"event_type": "a", "event_payload": "b"}]"#;
+        let path = dir.join("events.json");
+        std::fs::write(&path, json).unwrap();
+        let limit = json.len() as u64;
+        assert_eq!(
+            load_limited(&path, limit).unwrap().len(),
+            1,
+            "exactly at the limit"
+        );
+        let fifo = dir.join("fifo.json");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo failed");
+        let cases = [
+            (
+                path.as_path(),
+                limit - 1,
+                "larger than the limit of",
+                "one byte over",
+            ),
+            (
+                fifo.as_path(),
+                EVENTS_MAX_BYTES,
+                "named pipe",
+                "a FIFO, which would block",
+            ),
+            (
+                Path::new("/dev/zero"),
+                EVENTS_MAX_BYTES,
+                "character device",
+                "endless",
+            ),
+        ];
+        for (path, limit, needle, reason) in cases {
+            let message = load_limited(path, limit).unwrap_err().to_string();
+            assert!(
+                message.starts_with(&format!("cannot read events file {}: ", path.display())),
+                "{reason}: {message}"
+            );
+            assert!(message.contains(needle), "{reason}: {message}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

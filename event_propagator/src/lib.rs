@@ -28,6 +28,7 @@
 
 pub mod cli;
 mod engine;
+pub mod event_set;
 pub mod events;
 pub mod keys_log;
 pub mod schedule;
@@ -160,7 +161,7 @@ impl Propagator {
         };
         let seed = options.seed.unwrap_or_else(events::random_seed);
         Ok(Propagator {
-            engine: Arc::new(Engine::new(options, &events, keys_log, seed)),
+            engine: Arc::new(Engine::new(options, events, keys_log, seed)),
         })
     }
 

@@ -2,6 +2,7 @@
 //! summary's code. Fatal errors are printed here, once, as one line.
 #![forbid(unsafe_code)]
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use common::EXIT_CONFIG;
@@ -27,10 +28,8 @@ fn real_main() -> i32 {
     };
     // `.env` in the working directory only; real environment variables win over it. Loading
     // sets variables, so it happens before any thread starts.
-    if let Err(e) = dotenvy::from_path(".env") {
-        if !e.not_found() {
-            return fail(&format!(".env: {e}"));
-        }
+    if let Err(e) = common::load_dotenv(Path::new(".env")) {
+        return fail(&e);
     }
     common::logging::init();
     let config = match common::Config::load(&args.config) {
@@ -47,7 +46,9 @@ fn real_main() -> i32 {
     }
     let stop = Stop::new();
     if let Err(e) = stop.on_signals() {
-        return fail(&format!("cannot install the SIGTERM/SIGINT handlers: {e}"));
+        return fail(&format!(
+            "cannot install the SIGTERM/SIGINT/SIGHUP handlers: {e}"
+        ));
     }
     match event_propagator::run(options, &stop) {
         Ok(summary) => summary.exit_code(),

@@ -49,9 +49,10 @@ pub struct Stats {
     pub abandoned: u64,
     pub retries: u64,
     pub skipped_slots: u64,
-    /// Of `skipped_slots`, those skipped while every one of the `max_in_flight` sends was
-    /// waiting for the consumer (or retrying): the consumer did not keep up. The others were
-    /// skipped with senders to spare, because this process was held up.
+    /// Of `skipped_slots`, those skipped because every one of the `max_in_flight` sends was
+    /// waiting for the consumer (or retrying) at some time after the late slot was due: the
+    /// consumer did not keep up. The others were skipped with senders to spare all along,
+    /// because this process was held up.
     pub skipped_window_full: u64,
     pub lateness: Histogram,
     /// The most sends in flight at once so far.

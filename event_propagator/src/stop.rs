@@ -1,4 +1,5 @@
 //! Stopping: a request that SIGTERM or SIGINT makes, and sleeps that end as soon as it is made.
+//! SIGHUP does not stop the propagator: it is logged and ignored.
 //!
 //! The signal handler only writes a byte to a socket (signal-hook's self-pipe); a small thread
 //! reads it and wakes every sleeper through a condition variable. Waiting on the condition
@@ -93,8 +94,10 @@ impl Stop {
 
     /// Makes SIGTERM and SIGINT request this stop. A second signal while stopping exits the
     /// process at once with [`EXIT_FORCED`], for an operator who does not want to wait.
+    /// SIGHUP (a closed terminal, `systemctl reload`) is logged and otherwise ignored.
     pub fn on_signals(&self) -> io::Result<()> {
         use signal_hook::consts::{SIGINT, SIGTERM};
+        ignore_sighup()?;
         let (mut reader, writer) = UnixStream::pair()?;
         let armed = Arc::new(AtomicBool::new(false));
         for signal in [SIGTERM, SIGINT] {
@@ -138,6 +141,30 @@ impl Stop {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Replaces SIGHUP's default action (ending the process with status 129) with a log line: the
+/// propagator has nothing to reload, and a run should not end because its terminal closed.
+fn ignore_sighup() -> io::Result<()> {
+    let (mut reader, writer) = UnixStream::pair()?;
+    signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, writer)?;
+    std::thread::Builder::new()
+        .name("sighup".into())
+        .spawn(move || {
+            let mut byte = [0u8; 1];
+            loop {
+                match reader.read(&mut byte) {
+                    Ok(0) => return,
+                    Ok(_) => log::info!(
+                        "SIGHUP received: ignored (nothing to reload; SIGTERM or SIGINT stops \
+                         the propagator)"
+                    ),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return,
+                }
+            }
+        })?;
+    Ok(())
 }
 
 #[cfg(test)]

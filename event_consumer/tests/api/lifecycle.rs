@@ -199,3 +199,32 @@ fn the_consumer_tells_systemd_it_is_ready_and_stopping() {
     assert_eq!(code, Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_malformed_env_line_exits_2_naming_the_file_and_line_but_not_the_value() {
+    let dir = std::env::temp_dir().join(format!("consumer-env-{}", fastrand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(".env"),
+        "LOG_LEVEL=info\nDB_PASSWORD=\"Hunter2Secret\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_event_consumer"))
+        .current_dir(&dir)
+        .env_remove("DB_PASSWORD")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(".env:2"),
+        "names the file and line: {stderr}"
+    );
+    for part in ["Hunter", "Secret", "2Sec", "r2S"] {
+        assert!(
+            !stderr.contains(part),
+            "shows {part:?} of the secret: {stderr}"
+        );
+    }
+}

@@ -135,6 +135,64 @@ fn a_bad_events_file_exits_2_naming_the_file_and_the_entry() {
 }
 
 #[test]
+fn events_and_config_files_that_are_not_regular_files_exit_2_naming_the_file() {
+    let dir = TempDir::new();
+    let receiver = Receiver::accepting();
+    write_config(&dir, &receiver.url(), "");
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.path().join("fifo"))
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    // A FIFO without a writer used to block the propagator in open(), deaf to SIGTERM.
+    let cases: [(&[&str], &str, &str); 4] = [
+        (
+            &["--events-file", "fifo"],
+            "cannot read events file fifo: is a named pipe",
+            "a FIFO of events",
+        ),
+        (
+            &["--events-file", "/dev/zero"],
+            "cannot read events file /dev/zero: is a character device",
+            "an endless device of events",
+        ),
+        (
+            &["--config", "fifo"],
+            "cannot read config file fifo: is a named pipe",
+            "a FIFO as config",
+        ),
+        (
+            &["--config", "/dev/zero"],
+            "cannot read config file /dev/zero: is a character device",
+            "an endless device as config",
+        ),
+    ];
+    for (args, needle, reason) in cases {
+        let mut args = args.to_vec();
+        args.extend(["--count", "1"]);
+        let (code, stderr) = run_binary(&dir, &args, LIMIT);
+        assert_eq!(code, 2, "{reason}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("event_propagator: {needle}")),
+            "{reason}: {stderr}"
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{reason}: {stderr}");
+    }
+    assert!(receiver.requests().is_empty());
+}
+
+#[test]
+fn an_events_file_starting_with_a_byte_order_mark_is_accepted() {
+    let dir = TempDir::new();
+    let receiver = Receiver::accepting();
+    write_config(&dir, &receiver.url(), "");
+    dir.write("events.json", &format!("\u{feff}{EVENTS_JSON}"));
+    let (code, stderr) = run_binary(&dir, &["--count", "2"], LIMIT);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(receiver.requests().len(), 2);
+}
+
+#[test]
 fn bad_flags_and_a_bad_config_exit_2_with_one_line() {
     let dir = TempDir::new();
     write_config(&dir, "http://127.0.0.1:9/event", "");
@@ -221,6 +279,32 @@ fn sigterm_abandons_a_hanging_send_within_the_shutdown_timeout() {
 }
 
 #[test]
+fn sighup_is_logged_and_ignored_and_sigterm_still_ends_the_run_with_exit_0() {
+    let dir = TempDir::new();
+    let receiver = Receiver::accepting();
+    write_config(&dir, &receiver.url(), "");
+    let child = propagator(&dir, &["--period", "0.05"]).spawn().unwrap();
+    // The first send comes after the signal handlers are installed.
+    assert!(receiver.wait_for(1, LIMIT), "it never sent");
+    signal(&child, "HUP");
+    let before = receiver.requests().len();
+    assert!(
+        receiver.wait_for(before + 3, LIMIT),
+        "no sends after SIGHUP: it stopped"
+    );
+    sigterm(&child);
+    let (status, stderr) = wait_with_timeout(child, LIMIT);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr.matches("SIGHUP received: ignored").count(),
+        1,
+        "one line per SIGHUP:\n{stderr}"
+    );
+    let summary = summary_line(&stderr);
+    assert!(summary.contains("end=signal"), "{summary}");
+}
+
+#[test]
 fn the_token_is_sent_but_never_logged_even_at_trace_level() {
     let dir = TempDir::new();
     let receiver = Receiver::start(|_, n| match n {
@@ -264,6 +348,26 @@ fn dotenv_in_the_working_directory_fills_config_variables_and_the_environment_wi
     let (code, stderr) = run_binary(&dir, &["--count", "1"], LIMIT);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.starts_with("event_propagator: .env"), "{stderr}");
+}
+
+#[test]
+fn a_malformed_dotenv_line_exits_2_naming_the_file_and_line_but_no_part_of_the_secret() {
+    let dir = TempDir::new();
+    write_config(&dir, "http://127.0.0.1:9/event", "");
+    dir.write(".env", "LOG_LEVEL=info\nDB_PASSWORD=\"Hunter2Secret\n");
+    let (code, stderr) = run_binary(&dir, &["--count", "1"], LIMIT);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("event_propagator: .env:2: DB_PASSWORD: unterminated quote"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    for part in ["Hunter", "Secret", "2Sec", "nter2", "\"H"] {
+        assert!(
+            !stderr.contains(part),
+            "`{part}` of the secret in: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -435,11 +435,16 @@ pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> (ExitStatus, St
 
 /// Sends SIGTERM to a child process.
 pub fn sigterm(child: &Child) {
+    signal(child, "TERM");
+}
+
+/// Sends the signal named `name` (`TERM`, `HUP`, ...) to a child process.
+pub fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{name}"), &child.id().to_string()])
         .status()
         .unwrap();
-    assert!(status.success(), "kill -TERM failed");
+    assert!(status.success(), "kill -{name} failed");
 }
 
 /// The `summary:` line of a run's stderr.

@@ -4,7 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use event_propagator::events::Picker;
 use event_propagator::{run, End, Stop};
@@ -220,5 +221,37 @@ fn a_stop_waits_for_the_sends_in_flight_then_abandons_the_rest() {
     assert!(
         took >= Duration::from_millis(300) && took < Duration::from_secs(10),
         "returned {took:?} after the stop, expected just after the 300 ms allowance"
+    );
+}
+
+#[test]
+fn slots_skipped_while_a_stalled_consumer_held_every_sender_count_as_window_full() {
+    let dir = TempDir::new();
+    // The first four requests (the whole window) stall, then are answered at the same moment,
+    // as a consumer that recovers answers everything it held: the senders are all free again
+    // before the next slot is taken, yet the slots passed because none was free.
+    let released = Arc::new(OnceLock::<Instant>::new());
+    let release = Arc::clone(&released);
+    let receiver = Receiver::start(move |_, n| {
+        if n >= 4 {
+            return Reply::status(201);
+        }
+        let at = *release.get_or_init(|| Instant::now() + Duration::from_millis(500));
+        Reply::status(201).after(at.saturating_duration_since(Instant::now()))
+    });
+    let mut options = options(&dir, &receiver.url());
+    // Long enough that a machine that is merely slow skips no slot of its own.
+    options.period = Duration::from_millis(50);
+    options.max_in_flight = 4;
+    options.count = Some(6);
+    let summary = run(options, &Stop::new()).unwrap();
+    assert_eq!(summary.delivered, 6, "{summary}");
+    assert!(
+        summary.skipped_slots > 0,
+        "the stall skipped nothing: {summary}"
+    );
+    assert_eq!(
+        summary.skipped_window_full, summary.skipped_slots,
+        "slots the full window skipped were blamed on this process: {summary}"
     );
 }
