@@ -192,8 +192,10 @@ impl Drop for Frozen {
 /// Starts requests that will wait on the frozen database: each on its own connection, sent
 /// and left waiting for the answer.
 fn requests_left_waiting(consumer: &ConsumerProcess, n: usize) -> Vec<std::net::TcpStream> {
+    static SENT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     (0..n)
-        .map(|i| {
+        .map(|_| {
+            let i = SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut stream = connect(consumer.addr);
             let request = format!(
                 "POST /event HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
@@ -404,4 +406,48 @@ fn a_database_that_is_not_there_is_logged_with_its_host_and_port_and_tried_at_th
         "logged once, naming host and port:\n{log}"
     );
     assert!(log.contains("refused"), "{log}");
+}
+
+#[test]
+fn the_queued_events_gauge_counts_the_requests_waiting_behind_a_stuck_database() {
+    let db = TestDb::new();
+    let consumer = ConsumerProcess::start(&db, "", &[]);
+    assert_eq!(post_event(consumer.addr, GOOD_EVENT, &[]).status, 201);
+    // Both connections stuck on a lock: one POST each, one at a time (sent together, one
+    // connection would take them all as a single batch), then more that must queue.
+    let mut locker = db.client();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let mut observer = db.client();
+    let mut stuck = || -> i64 {
+        observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+                 AND application_name = 'event_consumer' AND wait_event_type = 'Lock'",
+                &[&db.name],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let mut waiting = Vec::new();
+    for i in 0..2 {
+        waiting.extend(requests_left_waiting(&consumer, 1));
+        wait_until(
+            &format!("connection {i} stuck"),
+            Duration::from_secs(10),
+            || stuck() > i,
+        );
+    }
+    waiting.extend(requests_left_waiting(&consumer, 7));
+    wait_until(
+        "7 events queued in the gauge",
+        Duration::from_secs(10),
+        || metric(&consumer, "event_consumer_queued_events") == 7.0,
+    );
+    locker.batch_execute("ROLLBACK").unwrap();
+    wait_until("the queue drained", Duration::from_secs(10), || {
+        metric(&consumer, "event_consumer_queued_events") == 0.0
+    });
+    drop(waiting);
 }
