@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod answer;
+pub mod cert_summary;
 pub mod db_connection;
 pub mod db_health;
 pub mod http;
