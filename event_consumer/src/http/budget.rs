@@ -2,6 +2,12 @@
 //! memory (`consumer.max_buffered_body_bytes`). A connection reserves what a body will need
 //! before it allocates and reads it; the [`Reservation`] gives the bytes back when dropped.
 //!
+//! What is counted: the body buffer of each request whose body is over
+//! [`super::UNCHARGED_BODY_BYTES`], from before it is allocated until the connection asks for
+//! its next request (the request, with its body, is dropped by then) or closes. What is not:
+//! smaller bodies and read buffers (bounded per connection), and the `Event` a stored body
+//! becomes, which the pipeline holds until its commit (bounded by `queue_capacity`).
+//!
 //! Without it, memory grew with the number of slow uploaders (each holding a buffer of its
 //! declared `Content-Length`): issue 12 measured 175 MB for 2,000 of them.
 
