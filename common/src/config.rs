@@ -81,6 +81,9 @@ pub struct ConsumerConfig {
     /// Database workers, each owning one PostgreSQL connection.
     pub workers: usize,
     pub max_body_bytes: usize,
+    /// Request bodies buffered at once, summed over all connections; a body that does not fit
+    /// waits briefly, then gets 503. At least `max_body_bytes`.
+    pub max_buffered_body_bytes: usize,
     /// When set, requests must carry `Authorization: Bearer <token>`.
     pub auth_token: Option<Secret>,
     /// Open connections served at once; past it, new connections get a fast 503.
@@ -111,6 +114,9 @@ impl Default for ConsumerConfig {
             // several ms) and clients few.
             workers: 2,
             max_body_bytes: 64 * 1024,
+            // A small VM's share: 16 MiB of bodies in memory at once, whatever the number of
+            // slow uploaders (issue 12: 2,000 of them once took 175 MB).
+            max_buffered_body_bytes: 16 * 1024 * 1024,
             auth_token: None,
             max_connections: 2048,
             queue_capacity: 1024,
@@ -376,6 +382,16 @@ impl Config {
         }
         if self.consumer.max_header_bytes < 256 {
             return invalid("consumer.max_header_bytes", "must be at least 256".into());
+        }
+        if self.consumer.max_buffered_body_bytes < self.consumer.max_body_bytes {
+            return invalid(
+                "consumer.max_buffered_body_bytes",
+                format!(
+                    "must be at least consumer.max_body_bytes ({}), or a body within the limit \
+                     could never be read; got {}",
+                    self.consumer.max_body_bytes, self.consumer.max_buffered_body_bytes
+                ),
+            );
         }
         let max_in_flight = self.propagator.max_in_flight;
         if !(1..=MAX_IN_FLIGHT_LIMIT).contains(&max_in_flight) {
@@ -734,6 +750,40 @@ mod tests {
             let err = load(text, &[]).unwrap_err().to_string();
             assert!(err.contains(key), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn a_body_budget_below_the_body_limit_is_refused_naming_the_key_and_the_file() {
+        let text = "consumer:\n  max_body_bytes: 65536\n  max_buffered_body_bytes: 65535\n";
+        let err = load(text, &[]).unwrap_err().to_string();
+        assert!(err.contains("consumer.max_buffered_body_bytes"), "{err}");
+        assert!(err.starts_with("config.yaml:"), "{err}");
+        let text = "consumer:\n  max_body_bytes: 65536\n  max_buffered_body_bytes: 65536\n";
+        assert_eq!(
+            load(text, &[]).unwrap().consumer.max_buffered_body_bytes,
+            65536
+        );
+        // The shipped file's default, and its variable as an operator would set it.
+        let shipped = include_str!("../../config.yaml");
+        let env = [("DB_PASSWORD", "x")];
+        assert_eq!(
+            load(shipped, &env)
+                .unwrap()
+                .consumer
+                .max_buffered_body_bytes,
+            ConsumerConfig::default().max_buffered_body_bytes
+        );
+        let env = [
+            ("DB_PASSWORD", "x"),
+            ("CONSUMER_MAX_BUFFERED_BODY_BYTES", "1048576"),
+        ];
+        assert_eq!(
+            load(shipped, &env)
+                .unwrap()
+                .consumer
+                .max_buffered_body_bytes,
+            1_048_576
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use common::Config;
 
 use crate::db_connection::Database;
-use crate::http::Limits;
+use crate::http::{BodyBudget, Limits};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
@@ -95,6 +95,7 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
         Limits::from_config(c),
         c.max_connections,
         c.auth_token().cloned(),
+        Arc::new(BodyBudget::new(c.max_buffered_body_bytes)),
         metrics,
         Arc::clone(&pipeline),
     ));

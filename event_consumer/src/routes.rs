@@ -4,7 +4,7 @@
 use common::config::Secret;
 use common::{parse_event, Event};
 
-use crate::http::{Method, Request, Response, Status};
+use crate::http::{Method, Request, RequestHead, Response, Status};
 use crate::metrics::Route;
 use crate::pipeline::{JobOutcome, QueueError};
 use crate::store::{Saved, StoredEvent};
@@ -61,6 +61,27 @@ pub fn route(request: &mut Request, auth_token: Option<&Secret>) -> Action {
             "no such resource: POST /event is the only one that takes events",
         )),
     }
+}
+
+/// A refusal decided from the head alone, before the body is read: today a missing or wrong
+/// token on `POST /event`, the one route that requires it (the same check `route` makes), so an
+/// unauthenticated client cannot make the server buffer its body.
+pub fn refuse_head(head: RequestHead<'_>, auth_token: Option<&Secret>) -> Option<Response> {
+    let protected = head.path == "/event" && head.method == Method::Post;
+    match auth_token {
+        Some(token) if protected && !bearer_matches(head.authorization, token) => {
+            Some(unauthorized())
+        }
+        _ => None,
+    }
+}
+
+fn unauthorized() -> Response {
+    Response::error(
+        Status::Unauthorized,
+        "missing or wrong bearer token: send Authorization: Bearer <token>",
+    )
+    .with_header("WWW-Authenticate", "Bearer")
 }
 
 /// The answer to a job once the pipeline has its outcome.
@@ -130,13 +151,7 @@ fn method_not_allowed(allow: &'static str) -> Response {
 fn post_event(request: &mut Request, auth_token: Option<&Secret>) -> Action {
     if let Some(token) = auth_token {
         if !bearer_matches(request.authorization.as_deref(), token) {
-            return Action::Respond(
-                Response::error(
-                    Status::Unauthorized,
-                    "missing or wrong bearer token: send Authorization: Bearer <token>",
-                )
-                .with_header("WWW-Authenticate", "Bearer"),
-            );
+            return Action::Respond(unauthorized());
         }
     }
     if let Some(content_type) = request.content_type.as_deref() {
@@ -385,6 +400,74 @@ mod tests {
             .headers
             .iter()
             .any(|(k, v)| *k == "Allow" && v == "POST"));
+    }
+
+    #[test]
+    fn a_head_is_refused_only_where_route_would_refuse_it_for_the_token() {
+        let token = Secret::new("t0ken");
+        let head = |method, path, authorization| RequestHead {
+            method,
+            path,
+            authorization,
+        };
+        let cases = [
+            (
+                head(Method::Post, "/event", None),
+                Some(&token),
+                true,
+                "no token",
+            ),
+            (
+                head(Method::Post, "/event", Some("Bearer nope")),
+                Some(&token),
+                true,
+                "wrong token",
+            ),
+            (
+                head(Method::Post, "/event", Some("Bearer t0ken")),
+                Some(&token),
+                false,
+                "right token",
+            ),
+            (
+                head(Method::Post, "/event", None),
+                None,
+                false,
+                "no token configured",
+            ),
+            (
+                head(Method::Get, "/event", None),
+                Some(&token),
+                false,
+                "GET /event is a 405",
+            ),
+            (
+                head(Method::Get, "/metrics", None),
+                Some(&token),
+                false,
+                "metrics is open",
+            ),
+            (
+                head(Method::Post, "/other", None),
+                Some(&token),
+                false,
+                "unknown path is a 404",
+            ),
+        ];
+        for (head, auth, refused, reason) in cases {
+            let refusal = refuse_head(head, auth);
+            assert_eq!(refusal.is_some(), refused, "{reason}");
+            if let Some(response) = refusal {
+                assert_eq!(response.status.code(), 401, "{reason}");
+                assert!(
+                    response
+                        .headers
+                        .iter()
+                        .any(|(k, v)| *k == "WWW-Authenticate" && v == "Bearer"),
+                    "{reason}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 use common::config::Secret;
 
 use crate::answer::Answer;
-use crate::http::{encode_response, Connection, Limits, Method, ReadError, ResponseFraming};
+use crate::http::{
+    encode_response, BodyBudget, Connection, Limits, Method, ReadError, RequestHead,
+    ResponseFraming,
+};
 use crate::metrics::{Metrics, Route};
 use crate::open_writers::OpenWriters;
 use crate::pipeline::{Job, Pipeline, Refused, Task};
@@ -37,6 +40,8 @@ pub struct Server {
     pub limits: Limits,
     pub max_connections: usize,
     pub auth_token: Option<Secret>,
+    /// The request bodies all connections may hold at once (`max_buffered_body_bytes`).
+    pub body_budget: Arc<BodyBudget>,
     pub metrics: Arc<Metrics>,
     pub pipeline: Arc<Pipeline>,
     pub stopping: AtomicBool,
@@ -51,6 +56,7 @@ impl Server {
         limits: Limits,
         max_connections: usize,
         auth_token: Option<Secret>,
+        body_budget: Arc<BodyBudget>,
         metrics: Arc<Metrics>,
         pipeline: Arc<Pipeline>,
     ) -> Server {
@@ -65,6 +71,7 @@ impl Server {
             limits,
             max_connections,
             auth_token,
+            body_budget,
             metrics,
             pipeline,
             stopping: AtomicBool::new(false),
@@ -183,10 +190,16 @@ fn refuse_busy(mut stream: TcpStream, answer: &[u8]) {
 }
 
 fn serve_connection(stream: TcpStream, server: &Server) {
-    let mut conn = Connection::new(stream, server.limits.clone());
+    let mut conn = Connection::new(
+        stream,
+        server.limits.clone(),
+        Arc::clone(&server.body_budget),
+    );
     let _registered = server.open_writers.register(conn.writer());
+    // Checked when the head is complete, before any of the body is read or buffered.
+    let admit = |head: RequestHead<'_>| routes::refuse_head(head, server.auth_token.as_ref());
     loop {
-        let read = conn.read_request();
+        let read = conn.read_request(&admit);
         // The answer to the previous request may still be on its way from the thread that
         // stored its event: it leaves first, before this thread answers anything or closes.
         if conn.settle().is_err() {

@@ -4,13 +4,17 @@
 //! limits it was parsed under; and how the bytes are cut into reads never changes what is
 //! framed.
 //!
+//! The socket loop's admission check and budget wait are not fuzzed here: every head is
+//! admitted and every budget granted.
+//!
 //! The first two input bytes pick the limits (tiny ones reach the 413/431 paths with short
 //! inputs), the third the size of the reads; the rest is the request stream.
 #![no_main]
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use event_consumer::http::{Framer, Limits, Request, Step};
+use event_consumer::http::{BodyBudget, Framer, Limits, Request, Step};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -38,13 +42,20 @@ fuzz_target!(|data: &[u8]| {
 
 /// Feeds `input` in reads of at most `piece` bytes; the requests framed and the refusal, if any.
 fn frame(input: &[u8], limits: &Limits, piece: usize) -> (Vec<Request>, Option<u16>) {
+    // Unlimited, so how the bytes are cut into reads cannot change what is framed; the budget
+    // itself has its own tests.
+    let budget = Arc::new(BodyBudget::unlimited());
     let mut framer = Framer::new(limits.clone());
     let mut requests = Vec::new();
     let mut offered = 0;
     loop {
         match framer.step() {
             Ok(Step::Request(request)) => requests.push(request),
-            Ok(Step::SendContinue) => {}
+            Ok(Step::SendContinue) | Ok(Step::Head) => {}
+            Ok(Step::NeedBudget(bytes)) => match budget.try_reserve(bytes) {
+                Some(reservation) => framer.grant(reservation),
+                None => return (requests, Some(503)),
+            },
             Ok(Step::NeedMore) => {
                 let rest = &input[offered..];
                 if rest.is_empty() {

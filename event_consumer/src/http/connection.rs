@@ -11,10 +11,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::budget::BodyBudget;
 use super::encode::ResponseFraming;
 use super::framer::{Framer, Phase, Rejection, Step};
 use super::limits::Limits;
-use super::request::Request;
+use super::request::{Request, RequestHead};
 use super::response::Response;
 use super::status::Status;
 use super::writer::Writer;
@@ -24,8 +25,10 @@ use super::writer::Writer;
 const LINGER_TIME: Duration = Duration::from_secs(2);
 /// ... and for at most this many bytes, so a client that never stops sending is cut off.
 const LINGER_BYTES: usize = 1024 * 1024;
-/// Scratch buffer for the lingering drain; it lives on the stack.
-const LINGER_CHUNK_BYTES: usize = 4 * 1024;
+/// How long a body waits for room in the [`BodyBudget`] before it is refused with 503. Long
+/// enough to ride out a burst (a stored body gives its bytes back within milliseconds), short
+/// enough that waiting connections do not pile up: a client told to retry comes back later.
+pub const BUDGET_WAIT: Duration = Duration::from_secs(1);
 /// Below this, the deadline counts as passed (and a zero socket timeout would mean "none").
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 /// A socket timeout already set is kept while it ends within this much of the deadline: it
@@ -84,6 +87,8 @@ pub struct Connection {
     stream: Arc<TcpStream>,
     writer: Arc<Writer>,
     framer: Framer,
+    /// Shared by all connections; the framer holds this request's share of it.
+    budget: Arc<BodyBudget>,
     /// The read timeout currently set on the socket, to skip needless `setsockopt` calls.
     read_timeout_set: Option<Duration>,
     peer: Option<SocketAddr>,
@@ -100,7 +105,7 @@ impl fmt::Debug for Connection {
 
 impl Connection {
     /// Takes over an accepted socket: blocking mode, `TCP_NODELAY`.
-    pub fn new(stream: TcpStream, limits: Limits) -> Connection {
+    pub fn new(stream: TcpStream, limits: Limits, budget: Arc<BodyBudget>) -> Connection {
         // Failing socket options leave a working (if slower or less guarded) socket; the next
         // read or write reports a dead one.
         // A non-blocking listener passes O_NONBLOCK to accepted sockets on some systems.
@@ -117,6 +122,7 @@ impl Connection {
             stream,
             writer,
             framer: Framer::new(limits),
+            budget,
             read_timeout_set: None,
             peer,
         }
@@ -127,14 +133,47 @@ impl Connection {
         &self.writer
     }
 
-    /// Reads the next request. Bytes past it stay buffered for the next call. Sends
-    /// `100 Continue` when the client asked for it and has not started sending the body.
-    pub fn read_request(&mut self) -> Result<Request, ReadError> {
+    /// Reads the next request. Bytes past it stay buffered for the next call.
+    ///
+    /// Once the head is complete, `admit` may refuse it with an answer, before any of its body
+    /// is read (the connection is then closed). A body larger than the uncharged size waits up
+    /// to [`BUDGET_WAIT`] for its share of the [`BodyBudget`], or is refused with 503. Only
+    /// then is `100 Continue` sent, when the client asked for it and has not started the body.
+    pub fn read_request(
+        &mut self,
+        admit: &dyn Fn(RequestHead<'_>) -> Option<Response>,
+    ) -> Result<Request, ReadError> {
         let mut phase = self.framer.phase();
         let mut deadline = self.deadline_for(phase);
         loop {
             match self.framer.step().map_err(ReadError::Reject)? {
                 Step::Request(request) => return Ok(request),
+                Step::Head => {
+                    if let Some(head) = self.framer.head() {
+                        if let Some(response) = admit(head) {
+                            return Err(ReadError::Reject(Rejection {
+                                response,
+                                path: Some(head.path.to_owned()),
+                            }));
+                        }
+                    }
+                }
+                Step::NeedBudget(bytes) => {
+                    let now = self.framer.phase();
+                    if now != phase {
+                        phase = now;
+                        deadline = self.deadline_for(phase);
+                    }
+                    let wait_until = deadline.min(deadline_after(BUDGET_WAIT));
+                    match self.budget.reserve_before(bytes, wait_until) {
+                        Some(reservation) => self.framer.grant(reservation),
+                        None => {
+                            return Err(ReadError::Reject(Rejection::budget_exhausted(
+                                self.framer.path(),
+                            )))
+                        }
+                    }
+                }
                 Step::SendContinue => self
                     .writer
                     .send_interim(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -198,20 +237,19 @@ impl Connection {
     /// the end of the stream after our answer), then discards input for at most 2 s and 1 MiB,
     /// so that unread input does not make the kernel send a reset that destroys our answer
     /// before the client has read it.
+    ///
+    /// A body being read is dropped first and its budget given back: a refused slow uploader
+    /// does not keep its share while it lingers. The drain reads into the framer's small read
+    /// buffer, not into a stack array, so thousands of lingering threads touch no more stack.
     pub fn linger_close(mut self) {
+        let scratch = self.framer.discard();
         if self.writer.close().is_err() {
             return;
         }
         let deadline = deadline_after(LINGER_TIME);
-        let mut scratch = [0u8; LINGER_CHUNK_BYTES];
         let mut drained = 0;
         while drained < LINGER_BYTES {
-            match read_before(
-                &self.stream,
-                &mut self.read_timeout_set,
-                &mut scratch,
-                deadline,
-            ) {
+            match read_before(&self.stream, &mut self.read_timeout_set, scratch, deadline) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => drained += n,
             }
@@ -289,6 +327,10 @@ mod tests {
         Limits::for_tests()
     }
 
+    fn unlimited() -> Arc<BodyBudget> {
+        Arc::new(BodyBudget::unlimited())
+    }
+
     /// What the test server saw on a connection.
     #[derive(Debug, PartialEq)]
     enum Seen {
@@ -303,7 +345,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        let connection = Connection::new(server, limits());
+        let connection = Connection::new(server, limits(), unlimited());
         let writer = Arc::clone(connection.writer());
         writer.await_answer();
         let (settled_tx, settled) = mpsc::channel();
@@ -337,7 +379,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        let connection = Connection::new(server, limits());
+        let connection = Connection::new(server, limits(), unlimited());
         let framing = ResponseFraming {
             keep_alive: true,
             http10: false,
@@ -402,6 +444,14 @@ mod tests {
     /// request is answered 200 with the path and the body length. Threads are left to end
     /// with the test process.
     fn spawn_server(limits: Limits) -> (SocketAddr, mpsc::Receiver<Seen>) {
+        spawn_server_with(limits, unlimited())
+    }
+
+    /// [`spawn_server`] with every connection sharing `budget`.
+    fn spawn_server_with(
+        limits: Limits,
+        budget: Arc<BodyBudget>,
+    ) -> (SocketAddr, mpsc::Receiver<Seen>) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let addr = listener.local_addr().expect("listener address");
         let (seen, events) = mpsc::channel();
@@ -409,7 +459,8 @@ mod tests {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let (limits, seen) = (limits.clone(), seen.clone());
-                thread::spawn(move || serve(Connection::new(stream, limits), seen));
+                let budget = Arc::clone(&budget);
+                thread::spawn(move || serve(Connection::new(stream, limits, budget), seen));
             }
         });
         (addr, events)
@@ -417,7 +468,7 @@ mod tests {
 
     fn serve(mut connection: Connection, seen: mpsc::Sender<Seen>) {
         loop {
-            match connection.read_request() {
+            match connection.read_request(&|_| None) {
                 Ok(request) => {
                     let body =
                         serde_json::json!({"path": request.path, "body_len": request.body.len()});
@@ -803,12 +854,13 @@ mod tests {
                 idle_timeout: Duration::from_secs(30),
                 ..limits()
             },
+            unlimited(),
         );
         assert!(connection.peer_addr().is_some());
         let handle = connection.shutdown_handle().expect("clone the socket");
         let reader = thread::spawn(move || {
             let started = Instant::now();
-            let closed = matches!(connection.read_request(), Err(ReadError::Closed));
+            let closed = matches!(connection.read_request(&|_| None), Err(ReadError::Closed));
             (closed, started.elapsed())
         });
         thread::sleep(Duration::from_millis(100));
@@ -818,5 +870,82 @@ mod tests {
         let (closed, waited) = reader.join().expect("the reader does not panic");
         assert!(closed, "an idle read ends as Closed");
         assert!(waited < Duration::from_secs(5), "woken after {waited:?}");
+    }
+
+    #[test]
+    fn a_body_that_finds_no_room_in_the_budget_gets_503_and_the_next_fits_once_it_is_given_back() {
+        let limits = Limits {
+            max_body_bytes: 64 * 1024,
+            read_timeout: Duration::from_secs(10),
+            ..limits()
+        };
+        let budget = Arc::new(BodyBudget::new(10_000));
+        let (addr, _) = spawn_server_with(limits, Arc::clone(&budget));
+        let head = b"POST /event HTTP/1.1\r\nContent-Length: 8000\r\n\r\n";
+        let mut holder = Client::connect(addr);
+        holder.send(head);
+        holder.send(&[b'a'; 100]);
+        // The holder's body is reserved before it is read: wait until it is.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while budget.reserved() < 8000 {
+            assert!(
+                Instant::now() < deadline,
+                "the first body was never reserved"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        let mut refused = Client::connect(addr);
+        refused.send(head);
+        let reply = refused.reply(false);
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.header("Retry-After"), Some("1"));
+        assert_eq!(reply.header("Connection"), Some("close"));
+        assert!(refused.closed_by_server());
+
+        holder.send(&[b'a'; 7900]);
+        let reply = holder.reply(false);
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.json()["body_len"], 8000);
+        // Given back once the connection asks for its next request.
+        let mut next = Client::connect(addr);
+        next.send(head);
+        next.send(&[b'b'; 8000]);
+        assert_eq!(
+            next.reply(false).status,
+            200,
+            "room again after the first body"
+        );
+        drop(holder);
+        drop(next);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while budget.reserved() > 0 {
+            assert!(Instant::now() < deadline, "the budget was not given back");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_head_refused_by_admit_is_answered_before_its_body_and_the_connection_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let mut client = Client::connect(listener.local_addr().expect("address"));
+        let (stream, _) = listener.accept().expect("accept");
+        let limits = Limits {
+            max_body_bytes: 64 * 1024,
+            ..limits()
+        };
+        let budget = unlimited();
+        let mut connection = Connection::new(stream, limits, Arc::clone(&budget));
+        client.send(b"POST /event HTTP/1.1\r\nContent-Length: 60000\r\n\r\n");
+        let refuse = |head: RequestHead<'_>| {
+            (head.authorization.is_none()).then(|| Response::error(Status::Unauthorized, "no"))
+        };
+        let Err(ReadError::Reject(rejection)) = connection.read_request(&refuse) else {
+            panic!("the head was not refused");
+        };
+        assert_eq!(rejection.path.as_deref(), Some("/event"));
+        assert_eq!(budget.reserved(), 0, "nothing reserved for a refused head");
+        connection.reject_and_close(&rejection.response);
+        assert_eq!(client.reply(false).status, 401);
+        assert!(client.closed_by_server());
     }
 }

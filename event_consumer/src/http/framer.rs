@@ -8,16 +8,32 @@
 //! (pipelining). Every limit is checked before memory is spent on it: a declared
 //! `Content-Length` over the limit is refused from the head alone, and a chunked body is
 //! refused as soon as its decoded size would pass the limit.
+//!
+//! Between the head and the body the framer stops twice: [`Step::Head`] lets the caller
+//! refuse the request from its head alone (a missing token, before any body is read), and
+//! [`Step::NeedBudget`] asks for a share of the [`BodyBudget`] before a body buffer larger than
+//! [`UNCHARGED_BODY_BYTES`] is allocated.
 
+use std::sync::Arc;
+
+use super::budget::{BodyBudget, Reservation};
 use super::chunked::ChunkedDecoder;
 use super::head::{parse_head, path_of, BodyFraming, Head, HeadScanner};
 use super::limits::Limits;
-use super::request::Request;
+use super::request::{Request, RequestHead};
 use super::response::Response;
 use super::status::Status;
 
-/// First size of the read buffer; it grows up to the head limit only when needed.
-const INITIAL_BUFFER_BYTES: usize = 4 * 1024;
+/// First size of the read buffer; it grows up to the head limit only when needed, and shrinks
+/// back once a request is done and nothing is buffered. A typical head (the propagator's) is
+/// about 200 bytes; 1 KiB keeps 2,000 idle connections at about 2 MiB of buffers.
+const INITIAL_BUFFER_BYTES: usize = 1024;
+
+/// A body buffer up to this size is not charged to the [`BodyBudget`]: like the read buffer it
+/// is bounded per connection (`max_connections` times this, 8 MiB at the defaults), and
+/// charging it would let a few large slow uploads make every ordinary event (about 100 bytes)
+/// wait. A larger body is charged in full.
+pub const UNCHARGED_BODY_BYTES: usize = 4 * 1024;
 
 /// A request that cannot be served: the answer to send before closing (the stream can no
 /// longer be framed), and the path of its request line when there was one, so the refusal is
@@ -29,6 +45,18 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// The answer to a body that found no room in the [`BodyBudget`] in time.
+    pub fn budget_exhausted(path: Option<&str>) -> Rejection {
+        Rejection {
+            response: Response::error(
+                Status::ServiceUnavailable,
+                "server busy: too many request bodies in memory, retry in a moment",
+            )
+            .with_header("Retry-After", "1"),
+            path: path.map(str::to_owned),
+        }
+    }
+
     fn new(status: Status, message: &str, path: Option<String>) -> Rejection {
         Rejection {
             response: Response::error(status, message),
@@ -42,6 +70,13 @@ impl Rejection {
 pub enum Step {
     /// A complete request.
     Request(Request),
+    /// A head is complete and checked; no byte of its body has been framed. Look at it with
+    /// [`Framer::head`]: refuse it (and close), or step on.
+    Head,
+    /// The body needs this many more bytes of the [`BodyBudget`] before its buffer is
+    /// allocated: reserve them and pass the [`Reservation`] to [`Framer::grant`], or refuse the
+    /// request (503) and close.
+    NeedBudget(usize),
     /// Read more bytes into [`Framer::space`].
     NeedMore,
     /// The client waits for `100 Continue` before it sends the body: send it, then step on.
@@ -60,6 +95,8 @@ pub enum Phase {
 #[derive(Debug)]
 enum State {
     Head(HeadScanner),
+    /// A checked head, its body not started: waiting to be admitted and for its budget.
+    Parsed(Head),
     /// A `Content-Length` body, read straight into its own buffer.
     Sized {
         head: Head,
@@ -88,6 +125,9 @@ pub struct Framer {
     state: State,
     /// `100 Continue` was asked for and is still to be sent.
     continue_due: bool,
+    /// What the current (or last) body holds of the budget. Given back when the next head
+    /// starts: the caller steps again only after it dropped the previous request and its body.
+    charged: Vec<Reservation>,
 }
 
 impl Framer {
@@ -101,6 +141,7 @@ impl Framer {
             buf_cap,
             state: State::Head(HeadScanner::default()),
             continue_due: false,
+            charged: Vec::new(),
         }
     }
 
@@ -124,6 +165,8 @@ impl Framer {
         loop {
             match &mut self.state {
                 State::Head(scanner) => {
+                    // The previous request, with its body, is gone (see `charged`).
+                    self.charged.clear();
                     let pending = self.buf.get(self.start..self.end).unwrap_or_default();
                     let head_end = match scanner.scan(pending, &self.limits) {
                         Ok(Some(end)) => end,
@@ -144,7 +187,22 @@ impl Framer {
                             path: path_of(head_bytes),
                         })?;
                     self.start += head_end;
-                    self.start_body(head);
+                    self.state = State::Parsed(head);
+                    return Ok(Step::Head);
+                }
+                State::Parsed(head) => {
+                    let need = match head.framing {
+                        BodyFraming::Length(len) if len > UNCHARGED_BODY_BYTES => len,
+                        BodyFraming::Length(_) | BodyFraming::Chunked => 0,
+                    };
+                    let charged = self.charged_bytes();
+                    if need > charged {
+                        return Ok(Step::NeedBudget(need - charged));
+                    }
+                    if let State::Parsed(head) = std::mem::replace(&mut self.state, State::Refused)
+                    {
+                        self.start_body(head);
+                    }
                 }
                 State::Sized { filled, body, .. } => {
                     if *filled < body.len() {
@@ -158,6 +216,29 @@ impl Framer {
                     body,
                 } => {
                     let pending = self.buf.get(self.start..self.end).unwrap_or_default();
+                    // Decoding never yields more bytes than it consumes: the body grows by at
+                    // most what is buffered. Past the uncharged size, it must be covered first.
+                    let want = body
+                        .len()
+                        .saturating_add(pending.len())
+                        .min(self.limits.max_body_bytes);
+                    let charged: usize = self.charged.iter().map(Reservation::bytes).sum();
+                    let covered = if charged == 0 {
+                        UNCHARGED_BODY_BYTES
+                    } else {
+                        charged
+                    };
+                    if want > covered {
+                        // Doubling, so a body arriving in small reads asks a few times only.
+                        let target = want
+                            .max(covered.saturating_mul(2))
+                            .min(self.limits.max_body_bytes);
+                        return Ok(Step::NeedBudget(target - charged));
+                    }
+                    let goal = want.max(body.capacity().saturating_mul(2)).min(covered);
+                    if goal > body.capacity() {
+                        body.reserve_exact(goal - body.len());
+                    }
                     let (used, done) =
                         decoder
                             .feed(pending, body, &self.limits)
@@ -239,13 +320,51 @@ impl Framer {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+            // An idle connection holds only a small buffer, whatever its last head needed.
+            if self.buf.len() > INITIAL_BUFFER_BYTES {
+                self.buf = vec![0; INITIAL_BUFFER_BYTES];
+            }
         }
         match state {
             State::Sized { head, body, .. } | State::Chunked { head, body, .. } => {
                 head.into_request(body)
             }
-            State::Head(_) | State::Refused => unreachable!("finish is called with a body"),
+            State::Head(_) | State::Parsed(_) | State::Refused => {
+                unreachable!("finish is called with a body")
+            }
         }
+    }
+
+    /// Adds budget for the current body, as asked by [`Step::NeedBudget`].
+    pub fn grant(&mut self, reservation: Reservation) {
+        self.charged.push(reservation);
+    }
+
+    fn charged_bytes(&self) -> usize {
+        self.charged.iter().map(Reservation::bytes).sum()
+    }
+
+    /// The head of the request being read, once it is complete.
+    pub fn head(&self) -> Option<RequestHead<'_>> {
+        match &self.state {
+            State::Parsed(head) | State::Sized { head, .. } | State::Chunked { head, .. } => {
+                Some(head.view())
+            }
+            State::Head(_) | State::Refused => None,
+        }
+    }
+
+    /// Ends framing on this connection (it is closing): the body buffer and its budget are given
+    /// back at once, and the read buffer is returned as scratch space for draining input.
+    pub fn discard(&mut self) -> &mut [u8] {
+        self.state = State::Refused;
+        self.charged.clear();
+        self.start = 0;
+        self.end = 0;
+        if self.buf.len() > INITIAL_BUFFER_BYTES {
+            self.buf = vec![0; INITIAL_BUFFER_BYTES];
+        }
+        &mut self.buf
     }
 
     /// Where the next bytes from the client go; never empty.
@@ -282,14 +401,16 @@ impl Framer {
         match self.state {
             State::Head(_) if self.start == self.end => Phase::Idle,
             State::Head(_) | State::Refused => Phase::Head,
-            State::Sized { .. } | State::Chunked { .. } => Phase::Body,
+            State::Parsed(_) | State::Sized { .. } | State::Chunked { .. } => Phase::Body,
         }
     }
 
     /// The path of the request being read, once its head is complete.
     pub fn path(&self) -> Option<&str> {
         match &self.state {
-            State::Sized { head, .. } | State::Chunked { head, .. } => Some(head.path()),
+            State::Parsed(head) | State::Sized { head, .. } | State::Chunked { head, .. } => {
+                Some(head.path())
+            }
             State::Head(_) | State::Refused => None,
         }
     }
@@ -322,12 +443,17 @@ impl Framer {
 /// took the first `consumed` bytes; the rest belongs to the next request. `Err(rejection)`:
 /// the 4xx (or 505) to send before closing. Never panics, whatever `buf` holds.
 pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usize)>, Rejection> {
+    let budget = Arc::new(BodyBudget::unlimited());
     let mut framer = Framer::new(limits.clone());
     let mut offered = 0;
     loop {
         match framer.step()? {
             Step::Request(request) => return Ok(Some((request, offered - framer.buffered()))),
-            Step::SendContinue => {}
+            Step::SendContinue | Step::Head => {}
+            Step::NeedBudget(bytes) => match budget.try_reserve(bytes) {
+                Some(reservation) => framer.grant(reservation),
+                None => return Err(Rejection::budget_exhausted(framer.path())),
+            },
             Step::NeedMore => {
                 let rest = buf.get(offered..).unwrap_or_default();
                 if rest.is_empty() {
@@ -680,12 +806,17 @@ mod tests {
 
     /// The statuses of what `input` frames when it arrives in reads of at most `piece` bytes.
     fn framed_in_pieces(input: &[u8], limits: &Limits, piece: usize) -> Vec<u16> {
+        let budget = Arc::new(BodyBudget::unlimited());
         let mut framer = Framer::new(limits.clone());
         let (mut offered, mut seen) = (0, Vec::new());
         loop {
             match framer.step() {
                 Ok(Step::Request(_)) => seen.push(200),
                 Ok(Step::SendContinue) => seen.push(100),
+                Ok(Step::Head) => {}
+                Ok(Step::NeedBudget(bytes)) => {
+                    framer.grant(budget.try_reserve(bytes).expect("an unlimited budget"))
+                }
                 Ok(Step::NeedMore) if offered == input.len() => return seen,
                 Ok(Step::NeedMore) => {
                     let space = framer.space().expect("room to read into");
@@ -713,7 +844,9 @@ mod tests {
             max_body_bytes: 0,
             ..limits()
         };
-        let input = b"\xb0%\0\0\0\0\xb0%\0\0\0\0\0\0\0O.1\r\nH y\r\x14n\n";
+        // Its first bytes were `\xb0%\0`, refused at once now that a request line must start with a
+        // method token; `B% ` keeps the length and where the CR falls.
+        let input = b"B% \0\0\0\xb0%\0\0\0\0\0\0\0O.1\r\nH y\r\x14n\n";
         for piece in [1, 2, 7, usize::MAX] {
             assert_eq!(
                 framed_in_pieces(input, &limits, piece),
@@ -812,5 +945,147 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn refuses_a_tls_client_hello_at_its_first_byte() {
+        // A TLS record starts with 0x16 (handshake), 0x03 0x01 (the record version).
+        assert_eq!(refusal(b"\x16"), Some(400), "the first byte alone");
+        assert_eq!(
+            refusal(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
+            Some(400)
+        );
+        let cases: [(&[u8], &str); 5] = [
+            (b"\r\n\x16\x03\x01", "after an empty line"),
+            (b"\0GET / HTTP/1.1\r\n\r\n", "a NUL first"),
+            (b" GET / HTTP/1.1\r\n\r\n", "a space first: no method"),
+            (
+                b"G\xffT / HTTP/1.1\r\n\r\n",
+                "a byte that is no tchar inside the method",
+            ),
+            (b"{\"event_type\":1}", "JSON without a request line"),
+        ];
+        for (raw, reason) in cases {
+            assert_eq!(refusal(raw), Some(400), "{reason}");
+        }
+    }
+
+    #[test]
+    fn empty_lines_before_the_request_line_and_any_token_as_a_method_are_still_framed() {
+        let (request, used) = parsed(b"\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            (request.method, request.path.as_str(), used),
+            (Method::Get, "/healthz", 29)
+        );
+        let (request, _) = parsed(b"M-SEARCH!#$%&'*+.^_`|~09 / HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            request.method,
+            Method::Other,
+            "every tchar may be in a method"
+        );
+    }
+
+    /// The steps until the framer wants bytes it does not have, granting every budget asked.
+    fn steps_over(framer: &mut Framer, input: &[u8], budget: &Arc<BodyBudget>) -> Vec<String> {
+        let mut steps = Vec::new();
+        let mut offered = 0;
+        loop {
+            match framer.step() {
+                Ok(Step::Request(r)) => steps.push(format!("request {}", r.body.len())),
+                Ok(Step::Head) => steps.push("head".into()),
+                Ok(Step::SendContinue) => steps.push("100".into()),
+                Ok(Step::NeedBudget(bytes)) => {
+                    steps.push(format!("budget {bytes}"));
+                    framer.grant(budget.try_reserve(bytes).expect("the test budget is large"));
+                }
+                Ok(Step::NeedMore) if offered == input.len() => return steps,
+                Ok(Step::NeedMore) => {
+                    let space = framer.space().expect("room to read into");
+                    let n = space.len().min(input.len() - offered);
+                    space[..n].copy_from_slice(&input[offered..offered + n]);
+                    framer.filled(n);
+                    offered += n;
+                }
+                Err(rejection) => {
+                    steps.push(format!("refused {}", rejection.response.status.code()));
+                    return steps;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_declared_body_asks_for_its_budget_after_the_head_and_before_any_byte_of_it() {
+        let limits = Limits {
+            max_body_bytes: 64 * 1024,
+            ..limits()
+        };
+        let budget = Arc::new(BodyBudget::new(1024 * 1024));
+        let mut framer = Framer::new(limits);
+        let head = b"POST /event HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 60000\r\n\r\n";
+        assert_eq!(
+            steps_over(&mut framer, head, &budget),
+            ["head", "budget 60000", "100"],
+            "admitted, then budgeted, and only then asked for the body"
+        );
+        assert_eq!(framer.phase(), Phase::Body);
+        assert_eq!(budget.reserved(), 60000);
+        let body = vec![b'x'; 60000];
+        // Stepping on after the request starts the next head: the body's share comes back.
+        assert_eq!(steps_over(&mut framer, &body, &budget), ["request 60000"]);
+        assert_eq!(budget.reserved(), 0);
+        let small = b"POST /event HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(
+            steps_over(&mut framer, small, &budget),
+            ["head", "request 5"]
+        );
+        assert_eq!(budget.reserved(), 0, "a small body is not charged");
+    }
+
+    #[test]
+    fn a_chunked_body_reserves_its_budget_as_it_grows_and_never_past_the_body_limit() {
+        let limits = Limits {
+            max_body_bytes: 64 * 1024,
+            ..limits()
+        };
+        let budget = Arc::new(BodyBudget::new(1024 * 1024));
+        let mut framer = Framer::new(limits);
+        let mut raw = b"POST /event HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..60 {
+            raw.extend_from_slice(b"400\r\n");
+            raw.extend_from_slice(&[b'c'; 0x400]);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"0\r\n\r\n");
+        let steps = steps_over(&mut framer, &raw, &budget);
+        assert_eq!(steps.first().map(String::as_str), Some("head"));
+        assert_eq!(steps.last().map(String::as_str), Some("request 61440"));
+        let asked: Vec<usize> = steps
+            .iter()
+            .filter_map(|s| s.strip_prefix("budget ")?.parse().ok())
+            .collect();
+        assert!(asked.len() >= 2, "it asks as the body grows: {steps:?}");
+        let total: usize = asked.iter().sum();
+        assert!(
+            (61440..=64 * 1024).contains(&total),
+            "reserved {total} for a 61,440-byte body under a 64 KiB limit: {steps:?}"
+        );
+        assert_eq!(budget.reserved(), 0, "given back once the next head starts");
+    }
+
+    #[test]
+    fn an_idle_framer_shrinks_its_read_buffer_after_a_large_head() {
+        let mut framer = Framer::new(limits());
+        let raw = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(6000));
+        let budget = Arc::new(BodyBudget::unlimited());
+        assert_eq!(
+            steps_over(&mut framer, raw.as_bytes(), &budget),
+            ["head", "request 0"]
+        );
+        assert_eq!(framer.phase(), Phase::Idle);
+        assert!(
+            framer.space().expect("room").len() <= INITIAL_BUFFER_BYTES,
+            "the idle read buffer is back to its first size"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! the body is framed. Pure functions over bytes; [`super::framer`] drives them.
 
 use super::limits::Limits;
-use super::request::{Method, Request};
+use super::request::{Method, Request, RequestHead};
 use super::response::Response;
 use super::status::Status;
 
@@ -24,6 +24,8 @@ pub(super) struct HeadScanner {
     pub(super) head_start: usize,
     /// Complete non-empty lines so far: the request line and the headers.
     lines: usize,
+    /// The space after the method was seen: the request line's first token is complete.
+    method_done: bool,
 }
 
 impl HeadScanner {
@@ -68,6 +70,20 @@ impl HeadScanner {
                     // Decide when the next byte is here (or refuse the head as too large).
                     None => break,
                 },
+                // The method is a token (RFC 9110, section 9.1): a byte that cannot be part of
+                // one is refused at once, so a TLS handshake (0x16) or other binary protocol on
+                // the plain port is answered 400 now rather than holding a thread until 408.
+                _ if self.lines == 0 && !self.method_done => {
+                    if byte == b' ' && i > self.line_start {
+                        self.method_done = true;
+                    } else if !is_tchar(byte) {
+                        return Err(Response::error(
+                            Status::BadRequest,
+                            "not an HTTP/1.1 request: a request line starts with a method token \
+                             (plain HTTP here, no TLS)",
+                        ));
+                    }
+                }
                 _ => {}
             }
             i += 1;
@@ -131,6 +147,14 @@ pub(super) struct Head {
 impl Head {
     pub(super) fn path(&self) -> &str {
         &self.path
+    }
+
+    pub(super) fn view(&self) -> RequestHead<'_> {
+        RequestHead {
+            method: self.method,
+            path: &self.path,
+            authorization: self.authorization.as_deref(),
+        }
     }
 
     pub(super) fn into_request(self, body: Vec<u8>) -> Request {
@@ -366,6 +390,11 @@ pub(super) fn path_of(head: &[u8]) -> Option<String> {
     let target = line.split(|&b| b == b' ').nth(1)?;
     let target = std::str::from_utf8(target).ok()?;
     Some(request_path(target).to_owned())
+}
+
+/// `tchar` of RFC 9110, section 5.6.2: the bytes a token (such as a method) is made of.
+fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 /// Control bytes other than HTAB are refused in header values, chunk extensions and trailers.

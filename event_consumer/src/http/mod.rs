@@ -5,6 +5,7 @@
 //! | --- | --- |
 //! | `status.rs` | [`Status`]: code, reason phrase, metrics label, error body |
 //! | `limits.rs` | [`Limits`]: what one request may cost |
+//! | `budget.rs` | [`BodyBudget`]: the request bodies all connections may buffer at once |
 //! | `request.rs`, `response.rs` | [`Request`] (what the router sees), [`Response`] |
 //! | `head.rs` | finding the end of a head, checking it, how its body is framed |
 //! | `chunked.rs` | the chunked transfer coding, decoded incrementally |
@@ -13,15 +14,16 @@
 //! | `writer.rs` | [`Writer`]: the writing half, shared by the threads that answer |
 //! | `connection.rs` | [`Connection`]: the socket loop around the framer, deadlines, lingering close |
 //!
-//! Every limit in [`Limits`] is enforced before memory is spent on it, and every read runs
-//! against an absolute deadline, so a hostile client can hold neither memory nor a thread for
-//! longer than the limits allow.
+//! Every limit in [`Limits`] is enforced before memory is spent on it, request bodies together
+//! stay within the shared [`BodyBudget`], and every read runs against an absolute deadline, so
+//! a hostile client can hold neither memory nor a thread for longer than the limits allow.
 //!
 //! Deliberately left out: TLS, HTTP/2, compression, chunked or streamed responses (every answer
 //! is a small JSON document), routing. Why this exists instead of tiny_http: `crates.md`,
 //! section 1 (an unchecked `Content-Length` aborts the process, and there are no timeouts or
 //! header limits).
 
+mod budget;
 mod chunked;
 mod connection;
 mod encode;
@@ -33,11 +35,12 @@ mod response;
 mod status;
 mod writer;
 
+pub use budget::{BodyBudget, Reservation};
 pub use connection::{Connection, ReadError};
 pub use encode::{encode_response, ResponseFraming};
-pub use framer::{parse_request, Framer, Phase, Rejection, Step};
+pub use framer::{parse_request, Framer, Phase, Rejection, Step, UNCHARGED_BODY_BYTES};
 pub use limits::Limits;
-pub use request::{Method, Request};
+pub use request::{Method, Request, RequestHead};
 pub use response::Response;
 pub use status::Status;
 pub use writer::{Writer, BORROWED_SEND_TIMEOUT};

@@ -40,3 +40,13 @@ pub struct Request {
     /// The request was HTTP/1.0: a kept-alive answer must say `Connection: keep-alive`.
     pub http10: bool,
 }
+
+/// What a complete head says before its body is read: enough to refuse the request at once
+/// (a missing or wrong token) without spending memory or time on the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestHead<'a> {
+    pub method: Method,
+    /// As in [`Request::path`].
+    pub path: &'a str,
+    pub authorization: Option<&'a str>,
+}

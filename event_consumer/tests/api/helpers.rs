@@ -211,6 +211,8 @@ pub struct ProcessOptions<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// Starts the binary through `sh -c 'ulimit -n N; exec …'` (same pid).
     pub max_open_files: Option<u32>,
+    /// Another build of the consumer than this test's (the release binary, for memory).
+    pub binary: Option<&'a str>,
 }
 
 impl ConsumerProcess {
@@ -247,7 +249,9 @@ impl ConsumerProcess {
             options.consumer_yaml,
         );
         std::fs::write(dir.join("config.yaml"), yaml).unwrap();
-        let binary = env!("CARGO_BIN_EXE_event_consumer");
+        let binary = options
+            .binary
+            .unwrap_or(env!("CARGO_BIN_EXE_event_consumer"));
         let mut command = match options.max_open_files {
             Some(n) => {
                 let mut sh = Command::new("sh");

@@ -4,6 +4,7 @@
 
 mod connections;
 mod contract;
+mod early_refusals;
 mod helpers;
 mod hostile;
 mod lifecycle;

@@ -4,9 +4,10 @@
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
-use event_consumer::http::{parse_request, Connection, Limits, Method};
+use event_consumer::http::{parse_request, BodyBudget, Connection, Limits, Method};
 use proptest::prelude::*;
 
 /// Small limits, so that generated inputs also reach the 413 and 431 paths.
@@ -302,9 +303,10 @@ proptest! {
             }
             client
         });
-        let mut connection = Connection::new(server, Limits::default());
+        let budget = Arc::new(BodyBudget::unlimited());
+        let mut connection = Connection::new(server, Limits::default(), budget);
         for expected in &requests {
-            match connection.read_request() {
+            match connection.read_request(&|_| None) {
                 Ok(request) => assert_matches(&request, expected)?,
                 Err(e) => return Err(TestCaseError::fail(format!("read_request failed: {e}"))),
             }

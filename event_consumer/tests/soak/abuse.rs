@@ -24,7 +24,7 @@ use crate::helpers::{
 const RSS_BOUND_KIB: u64 = 64 * 1024;
 
 /// Peak resident memory of a process (VmHWM), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
+pub(crate) fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
@@ -72,7 +72,7 @@ fn assert_4xx_or_closed(answer: Option<u16>, what: &str) {
 }
 
 /// Logs at warn so the piped stderr of the child (read only at exit) never fills.
-const QUIET: &[(&str, &str)] = &[("LOG_LEVEL", "warn")];
+pub(crate) const QUIET: &[(&str, &str)] = &[("LOG_LEVEL", "warn")];
 
 fn start(db: &TestDb, consumer_yaml: &str) -> ConsumerProcess {
     ConsumerProcess::start_with(
@@ -501,7 +501,7 @@ fn a_client_that_half_closes_after_its_request_still_gets_the_answer() {
 }
 
 /// The soft limit on open files of this process.
-fn open_files_limit() -> u64 {
+pub(crate) fn open_files_limit() -> u64 {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
     limits
         .lines()

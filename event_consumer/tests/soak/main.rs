@@ -15,6 +15,7 @@ mod helpers;
 mod abuse;
 mod deadlines;
 mod disk_full;
+mod slow_uploaders;
 mod watchdog;
 
 /// Serialises the tests that measure time against every other test of this binary. A p99, a
