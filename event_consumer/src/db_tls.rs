@@ -220,6 +220,30 @@ impl<S> std::fmt::Debug for ConnectFuture<S> {
     }
 }
 
+impl<S> ConnectFuture<S> {
+    /// A certificate that failed verification in words, with the CAs trusted when it is their
+    /// signature that was missing.
+    fn explain(&self, error: io::Error) -> io::Error {
+        let Some(failure) = tls::io_verification_failure(&error) else {
+            return error;
+        };
+        let unknown_issuer = error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+            .is_some_and(|e| {
+                matches!(
+                    e,
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+                )
+            });
+        let text = match unknown_issuer {
+            true => format!("{failure}; trusted: {}", self.trusted),
+            false => failure,
+        };
+        io::Error::new(io::ErrorKind::InvalidData, text)
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Future for ConnectFuture<S> {
     type Output = io::Result<RustlsStream<S>>;
 
@@ -228,13 +252,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for ConnectFuture<S> {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(stream)) => Poll::Ready(Ok(RustlsStream(stream))),
             // The driver prefixes "error performing TLS handshake: ".
-            Poll::Ready(Err(e)) => Poll::Ready(Err(match tls::io_verification_failure(&e) {
-                Some(failure) => io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{failure}; trusted: {}", self.trusted),
-                ),
-                None => e,
-            })),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.explain(e))),
         }
     }
 }
