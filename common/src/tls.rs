@@ -316,12 +316,23 @@ fn bad_pem(error: &pem::Error) -> TlsProblem {
 mod tests {
     use super::*;
 
-    fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("common-tls-{}", std::process::id()));
+    /// A file in a directory of its own, removed with the value.
+    struct TempFile(PathBuf);
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    fn temp_file(name: &str, contents: &[u8]) -> TempFile {
+        let dir = std::env::temp_dir().join(format!("common-tls-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         std::fs::write(&path, contents).unwrap();
-        path
+        TempFile(path)
     }
 
     #[test]
@@ -337,8 +348,8 @@ mod tests {
 
     #[test]
     fn a_file_without_certificates_says_so() {
-        let path = temp_file("empty.pem", b"just text, no PEM sections\n");
-        let err = read_certificates("propagator.tls_ca_file", &path)
+        let file = temp_file("empty.pem", b"just text, no PEM sections\n");
+        let err = read_certificates("propagator.tls_ca_file", &file.0)
             .unwrap_err()
             .to_string();
         assert!(err.contains("propagator.tls_ca_file"), "{err}");
@@ -347,11 +358,11 @@ mod tests {
 
     #[test]
     fn broken_pem_is_refused_without_quoting_the_file() {
-        let path = temp_file(
+        let file = temp_file(
             "broken.pem",
             b"-----BEGIN PRIVATE KEY-----\nc2VjcmV0LXNlY3JldA==\n",
         );
-        let err = read_private_key("propagator.tls_client_key_file", &path)
+        let err = read_private_key("propagator.tls_client_key_file", &file.0)
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a valid PEM file"), "{err}");
@@ -363,11 +374,11 @@ mod tests {
 
     #[test]
     fn an_encrypted_key_is_refused_with_what_to_do() {
-        let path = temp_file(
+        let file = temp_file(
             "encrypted.pem",
             b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
         );
-        let err = read_private_key("consumer.tls_key_file", &path)
+        let err = read_private_key("consumer.tls_key_file", &file.0)
             .unwrap_err()
             .to_string();
         assert!(err.contains("encrypted"), "{err}");
