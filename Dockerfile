@@ -10,9 +10,11 @@ ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-slim AS build
 WORKDIR /src
 COPY . .
+# ring (rustls's crypto) compiles some C and assembly: the image's native gcc does, since the
+# build is for its own architecture (there is no <arch>-linux-musl-gcc to find).
 RUN target="$(uname -m)-unknown-linux-musl" \
  && rustup target add "$target" \
- && cargo build --locked --profile dist --target "$target" -p event_consumer -p event_propagator \
+ && CC=gcc cargo build --locked --profile dist --target "$target" -p event_consumer -p event_propagator \
  && mkdir /out \
  && cp "target/$target/dist/event_consumer" "target/$target/dist/event_propagator" /out/
 

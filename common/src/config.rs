@@ -57,6 +57,48 @@ pub struct DatabaseConfig {
     pub connect_timeout_seconds: f64,
     /// Server-side cap on any one statement, so no request waits on the database without bound.
     pub statement_timeout_seconds: f64,
+    /// TLS to the server, with libpq's meanings.
+    pub sslmode: SslMode,
+    /// CA certificates (PEM) the server's certificate must chain to; unset or empty: the public
+    /// roots bundled into the binary (see `common::tls`).
+    pub sslrootcert: Option<PathBuf>,
+}
+
+/// `database.sslmode`: libpq's values and meanings (no `allow`: it only differs from `prefer`
+/// against a server that insists on TLS, and then `prefer` works too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Plain text, even when the server offers TLS.
+    Disable,
+    /// TLS when the server offers it, plain text otherwise; the certificate is not checked.
+    #[default]
+    Prefer,
+    /// TLS or no connection; the certificate is not checked (unless `sslrootcert` is set: then,
+    /// as with libpq, its chain is, as under `verify-ca`).
+    Require,
+    /// TLS, and the certificate must chain to a trusted CA; its host name is not checked.
+    VerifyCa,
+    /// As `verify-ca`, and the certificate must be valid for `database.host`.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -69,6 +111,8 @@ impl Default for DatabaseConfig {
             dbname: "events".into(),
             connect_timeout_seconds: 3.0,
             statement_timeout_seconds: 5.0,
+            sslmode: SslMode::Prefer,
+            sslrootcert: None,
         }
     }
 }
@@ -150,6 +194,11 @@ pub struct PropagatorConfig {
     /// Most sends in flight at once (each on a sender thread of its own). The schedule waits
     /// only when this many sends are still waiting for their answers.
     pub max_in_flight: usize,
+    /// CA certificates (PEM) trusted for `https://` endpoints instead of the bundled roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate (PEM, with its chain) presented to the consumer, with its key.
+    pub tls_client_cert_file: Option<PathBuf>,
+    pub tls_client_key_file: Option<PathBuf>,
 }
 
 impl Default for PropagatorConfig {
@@ -167,6 +216,9 @@ impl Default for PropagatorConfig {
             backoff_max_seconds: 5.0,
             shutdown_timeout_seconds: 10.0,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            tls_ca_file: None,
+            tls_client_cert_file: None,
+            tls_client_key_file: None,
         }
     }
 }
@@ -208,6 +260,11 @@ pub enum ConfigError {
         key: &'static str,
         problem: String,
     },
+    /// A TLS file the configuration names cannot be used.
+    Tls {
+        path: PathBuf,
+        error: crate::tls::TlsError,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -231,6 +288,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Invalid { path, key, problem } => {
                 write!(f, "{}: {key}: {problem}", path.display())
             }
+            ConfigError::Tls { path, error } => write!(f, "{}: {error}", path.display()),
         }
     }
 }
@@ -243,7 +301,8 @@ pub const CONFIG_MAX_BYTES: u64 = 1024 * 1024;
 
 impl Config {
     /// Reads, substitutes from the process environment, parses and checks `path`: a regular
-    /// file of at most [`CONFIG_MAX_BYTES`], UTF-8, a leading byte order mark ignored.
+    /// file of at most [`CONFIG_MAX_BYTES`], UTF-8, a leading byte order mark ignored. Then
+    /// reads the TLS files it names ([`Config::check_tls_files`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let read_error = |error| ConfigError::Read {
             path: path.to_owned(),
@@ -256,7 +315,37 @@ impl Config {
                 format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to()),
             ))
         })?;
-        Config::from_yaml(text, path, |name| std::env::var(name).ok())
+        let config = Config::from_yaml(text, path, |name| std::env::var(name).ok())?;
+        config.check_tls_files(path)?;
+        Ok(config)
+    }
+
+    /// Reads every TLS file the configuration names and checks it as its user will (a CA file
+    /// holds usable CA certificates, a key matches its certificate), so a bad file stops the
+    /// program at start (exit code 2) instead of failing every connection. Both binaries check
+    /// the whole file, as they check every other value.
+    pub fn check_tls_files(&self, path: &Path) -> Result<(), ConfigError> {
+        let tls_error = |error| ConfigError::Tls {
+            path: path.to_owned(),
+            error,
+        };
+        if let Some(ca) = self.database.sslrootcert() {
+            crate::tls::read_root_store("database.sslrootcert", ca).map_err(tls_error)?;
+        }
+        let p = &self.propagator;
+        if let Some(ca) = p.tls_ca_file() {
+            crate::tls::read_root_store("propagator.tls_ca_file", ca).map_err(tls_error)?;
+        }
+        if let Some((cert, key)) = p.tls_client_identity_files() {
+            crate::tls::Identity::load(
+                "propagator.tls_client_cert_file",
+                cert,
+                "propagator.tls_client_key_file",
+                key,
+            )
+            .map_err(tls_error)?;
+        }
+        Ok(())
     }
 
     /// Parses config text; `path` is only used in messages, `lookup` resolves variables.
@@ -402,6 +491,26 @@ impl Config {
                 ),
             );
         }
+        let cert = "propagator.tls_client_cert_file";
+        let key = "propagator.tls_client_key_file";
+        match (
+            non_empty(&self.propagator.tls_client_cert_file),
+            non_empty(&self.propagator.tls_client_key_file),
+        ) {
+            (Some(_), None) => {
+                return invalid(
+                    cert,
+                    format!("is set but {key} is not: set both or neither"),
+                )
+            }
+            (None, Some(_)) => {
+                return invalid(
+                    key,
+                    format!("is set but {cert} is not: set both or neither"),
+                )
+            }
+            _ => {}
+        }
         let endpoint = &self.propagator.endpoint;
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return invalid(
@@ -435,6 +544,32 @@ impl PropagatorConfig {
     pub fn auth_token(&self) -> Option<&Secret> {
         self.auth_token.as_ref().filter(|t| !t.is_empty())
     }
+
+    /// The CA file, treating an empty path as unset (the shipped config writes `${VAR:-}`).
+    pub fn tls_ca_file(&self) -> Option<&Path> {
+        non_empty(&self.tls_ca_file)
+    }
+
+    /// The client certificate and key files, when both are set (`Config::check` refuses one
+    /// without the other).
+    pub fn tls_client_identity_files(&self) -> Option<(&Path, &Path)> {
+        Some((
+            non_empty(&self.tls_client_cert_file)?,
+            non_empty(&self.tls_client_key_file)?,
+        ))
+    }
+}
+
+impl DatabaseConfig {
+    /// The root certificate file, treating an empty path as unset.
+    pub fn sslrootcert(&self) -> Option<&Path> {
+        non_empty(&self.sslrootcert)
+    }
+}
+
+/// An optional path, with an empty one (an unset `${VAR:-}`) taken as absent.
+fn non_empty(path: &Option<PathBuf>) -> Option<&Path> {
+    path.as_deref().filter(|p| !p.as_os_str().is_empty())
 }
 
 /// A `${...}` reference that could not be resolved, with where it stands.
@@ -822,6 +957,86 @@ mod tests {
         assert!(err.contains("propagator.max_in_flight"), "{err}");
         let config = load(text, &[("DB_PASSWORD", "x")]).unwrap();
         assert_eq!(config.propagator.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+    }
+
+    #[test]
+    fn sslmode_takes_libpq_values_and_a_bad_one_names_the_key_and_the_choices() {
+        for (value, mode) in [
+            ("disable", SslMode::Disable),
+            ("prefer", SslMode::Prefer),
+            ("require", SslMode::Require),
+            ("verify-ca", SslMode::VerifyCa),
+            ("verify-full", SslMode::VerifyFull),
+        ] {
+            let config = load(&format!("database:\n  sslmode: {value}\n"), &[]).unwrap();
+            assert_eq!(config.database.sslmode, mode);
+            assert_eq!(mode.as_str(), value);
+        }
+        let err = load("database:\n  sslmode: verify\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.sslmode"), "{err}");
+        for allowed in ["disable", "prefer", "require", "verify-ca", "verify-full"] {
+            assert!(err.contains(allowed), "{allowed} not listed: {err}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_config_defaults_to_prefer_and_no_tls_files() {
+        let text = include_str!("../../config.yaml");
+        let config = load(text, &[("DB_PASSWORD", "x")]).unwrap();
+        assert_eq!(config.database.sslmode, SslMode::Prefer);
+        assert_eq!(config.database.sslrootcert(), None);
+        assert_eq!(config.propagator.tls_ca_file(), None);
+        assert_eq!(config.propagator.tls_client_identity_files(), None);
+        let env = [
+            ("DB_PASSWORD", "x"),
+            ("DB_SSLMODE", "verify-full"),
+            ("DB_SSLROOTCERT", "/etc/pki/db-ca.pem"),
+        ];
+        let config = load(text, &env).unwrap();
+        assert_eq!(config.database.sslmode, SslMode::VerifyFull);
+        assert_eq!(
+            config.database.sslrootcert(),
+            Some(Path::new("/etc/pki/db-ca.pem"))
+        );
+    }
+
+    #[test]
+    fn a_client_certificate_without_its_key_or_the_reverse_is_refused_naming_both_keys() {
+        let cases = [
+            (
+                "propagator:\n  tls_client_cert_file: c.pem\n",
+                "propagator.tls_client_cert_file: is set but propagator.tls_client_key_file",
+            ),
+            (
+                "propagator:\n  tls_client_key_file: k.pem\n  tls_client_cert_file: ''\n",
+                "propagator.tls_client_key_file: is set but propagator.tls_client_cert_file",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = load(text, &[]).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+        let both = "propagator:\n  tls_client_cert_file: c.pem\n  tls_client_key_file: k.pem\n";
+        let config = load(both, &[]).unwrap();
+        assert_eq!(
+            config.propagator.tls_client_identity_files(),
+            Some((Path::new("c.pem"), Path::new("k.pem")))
+        );
+    }
+
+    #[test]
+    fn a_missing_tls_file_is_named_with_its_key_and_the_config_file() {
+        let config = load("database:\n  sslrootcert: /nonexistent/root.crt\n", &[]).unwrap();
+        let err = config
+            .check_tls_files(Path::new("config.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config.yaml: database.sslrootcert: cannot read /nonexistent/root.crt"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! What both services share: the event with its validation, the configuration, `.env`, the
-//! logger.
+//! logger, the TLS files.
 //!
 //! This crate does no network or database I/O; it reads the files it is pointed at (config,
 //! `.env`, events) and writes log lines to stderr, nothing else.
@@ -10,6 +10,7 @@ pub mod dotenv;
 pub mod event;
 pub mod file;
 pub mod logging;
+pub mod tls;
 
 pub use config::{Config, ConfigError, Secret};
 pub use dotenv::load_dotenv;

@@ -10,6 +10,7 @@ pub mod answer;
 pub mod cert_summary;
 pub mod db_connection;
 pub mod db_health;
+pub mod db_tls;
 pub mod http;
 pub mod metrics;
 pub mod notify;

@@ -12,9 +12,12 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::config::DatabaseConfig;
+use common::tls::TlsError;
 use common::Event;
 use postgres::error::SqlState;
 use postgres::{Client, NoTls, Statement};
+
+use crate::db_tls::DbTls;
 
 /// One event to store, with the idempotency key its request carried.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +63,9 @@ pub enum StoreError {
     Failed(postgres::Error),
     /// The database's answer did not match the batch: a bug.
     Inconsistent(String),
+    /// `database.sslrootcert` cannot be used (it was fine at start: changed since). Nothing
+    /// was sent; the next attempt reads it again.
+    Tls(TlsError),
 }
 
 impl StoreError {
@@ -79,6 +85,7 @@ impl StoreError {
             StoreError::Inconsistent(what) => {
                 format!("unexpected answer from the database: {what}")
             }
+            StoreError::Tls(e) => e.to_string(),
         }
     }
 
@@ -86,7 +93,7 @@ impl StoreError {
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
             StoreError::Unavailable(e) | StoreError::Failed(e) => e.code().map(SqlState::code),
-            StoreError::Inconsistent(_) => None,
+            StoreError::Inconsistent(_) | StoreError::Tls(_) => None,
         }
     }
 
@@ -113,6 +120,7 @@ impl StoreError {
         match self {
             StoreError::Unavailable(e) | StoreError::Failed(e) => e.code().is_some(),
             StoreError::Inconsistent(_) => false,
+            StoreError::Tls(_) => true,
         }
     }
 }
@@ -125,6 +133,7 @@ impl fmt::Display for StoreError {
             StoreError::Inconsistent(what) => {
                 write!(f, "unexpected answer from the database: {what}")
             }
+            StoreError::Tls(e) => write!(f, "database TLS setup: {e}"),
         }
     }
 }
@@ -204,7 +213,13 @@ impl Store {
             // keepalive defaults.
             .keepalives_idle(Duration::from_secs(10))
             .tcp_user_timeout(connect_timeout + Duration::from_millis(statement_timeout_ms));
-        let mut client = pg.connect(NoTls).map_err(StoreError::from_postgres)?;
+        let tls = DbTls::cached(config).map_err(StoreError::Tls)?;
+        pg.ssl_mode(tls.postgres_mode());
+        let connected = match tls.connector() {
+            Some(connector) => pg.connect(connector),
+            None => pg.connect(NoTls),
+        };
+        let mut client = connected.map_err(StoreError::from_postgres)?;
         // `received_at` comes back as a binary timestamp and is formatted here: formatting it
         // with to_char in the statement cost PostgreSQL about 10 % of its throughput.
         let insert_sql = "INSERT INTO events (event_type, event_payload, idempotency_key) \

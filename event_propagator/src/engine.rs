@@ -106,6 +106,7 @@ impl Engine {
     /// An engine for `events` (checked, non-empty), with the HTTP agent built from `options`.
     pub(crate) fn new(
         options: Options,
+        tls: ureq::tls::TlsConfig,
         events: EventSet,
         keys_log: Option<KeysLog>,
         seed: u64,
@@ -123,6 +124,7 @@ impl Engine {
                 },
                 shutdown_timeout: options.shutdown_timeout,
                 max_in_flight: options.max_in_flight,
+                tls,
             },
             // Jitter has its own generator, so retries never change which events are chosen.
             seed ^ 0x9e37_79b9_7f4a_7c15,
@@ -368,7 +370,13 @@ mod tests {
         options.period = Duration::ZERO;
         options.count = Some(count);
         let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
-        Engine::new(options, EventSet::from_events(&[event]), None, 1)
+        Engine::new(
+            options,
+            Default::default(),
+            EventSet::from_events(&[event]),
+            None,
+            1,
+        )
     }
 
     #[test]
@@ -393,7 +401,13 @@ mod tests {
         options.period = Duration::from_millis(5);
         options.max_in_flight = 2;
         let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
-        let engine = Engine::new(options, EventSet::from_events(&[event]), None, 1);
+        let engine = Engine::new(
+            options,
+            Default::default(),
+            EventSet::from_events(&[event]),
+            None,
+            1,
+        );
         let stop = Stop::new();
         let first = engine.take_slot(&stop).unwrap();
         let second = engine.take_slot(&stop).unwrap();
@@ -423,7 +437,13 @@ mod tests {
         options.period = Duration::from_millis(5);
         options.max_in_flight = 2;
         let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
-        let engine = Engine::new(options, EventSet::from_events(&[event]), None, 1);
+        let engine = Engine::new(
+            options,
+            Default::default(),
+            EventSet::from_events(&[event]),
+            None,
+            1,
+        );
         let stop = Stop::new();
         let first = engine.take_slot(&stop).unwrap();
         let delivered = Delivery {

@@ -35,6 +35,7 @@ pub mod schedule;
 pub mod sender;
 pub mod stats;
 pub mod stop;
+pub mod tls;
 pub mod window;
 
 use std::fmt;
@@ -43,6 +44,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::PropagatorConfig;
+use common::tls::TlsError;
 use common::Secret;
 
 pub use engine::Sent;
@@ -54,6 +56,7 @@ pub use stop::Stop;
 use engine::Engine;
 use events::EventsFileError;
 use keys_log::KeysLog;
+use tls::TlsFiles;
 
 /// Everything a run needs: the `propagator` config section with the command-line overrides.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +80,8 @@ pub struct Options {
     /// Seed for choosing events; random (and logged) when absent.
     pub seed: Option<u64>,
     pub keys_log: Option<PathBuf>,
+    /// CA file and client certificate for `https://` endpoints.
+    pub tls: TlsFiles,
 }
 
 impl Options {
@@ -98,6 +103,12 @@ impl Options {
             duration: None,
             seed: None,
             keys_log: None,
+            tls: TlsFiles {
+                ca_file: config.tls_ca_file().map(PathBuf::from),
+                client_identity: config
+                    .tls_client_identity_files()
+                    .map(|(cert, key)| (cert.to_owned(), key.to_owned())),
+            },
         }
     }
 }
@@ -114,6 +125,8 @@ pub enum SetupError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// A CA or client certificate file that cannot be used.
+    Tls(TlsError),
 }
 
 impl fmt::Display for SetupError {
@@ -126,6 +139,7 @@ impl fmt::Display for SetupError {
             SetupError::KeysLog { path, error } => {
                 write!(f, "cannot open keys log {}: {error}", path.display())
             }
+            SetupError::Tls(e) => write!(f, "{e}"),
         }
     }
 }
@@ -148,9 +162,11 @@ pub struct Propagator {
 }
 
 impl Propagator {
-    /// Checks the endpoint, the events file and the keys log, and builds the HTTP agent.
+    /// Checks the endpoint, the TLS files, the events file and the keys log, and builds the
+    /// HTTP agent.
     pub fn new(options: Options) -> Result<Propagator, SetupError> {
         check_endpoint(&options.endpoint)?;
+        let tls = options.tls.load().map_err(SetupError::Tls)?;
         let events = events::load(&options.events_file).map_err(SetupError::Events)?;
         let keys_log = match &options.keys_log {
             Some(path) => Some(KeysLog::open(path).map_err(|error| SetupError::KeysLog {
@@ -161,7 +177,7 @@ impl Propagator {
         };
         let seed = options.seed.unwrap_or_else(events::random_seed);
         Ok(Propagator {
-            engine: Arc::new(Engine::new(options, events, keys_log, seed)),
+            engine: Arc::new(Engine::new(options, tls, events, keys_log, seed)),
         })
     }
 
@@ -242,11 +258,7 @@ fn check_endpoint(endpoint: &str) -> Result<(), SetupError> {
         Err(e) => return problem(&format!("not a valid URL: {e}")),
     };
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") if cfg!(feature = "tls") => {}
-        Some("https") => {
-            return problem("https needs the propagator built with `--features tls`");
-        }
+        Some("http" | "https") => {}
         _ => return problem("must start with http:// or https://"),
     }
     if uri.host().is_none_or(str::is_empty) {
@@ -274,6 +286,7 @@ mod tests {
     #[test]
     fn endpoints_ureq_cannot_use_are_refused_at_start() {
         assert!(check_endpoint("http://127.0.0.1:8080/event").is_ok());
+        assert!(check_endpoint("https://consumer.example:8443/event").is_ok());
         for (endpoint, reason) in [
             ("http://", "no host"),
             ("ftp://h/e", "another scheme"),
@@ -281,11 +294,6 @@ mod tests {
         ] {
             assert!(check_endpoint(endpoint).is_err(), "{reason}");
         }
-        assert_eq!(
-            check_endpoint("https://h/e").is_ok(),
-            cfg!(feature = "tls"),
-            "https only with the tls feature"
-        );
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct SenderConfig {
     pub shutdown_timeout: Duration,
     /// Sends that may run at once: the connection pool keeps this many idle connections.
     pub max_in_flight: usize,
+    /// For `https://` endpoints: trusted CAs, client certificate.
+    pub tls: ureq::tls::TlsConfig,
 }
 
 /// Builds the one agent used for the whole run: explicit timeouts (ureq has none by default),
@@ -63,8 +65,10 @@ pub fn build_agent(
     connect_timeout: Duration,
     request_timeout: Duration,
     max_in_flight: usize,
+    tls: ureq::tls::TlsConfig,
 ) -> ureq::Agent {
     ureq::Agent::config_builder()
+        .tls_config(tls)
         .http_status_as_error(false)
         .timeout_connect(Some(connect_timeout))
         .timeout_global(Some(request_timeout))
@@ -93,8 +97,8 @@ pub enum Answer {
     },
     /// A final refusal from the consumer.
     Rejected { status: u16, message: String },
-    /// A failure on our side that another attempt cannot fix (a URL ureq refuses, https
-    /// without the `tls` feature).
+    /// A failure on our side that another attempt cannot fix (a URL ureq refuses, a host name
+    /// that cannot be a TLS server name).
     Fatal { reason: String },
 }
 
@@ -152,7 +156,18 @@ pub fn classify_error(error: &ureq::Error) -> Answer {
             | E::InvalidProxyUrl
             | E::Tls(_)
     );
-    let reason = one_line(&error.to_string());
+    // A certificate that fails verification is a connection error like any other (the
+    // consumer may get a new certificate, the CA file may be fixed): retried, but logged in
+    // words rather than as rustls's enum name.
+    let tls_failure = match error {
+        E::Io(e) => common::tls::io_verification_failure(e),
+        E::Rustls(e) => common::tls::verification_failure(e),
+        _ => None,
+    };
+    let reason = match tls_failure {
+        Some(failure) => format!("TLS handshake with the consumer: {failure}"),
+        None => one_line(&error.to_string()),
+    };
     if fatal {
         Answer::Fatal { reason }
     } else {
@@ -300,6 +315,7 @@ impl Sender {
             config.connect_timeout,
             config.request_timeout,
             config.max_in_flight,
+            config.tls.clone(),
         );
         let authorization = config
             .auth_token

@@ -11,6 +11,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::pg_dir::{Durability, PgDir, StopMode};
+use crate::pki::CertFiles;
 use crate::port::free_port;
 use crate::test_db::Server;
 
@@ -27,17 +28,23 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a new cluster with fsync off (tests only; benchmarks never turn it off).
     pub fn start() -> Cluster {
-        Cluster::start_with(Durability::Off)
+        Cluster::start_with(Durability::Off, None)
     }
 
     /// Starts a new cluster with PostgreSQL's default durability.
     pub fn start_durable() -> Cluster {
-        Cluster::start_with(Durability::Full)
+        Cluster::start_with(Durability::Full, None)
+    }
+
+    /// Starts a new cluster (fsync off) that offers TLS with `server`'s certificate (see
+    /// [`PgDir::enable_tls`]); plain-text connections are still accepted.
+    pub fn start_with_tls(server: &CertFiles) -> Cluster {
+        Cluster::start_with(Durability::Off, Some(server))
     }
 
     /// Panics with the harness's message (which says how to fix it) when anything fails; the
     /// guardian is started first, so even a half-made cluster is removed.
-    fn start_with(durability: Durability) -> Cluster {
+    fn start_with(durability: Durability, tls: Option<&CertFiles>) -> Cluster {
         let base = std::env::var_os("EVENTS_TEST_TMPDIR")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
@@ -59,6 +66,7 @@ impl Cluster {
         cluster
             .pg
             .init(cluster.port, durability)
+            .and_then(|()| tls.map_or(Ok(()), |server| cluster.pg.enable_tls(server)))
             .and_then(|()| cluster.pg.start())
             .unwrap_or_else(|e| panic!("cannot start a test cluster: {e}"));
         cluster

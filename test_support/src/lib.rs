@@ -8,6 +8,7 @@
 //! - [`PgDir`]: a cluster in a directory: initdb, start, stop, restart.
 //! - [`Cluster`]: a `PgDir` in a temporary directory that cannot outlive the test process.
 //! - [`TestDb`]: a fresh database with `schema.sql` per test, dropped afterwards.
+//! - [`Pki`]: a test CA and the certificates it signs, as PEM files (TLS tests).
 //!
 //! Tests may turn fsync off ([`Cluster::start`]); benchmarks and chaos never do. It does not
 //! manage a long-lived server: the cluster of `make` in `.local/pg` is scripts/local-pg.sh's,
@@ -18,6 +19,7 @@ mod bindir;
 mod cluster;
 mod error;
 mod pg_dir;
+mod pki;
 mod port;
 mod process;
 mod run_as;
@@ -29,6 +31,7 @@ pub use bindir::find_bindir;
 pub use cluster::Cluster;
 pub use error::HarnessError;
 pub use pg_dir::{Durability, PgDir, StopMode};
+pub use pki::{CertFiles, Pki};
 pub use port::{free_port, free_ports, port_is_free};
 pub use run_as::ServerUser;
 pub use test_db::{shared_server, Server, TestDb};

@@ -12,6 +12,7 @@ use std::process::Command;
 
 use crate::bindir::find_bindir;
 use crate::error::{io_error, HarnessError};
+use crate::pki::CertFiles;
 use crate::process::run;
 use crate::run_as::ServerUser;
 
@@ -195,6 +196,44 @@ impl PgDir {
             lines.join("\n")
         )
         .map_err(io_error(format!("cannot write {}", conf.display())))
+    }
+
+    /// Turns TLS on (`ssl = on`) with `server`'s certificate and key, copied into the cluster's
+    /// directory: the key owned by the server's user and readable by it only, which PostgreSQL
+    /// demands. Call it after [`PgDir::init`], before [`PgDir::start`]. Clients may still
+    /// connect without TLS (pg_hba's `host` lines), as the harness's own do.
+    pub fn enable_tls(&self, server: &CertFiles) -> Result<(), HarnessError> {
+        use std::os::unix::fs::PermissionsExt;
+        let cert = self.dir.join("server.crt");
+        let key = self.dir.join("server.key");
+        for (from, to, mode) in [(&server.cert, &cert, 0o644), (&server.key, &key, 0o600)] {
+            std::fs::copy(from, to).map_err(io_error(format!(
+                "cannot copy {} to {}",
+                from.display(),
+                to.display()
+            )))?;
+            std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
+                .map_err(io_error(format!("cannot chmod {}", to.display())))?;
+            self.user.take_ownership(to)?;
+        }
+        let lines = [
+            "ssl = on".to_owned(),
+            format!("ssl_cert_file = '{}'", cert.display()),
+            format!("ssl_key_file = '{}'", key.display()),
+        ];
+        self.append_conf(&format!(
+            "\n# TLS (PgDir::enable_tls).\n{}",
+            lines.join("\n")
+        ))
+    }
+
+    fn append_conf(&self, text: &str) -> Result<(), HarnessError> {
+        let conf = self.data().join("postgresql.conf");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&conf)
+            .map_err(io_error(format!("cannot open {}", conf.display())))?;
+        writeln!(file, "{text}").map_err(io_error(format!("cannot write {}", conf.display())))
     }
 
     /// Starts the server and waits until it accepts connections.

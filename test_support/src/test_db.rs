@@ -33,6 +33,7 @@ impl Server {
             dbname: dbname.to_owned(),
             connect_timeout_seconds: 3.0,
             statement_timeout_seconds: 5.0,
+            ..DatabaseConfig::default()
         }
     }
 

@@ -203,7 +203,8 @@ pub struct ConsumerProcess {
 pub struct ProcessOptions<'a> {
     /// Lines appended under `database:` (indented by the caller).
     pub database_yaml: &'a str,
-    /// Instead of the test database's user and port.
+    /// Instead of the test database's host, user and port.
+    pub db_host: Option<&'a str>,
     pub db_user: Option<&'a str>,
     pub db_port: Option<u16>,
     /// Lines appended under `consumer:` (indented by the caller).
@@ -240,7 +241,7 @@ impl ConsumerProcess {
         let yaml = format!(
             "database:\n  host: {}\n  port: {}\n  user: {}\n  password: \"{}\"\n  dbname: {}\n  connect_timeout_seconds: 2\n{}\
              consumer:\n  host: 127.0.0.1\n  port: {port}\n  workers: 2\n{}",
-            c.host,
+            options.db_host.unwrap_or(&c.host),
             options.db_port.unwrap_or(c.port),
             options.db_user.unwrap_or(&c.user),
             c.password.expose(),

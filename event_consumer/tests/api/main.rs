@@ -4,6 +4,7 @@
 
 mod connections;
 mod contract;
+mod db_tls;
 mod early_refusals;
 mod helpers;
 mod hostile;

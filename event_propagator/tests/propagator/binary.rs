@@ -203,11 +203,7 @@ fn bad_flags_and_a_bad_config_exit_2_with_one_line() {
         (&["--max-in-flight", "many"][..], "--max-in-flight"),
         (&["--frobnicate"][..], "--frobnicate"),
         (&["--config", "nope.yaml"][..], "nope.yaml"),
-        (&["--endpoint", "https://example.org/event"][..], "tls"),
     ] {
-        if needle == "tls" && cfg!(feature = "tls") {
-            continue;
-        }
         let (code, stderr) = run_binary(&dir, args, LIMIT);
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(

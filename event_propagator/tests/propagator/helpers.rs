@@ -194,7 +194,25 @@ struct Shared {
     open: AtomicUsize,
     max_open: AtomicUsize,
     stopping: AtomicBool,
+    failed_handshakes: AtomicUsize,
+    client_certificates: AtomicUsize,
     responder: Box<Responder>,
+}
+
+impl Shared {
+    fn new(responder: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> Shared {
+        Shared {
+            requests: Mutex::new(Vec::new()),
+            arrived: Condvar::new(),
+            connections: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
+            max_open: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            failed_handshakes: AtomicUsize::new(0),
+            client_certificates: AtomicUsize::new(0),
+            responder: Box::new(responder),
+        }
+    }
 }
 
 /// A minimal HTTP/1.1 server that records every request and answers through a closure given
@@ -202,6 +220,38 @@ struct Shared {
 pub struct Receiver {
     addr: SocketAddr,
     shared: Arc<Shared>,
+    scheme: &'static str,
+}
+
+/// A TLS server configuration for [`Receiver::https`]: `server`'s certificate and key, and with
+/// `client_ca` client certificates signed by that CA required.
+pub fn https_config(
+    server: &test_support::CertFiles,
+    client_ca: Option<&Path>,
+) -> Arc<rustls::ServerConfig> {
+    let identity = common::tls::Identity::load("server", &server.cert, "key", &server.key).unwrap();
+    let builder = rustls::ServerConfig::builder_with_provider(common::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca {
+        Some(ca) => {
+            let roots = common::tls::read_root_store("client ca", ca).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                common::tls::provider(),
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let private_key = identity.private_key();
+    Arc::new(
+        builder
+            .with_single_cert(identity.certs, private_key)
+            .unwrap(),
+    )
 }
 
 impl Receiver {
@@ -219,15 +269,7 @@ impl Receiver {
         responder: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
     ) -> Receiver {
         let addr = listener.local_addr().unwrap();
-        let shared = Arc::new(Shared {
-            requests: Mutex::new(Vec::new()),
-            arrived: Condvar::new(),
-            connections: AtomicUsize::new(0),
-            open: AtomicUsize::new(0),
-            max_open: AtomicUsize::new(0),
-            stopping: AtomicBool::new(false),
-            responder: Box::new(responder),
-        });
+        let shared = Arc::new(Shared::new(responder));
         let accept_shared = Arc::clone(&shared);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
@@ -240,11 +282,73 @@ impl Receiver {
                 std::thread::spawn(move || serve(stream, connection, &shared));
             }
         });
-        Receiver { addr, shared }
+        Receiver {
+            addr,
+            shared,
+            scheme: "http",
+        }
+    }
+
+    /// A receiver behind TLS (see [`https_config`]); its [`Receiver::url`] is `https://`.
+    pub fn https(
+        config: Arc<rustls::ServerConfig>,
+        responder: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+    ) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared::new(responder));
+        let accept_shared = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if accept_shared.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let connection = accept_shared.connections.fetch_add(1, Ordering::SeqCst);
+                let shared = Arc::clone(&accept_shared);
+                let config = Arc::clone(&config);
+                std::thread::spawn(move || {
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(30)))
+                        .unwrap();
+                    stream.set_nodelay(true).unwrap();
+                    let mut tls = rustls::StreamOwned::new(
+                        rustls::ServerConnection::new(config).unwrap(),
+                        stream,
+                    );
+                    // The handshake first, so a refused one is counted and never served.
+                    while tls.conn.is_handshaking() {
+                        if tls.conn.complete_io(&mut tls.sock).is_err() {
+                            shared.failed_handshakes.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                    if tls.conn.peer_certificates().is_some() {
+                        shared.client_certificates.fetch_add(1, Ordering::SeqCst);
+                    }
+                    serve_stream(tls, connection, &shared);
+                });
+            }
+        });
+        Receiver {
+            addr,
+            shared,
+            scheme: "https",
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/event", self.addr)
+        format!("{}://{}/event", self.scheme, self.addr)
+    }
+
+    /// TLS connections whose handshake failed (a certificate refused by either side).
+    pub fn failed_handshakes(&self) -> usize {
+        self.shared.failed_handshakes.load(Ordering::SeqCst)
+    }
+
+    /// TLS connections on which the client presented a certificate.
+    pub fn client_certificates(&self) -> usize {
+        self.shared.client_certificates.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -285,7 +389,11 @@ fn serve(stream: TcpStream, connection: usize, shared: &Shared) {
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     stream.set_nodelay(true).unwrap();
-    let mut writer = stream.try_clone().unwrap();
+    serve_stream(stream, connection, shared);
+}
+
+/// Serves requests on one connection, plain or TLS, until it closes.
+fn serve_stream(stream: impl Read + Write, connection: usize, shared: &Shared) {
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
@@ -360,6 +468,7 @@ fn serve(stream: TcpStream, connection: usize, shared: &Shared) {
         // No longer open once the answer is on its way: the client may send the next request
         // as soon as it has read it.
         shared.open.fetch_sub(1, Ordering::SeqCst);
+        let writer = reader.get_mut();
         let written = writer
             .write_all(head.as_bytes())
             .and_then(|()| writer.flush());

@@ -10,4 +10,5 @@ mod binary;
 mod delivery;
 mod end_to_end;
 mod helpers;
+mod tls;
 mod window;
