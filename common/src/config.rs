@@ -158,9 +158,11 @@ impl Default for ConsumerConfig {
             // several ms) and clients few.
             workers: 2,
             max_body_bytes: 64 * 1024,
-            // A small VM's share: 16 MiB of bodies in memory at once, whatever the number of
-            // slow uploaders (issue 12: 2,000 of them once took 175 MB).
-            max_buffered_body_bytes: 16 * 1024 * 1024,
+            // A small VM's share: 8 MiB of bodies in memory at once, whatever the number of
+            // slow uploaders (2,000 of them once took 175 MB). With 2,000 such connections the
+            // rest is their threads (12 KiB of stack each) and buffers: 8 MiB keeps the whole
+            // process under 48 MB (tests/soak/slow_uploaders.rs).
+            max_buffered_body_bytes: 8 * 1024 * 1024,
             auth_token: None,
             max_connections: 2048,
             queue_capacity: 1024,

@@ -50,7 +50,9 @@ impl Cause {
 /// peer" are one cause (the connection was lost), or a restart would log a line for each.
 fn failure_without_sqlstate(text: &str) -> &'static str {
     let text = text.to_ascii_lowercase();
-    if text.contains("refused") {
+    if text.contains("certificate") || text.contains("tls") {
+        "tls"
+    } else if text.contains("refused") {
         "refused"
     } else if text.contains("timed out") || text.contains("timeout") {
         "timed out"
@@ -289,6 +291,10 @@ mod tests {
                 "refused",
             ),
             ("error connecting to server: timed out", "timed out"),
+            (
+                "error performing TLS handshake: the certificate failed verification",
+                "tls",
+            ),
         ];
         for (text, kind) in kinds {
             assert_eq!(failure_without_sqlstate(text), kind, "{text}");

@@ -40,6 +40,7 @@ pub fn route_of(path: &str) -> Route {
 }
 
 /// Decides what a request gets. `auth_token` is the configured token, if any.
+#[inline(never)]
 pub fn route(request: &mut Request, auth_token: Option<&Secret>) -> Action {
     let get_only = |action: Action| match request.method {
         Method::Get | Method::Head => action,

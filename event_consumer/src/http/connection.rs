@@ -139,6 +139,7 @@ impl Connection {
     /// is read (the connection is then closed). A body larger than the uncharged size waits up
     /// to [`BUDGET_WAIT`] for its share of the [`BodyBudget`], or is refused with 503. Only
     /// then is `100 Continue` sent, when the client asked for it and has not started the body.
+    #[inline(never)]
     pub fn read_request(
         &mut self,
         admit: &dyn Fn(RequestHead<'_>) -> Option<Response>,

@@ -36,6 +36,7 @@ const MANAGED_HEADERS: [&str; 5] = [
 ];
 
 /// Encodes a whole response into `out` (appending), with `date` as its `Date` header.
+#[inline(never)]
 pub fn encode_response(
     out: &mut Vec<u8>,
     response: &Response,

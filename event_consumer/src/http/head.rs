@@ -8,7 +8,7 @@ use super::response::Response;
 use super::status::Status;
 
 /// Requests with at most this many headers are parsed with a header array on the stack.
-const STACK_HEADERS: usize = 64;
+const STACK_HEADERS: usize = 16;
 
 /// Finds the end of a request head, incrementally: a later call on the same (grown) buffer
 /// resumes where the previous one stopped, so a head arriving byte by byte is scanned once.
@@ -172,6 +172,7 @@ impl Head {
 }
 
 /// Parses a complete head (request line to the empty line) holding `header_count` headers.
+#[inline(never)]
 pub(super) fn parse_head(
     head: &[u8],
     header_count: usize,
