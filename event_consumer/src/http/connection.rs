@@ -137,7 +137,7 @@ impl Connection {
     ///
     /// Once the head is complete, `admit` may refuse it with an answer, before any of its body
     /// is read (the connection is then closed). A body larger than the uncharged size waits up
-    /// to [`BUDGET_WAIT`] for its share of the [`BodyBudget`], or is refused with 503. Only
+    /// to `BUDGET_WAIT` (1 s) for its share of the [`BodyBudget`], or is refused with 503. Only
     /// then is `100 Continue` sent, when the client asked for it and has not started the body.
     #[inline(never)]
     pub fn read_request(
