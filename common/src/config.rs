@@ -145,6 +145,11 @@ pub struct ConsumerConfig {
     pub idle_timeout_seconds: f64,
     /// On SIGTERM, how long in-flight requests get to finish.
     pub shutdown_timeout_seconds: f64,
+    /// With `tls_key_file`: serve HTTPS only, with this certificate chain (PEM).
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// When set, every client must present a certificate that chains to these CAs (PEM).
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 impl Default for ConsumerConfig {
@@ -173,6 +178,9 @@ impl Default for ConsumerConfig {
             write_timeout_seconds: 10.0,
             idle_timeout_seconds: 30.0,
             shutdown_timeout_seconds: 10.0,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
         }
     }
 }
@@ -334,6 +342,9 @@ impl Config {
         if let Some(ca) = self.database.sslrootcert() {
             crate::tls::read_root_store("database.sslrootcert", ca).map_err(tls_error)?;
         }
+        if let Some(tls) = self.consumer.tls_files() {
+            tls.load().map_err(tls_error)?;
+        }
         let p = &self.propagator;
         if let Some(ca) = p.tls_ca_file() {
             crate::tls::read_root_store("propagator.tls_ca_file", ca).map_err(tls_error)?;
@@ -493,6 +504,29 @@ impl Config {
                 ),
             );
         }
+        let (cert, key) = ("consumer.tls_cert_file", "consumer.tls_key_file");
+        let c = &self.consumer;
+        match (non_empty(&c.tls_cert_file), non_empty(&c.tls_key_file)) {
+            (Some(_), None) => {
+                return invalid(
+                    cert,
+                    format!("is set but {key} is not: set both or neither"),
+                )
+            }
+            (None, Some(_)) => {
+                return invalid(
+                    key,
+                    format!("is set but {cert} is not: set both or neither"),
+                )
+            }
+            _ => {}
+        }
+        if non_empty(&c.tls_client_ca_file).is_some() && non_empty(&c.tls_cert_file).is_none() {
+            return invalid(
+                "consumer.tls_client_ca_file",
+                format!("client certificates need HTTPS: set {cert} and {key} too"),
+            );
+        }
         let cert = "propagator.tls_client_cert_file";
         let key = "propagator.tls_client_key_file";
         match (
@@ -559,6 +593,58 @@ impl PropagatorConfig {
             non_empty(&self.tls_client_cert_file)?,
             non_empty(&self.tls_client_key_file)?,
         ))
+    }
+}
+
+/// The consumer's HTTPS files, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// What the consumer's HTTPS files hold, read and checked.
+#[derive(Debug)]
+pub struct ServerTls {
+    pub identity: crate::tls::Identity,
+    /// The CAs client certificates must chain to (mutual TLS), when set.
+    pub client_roots: Option<rustls::RootCertStore>,
+}
+
+impl ServerTlsFiles {
+    /// Reads the files now (at start, and again at each reload): a missing or unreadable
+    /// file, a PEM without a certificate, a key that does not match are errors naming the key.
+    pub fn load(&self) -> Result<ServerTls, crate::tls::TlsError> {
+        let identity = crate::tls::Identity::load(
+            "consumer.tls_cert_file",
+            &self.cert,
+            "consumer.tls_key_file",
+            &self.key,
+        )?;
+        let client_roots = match &self.client_ca {
+            Some(ca) => Some(crate::tls::read_root_store(
+                "consumer.tls_client_ca_file",
+                ca,
+            )?),
+            None => None,
+        };
+        Ok(ServerTls {
+            identity,
+            client_roots,
+        })
+    }
+}
+
+impl ConsumerConfig {
+    /// The HTTPS files when `tls_cert_file` and `tls_key_file` are set (`Config::check` refuses
+    /// one without the other), else None: plain HTTP.
+    pub fn tls_files(&self) -> Option<ServerTlsFiles> {
+        Some(ServerTlsFiles {
+            cert: non_empty(&self.tls_cert_file)?.to_owned(),
+            key: non_empty(&self.tls_key_file)?.to_owned(),
+            client_ca: non_empty(&self.tls_client_ca_file).map(Path::to_owned),
+        })
     }
 }
 

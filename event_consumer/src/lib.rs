@@ -12,6 +12,7 @@ pub mod db_connection;
 pub mod db_health;
 pub mod db_tls;
 pub mod http;
+pub mod https;
 pub mod metrics;
 pub mod notify;
 pub mod open_writers;
@@ -31,6 +32,7 @@ use common::Config;
 
 use crate::db_connection::Database;
 use crate::http::{BodyBudget, Limits};
+use crate::https::{Https, HttpsError};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
@@ -39,8 +41,13 @@ use crate::server::Server;
 /// Why the consumer could not start.
 #[derive(Debug)]
 pub enum StartError {
-    Bind { addr: String, error: std::io::Error },
+    Bind {
+        addr: String,
+        error: std::io::Error,
+    },
     Thread(std::io::Error),
+    /// The HTTPS files could not be used (a configuration error: exit 2).
+    Tls(HttpsError),
 }
 
 impl fmt::Display for StartError {
@@ -48,6 +55,7 @@ impl fmt::Display for StartError {
         match self {
             StartError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
             StartError::Thread(error) => write!(f, "cannot start a thread: {error}"),
+            StartError::Tls(error) => write!(f, "{error}"),
         }
     }
 }
@@ -83,6 +91,10 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
     let local = listener
         .local_addr()
         .map_err(|error| StartError::Bind { addr, error })?;
+    let https = match c.tls_files() {
+        Some(files) => Some(Https::load(files).map_err(StartError::Tls)?),
+        None => None,
+    };
     let notifier = Arc::new(notifier);
     let metrics = Arc::new(Metrics::default());
     let db = Arc::new(Database::new(config.database.clone(), Arc::clone(&metrics)));
@@ -99,6 +111,7 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
         Arc::new(BodyBudget::new(c.max_buffered_body_bytes)),
         metrics,
         Arc::clone(&pipeline),
+        https,
     ));
     let mut workers = Vec::with_capacity(c.workers);
     for id in 0..c.workers {
@@ -142,6 +155,18 @@ impl Running {
 
     pub fn metrics(&self) -> &Metrics {
         &self.server.metrics
+    }
+
+    /// On SIGHUP: reads the HTTPS certificate, key and client CA again (new connections use
+    /// them; on failure the old ones stay and the log says why). Without HTTPS there is
+    /// nothing to reload (logs go to standard error), which one line says.
+    pub fn reload(&self) {
+        match &self.server.https {
+            Some(https) => {
+                let _ = https.reload();
+            }
+            None => log::info!("SIGHUP received: nothing to reload, ignoring it"),
+        }
     }
 
     /// Stops accepting, lets in-flight requests finish (up to `shutdown_timeout_seconds`),

@@ -106,6 +106,10 @@ fn main() -> ExitCode {
     };
     let running = match event_consumer::start_with_notifier(&config, Notifier::from_env()) {
         Ok(running) => running,
+        Err(e @ event_consumer::StartError::Tls(_)) => {
+            eprintln!("event_consumer: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
         Err(e) => {
             eprintln!("event_consumer: {e}");
             return ExitCode::FAILURE;
@@ -113,8 +117,7 @@ fn main() -> ExitCode {
     };
     loop {
         if signals.hangup.swap(false, Ordering::Relaxed) {
-            // Logs go to standard error (the journal under systemd): nothing to re-open.
-            log::info!("SIGHUP received: nothing to reload, ignoring it");
+            running.reload();
         }
         if signals.stop.load(Ordering::Relaxed) {
             break;

@@ -46,6 +46,8 @@ pub struct Metrics {
     duplicates: AtomicU64,
     db_errors: AtomicU64,
     db_connects: AtomicU64,
+    tls_handshake_failures: AtomicU64,
+    tls_plain_http: AtomicU64,
     /// 1 during a database outage (see `db_health`).
     database_outage: AtomicUsize,
     connections_rejected: AtomicU64,
@@ -89,6 +91,14 @@ impl Metrics {
 
     pub fn record_db_connect(&self) {
         self.db_connects.fetch_add(1, Relaxed);
+    }
+
+    pub fn record_tls_handshake_failure(&self) {
+        self.tls_handshake_failures.fetch_add(1, Relaxed);
+    }
+
+    pub fn record_tls_plain_http(&self) {
+        self.tls_plain_http.fetch_add(1, Relaxed);
     }
 
     pub fn set_database_down(&self, down: bool) {
@@ -193,6 +203,16 @@ impl Metrics {
                 "db_connects_total",
                 "Attempts to open a database connection (during an outage: one per backoff interval).",
                 self.db_connects.load(Relaxed),
+            ),
+            (
+                "tls_handshake_failures_total",
+                "HTTPS connections closed because the TLS handshake failed (no or a bad client certificate, an unknown CA, nothing sent in time).",
+                self.tls_handshake_failures.load(Relaxed),
+            ),
+            (
+                "tls_plain_http_total",
+                "Plain HTTP requests to the HTTPS port (answered 400 in plain text).",
+                self.tls_plain_http.load(Relaxed),
             ),
             (
                 "connections_rejected_total",

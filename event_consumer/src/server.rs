@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::config::Secret;
@@ -23,8 +23,9 @@ use common::config::Secret;
 use crate::answer::Answer;
 use crate::http::{
     encode_response, BodyBudget, Connection, Limits, Method, ReadError, Rejection, Request,
-    RequestHead, ResponseFraming,
+    RequestHead, ResponseFraming, TlsRefusal,
 };
+use crate::https::Https;
 use crate::metrics::{Metrics, Route};
 use crate::open_writers::OpenWriters;
 use crate::pipeline::{Job, Pipeline, Refused, Task};
@@ -49,6 +50,10 @@ pub struct Server {
     /// may omit) so the acceptor writes it without building anything.
     pub busy_answer: Vec<u8>,
     pub open_writers: OpenWriters,
+    /// Set: the port serves HTTPS only.
+    pub https: Option<Https>,
+    /// Plain HTTP on the TLS port is logged at most once per 5 s (with a count).
+    plain_http_log: Mutex<ErrorLog>,
 }
 
 impl Server {
@@ -59,6 +64,7 @@ impl Server {
         body_budget: Arc<BodyBudget>,
         metrics: Arc<Metrics>,
         pipeline: Arc<Pipeline>,
+        https: Option<Https>,
     ) -> Server {
         let mut busy_answer = Vec::new();
         encode_response(
@@ -77,6 +83,8 @@ impl Server {
             stopping: AtomicBool::new(false),
             busy_answer,
             open_writers: OpenWriters::default(),
+            https,
+            plain_http_log: Mutex::new(ErrorLog::default()),
         }
     }
 }
@@ -142,7 +150,7 @@ pub fn accept_loop(listener: TcpListener, server: Arc<Server>) {
 
 /// Logs the first error at once and then at most one line per 5 seconds with a count, so an
 /// error storm (EMFILE under load) cannot flood the journal.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct ErrorLog {
     last: Option<Instant>,
     suppressed: u64,
@@ -190,11 +198,12 @@ fn refuse_busy(mut stream: TcpStream, answer: &[u8]) {
 }
 
 fn serve_connection(stream: TcpStream, server: &Server) {
-    let mut conn = Connection::new(
-        stream,
-        server.limits.clone(),
-        Arc::clone(&server.body_budget),
-    );
+    let limits = server.limits.clone();
+    let budget = Arc::clone(&server.body_budget);
+    let mut conn = match &server.https {
+        Some(https) => Connection::with_tls(stream, limits, budget, https.current()),
+        None => Connection::new(stream, limits, budget),
+    };
     let _registered = server.open_writers.register(conn.writer());
     // Checked when the head is complete, before any of the body is read or buffered.
     let admit = |head: RequestHead<'_>| routes::refuse_head(head, server.auth_token.as_ref());
@@ -209,6 +218,7 @@ fn serve_connection(stream: TcpStream, server: &Server) {
             Ok(request) => request,
             Err(ReadError::Closed) | Err(ReadError::Io(_)) => return,
             Err(ReadError::Reject(rejection)) => return refuse(conn, rejection, server),
+            Err(ReadError::Tls(refusal)) => return refuse_tls(conn, refusal, server),
         };
         let Ok(stopping) = answer_request(&mut request, &conn, server) else {
             return;
@@ -238,6 +248,32 @@ fn refuse(conn: Connection, rejection: Rejection, server: &Server) {
     );
     let _ = answer.send(&rejection.response);
     conn.linger_close();
+}
+
+/// Ends a connection that is not a TLS session we serve; counted, and logged without flooding:
+/// a failed handshake (a scanner, a device without its certificate) only at debug level.
+#[inline(never)]
+fn refuse_tls(conn: Connection, refusal: TlsRefusal, server: &Server) {
+    let peer = conn
+        .peer_addr()
+        .map_or_else(|| "a client".to_owned(), |p| p.to_string());
+    match refusal {
+        TlsRefusal::PlainHttp => {
+            server.metrics.record_tls_plain_http();
+            server
+                .plain_http_log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .log(&format!(
+                    "plain HTTP from {peer} on the HTTPS port: answered 400, closed"
+                ));
+            conn.refuse_plain_http();
+        }
+        TlsRefusal::Failed(why) => {
+            server.metrics.record_tls_handshake_failure();
+            log::debug!("TLS with {peer} failed: {why}");
+        }
+    }
 }
 
 /// Routes one request and answers it, or hands it to the pipeline. Returns whether the service

@@ -98,6 +98,15 @@ impl Pki {
         self.issue(file_stem, params)
     }
 
+    /// A client certificate signed by this CA that expired in 2001.
+    pub fn expired_client_cert(&self, file_stem: &str, common_name: &str) -> CertFiles {
+        let mut params = leaf(&[], common_name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        self.issue(file_stem, params)
+    }
+
     /// A server certificate for `hosts` signed by this CA that expired in 2001.
     pub fn expired_server_cert(&self, file_stem: &str, hosts: &[&str]) -> CertFiles {
         let mut params = leaf(hosts, hosts.first().copied().unwrap_or(file_stem));

@@ -18,7 +18,9 @@ use super::limits::Limits;
 use super::request::{Request, RequestHead};
 use super::response::Response;
 use super::status::Status;
+use super::tls::{Tls, TlsReadError};
 use super::writer::Writer;
+use rustls::ServerConfig;
 
 /// Lingering close: after our last answer, input is discarded for at most this long so the
 /// client reads the answer instead of a TCP reset (which would discard it unread).
@@ -47,6 +49,18 @@ pub enum ReadError {
     Reject(Rejection),
     /// Socket error or end of stream in the middle of a request: drop the connection.
     Io(io::Error),
+    /// Over HTTPS, the connection is not a TLS session we serve: see [`TlsRefusal`].
+    Tls(TlsRefusal),
+}
+
+/// Why an HTTPS connection was given up before a request.
+#[derive(Debug)]
+pub enum TlsRefusal {
+    /// Plain HTTP sent to the TLS port: answer with [`Connection::refuse_plain_http`].
+    PlainHttp,
+    /// The handshake failed (no client certificate, an unknown CA, an expired certificate, a
+    /// client that sent nothing in time) or a record was bad; the alert, if any, was sent.
+    Failed(String),
 }
 
 impl fmt::Display for ReadError {
@@ -61,6 +75,8 @@ impl fmt::Display for ReadError {
                 )
             }
             ReadError::Io(_) => write!(f, "connection failed mid-request"),
+            ReadError::Tls(TlsRefusal::PlainHttp) => write!(f, "plain HTTP on the TLS port"),
+            ReadError::Tls(TlsRefusal::Failed(why)) => write!(f, "TLS failed: {why}"),
         }
     }
 }
@@ -69,7 +85,7 @@ impl std::error::Error for ReadError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ReadError::Io(error) => Some(error),
-            ReadError::Closed | ReadError::Reject(_) => None,
+            ReadError::Closed | ReadError::Reject(_) | ReadError::Tls(_) => None,
         }
     }
 }
@@ -92,6 +108,10 @@ pub struct Connection {
     /// The read timeout currently set on the socket, to skip needless `setsockopt` calls.
     read_timeout_set: Option<Duration>,
     peer: Option<SocketAddr>,
+    /// Over HTTPS: the session, shared with the writer.
+    tls: Option<Arc<Tls>>,
+    /// The handshake must be done by then (`read_timeout` after the accept), like a head.
+    handshake_deadline: Instant,
 }
 
 impl fmt::Debug for Connection {
@@ -106,6 +126,26 @@ impl fmt::Debug for Connection {
 impl Connection {
     /// Takes over an accepted socket: blocking mode, `TCP_NODELAY`.
     pub fn new(stream: TcpStream, limits: Limits, budget: Arc<BodyBudget>) -> Connection {
+        Connection::build(stream, limits, budget, None)
+    }
+
+    /// The same over TLS: the handshake happens in the first [`Connection::read_request`],
+    /// within `read_timeout`.
+    pub fn with_tls(
+        stream: TcpStream,
+        limits: Limits,
+        budget: Arc<BodyBudget>,
+        config: Arc<ServerConfig>,
+    ) -> Connection {
+        Connection::build(stream, limits, budget, Some(config))
+    }
+
+    fn build(
+        stream: TcpStream,
+        limits: Limits,
+        budget: Arc<BodyBudget>,
+        tls_config: Option<Arc<ServerConfig>>,
+    ) -> Connection {
         // Failing socket options leave a working (if slower or less guarded) socket; the next
         // read or write reports a dead one.
         // A non-blocking listener passes O_NONBLOCK to accepted sockets on some systems.
@@ -114,10 +154,17 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().ok();
         let stream = Arc::new(stream);
-        let writer = Arc::new(Writer::new(
+        // A session cannot fail to start with a config rustls built; if it did, the
+        // connection would be plain, so it fails at the first TLS byte instead.
+        let tls = tls_config
+            .and_then(|config| Tls::new(Arc::clone(&stream), config).ok())
+            .map(Arc::new);
+        let writer = Arc::new(Writer::with_tls(
             Arc::clone(&stream),
             limits.write_timeout.max(MIN_TIMEOUT),
+            tls.clone(),
         ));
+        let handshake_deadline = deadline_after(limits.read_timeout);
         Connection {
             stream,
             writer,
@@ -125,6 +172,8 @@ impl Connection {
             budget,
             read_timeout_set: None,
             peer,
+            tls,
+            handshake_deadline,
         }
     }
 
@@ -185,8 +234,45 @@ impl Connection {
                         phase = now;
                         deadline = self.deadline_for(phase);
                     }
+                    let handshaking = self.tls.as_ref().is_some_and(|t| t.is_handshaking());
+                    if handshaking {
+                        deadline = deadline.min(self.handshake_deadline);
+                    }
                     let dst = self.framer.space().map_err(ReadError::Reject)?;
-                    match read_before(&self.stream, &mut self.read_timeout_set, dst, deadline) {
+                    let read = match &self.tls {
+                        None => {
+                            read_before(&self.stream, &mut self.read_timeout_set, dst, deadline)
+                        }
+                        Some(tls) => {
+                            let timeout_set = &mut self.read_timeout_set;
+                            let writer = &self.writer;
+                            match tls.read(
+                                dst,
+                                |tcp, raw| read_before(tcp, timeout_set, raw, deadline),
+                                || writer.flush_tls(),
+                            ) {
+                                Ok(n) => Ok(n),
+                                Err(TlsReadError::Raw(stop)) if handshaking => {
+                                    let why = match stop {
+                                        ReadStop::Deadline => {
+                                            "no handshake within read_timeout_seconds".to_owned()
+                                        }
+                                        ReadStop::Io(e) => e.to_string(),
+                                    };
+                                    return Err(ReadError::Tls(TlsRefusal::Failed(why)));
+                                }
+                                Err(TlsReadError::Raw(stop)) => Err(stop),
+                                Err(TlsReadError::Write(e)) => Err(ReadStop::Io(e)),
+                                Err(TlsReadError::PlainHttp) => {
+                                    return Err(ReadError::Tls(TlsRefusal::PlainHttp))
+                                }
+                                Err(TlsReadError::Protocol(e)) => {
+                                    return Err(ReadError::Tls(TlsRefusal::Failed(e.to_string())))
+                                }
+                            }
+                        }
+                    };
+                    match read {
                         Ok(0) if phase == Phase::Idle => return Err(ReadError::Closed),
                         Ok(0) => return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into())),
                         Ok(n) => self.framer.filled(n),
@@ -253,6 +339,30 @@ impl Connection {
             match read_before(&self.stream, &mut self.read_timeout_set, scratch, deadline) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => drained += n,
+            }
+        }
+    }
+
+    /// Answers plain HTTP sent to the TLS port in plain text, as nginx does, and closes: the
+    /// client learns what is wrong instead of seeing a reset.
+    pub fn refuse_plain_http(self) {
+        let body = br#"{"error":"this port speaks HTTPS: use https://"}"#;
+        let head = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let mut tcp = &*self.stream;
+        let _ = tcp.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = io::Write::write_all(&mut tcp, head.as_bytes());
+        let _ = io::Write::write_all(&mut tcp, body);
+        let _ = tcp.shutdown(std::net::Shutdown::Write);
+        // Drain briefly so the client reads the answer rather than a reset.
+        let deadline = deadline_after(Duration::from_millis(500));
+        let mut scratch = [0u8; 512];
+        let mut read_timeout_set = None;
+        while let Ok(n) = read_before(tcp, &mut read_timeout_set, &mut scratch, deadline) {
+            if n == 0 {
+                break;
             }
         }
     }
@@ -501,7 +611,7 @@ mod tests {
                     connection.reject_and_close(&rejection.response);
                     return;
                 }
-                Err(ReadError::Io(_)) => {
+                Err(ReadError::Io(_)) | Err(ReadError::Tls(_)) => {
                     let _ = seen.send(Seen::Io);
                     return;
                 }

@@ -33,14 +33,16 @@ mod limits;
 mod request;
 mod response;
 mod status;
+mod tls;
 mod writer;
 
 pub use budget::{BodyBudget, Reservation};
-pub use connection::{Connection, ReadError};
+pub use connection::{Connection, ReadError, TlsRefusal};
 pub use encode::{encode_response, ResponseFraming};
 pub use framer::{parse_request, Framer, Phase, Rejection, Step, UNCHARGED_BODY_BYTES};
 pub use limits::Limits;
 pub use request::{Method, Request, RequestHead};
 pub use response::Response;
 pub use status::Status;
+pub use tls::Tls;
 pub use writer::{Writer, BORROWED_SEND_TIMEOUT};

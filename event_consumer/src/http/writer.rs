@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use super::encode::{encode_response, DateCache, ResponseFraming};
 use super::response::Response;
+use super::tls::Tls;
 
 /// How long a thread other than the connection's may wait for the socket to take an answer.
 /// The kernel rounds it up to its clock tick; an answer of a few hundred bytes to a client
@@ -60,10 +61,22 @@ struct WriteState {
     /// A write failed: the connection is broken.
     failed: Option<io::ErrorKind>,
     date: DateCache,
+    /// Over HTTPS: answers are encrypted into the session, and what the socket did not take
+    /// waits there (instead of in `out`).
+    tls: Option<Arc<Tls>>,
 }
 
 impl Writer {
     pub fn new(stream: Arc<TcpStream>, write_timeout: Duration) -> Writer {
+        Writer::with_tls(stream, write_timeout, None)
+    }
+
+    /// A writer that sends through a TLS session (over HTTPS) or in plain text (`None`).
+    pub fn with_tls(
+        stream: Arc<TcpStream>,
+        write_timeout: Duration,
+        tls: Option<Arc<Tls>>,
+    ) -> Writer {
         Writer {
             state: Mutex::new(WriteState {
                 stream,
@@ -75,6 +88,7 @@ impl Writer {
                 sent: 0,
                 failed: None,
                 date: DateCache::default(),
+                tls,
             }),
             answered: Condvar::new(),
         }
@@ -150,10 +164,22 @@ impl Writer {
         true
     }
 
-    /// Ends our sending side after the last answer (which is written first).
+    /// Writes what the TLS session wants to send outside an answer (handshake messages,
+    /// alerts), for the reading half; waits up to the write timeout.
+    pub fn flush_tls(&self) -> io::Result<()> {
+        self.lock().flush_blocking()
+    }
+
+    /// Ends our sending side after the last answer (which is written first), with TLS's
+    /// `close_notify` first over HTTPS.
     pub fn close(&self) -> io::Result<()> {
         self.settle()?;
-        self.lock().stream.shutdown(Shutdown::Write)
+        let mut state = self.lock();
+        if let Some(tls) = &state.tls {
+            tls.close_notify();
+            state.flush_blocking()?;
+        }
+        state.stream.shutdown(Shutdown::Write)
     }
 }
 
@@ -179,6 +205,9 @@ impl WriteState {
         if let Some(kind) = self.failed {
             return Err(kind.into());
         }
+        if self.tls.is_some() {
+            return self.flush_tls(self.write_timeout, true);
+        }
         if self.sent == self.out.len() {
             return Ok(());
         }
@@ -199,9 +228,42 @@ impl WriteState {
         }
     }
 
+    /// Encrypts what `out` holds into the session, then writes the session's ciphertext with
+    /// `timeout` per write. What the socket does not take in time stays in the session: an
+    /// error when `blocking` (as a blocking write that timed out), left for later otherwise.
+    fn flush_tls(&mut self, timeout: Duration, blocking: bool) -> io::Result<()> {
+        let Some(tls) = self.tls.clone() else {
+            return Ok(());
+        };
+        let result = (|| -> io::Result<()> {
+            if self.sent < self.out.len() {
+                tls.encrypt(&self.out[self.sent..])?;
+                self.out.clear();
+                self.sent = 0;
+            }
+            if !tls.wants_write() {
+                return Ok(());
+            }
+            self.set_send_timeout(timeout)?;
+            match tls.write_pending()? {
+                true => Ok(()),
+                false if blocking => Err(io::ErrorKind::TimedOut.into()),
+                false => Ok(()),
+            }
+        })();
+        if let Err(error) = &result {
+            self.failed = Some(error.kind());
+        }
+        result
+    }
+
     /// Writes what the socket takes within the borrowed send timeout.
     fn flush_borrowed(&mut self) {
         if self.failed.is_some() {
+            return;
+        }
+        if self.tls.is_some() {
+            let _ = self.flush_tls(BORROWED_SEND_TIMEOUT, false);
             return;
         }
         if let Err(error) = self.set_send_timeout(BORROWED_SEND_TIMEOUT) {

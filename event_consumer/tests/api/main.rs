@@ -8,6 +8,7 @@ mod db_tls;
 mod early_refusals;
 mod helpers;
 mod hostile;
+mod https;
 mod lifecycle;
 mod outages;
 mod parser_props;
