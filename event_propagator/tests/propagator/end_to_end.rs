@@ -74,3 +74,72 @@ fn a_window_of_sends_back_to_back_stores_exactly_the_logged_keys_once() {
         "every logged key stored once, no other"
     );
 }
+
+/// The consumer over HTTPS, with client certificates required when `client_ca` is given.
+fn https_consumer(
+    db: &TestDb,
+    server: &test_support::CertFiles,
+    client_ca: Option<&std::path::Path>,
+) -> event_consumer::Running {
+    let mut config = consumer_config(db);
+    config.consumer.tls_cert_file = Some(server.cert.clone());
+    config.consumer.tls_key_file = Some(server.key.clone());
+    config.consumer.tls_client_ca_file = client_ca.map(|p| p.to_owned());
+    event_consumer::start(&config).unwrap()
+}
+
+#[test]
+fn delivers_over_https_to_the_consumer_with_tls_ca_file_and_every_key_is_stored_once() {
+    let pki = test_support::Pki::new();
+    let server = pki.server_cert("consumer", &["localhost", "127.0.0.1"]);
+    let db = TestDb::new();
+    let consumer = https_consumer(&db, &server, None);
+    let dir = TempDir::new();
+    let url = format!("https://localhost:{}/event", consumer.addr().port());
+    let mut options = options(&dir, &url);
+    options.tls.ca_file = Some(pki.ca_file().to_owned());
+    options.keys_log = Some(dir.path().join("keys.log"));
+    options.count = Some(20);
+    let summary = run(options, &Stop::new()).unwrap();
+    consumer.shutdown();
+    assert_eq!((summary.sent, summary.delivered), (20, 20), "{summary}");
+    let keys: HashSet<String> = logged_keys(&dir).into_iter().collect();
+    let stored: HashSet<String> = db
+        .client()
+        .query("SELECT idempotency_key FROM events", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(keys.len(), 20);
+    assert_eq!(stored, keys);
+}
+
+#[test]
+fn a_device_with_its_client_certificate_delivers_to_an_mtls_consumer_and_one_without_cannot() {
+    let pki = test_support::Pki::new();
+    let server = pki.server_cert("consumer", &["localhost", "127.0.0.1"]);
+    let device = pki.client_cert("device", "device-7");
+    let db = TestDb::new();
+    let consumer = https_consumer(&db, &server, Some(pki.ca_file()));
+    let url = format!("https://127.0.0.1:{}/event", consumer.addr().port());
+
+    let dir = TempDir::new();
+    let mut with_cert = options(&dir, &url);
+    with_cert.tls.ca_file = Some(pki.ca_file().to_owned());
+    with_cert.tls.client_identity = Some((device.cert.clone(), device.key.clone()));
+    with_cert.count = Some(5);
+    let summary = run(with_cert, &Stop::new()).unwrap();
+    assert_eq!(summary.delivered, 5, "{summary}");
+
+    let other = TempDir::new();
+    let mut without = options(&other, &url);
+    without.tls.ca_file = Some(pki.ca_file().to_owned());
+    without.count = Some(1);
+    without.max_retries = 1;
+    let summary = run(without, &Stop::new());
+    consumer.shutdown();
+    let delivered = summary.map(|s| s.delivered).unwrap_or(0);
+    assert_eq!(delivered, 0, "refused at the handshake");
+    assert_eq!(db.count_events(), 5);
+}
