@@ -125,6 +125,10 @@ pub struct ConsumerConfig {
     /// Database workers, each owning one PostgreSQL connection.
     pub workers: usize,
     pub max_body_bytes: usize,
+    /// `POST /events`: most items in one batch, and most bytes of its body (after any gzip
+    /// decompression).
+    pub max_batch_events: usize,
+    pub max_batch_bytes: usize,
     /// Request bodies buffered at once, summed over all connections; a body that does not fit
     /// waits briefly, then gets 503. At least `max_body_bytes`.
     pub max_buffered_body_bytes: usize,
@@ -163,6 +167,8 @@ impl Default for ConsumerConfig {
             // several ms) and clients few.
             workers: 2,
             max_body_bytes: 64 * 1024,
+            max_batch_events: 1000,
+            max_batch_bytes: 4 * 1024 * 1024,
             // A small VM's share: 8 MiB of bodies in memory at once, whatever the number of
             // slow uploaders (2,000 of them once took 175 MB). With 2,000 such connections the
             // rest is their threads (12 KiB of stack each) and buffers: 8 MiB keeps the whole
@@ -459,12 +465,14 @@ impl Config {
                 );
             }
         }
-        let at_least_one: [(&'static str, usize); 7] = [
+        let at_least_one: [(&'static str, usize); 9] = [
             ("consumer.workers", self.consumer.workers),
             ("consumer.max_body_bytes", self.consumer.max_body_bytes),
             ("consumer.max_connections", self.consumer.max_connections),
             ("consumer.queue_capacity", self.consumer.queue_capacity),
             ("consumer.max_batch", self.consumer.max_batch),
+            ("consumer.max_batch_events", self.consumer.max_batch_events),
+            ("consumer.max_batch_bytes", self.consumer.max_batch_bytes),
             ("consumer.max_header_bytes", self.consumer.max_header_bytes),
             ("consumer.max_headers", self.consumer.max_headers),
         ];
@@ -492,6 +500,16 @@ impl Config {
                     "must be at least consumer.max_body_bytes ({}), or a body within the limit \
                      could never be read; got {}",
                     self.consumer.max_body_bytes, self.consumer.max_buffered_body_bytes
+                ),
+            );
+        }
+        if self.consumer.max_buffered_body_bytes < self.consumer.max_batch_bytes {
+            return invalid(
+                "consumer.max_buffered_body_bytes",
+                format!(
+                    "must be at least consumer.max_batch_bytes ({}), or a batch within the \
+                     limit could never be read; got {}",
+                    self.consumer.max_batch_bytes, self.consumer.max_buffered_body_bytes
                 ),
             );
         }
@@ -981,7 +999,7 @@ mod tests {
         let err = load(text, &[]).unwrap_err().to_string();
         assert!(err.contains("consumer.max_buffered_body_bytes"), "{err}");
         assert!(err.starts_with("config.yaml:"), "{err}");
-        let text = "consumer:\n  max_body_bytes: 65536\n  max_buffered_body_bytes: 65536\n";
+        let text = "consumer:\n  max_body_bytes: 65536\n  max_batch_bytes: 65536\n  max_buffered_body_bytes: 65536\n";
         assert_eq!(
             load(text, &[]).unwrap().consumer.max_buffered_body_bytes,
             65536
@@ -998,14 +1016,14 @@ mod tests {
         );
         let env = [
             ("DB_PASSWORD", "x"),
-            ("CONSUMER_MAX_BUFFERED_BODY_BYTES", "1048576"),
+            ("CONSUMER_MAX_BUFFERED_BODY_BYTES", "5242880"),
         ];
         assert_eq!(
             load(shipped, &env)
                 .unwrap()
                 .consumer
                 .max_buffered_body_bytes,
-            1_048_576
+            5_242_880
         );
     }
 

@@ -14,6 +14,25 @@ pub const MAX_EVENT_TYPE_CHARS: usize = 255;
 
 pub const EVENT_TYPE: &str = "event_type";
 pub const EVENT_PAYLOAD: &str = "event_payload";
+/// The key of a batch item's idempotency key (`POST /events`).
+pub const IDEMPOTENCY_KEY: &str = "idempotency_key";
+/// The longest accepted idempotency key, in bytes (all ASCII).
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+
+/// The rule for an idempotency key, in the `Idempotency-Key` header or a batch item: 1 to 255
+/// visible ASCII characters. The error says what is wrong.
+pub fn check_idempotency_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() {
+        return Err("must not be empty");
+    }
+    if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err("must be at most 255 characters");
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be visible ASCII characters only (no spaces or control characters)");
+    }
+    Ok(())
+}
 
 /// A validated event: `event_type` is 1 to 255 characters, neither string contains U+0000.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -93,6 +112,10 @@ pub enum EventError {
     ContainsNul {
         field: &'static str,
     },
+    /// A batch item's `idempotency_key` breaks the rules of the `Idempotency-Key` header.
+    BadKey {
+        problem: &'static str,
+    },
 }
 
 impl EventError {
@@ -115,6 +138,7 @@ impl EventError {
             | EventError::ContainsNul { field } => Some(field),
             EventError::UnknownField { name } => Some(name),
             EventError::EmptyType | EventError::TypeTooLong { .. } => Some(EVENT_TYPE),
+            EventError::BadKey { .. } => Some(IDEMPOTENCY_KEY),
             EventError::NotUtf8 { .. }
             | EventError::InvalidJson { .. }
             | EventError::NotAnObject { .. } => None,
@@ -150,6 +174,7 @@ impl fmt::Display for EventError {
                 f,
                 "field `{field}` contains the character U+0000, which cannot be stored"
             ),
+            EventError::BadKey { problem } => write!(f, "field `{IDEMPOTENCY_KEY}` {problem}"),
         }
     }
 }
@@ -248,14 +273,30 @@ struct Checked(Result<Event, EventError>);
 
 impl<'de> Deserialize<'de> for Checked {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(EventVisitor).map(Checked)
+        deserializer
+            .deserialize_any(EventVisitor { allow_key: false })
+            .map(|outcome| Checked(outcome.map(|(event, _)| event)))
     }
 }
 
-struct EventVisitor;
+/// Like [`Checked`], for a batch item: the event may carry an `idempotency_key`.
+pub(crate) struct CheckedItem(pub(crate) Result<(Event, Option<String>), EventError>);
+
+impl<'de> Deserialize<'de> for CheckedItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(EventVisitor { allow_key: true })
+            .map(CheckedItem)
+    }
+}
+
+/// The event rules over one JSON value; with `allow_key`, also an optional `idempotency_key`.
+struct EventVisitor {
+    allow_key: bool,
+}
 
 impl<'de> Visitor<'de> for EventVisitor {
-    type Value = Result<Event, EventError>;
+    type Value = Result<(Event, Option<String>), EventError>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an event object")
@@ -264,11 +305,13 @@ impl<'de> Visitor<'de> for EventVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut event_type: Option<String> = None;
         let mut event_payload: Option<String> = None;
+        let mut idempotency_key: Option<String> = None;
         let mut first_error: Option<EventError> = None;
         while let Some(key) = map.next_key::<KeyName>()? {
             let (field, slot) = match key.0.as_str() {
                 EVENT_TYPE => (EVENT_TYPE, &mut event_type),
                 EVENT_PAYLOAD => (EVENT_PAYLOAD, &mut event_payload),
+                IDEMPOTENCY_KEY if self.allow_key => (IDEMPOTENCY_KEY, &mut idempotency_key),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                     first_error.get_or_insert(EventError::UnknownField { name: key.0 });
@@ -296,7 +339,16 @@ impl<'de> Visitor<'de> for EventVisitor {
                 field: EVENT_PAYLOAD,
             }));
         };
-        Ok(Event::new(event_type, event_payload))
+        let event = match Event::new(event_type, event_payload) {
+            Ok(event) => event,
+            Err(error) => return Ok(Err(error)),
+        };
+        if let Some(key) = &idempotency_key {
+            if let Err(problem) = check_idempotency_key(key) {
+                return Ok(Err(EventError::BadKey { problem }));
+            }
+        }
+        Ok(Ok((event, idempotency_key)))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {

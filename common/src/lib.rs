@@ -5,6 +5,7 @@
 //! `.env`, events) and writes log lines to stderr, nothing else.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod config;
 pub mod dotenv;
 pub mod event;

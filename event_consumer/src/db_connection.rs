@@ -172,19 +172,24 @@ impl DbConnection {
         if !self.db.health.may_attempt(Instant::now()) || !self.ready_store() {
             return all(outcomes, JobOutcome::Unavailable);
         }
-        let events: Vec<NewEvent<'_>> = batch
-            .iter()
-            .filter_map(|job| match &job.task {
+        let mut events: Vec<NewEvent<'_>> =
+            Vec::with_capacity(batch.iter().map(|job| job.task.events()).sum());
+        for job in batch {
+            match &job.task {
                 Task::Store {
                     event,
                     idempotency_key,
-                } => Some(NewEvent {
+                } => events.push(NewEvent {
                     event,
                     idempotency_key: idempotency_key.as_deref(),
                 }),
-                Task::Ping => None,
-            })
-            .collect();
+                Task::StoreBatch { items } => events.extend(items.iter().map(|item| NewEvent {
+                    event: &item.event,
+                    idempotency_key: item.idempotency_key.as_deref(),
+                })),
+                Task::Ping => {}
+            }
+        }
         if events.is_empty() {
             // Only readiness checks: ready when a write would succeed.
             return if self.probe() {
@@ -208,11 +213,19 @@ impl DbConnection {
                     .record_commit(saved.len(), created, saved.len() as u64 - created);
                 let mut saved = saved.into_iter();
                 outcomes.extend(batch.iter().map(|job| {
-                    match job.task {
+                    match &job.task {
                         Task::Store { .. } => saved
                             .next()
                             .map(JobOutcome::Saved)
                             .unwrap_or(JobOutcome::Internal),
+                        Task::StoreBatch { items } => {
+                            let mine: Vec<Saved> = saved.by_ref().take(items.len()).collect();
+                            if mine.len() == items.len() {
+                                JobOutcome::SavedBatch(mine)
+                            } else {
+                                JobOutcome::Internal
+                            }
+                        }
                         // The commit just proved that writes work.
                         Task::Ping => JobOutcome::Ready,
                     }

@@ -8,6 +8,7 @@
 
 pub mod answer;
 pub mod cert_summary;
+pub mod content_coding;
 pub mod db_connection;
 pub mod db_health;
 pub mod db_tls;
@@ -31,7 +32,6 @@ use std::time::{Duration, Instant};
 use common::Config;
 
 use crate::db_connection::Database;
-use crate::http::{BodyBudget, Limits};
 use crate::https::{Https, HttpsError};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -104,15 +104,7 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
         c.max_batch,
         Arc::clone(&notifier),
     ));
-    let server = Arc::new(Server::new(
-        Limits::from_config(c),
-        c.max_connections,
-        c.auth_token().cloned(),
-        Arc::new(BodyBudget::new(c.max_buffered_body_bytes)),
-        metrics,
-        Arc::clone(&pipeline),
-        https,
-    ));
+    let server = Arc::new(Server::new(c, metrics, Arc::clone(&pipeline), https));
     let mut workers = Vec::with_capacity(c.workers);
     for id in 0..c.workers {
         let pipeline = Arc::clone(&pipeline);

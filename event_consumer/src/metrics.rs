@@ -11,14 +11,16 @@ use crate::http::Status;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Event,
+    Events,
     Healthz,
     Readyz,
     Metrics,
     Other,
 }
 
-const ROUTES: [(Route, &str); 5] = [
+const ROUTES: [(Route, &str); 6] = [
     (Route::Event, "/event"),
+    (Route::Events, "/events"),
     (Route::Healthz, "/healthz"),
     (Route::Readyz, "/readyz"),
     (Route::Metrics, "/metrics"),

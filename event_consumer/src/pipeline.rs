@@ -37,6 +37,8 @@ use crate::store::Saved;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobOutcome {
     Saved(Saved),
+    /// A batch request's items, in order (all stored in one transaction).
+    SavedBatch(Vec<Saved>),
     /// The database answered a ping.
     Ready,
     /// The database cannot take it now: answer 503 and let the client retry.
@@ -52,8 +54,23 @@ pub enum Task {
         event: Event,
         idempotency_key: Option<String>,
     },
+    /// Store every item, in the same transaction, or none.
+    StoreBatch {
+        items: Vec<common::batch::BatchItem>,
+    },
     /// Readiness check: does the database answer?
     Ping,
+}
+
+impl Task {
+    /// Events it stores: what counts against `max_batch`.
+    pub fn events(&self) -> usize {
+        match self {
+            Task::Store { .. } => 1,
+            Task::StoreBatch { items } => items.len(),
+            Task::Ping => 0,
+        }
+    }
 }
 
 /// A task and how its request is answered, decided by the connection that made it.
@@ -214,7 +231,18 @@ impl Pipeline {
             if self.may_start_batch(&state) {
                 if let Some(connection) = state.idle.pop() {
                     state.committing += 1;
-                    let n = state.jobs.len().min(self.max_batch);
+                    // Whole jobs only: a batch request is never split across transactions. At
+                    // least one job, however many events it holds.
+                    let mut n = 0;
+                    let mut events = 0;
+                    for job in &state.jobs {
+                        let more = job.task.events().max(1);
+                        if n > 0 && events + more > self.max_batch {
+                            break;
+                        }
+                        n += 1;
+                        events += more;
+                    }
                     batch.extend(state.jobs.drain(..n));
                     self.db
                         .metrics()

@@ -1,8 +1,12 @@
 //! Routing: our own small request in, a decision out. No sockets and no database here, so
 //! every rule of the HTTP contract is testable as a plain function.
 
+use common::batch::{parse_json_batch, parse_ndjson_batch, BatchError, BatchErrorKind, BatchItem};
 use common::config::Secret;
+use common::event::check_idempotency_key;
 use common::{parse_event, Event};
+
+use crate::content_coding::{self, CodingError};
 
 use crate::http::{Method, Request, RequestHead, Response, Status};
 use crate::metrics::Route;
@@ -19,6 +23,8 @@ pub enum Action {
         event: Event,
         idempotency_key: Option<String>,
     },
+    /// Store these validated items in one transaction, then answer with one result each.
+    StoreBatch { items: Vec<BatchItem> },
     /// Answer 200 if the database answers, 503 otherwise.
     CheckReady,
     /// Answer with the metrics text.
@@ -26,12 +32,32 @@ pub enum Action {
 }
 
 /// The longest accepted `Idempotency-Key`.
-pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = common::event::MAX_IDEMPOTENCY_KEY_BYTES;
+
+/// What the router enforces on bodies once they are read (the HTTP layer enforced the sizes of
+/// what arrived; these apply to what it decodes to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyRules {
+    pub max_body_bytes: usize,
+    pub max_batch_bytes: usize,
+    pub max_batch_events: usize,
+}
+
+impl BodyRules {
+    pub fn from_config(config: &common::config::ConsumerConfig) -> BodyRules {
+        BodyRules {
+            max_body_bytes: config.max_body_bytes,
+            max_batch_bytes: config.max_batch_bytes,
+            max_batch_events: config.max_batch_events,
+        }
+    }
+}
 
 /// Which route a path belongs to, for metrics.
 pub fn route_of(path: &str) -> Route {
     match path {
         "/event" => Route::Event,
+        "/events" => Route::Events,
         "/healthz" => Route::Healthz,
         "/readyz" => Route::Readyz,
         "/metrics" => Route::Metrics,
@@ -41,14 +67,18 @@ pub fn route_of(path: &str) -> Route {
 
 /// Decides what a request gets. `auth_token` is the configured token, if any.
 #[inline(never)]
-pub fn route(request: &mut Request, auth_token: Option<&Secret>) -> Action {
+pub fn route(request: &mut Request, auth_token: Option<&Secret>, rules: &BodyRules) -> Action {
     let get_only = |action: Action| match request.method {
         Method::Get | Method::Head => action,
         _ => Action::Respond(method_not_allowed("GET, HEAD")),
     };
     match request.path.as_str() {
         "/event" => match request.method {
-            Method::Post => post_event(request, auth_token),
+            Method::Post => post_event(request, auth_token, rules),
+            _ => Action::Respond(method_not_allowed("POST")),
+        },
+        "/events" => match request.method {
+            Method::Post => post_events(request, auth_token, rules),
             _ => Action::Respond(method_not_allowed("POST")),
         },
         "/healthz" => get_only(Action::Respond(Response::json(
@@ -59,7 +89,7 @@ pub fn route(request: &mut Request, auth_token: Option<&Secret>) -> Action {
         "/metrics" => get_only(Action::Metrics),
         _ => Action::Respond(Response::error(
             Status::NotFound,
-            "no such resource: POST /event is the only one that takes events",
+            "no such resource: POST /event and POST /events take events",
         )),
     }
 }
@@ -68,7 +98,7 @@ pub fn route(request: &mut Request, auth_token: Option<&Secret>) -> Action {
 /// token on `POST /event`, the one route that requires it (the same check `route` makes), so an
 /// unauthenticated client cannot make the server buffer its body.
 pub fn refuse_head(head: RequestHead<'_>, auth_token: Option<&Secret>) -> Option<Response> {
-    let protected = head.path == "/event" && head.method == Method::Post;
+    let protected = matches!(head.path, "/event" | "/events") && head.method == Method::Post;
     match auth_token {
         Some(token) if protected && !bearer_matches(head.authorization, token) => {
             Some(unauthorized())
@@ -90,6 +120,7 @@ pub fn answer_to(outcome: &JobOutcome) -> Response {
     match outcome {
         JobOutcome::Saved(Saved::Created(row)) => Response::json(Status::Created, row_json(row)),
         JobOutcome::Saved(Saved::Existing(row)) => Response::json(Status::Ok, row_json(row)),
+        JobOutcome::SavedBatch(saved) => batch_results(saved),
         JobOutcome::Ready => Response::json(Status::Ok, br#"{"status":"ready"}"#.to_vec()),
         JobOutcome::Unavailable => Response::error(
             Status::ServiceUnavailable,
@@ -149,7 +180,7 @@ fn method_not_allowed(allow: &'static str) -> Response {
     .with_header("Allow", allow)
 }
 
-fn post_event(request: &mut Request, auth_token: Option<&Secret>) -> Action {
+fn post_event(request: &mut Request, auth_token: Option<&Secret>, rules: &BodyRules) -> Action {
     if let Some(token) = auth_token {
         if !bearer_matches(request.authorization.as_deref(), token) {
             return Action::Respond(unauthorized());
@@ -166,6 +197,14 @@ fn post_event(request: &mut Request, auth_token: Option<&Secret>) -> Action {
             ));
         }
     }
+    let body = match content_coding::decode(
+        request.content_encoding.as_deref(),
+        &request.body,
+        rules.max_body_bytes,
+    ) {
+        Ok(body) => body,
+        Err(e) => return Action::Respond(coding_refusal(&e)),
+    };
     let idempotency_key = match request.idempotency_key.take() {
         Some(key) => match check_idempotency_key(&key) {
             Ok(()) => Some(key),
@@ -179,7 +218,7 @@ fn post_event(request: &mut Request, auth_token: Option<&Secret>) -> Action {
         },
         None => None,
     };
-    match parse_event(&request.body) {
+    match parse_event(&body) {
         Ok(event) => Action::Store {
             event,
             idempotency_key,
@@ -198,6 +237,99 @@ fn post_event(request: &mut Request, auth_token: Option<&Secret>) -> Action {
     }
 }
 
+/// `POST /events`: a JSON array or NDJSON of items, all valid or none stored.
+fn post_events(request: &mut Request, auth_token: Option<&Secret>, rules: &BodyRules) -> Action {
+    if let Some(token) = auth_token {
+        if !bearer_matches(request.authorization.as_deref(), token) {
+            return Action::Respond(unauthorized());
+        }
+    }
+    let ndjson = match request.content_type.as_deref() {
+        None => false,
+        Some(ct) if is_json(ct) => false,
+        Some(ct) if is_media_type(ct, "application/x-ndjson") => true,
+        Some(ct) => {
+            return Action::Respond(Response::error(
+                Status::UnsupportedMediaType,
+                &format!(
+                    "Content-Type must be application/json (an array) or application/x-ndjson, got `{}`",
+                    printable(ct)
+                ),
+            ))
+        }
+    };
+    let body = match content_coding::decode(
+        request.content_encoding.as_deref(),
+        &request.body,
+        rules.max_batch_bytes,
+    ) {
+        Ok(body) => body,
+        Err(e) => return Action::Respond(coding_refusal(&e)),
+    };
+    let parsed = if ndjson {
+        parse_ndjson_batch(&body, rules.max_batch_events)
+    } else {
+        parse_json_batch(&body, rules.max_batch_events)
+    };
+    match parsed {
+        Ok(items) => Action::StoreBatch { items },
+        Err(e) => Action::Respond(batch_refusal(&e)),
+    }
+}
+
+fn batch_refusal(error: &BatchError) -> Response {
+    let status = match error.kind() {
+        BatchErrorKind::Malformed => Status::BadRequest,
+        BatchErrorKind::TooLarge => Status::ContentTooLarge,
+        BatchErrorKind::Invalid => Status::UnprocessableContent,
+    };
+    let mut body = serde_json::json!({ "error": error.to_string() });
+    if let Some(index) = error.index() {
+        body["index"] = index.into();
+    }
+    if let Some(field) = error.field() {
+        body["field"] = field.into();
+    }
+    Response::json(status, body.to_string().into_bytes())
+}
+
+fn coding_refusal(error: &CodingError) -> Response {
+    let status = match error {
+        CodingError::Unsupported(_) => Status::UnsupportedMediaType,
+        CodingError::Corrupt(_) => Status::BadRequest,
+        CodingError::TooLarge { .. } => Status::ContentTooLarge,
+    };
+    Response::error(status, &error.to_string())
+}
+
+/// 201 with one result per item; 200 when every item was already stored.
+fn batch_results(saved: &[Saved]) -> Response {
+    let all_existing = saved.iter().all(|s| matches!(s, Saved::Existing(_)));
+    let mut body = String::with_capacity(16 + saved.len() * 80);
+    body.push_str(r#"{"results":["#);
+    for (i, s) in saved.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        let status = match s {
+            Saved::Created(_) => "created",
+            Saved::Existing(_) => "duplicate",
+        };
+        let row = s.stored();
+        body.push_str(&format!(
+            r#"{{"id":{},"received_at":"{}","status":"{status}"}}"#,
+            row.id, row.received_at
+        ));
+    }
+    body.push_str("]}");
+    let status = if all_existing {
+        Status::Ok
+    } else {
+        Status::Created
+    };
+    Response::json(status, body.into_bytes())
+}
+
 /// An error body naming the field at fault: `{"error": "...", "field": "..."}`.
 pub fn error_with_field(status: Status, message: &str, field: &str) -> Response {
     let body = serde_json::json!({ "error": message, "field": field });
@@ -206,22 +338,12 @@ pub fn error_with_field(status: Status, message: &str, field: &str) -> Response 
 
 /// `application/json`, with parameters such as `charset=utf-8` allowed; case-insensitive.
 fn is_json(content_type: &str) -> bool {
-    let media_type = content_type.split(';').next().unwrap_or("").trim();
-    media_type.eq_ignore_ascii_case("application/json")
+    is_media_type(content_type, "application/json")
 }
 
-/// 1 to 255 visible ASCII characters.
-fn check_idempotency_key(key: &str) -> Result<(), &'static str> {
-    if key.is_empty() {
-        return Err("must not be empty");
-    }
-    if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
-        return Err("must be at most 255 characters");
-    }
-    if !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("must be visible ASCII characters only (no spaces or control characters)");
-    }
-    Ok(())
+fn is_media_type(content_type: &str, wanted: &str) -> bool {
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    media_type.eq_ignore_ascii_case(wanted)
 }
 
 /// `Bearer <token>` compared in constant time, so response timing does not reveal how much of
@@ -261,6 +383,7 @@ mod tests {
             method,
             path: path.into(),
             content_type: Some("application/json".into()),
+            content_encoding: None,
             authorization: None,
             idempotency_key: None,
             body: body.as_bytes().to_vec(),
@@ -269,12 +392,18 @@ mod tests {
         }
     }
 
+    const RULES: BodyRules = BodyRules {
+        max_body_bytes: 64 * 1024,
+        max_batch_bytes: 1024 * 1024,
+        max_batch_events: 1000,
+    };
+
     const GOOD: &str = r#"{"event_type":"a","event_payload":"b"}"#;
 
     fn status_of(action: Action) -> u16 {
         match action {
             Action::Respond(r) => r.status.code(),
-            Action::Store { .. } => 0,
+            Action::Store { .. } | Action::StoreBatch { .. } => 0,
             Action::CheckReady => 1,
             Action::Metrics => 2,
         }
@@ -283,7 +412,7 @@ mod tests {
     #[test]
     fn a_valid_event_is_stored() {
         let mut r = request(Method::Post, "/event", GOOD);
-        assert!(matches!(route(&mut r, None), Action::Store { .. }));
+        assert!(matches!(route(&mut r, None, &RULES), Action::Store { .. }));
     }
 
     #[test]
@@ -370,7 +499,7 @@ mod tests {
             ),
         ];
         for (mut req, auth, status, reason) in cases {
-            assert_eq!(status_of(route(&mut req, auth)), status, "{reason}");
+            assert_eq!(status_of(route(&mut req, auth, &RULES)), status, "{reason}");
         }
     }
 
@@ -383,18 +512,24 @@ mod tests {
             idempotency_key: Some("k".repeat(255)),
             ..request(Method::Post, "/event", GOOD)
         };
-        assert!(matches!(route(&mut r, Some(&token)), Action::Store { .. }));
+        assert!(matches!(
+            route(&mut r, Some(&token), &RULES),
+            Action::Store { .. }
+        ));
         let mut no_type = Request {
             content_type: None,
             ..request(Method::Post, "/event", GOOD)
         };
-        assert!(matches!(route(&mut no_type, None), Action::Store { .. }));
+        assert!(matches!(
+            route(&mut no_type, None, &RULES),
+            Action::Store { .. }
+        ));
     }
 
     #[test]
     fn a_405_names_the_allowed_methods() {
         let mut r = request(Method::Get, "/event", "");
-        let Action::Respond(resp) = route(&mut r, None) else {
+        let Action::Respond(resp) = route(&mut r, None, &RULES) else {
             panic!("expected a response")
         };
         assert!(resp

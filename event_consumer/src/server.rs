@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::config::Secret;
+use common::config::{ConsumerConfig, Secret};
 
 use crate::answer::Answer;
 use crate::http::{
@@ -29,7 +29,7 @@ use crate::https::Https;
 use crate::metrics::{Metrics, Route};
 use crate::open_writers::OpenWriters;
 use crate::pipeline::{Job, Pipeline, Refused, Task};
-use crate::routes::{self, route, route_of, Action};
+use crate::routes::{self, route, route_of, Action, BodyRules};
 
 /// Stack of a connection thread: parsing and validation need little, and a small stack keeps
 /// thousands of idle connections cheap.
@@ -50,6 +50,8 @@ pub struct Server {
     /// may omit) so the acceptor writes it without building anything.
     pub busy_answer: Vec<u8>,
     pub open_writers: OpenWriters,
+    /// Limits on decoded bodies and batches, for the router.
+    pub body_rules: BodyRules,
     /// Set: the port serves HTTPS only.
     pub https: Option<Https>,
     /// Plain HTTP on the TLS port is logged at most once per 5 s (with a count).
@@ -57,11 +59,9 @@ pub struct Server {
 }
 
 impl Server {
+    /// The server of `config`'s limits, token and body budget, over `pipeline`.
     pub fn new(
-        limits: Limits,
-        max_connections: usize,
-        auth_token: Option<Secret>,
-        body_budget: Arc<BodyBudget>,
+        config: &ConsumerConfig,
         metrics: Arc<Metrics>,
         pipeline: Arc<Pipeline>,
         https: Option<Https>,
@@ -74,16 +74,17 @@ impl Server {
             None,
         );
         Server {
-            limits,
-            max_connections,
-            auth_token,
-            body_budget,
+            limits: Limits::from_config(config),
+            max_connections: config.max_connections,
+            auth_token: config.auth_token().cloned(),
+            body_budget: Arc::new(BodyBudget::new(config.max_buffered_body_bytes)),
             metrics,
             pipeline,
             stopping: AtomicBool::new(false),
             busy_answer,
             open_writers: OpenWriters::default(),
             https,
+            body_rules: BodyRules::from_config(config),
             plain_http_log: Mutex::new(ErrorLog::default()),
         }
     }
@@ -304,7 +305,7 @@ fn answer_request(
         return Ok(true);
     }
     match catch_unwind(AssertUnwindSafe(|| {
-        route(request, server.auth_token.as_ref())
+        route(request, server.auth_token.as_ref(), &server.body_rules)
     })) {
         Ok(action) => act(action, answer, server)?,
         Err(_) => {
@@ -329,6 +330,7 @@ fn act(action: Action, answer: Answer, server: &Server) -> std::io::Result<()> {
             return answer.send(&crate::http::Response::metrics_text(text));
         }
         Action::CheckReady => Task::Ping,
+        Action::StoreBatch { items } => Task::StoreBatch { items },
         Action::Store {
             event,
             idempotency_key,

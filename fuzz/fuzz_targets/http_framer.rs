@@ -84,6 +84,7 @@ fn limits_from(a: u8, b: u8) -> Limits {
         max_head_bytes: 16 + usize::from(a >> 1) * 8,
         max_headers: usize::from(b & 0x0f),
         max_body_bytes: usize::from(b >> 4) * 16,
+        max_batch_bytes: usize::from(b >> 4) * 16,
         read_timeout: Duration::from_secs(1),
         idle_timeout: Duration::from_secs(1),
         write_timeout: Duration::from_secs(1),

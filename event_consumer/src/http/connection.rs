@@ -987,6 +987,7 @@ mod tests {
     fn a_body_that_finds_no_room_in_the_budget_gets_503_and_the_next_fits_once_it_is_given_back() {
         let limits = Limits {
             max_body_bytes: 64 * 1024,
+            max_batch_bytes: 64 * 1024,
             read_timeout: Duration::from_secs(10),
             ..limits()
         };
@@ -1042,6 +1043,7 @@ mod tests {
         let (stream, _) = listener.accept().expect("accept");
         let limits = Limits {
             max_body_bytes: 64 * 1024,
+            max_batch_bytes: 64 * 1024,
             ..limits()
         };
         let budget = unlimited();

@@ -128,13 +128,14 @@ pub struct Framer {
     /// What the current (or last) body holds of the budget. Given back when the next head
     /// starts: the caller steps again only after it dropped the previous request and its body.
     charged: Vec<Reservation>,
+    /// The limits of the current body (`max_body_bytes` depends on the path).
+    body_limits: Limits,
 }
 
 impl Framer {
     pub fn new(limits: Limits) -> Framer {
         let buf_cap = limits.max_head_bytes.max(INITIAL_BUFFER_BYTES);
         Framer {
-            limits,
             buf: vec![0; INITIAL_BUFFER_BYTES],
             start: 0,
             end: 0,
@@ -142,6 +143,8 @@ impl Framer {
             state: State::Head(HeadScanner::default()),
             continue_due: false,
             charged: Vec::new(),
+            body_limits: limits.clone(),
+            limits,
         }
     }
 
@@ -221,7 +224,7 @@ impl Framer {
                     let want = body
                         .len()
                         .saturating_add(pending.len())
-                        .min(self.limits.max_body_bytes);
+                        .min(self.body_limits.max_body_bytes);
                     let charged: usize = self.charged.iter().map(Reservation::bytes).sum();
                     let covered = if charged == 0 {
                         UNCHARGED_BODY_BYTES
@@ -232,7 +235,7 @@ impl Framer {
                         // Doubling, so a body arriving in small reads asks a few times only.
                         let target = want
                             .max(covered.saturating_mul(2))
-                            .min(self.limits.max_body_bytes);
+                            .min(self.body_limits.max_body_bytes);
                         return Ok(Step::NeedBudget(target - charged));
                     }
                     let goal = want.max(body.capacity().saturating_mul(2)).min(covered);
@@ -241,7 +244,7 @@ impl Framer {
                     }
                     let (used, done) =
                         decoder
-                            .feed(pending, body, &self.limits)
+                            .feed(pending, body, &self.body_limits)
                             .map_err(|response| Rejection {
                                 response,
                                 path: Some(head.path().to_owned()),
@@ -273,6 +276,7 @@ impl Framer {
     /// the buffer; otherwise a sized body gets a buffer of its own (within the limit, checked
     /// by `parse_head`) that the socket fills directly.
     fn start_body(&mut self, head: Head) {
+        self.body_limits = self.limits.for_body_of(head.path());
         let buffered = self.end - self.start;
         // RFC 9110, section 10.1.1: only a client that has not started the body waits for it.
         self.continue_due = head.expect_continue && buffered == 0;
@@ -842,6 +846,7 @@ mod tests {
             max_head_bytes: 24,
             max_headers: 0,
             max_body_bytes: 0,
+            max_batch_bytes: 0,
             ..limits()
         };
         // Its first bytes were `\xb0%\0`, refused at once now that a request line must start with a
@@ -924,6 +929,7 @@ mod tests {
             max_head_bytes: 128,
             max_headers: 4,
             max_body_bytes: 16,
+            max_batch_bytes: 16,
             ..limits()
         };
         for round in 0..20_000 {
@@ -1018,6 +1024,7 @@ mod tests {
     fn a_large_declared_body_asks_for_its_budget_after_the_head_and_before_any_byte_of_it() {
         let limits = Limits {
             max_body_bytes: 64 * 1024,
+            max_batch_bytes: 64 * 1024,
             ..limits()
         };
         let budget = Arc::new(BodyBudget::new(1024 * 1024));
@@ -1046,6 +1053,7 @@ mod tests {
     fn a_chunked_body_reserves_its_budget_as_it_grows_and_never_past_the_body_limit() {
         let limits = Limits {
             max_body_bytes: 64 * 1024,
+            max_batch_bytes: 64 * 1024,
             ..limits()
         };
         let budget = Arc::new(BodyBudget::new(1024 * 1024));

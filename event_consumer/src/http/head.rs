@@ -136,6 +136,7 @@ pub(super) struct Head {
     method: Method,
     path: String,
     content_type: Option<String>,
+    content_encoding: Option<String>,
     authorization: Option<String>,
     idempotency_key: Option<String>,
     keep_alive: bool,
@@ -162,6 +163,7 @@ impl Head {
             method: self.method,
             path: self.path,
             content_type: self.content_type,
+            content_encoding: self.content_encoding,
             authorization: self.authorization,
             idempotency_key: self.idempotency_key,
             body,
@@ -222,6 +224,7 @@ fn check_head<'b>(
     let mut keep_alive_token = false;
     let mut expect_continue = false;
     let mut content_type = None;
+    let mut content_encoding = None;
     let mut authorization = None;
     let mut idempotency_key = None;
     for header in parsed.headers.iter() {
@@ -273,6 +276,8 @@ fn check_head<'b>(
             expect_continue = true;
         } else if name.eq_ignore_ascii_case("content-type") {
             set_once(&mut content_type, "Content-Type", value)?;
+        } else if name.eq_ignore_ascii_case("content-encoding") {
+            set_once(&mut content_encoding, "Content-Encoding", value)?;
         } else if name.eq_ignore_ascii_case("authorization") {
             set_once(&mut authorization, "Authorization", value)?;
         } else if name.eq_ignore_ascii_case("idempotency-key") {
@@ -296,8 +301,8 @@ fn check_head<'b>(
         }
         (None, true) => BodyFraming::Chunked,
         (Some(length), false) => match usize::try_from(length) {
-            Ok(length) if length <= limits.max_body_bytes => BodyFraming::Length(length),
-            _ => return Err(body_too_large(limits)),
+            Ok(length) if length <= limits.max_body_for(&path) => BodyFraming::Length(length),
+            _ => return Err(body_too_large(&limits.for_body_of(&path))),
         },
         (None, false) => BodyFraming::Length(0),
     };
@@ -310,6 +315,7 @@ fn check_head<'b>(
         method,
         path,
         content_type,
+        content_encoding,
         authorization,
         idempotency_key,
         keep_alive,

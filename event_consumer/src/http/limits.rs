@@ -14,6 +14,8 @@ pub struct Limits {
     /// Decoded body; past it, 413, refused as soon as it is known. The body buffer never
     /// grows past this.
     pub max_body_bytes: usize,
+    /// The same for [`BATCH_PATH`], whose bodies hold many events (`max_batch_bytes`).
+    pub max_batch_bytes: usize,
     /// Deadline for a whole head once its first byte arrived, then again for the whole body.
     /// Absolute: a client sending one byte a second cannot extend it.
     pub read_timeout: Duration,
@@ -23,7 +25,28 @@ pub struct Limits {
     pub write_timeout: Duration,
 }
 
+/// The one path whose bodies may be larger than `max_body_bytes`: `POST /events`. The HTTP
+/// layer must know it while it reads the head, to refuse an oversized body before reading it.
+pub const BATCH_PATH: &str = "/events";
+
 impl Limits {
+    /// The largest body a request for `path` may have.
+    pub fn max_body_for(&self, path: &str) -> usize {
+        if path == BATCH_PATH {
+            self.max_batch_bytes.max(self.max_body_bytes)
+        } else {
+            self.max_body_bytes
+        }
+    }
+
+    /// These limits for the body of a request for `path`.
+    pub fn for_body_of(&self, path: &str) -> Limits {
+        Limits {
+            max_body_bytes: self.max_body_for(path),
+            ..self.clone()
+        }
+    }
+
     /// The limits configured for the consumer. The config has been checked (timeouts above 0
     /// and at most 86400 s); a value that slipped through is clamped rather than panicking.
     pub fn from_config(config: &ConsumerConfig) -> Limits {
@@ -31,6 +54,7 @@ impl Limits {
             max_head_bytes: config.max_header_bytes,
             max_headers: config.max_headers,
             max_body_bytes: config.max_body_bytes,
+            max_batch_bytes: config.max_batch_bytes,
             read_timeout: seconds(config.read_timeout_seconds),
             idle_timeout: seconds(config.idle_timeout_seconds),
             write_timeout: seconds(config.write_timeout_seconds),
@@ -46,6 +70,7 @@ impl Limits {
             max_head_bytes: 8 * 1024,
             max_headers: 32,
             max_body_bytes: 1024,
+            max_batch_bytes: 1024,
             read_timeout: Duration::from_millis(300),
             idle_timeout: Duration::from_millis(300),
             write_timeout: Duration::from_secs(2),

@@ -30,6 +30,8 @@ pub struct Request {
     /// (`http://host/event`) is reduced to its path.
     pub path: String,
     pub content_type: Option<String>,
+    /// `Content-Encoding` as sent (the router accepts `gzip` and `identity`).
+    pub content_encoding: Option<String>,
     pub authorization: Option<String>,
     /// The raw header value. Bytes that are not UTF-8 are replaced by U+FFFD, so the router's
     /// validation refuses the key instead of this layer guessing.

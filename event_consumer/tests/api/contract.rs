@@ -193,7 +193,10 @@ fn wrong_methods_get_405_with_allow_and_unknown_paths_404() {
     );
     assert_eq!(response.status, 405);
     assert!(response.header("Allow").is_some_and(|a| a.contains("GET")));
-    assert_eq!(app.get("/events").status, 404);
+    let response = app.get("/events");
+    assert_eq!(response.status, 405);
+    assert_eq!(response.header("Allow"), Some("POST"));
+    assert_eq!(app.get("/eventz").status, 404);
     assert_eq!(app.get("/").status, 404);
 }
 

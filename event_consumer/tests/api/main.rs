@@ -2,6 +2,7 @@
 //! feature. Deterministic and within the default `ulimit -n` of 1024: soak sizes and
 //! wall-clock bounds live in the `soak` binary (`make soak`).
 
+mod batches;
 mod connections;
 mod contract;
 mod db_tls;

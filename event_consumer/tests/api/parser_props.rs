@@ -16,6 +16,7 @@ fn small_limits() -> Limits {
         max_head_bytes: 512,
         max_headers: 8,
         max_body_bytes: 256,
+        max_batch_bytes: 256,
         read_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(5),
         write_timeout: Duration::from_secs(5),
