@@ -11,6 +11,11 @@
 # same wrk script as the round-trip reference, and pgbench at 1 client with the consumer's
 # array insert (bench/consumer_statement.sql, batches of two or more) next to the keyed INSERT
 # it uses for one event (bench/keyed_insert.sql);
+# in the same round, right after each consumer run, a second consumer on the same database
+# serving HTTPS (certificates from a throwaway CA that openssl makes in the temporary
+# directory) under the same wrk script at the same connections, for the ratio HTTPS ÷ plain,
+# and at 8 connections new connections a second with bench's connect_rate (a full TLS
+# handshake per connection, and plain TCP as the reference);
 # then the propagator as a 1 kHz pacer, the time from start to ready, idle RSS and binary
 # sizes. This script only runs things and collects their raw outputs; bench_report (bench/src)
 # computes the percentiles, medians, ratios and targets and writes bench/RESULTS.md
@@ -23,7 +28,8 @@
 # BENCH_CONSUMER_BIN (a consumer binary to bench instead of the freshly built one, e.g. a build
 # of an earlier commit, so before and after are measured by the same script in one session).
 # Everything it starts is stopped and its temporary directory removed on exit, also on Ctrl-C.
-# Loopback only. About 5 minutes after the build.
+# Needs wrk (installed from Debian when missing and root), openssl and curl. Loopback only.
+# About 8 minutes after the build.
 set -euo pipefail
 
 me=bench.sh
@@ -54,6 +60,10 @@ if ! command -v wrk >/dev/null; then
         die "wrk is missing: install it (Debian/Ubuntu: sudo apt-get install wrk; macOS: brew install wrk)"
     fi
 fi
+
+for program in openssl curl; do
+    command -v "$program" >/dev/null || die "$program is missing: install it (Debian/Ubuntu: apt-get install $program); the HTTPS measurements need it"
+done
 
 need_pg_cluster
 pg_bin=$(pg_cluster bindir) || die "no PostgreSQL server binaries (the reason is above)"
@@ -89,6 +99,7 @@ mkdir -p "$raw"
 # the WAL's fsyncs.
 logs=$(mktemp -d /dev/shm/events-bench.XXXXXX 2>/dev/null || mktemp -d "$tmp/logs.XXXXXX")
 consumer_pid=
+tls_pid=
 null_pid=
 load_pid=
 
@@ -98,11 +109,12 @@ cleanup() {
     set +e
     [[ -n $load_pid ]] && kill "$load_pid" 2>/dev/null
     [[ -n $null_pid ]] && kill "$null_pid" 2>/dev/null
-    if [[ -n $consumer_pid ]] && kill -0 "$consumer_pid" 2>/dev/null; then
-        kill -TERM "$consumer_pid" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$consumer_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$consumer_pid" 2>/dev/null
-    fi
+    for pid in $consumer_pid $tls_pid; do
+        kill -0 "$pid" 2>/dev/null || continue
+        kill -TERM "$pid" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+    done
     pg_cluster stop --dir "$tmp/pg" --mode immediate >/dev/null 2>&1
     # The raw outputs, for a closer look (bench/out/ is not committed).
     rm -rf "$repo/bench/out" && mkdir -p "$repo/bench/out" && cp -r "$raw"/. "$repo/bench/out/" 2>/dev/null
@@ -132,8 +144,10 @@ durability="fsync=$(sql 'SHOW fsync'), synchronous_commit=$(sql 'SHOW synchronou
 # ---------------------------------------------------------------------------------------------
 # The consumer and the round-trip reference.
 
-{ read -r consumer_port && read -r null_port; } < <(pg_cluster free-port 2) || die "found no free ports"
-cat >"$tmp/config.yaml" <<EOF
+{ read -r consumer_port && read -r null_port && read -r tls_port; } < <(pg_cluster free-port 3) ||
+    die "found no free ports"
+write_config() { # FILE PORT [TLS lines]
+    cat >"$1" <<EOF
 database:
   host: 127.0.0.1
   port: $pg_port
@@ -142,25 +156,40 @@ database:
   dbname: events
 consumer:
   host: 127.0.0.1
-  port: $consumer_port
+  port: $2
 ${BENCH_WORKERS:+  workers: $BENCH_WORKERS}
+${3:-}
 propagator:
   endpoint: http://127.0.0.1:$consumer_port/event
   events_file: $repo/events.json
 EOF
+}
+write_config "$tmp/config.yaml" "$consumer_port"
 base=http://127.0.0.1:$consumer_port
+# The HTTPS consumer: the same configuration with a certificate for localhost and 127.0.0.1.
+pki=$tmp/pki
+make_test_pki "$pki"
+write_config "$tmp/config-tls.yaml" "$tls_port" "  tls_cert_file: $pki/server.pem
+  tls_key_file: $pki/server.key"
+tls_base=https://127.0.0.1:$tls_port
 
 # GET over bash's /dev/tcp (no curl needed; polling /readyz costs no process per try).
 http_open() {
     { exec 3<>"/dev/tcp/127.0.0.1/$consumer_port"; } 2>/dev/null || return 1
     printf 'GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' "$1" >&3
 }
-metric() { # value of one line of /metrics, 0 when absent
+metric() { # [--tls] NAME: value of one line of /metrics (of the HTTPS consumer), 0 when absent
+    if [[ $1 == --tls ]]; then
+        curl -sf --max-time 5 --cacert "$pki/ca.pem" "$tls_base/metrics" >"$tmp/metrics" ||
+            die "cannot reach the HTTPS consumer's /metrics"
+        awk -v k="$2" '$1 == k { v = $2 } END { print v + 0 }' "$tmp/metrics"
+        return
+    fi
     http_open /metrics || die "cannot reach the consumer's /metrics"
     awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' <&3
     exec 3<&-
 }
-rss_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$consumer_pid/status"; }
+rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; } # PID KEY
 # Microseconds since the epoch, from bash's clock (no process).
 now_us() { local t=$EPOCHREALTIME; echo $((10#${t/[.,]/})); }
 
@@ -177,8 +206,24 @@ done
 ready_us=$(($(now_us) - start))
 ready_ms=$((ready_us / 1000)).$((ready_us % 1000 / 100))
 sleep 1
-idle_rss_kb=$(rss_kb VmRSS)
+idle_rss_kb=$(rss_kb "$consumer_pid" VmRSS)
 say "ready after $ready_ms ms; idle RSS $idle_rss_kb kB"
+
+say "starting the HTTPS consumer on $tls_base"
+start=$(now_us)
+(cd "$tmp" && exec env LOG_LEVEL=warn "$consumer_bin" --config "$tmp/config-tls.yaml") \
+    >"$raw/consumer-tls.log" 2>&1 &
+tls_pid=$!
+until [[ $(https_status 127.0.0.1 "$tls_port" /readyz "$pki/ca.pem") == 200 ]]; do
+    kill -0 "$tls_pid" 2>/dev/null || { cat "$raw/consumer-tls.log" >&2; die "the HTTPS consumer exited"; }
+    (($(now_us) - start < 20000000)) || die "the HTTPS consumer was not ready within 20 s"
+    sleep 0.05
+done
+# What an OpenSSL client (wrk's library) and the consumer agree on (s_client -brief: protocol,
+# cipher suite, key exchange), for the report.
+tls_negotiated=$(openssl s_client -brief -connect "127.0.0.1:$tls_port" -servername localhost \
+    -CAfile "$pki/ca.pem" </dev/null 2>&1 |
+    awk -F': ' '/^(Protocol version|Ciphersuite|Peer Temp Key)/ { printf "%s%s", sep, $2; sep = ", " }')
 
 "$bin/null_http" "$null_port" >"$raw/null_http.log" 2>&1 &
 null_pid=$!
@@ -204,38 +249,60 @@ run_pgbench() {
 # The consumer's peak RSS during one run: the kernel's high-water mark (VmHWM), reset before
 # the run by writing 5 to clear_refs (as root; otherwise it is the peak since start). Nothing
 # samples during the run, so the measurement costs the consumer nothing.
-reset_peak_rss() {
-    if [[ $peak_since == run ]] && ! { echo 5 >"/proc/$consumer_pid/clear_refs"; } 2>/dev/null; then
+reset_peak_rss() { # PID
+    if [[ $peak_since == run ]] && ! { echo 5 >"/proc/$1/clear_refs"; } 2>/dev/null; then
         peak_since=start
     fi
 }
 peak_since=run
 
-# run_wrk ROUND NAME PORT CONNS: wrk with bench/post_event.lua; for the consumer also the rows
-# it added, its own count of stored events and its peak RSS.
+# run_wrk ROUND NAME TARGET CONNS: wrk with bench/post_event.lua against TARGET (consumer,
+# tls: the HTTPS consumer, null: null_http); for a consumer also the rows it added, its own
+# count of stored events and its peak RSS.
 run_wrk() {
-    local round=$1 name=$2 port=$3 conns=$4 threads out rows_before stored_before
+    local round=$1 name=$2 target=$3 conns=$4 threads out rows_before stored_before url pid="" tls=()
     threads=$(($4 < 2 ? 1 : 2))
     out=$raw/r$round-wrk-$name
+    case $target in
+    consumer) url=$base pid=$consumer_pid ;;
+    tls) url=$tls_base pid=$tls_pid tls=(--tls) ;;
+    null) url=http://127.0.0.1:$null_port ;;
+    esac
     say "wrk $name: $conns connections, $threads threads, ${seconds}s"
-    if [[ $port == "$consumer_port" ]]; then
+    if [[ -n $pid ]]; then
         rows_before=$(count_rows)
-        stored_before=$(metric event_consumer_events_stored_total)
-        reset_peak_rss
+        stored_before=$(metric "${tls[@]}" event_consumer_events_stored_total)
+        reset_peak_rss "$pid"
     fi
     # -d is a safety net: the script stops each thread once its events are answered.
     wrk -t "$threads" -c "$conns" -d "$((seconds + 2))s" --timeout 5s --latency \
-        -s "$repo/bench/post_event.lua" "http://127.0.0.1:$port" -- "$seconds" "r$round-$name-$RANDOM" \
+        -s "$repo/bench/post_event.lua" "$url" -- "$seconds" "r$round-$name-$RANDOM" \
         >"$out.out" 2>&1 &
     load_pid=$!
     wait "$load_pid" || { cat "$out.out" >&2; die "wrk failed"; }
     load_pid=
     grep '^BENCH ' "$out.out" >&2 || { cat "$out.out" >&2; die "wrk printed no BENCH line"; }
-    if [[ $port == "$consumer_port" ]]; then
-        printf 'peak_rss_kb=%s\nrows_added=%s\nstored_delta=%s\n' "$(rss_kb VmHWM)" \
+    if [[ -n $pid ]]; then
+        printf 'peak_rss_kb=%s\nrows_added=%s\nstored_delta=%s\n' "$(rss_kb "$pid" VmHWM)" \
             "$(($(count_rows) - rows_before))" \
-            "$(($(metric event_consumer_events_stored_total) - stored_before))" >"$out.facts"
+            "$(($(metric "${tls[@]}" event_consumer_events_stored_total) - stored_before))" >"$out.facts"
     fi
+}
+
+# run_connect ROUND MODE CONNS: bench's connect_rate, a new connection per GET /healthz, over
+# TLS (a full handshake each) or plain TCP. No rows are written, so no checkpoint before it.
+run_connect() {
+    local round=$1 mode=$2 conns=$3 out args
+    out=$raw/r$round-connect-$mode-$conns
+    if [[ $mode == tls ]]; then
+        args=(--port "$tls_port" --ca "$pki/ca.pem")
+    else
+        args=(--port "$consumer_port")
+    fi
+    say "connect_rate $mode: $conns connections, a new one per request, ${seconds}s"
+    "$bin/connect_rate" "${args[@]}" --connections "$conns" --seconds "$seconds" >"$out.out" 2>&1 ||
+        { cat "$out.out" >&2; die "connect_rate failed"; }
+    grep '^CONNECT ' "$out.out" >&2 || { cat "$out.out" >&2; die "connect_rate printed no CONNECT line"; }
 }
 
 # A checkpoint before each measurement: none inherits another's dirty pages and WAL, so a
@@ -252,10 +319,16 @@ for ((round = 1; round <= rounds; round++)); do
         quiet
         run_pgbench "$round" "insert-$clients" insert.sql "$clients"
         quiet
-        run_wrk "$round" "consumer-$conns" "$consumer_port" "$conns"
+        run_wrk "$round" "consumer-$conns" consumer "$conns"
+        quiet
+        run_wrk "$round" "tls-$conns" tls "$conns"
+        if ((conns == 8)); then
+            run_connect "$round" tls 8
+            run_connect "$round" plain 8
+        fi
         if ((conns == 1)); then
             quiet
-            run_wrk "$round" null-1 "$null_port" 1
+            run_wrk "$round" null-1 null 1
             quiet
             run_pgbench "$round" statement-1 consumer_statement.sql 1
             quiet
@@ -313,6 +386,8 @@ fi
     echo "ready_ms=$ready_ms"
     echo "idle_rss_kb=$idle_rss_kb"
     echo "peak_since=$peak_since"
+    echo "tls_negotiated=$tls_negotiated"
+    echo "tls_certificates=openssl $(openssl version | cut -d' ' -f2), ECDSA P-256 (scripts/lib.sh make_test_pki)"
     echo "size_consumer=$(stripped_size "$consumer_bin")"
     echo "size_propagator=$(stripped_size "$bin/event_propagator")"
     echo "workers=${BENCH_WORKERS:-}"

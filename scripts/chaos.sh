@@ -20,8 +20,14 @@
 # Settings (environment): CHAOS_SECONDS (60; below 40 the short fault list), CHAOS_RATE (500),
 # CHAOS_PROPAGATORS_PER_CONSUMER (4: a propagator has one event in flight at a time, and with
 # fsync on a commit can take 25 ms, so two propagators at 250/s each fall ~12 % short), CHAOS_SEED (random), CHAOS_KEEP=1 keeps the work
-# directory (always kept on failure). Binaries come from ${CARGO_TARGET_DIR:-target}/release
-# (`make chaos` builds them).
+# directory (always kept on failure), CHAOS_TLS: unset or 0 plain HTTP; 1 the consumers serve
+# HTTPS (consumer.tls_cert_file, tls_key_file) with a certificate for 127.0.0.1 from a throwaway
+# CA that openssl makes in the work directory (lib.sh's make_test_pki), the propagators send to
+# https://127.0.0.1:PORT/event trusting that CA (propagator.tls_ca_file) and the health checks
+# use curl --cacert; mtls as 1, and the consumers also require a client certificate from that
+# CA (consumer.tls_client_ca_file), which the propagators and the health checks present
+# (propagator.tls_client_cert_file, tls_client_key_file). Binaries come from
+# ${CARGO_TARGET_DIR:-target}/release (`make chaos` builds them).
 set -euo pipefail
 me=chaos.sh
 # shellcheck source=scripts/lib.sh
@@ -35,6 +41,12 @@ for n in seconds rate per_consumer seed; do
     [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || die "$n must be a positive whole number, got '${!n}'"
 done
 ((seconds >= 10)) || die "CHAOS_SECONDS must be at least 10"
+case ${CHAOS_TLS:-0} in
+0) tls=none transport="plain HTTP" ;;
+1) tls=server transport="HTTPS (a throwaway CA's certificate for 127.0.0.1)" ;;
+mtls) tls=mutual transport="HTTPS with client certificates (mutual TLS, one throwaway CA)" ;;
+*) die "CHAOS_TLS must be 0, 1 or mtls, got '$CHAOS_TLS'" ;;
+esac
 RANDOM=$seed
 
 bin=${CARGO_TARGET_DIR:-$repo/target}/release
@@ -94,6 +106,34 @@ PGCONNECT_TIMEOUT=3 psql -X -q -h 127.0.0.1 -p "$db_port" -U postgres -d postgre
 sql -f "$repo/schema.sql"
 say "PostgreSQL $(sql -c 'SHOW server_version') on port $db_port: fsync=$(sql -c 'SHOW fsync'), synchronous_commit=$(sql -c 'SHOW synchronous_commit')"
 
+# --- TLS ----------------------------------------------------------------------------------
+pki=$work/pki
+scheme=http
+consumer_tls="" propagator_tls=""
+if [[ $tls != none ]]; then
+    command -v curl >/dev/null || die "curl not found: CHAOS_TLS checks the consumers' health over HTTPS with it"
+    make_test_pki "$pki"
+    scheme=https
+    consumer_tls="  tls_cert_file: $pki/server.pem
+  tls_key_file: $pki/server.key"
+    propagator_tls="  tls_ca_file: $pki/ca.pem"
+    if [[ $tls == mutual ]]; then
+        consumer_tls+="
+  tls_client_ca_file: $pki/ca.pem"
+        propagator_tls+="
+  tls_client_cert_file: $pki/client.pem
+  tls_client_key_file: $pki/client.key"
+    fi
+fi
+# The status of GET /healthz of the consumer on PORT, over the transport of the run.
+health() {
+    case $tls in
+    none) http_status 127.0.0.1 "$1" /healthz ;;
+    server) https_status 127.0.0.1 "$1" /healthz "$pki/ca.pem" ;;
+    mutual) https_status 127.0.0.1 "$1" /healthz "$pki/ca.pem" "$pki/client.pem" "$pki/client.key" ;;
+    esac
+}
+
 # --- consumers ----------------------------------------------------------------------------
 start_consumer() {
     local i=$1
@@ -101,7 +141,7 @@ start_consumer() {
         >>"$work/logs/consumer-$i.log" 2>&1) &
     consumer_pid[i]=$!
     local deadline=$((SECONDS + 20))
-    until [[ $(http_status 127.0.0.1 "${consumer_port[i]}" /healthz) == 200 ]]; do
+    until [[ $(health "${consumer_port[i]}") == 200 ]]; do
         ((SECONDS < deadline)) || die "consumer $i did not answer /healthz within 20 s"
         alive "${consumer_pid[i]}" || die "consumer $i exited at start (see $work/logs/consumer-$i.log)"
         sleep 0.05
@@ -120,20 +160,22 @@ database:
 consumer:
   host: 127.0.0.1
   port: ${consumer_port[i]}
+$consumer_tls
 EOF
     start_consumer "$i"
 done
-say "consumers on ports ${consumer_port[*]}"
+say "consumers on ports ${consumer_port[*]}, $transport"
 
 # --- propagators --------------------------------------------------------------------------
 # Only the events file is set: the retry policy is the shipped default (max_retries 20,
 # backoff 0.1 s doubling to 5 s with full jitter), which is what must ride out the faults.
-printf 'propagator:\n  events_file: %s\n' "$repo/events.json" >"$work/propagator.yaml"
+# With CHAOS_TLS, also the CA file (and the client certificate).
+printf 'propagator:\n  events_file: %s\n%s\n' "$repo/events.json" "$propagator_tls" >"$work/propagator.yaml"
 started_at=$(date +%s.%N)
 for j in $(seq 0 $((propagators - 1))); do
     port=${consumer_port[j % consumers]}
     (cd "$work" && exec "$bin/event_propagator" --config "$work/propagator.yaml" \
-        --endpoint "http://127.0.0.1:$port/event" --period "$period" --duration "$seconds" \
+        --endpoint "$scheme://127.0.0.1:$port/event" --period "$period" --duration "$seconds" \
         --keys-log "$work/keys/propagator-$j.keys" --seed $((seed + j)) \
         >"$work/logs/propagator-$j.log" 2>&1) &
     propagator_pid[j]=$!
@@ -269,6 +311,7 @@ sent_rate=$(awk -v n="$n_generated" -v s="$seconds" 'BEGIN { printf "%.0f", n / 
 
 printf '\nchaos: %s s, %s consumers, %s propagators (%s events/s asked, %s/s generated), seed %s\n' \
     "$seconds" "$consumers" "$propagators" "$rate" "$sent_rate" "$seed"
+printf 'transport:          %s\n' "$transport"
 printf 'faults:\n'
 printf '  %s\n' "${timeline[@]}"
 printf 'events generated:   %s\n' "$n_generated"

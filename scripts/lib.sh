@@ -84,6 +84,47 @@ http_status() {
     ) 2>/dev/null || true
 }
 
+# Prints the HTTP status code of GET https://host:port/path, or nothing when there is no
+# answer, with curl: the server's certificate is checked against the CA file, and a client
+# certificate is presented when one is given (for a consumer with consumer.tls_client_ca_file).
+https_status() {
+    local host=$1 port=$2 path=$3 ca=$4 cert=${5:-} key=${6:-}
+    local client=()
+    [[ -n $cert ]] && client=(--cert "$cert" --key "$key")
+    curl -s -o /dev/null -w '%{http_code}\n' --max-time 3 --cacert "$ca" "${client[@]}" \
+        "https://$host:$port$path" 2>/dev/null | grep -v '^000$' || true
+}
+
+# Makes a throwaway PKI in DIR with openssl: a CA (ca.pem, ca.key), a server certificate for
+# localhost and 127.0.0.1 (server.pem, server.key) and a client certificate (client.pem,
+# client.key; CN events-client). ECDSA P-256 keys, as the test PKI of the test suites
+# (test_support/src/pki.rs, rcgen's default), valid for 30 days (under 14 the consumer logs an
+# expiry warning at start); the files live as long as DIR.
+make_test_pki() {
+    local dir=$1 name ext
+    command -v openssl >/dev/null || die "openssl not found: install it (Debian/Ubuntu: apt-get install openssl)"
+    mkdir -p "$dir"
+    (
+        cd "$dir" || exit 1
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+            -keyout ca.key -out ca.pem -subj "/CN=events throwaway CA" \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+        for name in server client; do
+            if [[ $name == server ]]; then
+                ext="subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth"
+            else
+                ext="extendedKeyUsage=clientAuth"
+            fi
+            openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                -keyout "$name.key" -out "$name.csr" -subj "/CN=events-$name"
+            # shellcheck disable=SC2059 # the extensions are the format: \n separates them
+            openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+                -out "$name.pem" -extfile <(printf "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n$ext\n")
+        done
+        rm -f ./*.csr ca.srl
+    ) >"$dir/openssl.log" 2>&1 || { cat "$dir/openssl.log" >&2; die "openssl could not make the throwaway certificates in $dir"; }
+}
+
 # True when the process exists and is not a zombie (an exited process whose parent has not
 # collected it yet, such as an orphaned postmaster that init has not reaped).
 alive() {

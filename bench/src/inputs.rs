@@ -6,7 +6,10 @@
 //!   NAME is `insert-1`, `insert-8`, `insert-32`, `statement-1`, `keyed-1`.
 //! - `rR-wrk-NAME.out`: wrk's output with bench/post_event.lua's `BENCH` line, and for the
 //!   consumer `rR-wrk-NAME.facts` (`rows_added=`, `stored_delta=`, `peak_rss_kb=`);
-//!   NAME is `consumer-1`, `consumer-8`, `consumer-64`, `null-1`.
+//!   NAME is `consumer-1`, `consumer-8`, `consumer-64`, the HTTPS consumer's `tls-1`, `tls-8`,
+//!   `tls-64`, and `null-1`.
+//! - `rR-connect-MODE-8.out`: bench's connect_rate with its `CONNECT` line, a new connection
+//!   per request at 8 connections; MODE is `tls` (a full handshake each) or `plain`.
 //! - `meta.env`: one `key=value` a line about the run and the machine.
 //! - `propagator.err` and `propagator.facts` (`rows_added=`) when the pacer ran.
 
@@ -203,11 +206,11 @@ pub struct ConsumerRun {
 }
 
 impl ConsumerRun {
-    pub fn read(dir: &Path, round: usize, conns: u32) -> Result<ConsumerRun, InputError> {
-        let name = format!("consumer-{conns}");
+    /// The run `rR-wrk-NAME`, e.g. `consumer-8` or `tls-8`.
+    pub fn read(dir: &Path, round: usize, name: &str) -> Result<ConsumerRun, InputError> {
         let facts = Fields::lines(&dir.join(format!("r{round}-wrk-{name}.facts")))?;
         Ok(ConsumerRun {
-            wrk: Wrk::read(dir, round, &name)?,
+            wrk: Wrk::read(dir, round, name)?,
             rows_added: facts.number("rows_added")?,
             stored_delta: facts.number("stored_delta")?,
             peak_rss_kb: facts.number("peak_rss_kb")?,
@@ -232,6 +235,48 @@ impl ConsumerRun {
             && self.stored_delta == w.ok_2xx
             && w.not_2xx == 0
             && w.socket_errors == 0
+    }
+}
+
+/// What connect_rate's `CONNECT` line says: connections opened, used once and closed.
+#[derive(Debug, Clone)]
+pub struct Connect {
+    pub completed: u64,
+    pub errors: u64,
+    pub window_s: f64,
+    /// From connect to the server's close (handshake, request, answer).
+    pub latency: Latency,
+}
+
+impl Connect {
+    pub fn read(dir: &Path, round: usize, name: &str) -> Result<Connect, InputError> {
+        let out = dir.join(format!("r{round}-connect-{name}.out"));
+        let text = read(&out)?;
+        let line = text
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("CONNECT "))
+            .ok_or_else(|| InputError {
+                file: out.clone(),
+                what: "no CONNECT line (connect_rate prints it last)".into(),
+            })?;
+        let f = Fields::from_pairs(&out, line.split_whitespace());
+        let ms = |key: &str| f.number::<f64>(key).map(|us| us / 1000.0);
+        Ok(Connect {
+            completed: f.number("completed")?,
+            errors: f.number("errors")?,
+            window_s: f.number("window_s")?,
+            latency: Latency {
+                p50_ms: ms("p50_us")?,
+                p99_ms: ms("p99_us")?,
+                max_ms: ms("max_us")?,
+            },
+        })
+    }
+
+    /// Connections completed a second.
+    pub fn rate(&self) -> f64 {
+        per_second(self.completed, self.window_s)
     }
 }
 
@@ -316,6 +361,29 @@ mod tests {
         assert_eq!(duration_ms("0.038ms"), Some(0.038));
         assert_eq!(duration_ms("1.5s"), Some(1500.0));
         assert_eq!(duration_ms("12"), None);
+    }
+
+    #[test]
+    fn a_connect_line_gives_the_rate_over_its_window_and_latency_in_milliseconds() {
+        let dir = std::env::temp_dir().join(format!("bench-inputs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("r2-connect-tls-8.out"),
+            "connect_rate: first error of 1: connect: refused\n\
+             CONNECT mode=tls connections=8 completed=3000 errors=1 window_s=2.000 p50_us=4300 p99_us=13600 max_us=21000\n",
+        )
+        .unwrap();
+        let c = Connect::read(&dir, 2, "tls-8");
+        let missing = Connect::read(&dir, 1, "tls-8");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let c = c.unwrap();
+        assert_eq!((c.completed, c.errors), (3000, 1));
+        assert_eq!(c.rate(), 1500.0);
+        assert_eq!(c.latency.p99_ms, 13.6);
+        assert!(missing
+            .unwrap_err()
+            .to_string()
+            .contains("r1-connect-tls-8.out"));
     }
 
     #[test]

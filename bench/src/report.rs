@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::inputs::{Fields, InputError, Pacer};
-use crate::rounds::{Round, PAIRS, ROUND_TRIPS_ALLOWED};
+use crate::rounds::{Round, CONNECT_CONNS, PAIRS, ROUND_TRIPS_ALLOWED};
 use crate::stats::{median_index, Latency};
 
 /// Everything the report is made of.
@@ -56,7 +56,20 @@ impl Report {
         let rows_all = self
             .rounds
             .iter()
-            .all(|r| r.consumer.iter().all(|c| c.rows_match()));
+            .all(|r| r.consumer.iter().chain(&r.tls).all(|c| c.rows_match()));
+        // HTTPS: per pair the round whose HTTPS ÷ plain ratio is the median; the new-connection
+        // runs by the median TLS rate.
+        let tls_round: Vec<usize> = (0..PAIRS.len())
+            .map(|i| median_by(&self.rounds, |r| r.tls_ratio(i)).1)
+            .collect();
+        let tls_shown = |i: usize| &self.rounds[tls_round[i]];
+        let tls_peak_rss_64 = self
+            .rounds
+            .iter()
+            .map(|r| r.tls[2].peak_rss_kb)
+            .max()
+            .unwrap_or(0);
+        let (_, connect) = median_by(&self.rounds, |r| r.connect_tls.rate());
         // The latency targets take the median of the rounds' p99: a disk stall in one round
         // shows in the list, not in the verdict.
         let (p99_1, _) = median_by(&self.rounds, |r| r.consumer[0].wrk.latency.p99_ms);
@@ -175,6 +188,71 @@ impl Report {
             writeln!(o).ok();
         }
 
+        writeln!(o, "\n## HTTPS\n").ok();
+        writeln!(o, "A second consumer on the same database serves HTTPS (`consumer.tls_cert_file`, `tls_key_file`: a certificate for localhost and 127.0.0.1 from a throwaway CA, {}); an OpenSSL client negotiates {}. Right after each consumer run above, in the same round, wrk sends the same events over HTTPS with as many connections; wrk's own TLS work shares the 2 cores with the consumer and PostgreSQL. For each connection count the table shows the round whose HTTPS ÷ plain ratio is the median; peak RSS is the highest of all rounds at 64 connections.\n", m.text("tls_certificates").unwrap_or("?"), m.text("tls_negotiated").unwrap_or("?")).ok();
+        writeln!(o, "| connections | plain events/s | HTTPS events/s | HTTPS ÷ plain | HTTPS latency p50 / p99 / max (ms) | HTTPS peak RSS | rows == 2xx |").ok();
+        writeln!(o, "|---:|---:|---:|---:|---|---:|---|").ok();
+        for (i, (_, conns)) in PAIRS.into_iter().enumerate() {
+            let r = tls_shown(i);
+            let (plain, tls) = (&r.consumer[i], &r.tls[i]);
+            let rss = if conns == 64 {
+                tls_peak_rss_64
+            } else {
+                tls.peak_rss_kb
+            };
+            writeln!(
+                o,
+                "| {conns} | {:.0} | {:.0} | {:.2} | {} | {} MB | {} ({} rows, {} 2xx) |",
+                plain.rate(),
+                tls.rate(),
+                r.tls_ratio(i),
+                lat(&tls.wrk.latency),
+                mb(rss),
+                if tls.rows_match() { "yes" } else { "NO" },
+                tls.rows_added,
+                tls.wrk.ok_2xx
+            )
+            .ok();
+        }
+        writeln!(o, "\nHTTPS ÷ plain and the HTTPS p99 latency in each round (the median round, shown above, is marked \\*):\n").ok();
+        writeln!(o, "| connections | {header}").ok();
+        writeln!(o, "|---|{}", "---:|".repeat(n)).ok();
+        for (i, (_, conns)) in PAIRS.into_iter().enumerate() {
+            write!(o, "| {conns} | ").ok();
+            for (k, r) in self.rounds.iter().enumerate() {
+                let star = if k == tls_round[i] { "\\*" } else { "" };
+                write!(
+                    o,
+                    "{:.2}{star}, p99 {:.2} ms | ",
+                    r.tls_ratio(i),
+                    r.tls[i].wrk.latency.p99_ms
+                )
+                .ok();
+            }
+            writeln!(o).ok();
+        }
+        writeln!(o, "\nNew connections at {CONNECT_CONNS} at once (bench's `connect_rate`: {CONNECT_CONNS} threads, each connects, sends `GET /healthz` with `Connection: close` and reads the answer to the close, then starts again; over TLS a full handshake each time, rustls with session resumption off, the certificate verified), and the same over plain TCP to the plain consumer as the reference (what a connection costs without TLS: the accept and its thread). Latency is from connect to close.\n").ok();
+        writeln!(o, "| round | new TLS connections/s | TLS latency p50 / p99 / max (ms) | new plain connections/s | plain latency p50 / p99 / max (ms) | TLS ÷ plain | errors (TLS, plain) |").ok();
+        writeln!(o, "|---:|---:|---|---:|---|---:|---|").ok();
+        for (k, r) in self.rounds.iter().enumerate() {
+            let star = if k == connect { "\\*" } else { "" };
+            let (t, p) = (&r.connect_tls, &r.connect_plain);
+            writeln!(
+                o,
+                "| {}{star} | {:.0} | {} | {:.0} | {} | {:.2} | {}, {} |",
+                k + 1,
+                t.rate(),
+                lat(&t.latency),
+                p.rate(),
+                lat(&p.latency),
+                r.handshake_ratio(),
+                t.errors,
+                p.errors
+            )
+            .ok();
+        }
+        writeln!(o, "\n\\* the round with the median TLS rate: {:.0} new TLS connections (full handshakes) a second at {CONNECT_CONNS} connections.", self.rounds[connect].connect_tls.rate()).ok();
+
         writeln!(o, "\n## One connection: where the request path shows\n").ok();
         writeln!(o, "The consumer's median latency at 1 connection next to pgbench's at 1 client (one INSERT per commit), and the round trip of a do-nothing blocking HTTP/1.1 server (`null_http`: a thread per connection, TCP_NODELAY, keep-alive, a fixed 201) under the same wrk and bench/post_event.lua in the same round. The bound is pgbench p50 + {ROUND_TRIPS_ALLOWED} × round-trip p50. The statement columns run pgbench at 1 client with the array form the consumer uses for batches of two or more (bench/consumer_statement.sql) and with the keyed `INSERT … ON CONFLICT … RETURNING` it uses for one event (bench/keyed_insert.sql).\n").ok();
         writeln!(o, "| round | consumer p50 (ms) | pgbench p50 (ms) | round trip p50 (ms), req/s | bound (ms) | consumer − bound (ms) | array form: tps, p50 (ms) | keyed INSERT: tps, p50 (ms) | array form's cost per commit |").ok();
@@ -240,6 +318,26 @@ impl Report {
         )
         .ok();
         writeln!(o, "| 1 conn p50 ≤ pgbench 1-client p50 + {ROUND_TRIPS_ALLOWED} × round-trip p50 (median of the rounds) | {:.2} ms vs {:.2} + {ROUND_TRIPS_ALLOWED} × {:.3} = {:.2} ms | {} |", one.consumer[0].wrk.latency.p50_ms, one.insert[0].latency.p50_ms, one.null.latency.p50_ms, one.one_conn_bound_ms(), verdict(one.one_conn_excess_ms() <= 0.0)).ok();
+        for (i, (_, conns)) in PAIRS.into_iter().enumerate() {
+            let r = tls_shown(i);
+            let ratio = r.tls_ratio(i);
+            writeln!(
+                o,
+                "| HTTPS ≥ 0.7 × plain at {conns} conn{} | {ratio:.2} × ({:.0} / {:.0}) | {} |",
+                if conns == 1 { "" } else { "s" },
+                r.tls[i].rate(),
+                r.consumer[i].rate(),
+                verdict(ratio >= 0.7)
+            )
+            .ok();
+        }
+        writeln!(
+            o,
+            "| peak RSS under 64 HTTPS connections ≤ 16 MB | {} MB | {} |",
+            mb(tls_peak_rss_64),
+            verdict(tls_peak_rss_64 as f64 / 1024.0 <= 16.0)
+        )
+        .ok();
         let rss_mb = peak_rss_64 as f64 / 1024.0;
         writeln!(
             o,
@@ -258,7 +356,7 @@ impl Report {
         writeln!(o, "| propagator at 1 kHz: rate within 1 %, lateness p99 ≤ 2 ms, no skipped slots while the consumer keeps up (skips while every sender awaited the consumer are counted apart) | {} | {} |", pacer.0, verdict(pacer.1)).ok();
         writeln!(
             o,
-            "| rows == 2xx answers in every run | {} | {} |",
+            "| rows == 2xx answers in every run, plain and HTTPS | {} | {} |",
             if rows_all { "yes" } else { "NO" },
             verdict(rows_all)
         )
