@@ -124,16 +124,19 @@ fn log_certificate(what: &str, summary: Option<&CertSummary>, files: &ServerTlsF
     };
     let expires = humantime::format_rfc3339_seconds(summary.not_after);
     let left = summary.remaining(SystemTime::now());
-    let days = left.as_secs() / 86_400;
+    let days = match left.as_secs() / 86_400 {
+        1 => "1 day".to_owned(),
+        n => format!("{n} days"),
+    };
     if left < EXPIRY_WARNING {
         log::warn!(
-            "{what} {} ({}), which expires {expires}: in {days} days{mutual}",
+            "{what} {} ({}), which expires {expires}: in {days}{mutual}",
             summary.subject,
             files.cert.display()
         );
     } else {
         log::info!(
-            "{what} {} ({}), expires {expires} (in {days} days){mutual}",
+            "{what} {} ({}), expires {expires} (in {days}){mutual}",
             summary.subject,
             files.cert.display()
         );
