@@ -282,7 +282,8 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
-/// The error text the consumer sent (`{"error": ..., "field": ...}`), or the start of the body.
+/// The error text the consumer sent (`{"error": ..., "field": ...}`, for a batch with the
+/// `index` of the item at fault), or the start of the body.
 fn consumer_message(body: &[u8]) -> String {
     let json = serde_json::from_slice::<serde_json::Value>(body).ok();
     let field = |name: &str| {
@@ -291,10 +292,19 @@ fn consumer_message(body: &[u8]) -> String {
             .and_then(|v| v.as_str())
             .map(str::to_owned)
     };
-    let text = match (field("error"), field("field")) {
-        (Some(error), Some(field)) => format!("{error} (field `{field}`)"),
-        (Some(error), None) => error,
-        (None, _) => String::from_utf8_lossy(body).into_owned(),
+    let index = json
+        .as_ref()
+        .and_then(|j| j.get("index"))
+        .and_then(|v| v.as_u64());
+    let at = match (index, field("field")) {
+        (Some(index), Some(field)) => format!(" (item {index}, field `{field}`)"),
+        (Some(index), None) => format!(" (item {index})"),
+        (None, Some(field)) => format!(" (field `{field}`)"),
+        (None, None) => String::new(),
+    };
+    let text = match field("error") {
+        Some(error) => format!("{error}{at}"),
+        None => String::from_utf8_lossy(body).into_owned(),
     };
     let text = one_line(&text);
     if text.is_empty() {
@@ -723,6 +733,79 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_answer_is_sorted_by_its_results() {
+        let now = SystemTime::now();
+        let results = |statuses: &[&str]| {
+            let items: Vec<String> = statuses
+                .iter()
+                .map(|s| format!(r#"{{"id": 1, "received_at": "x", "status": "{s}"}}"#))
+                .collect();
+            format!(r#"{{"results": [{}]}}"#, items.join(","))
+        };
+        let body = results(&["created", "duplicate", "created"]);
+        assert_eq!(
+            classify_batch(201, None, body.as_bytes(), 3, now),
+            (Answer::PartlyDuplicate { duplicates: 1 }, true)
+        );
+        let body = results(&["created", "created"]);
+        assert_eq!(
+            classify_batch(201, None, body.as_bytes(), 2, now),
+            (Answer::Created, true)
+        );
+        let body = results(&["duplicate", "duplicate"]);
+        assert_eq!(
+            classify_batch(201, None, body.as_bytes(), 2, now),
+            (Answer::Duplicate, true),
+            "every item a duplicate, even under 201"
+        );
+        assert_eq!(
+            classify_batch(200, None, b"not json", 2, now),
+            (Answer::Duplicate, true),
+            "200 means every item was a duplicate, whatever the body"
+        );
+        for (body, reason) in [
+            (&b"{\"id\": 1}"[..], "no results"),
+            (b"", "no body"),
+            (
+                br#"{"results": [{"status": "created"}]}"#,
+                "fewer results than items",
+            ),
+        ] {
+            assert_eq!(
+                classify_batch(201, None, body, 2, now),
+                (Answer::Created, false),
+                "{reason}: delivered, flagged unreadable"
+            );
+        }
+        assert!(matches!(
+            classify_batch(503, Some("1"), b"", 2, now).0,
+            Answer::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_batch(413, None, b"", 2, now).0,
+            Answer::Rejected { status: 413, .. }
+        ));
+    }
+
+    #[test]
+    fn gzip_gives_a_gzip_member_that_inflates_to_the_body() {
+        use std::io::Read as _;
+        let body = br#"[{"event_type":"alpha","event_payload":"x"}]"#.repeat(50);
+        let compressed = gzip(&body);
+        assert_eq!(&compressed[..2], [0x1f, 0x8b]);
+        assert!(
+            compressed.len() < body.len() / 5,
+            "{} bytes",
+            compressed.len()
+        );
+        let mut inflated = Vec::new();
+        flate2::read::GzDecoder::new(&compressed[..])
+            .read_to_end(&mut inflated)
+            .unwrap();
+        assert_eq!(inflated, body);
+    }
+
+    #[test]
     fn a_rejection_quotes_the_consumers_message_on_one_line() {
         let body = br#"{"error": "field `event_type` must not be empty", "field": "event_type"}"#;
         let Answer::Rejected { message, .. } = classify(422, None, body, SystemTime::now()) else {
@@ -731,6 +814,14 @@ mod tests {
         assert_eq!(
             message,
             "field `event_type` must not be empty (field `event_type`)"
+        );
+        let body = br#"{"error": "field `event_type` must not be empty", "index": 7, "field": "event_type"}"#;
+        let Answer::Rejected { message, .. } = classify(422, None, body, SystemTime::now()) else {
+            panic!("not a rejection");
+        };
+        assert_eq!(
+            message, "field `event_type` must not be empty (item 7, field `event_type`)",
+            "a batch's refusal names the item"
         );
         let Answer::Rejected { message, .. } =
             classify(400, None, b"plain\ntext", SystemTime::now())

@@ -220,7 +220,7 @@ fn a_batch_refused_with_422_is_not_retried_and_rejects_every_event_in_it() {
     let mut propagator = Propagator::new(batch_options(&dir, &receiver, 3)).unwrap();
     let sent = one_tick(&mut propagator);
     assert!(
-        matches!(&sent.delivery.outcome, Outcome::Rejected { status: 422, message } if message.contains("must not be empty")),
+        matches!(&sent.delivery.outcome, Outcome::Rejected { status: 422, message } if message.contains("must not be empty (item 2, field `event_type`)")),
         "{:?}",
         sent.delivery
     );
