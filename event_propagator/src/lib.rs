@@ -17,6 +17,9 @@
 //! after a stop request it waits at most `shutdown_timeout_seconds` for the sends in flight, so
 //! that hanging sends cannot hold the process.
 //!
+//! With `batch_size` above 1 each slot is one request of that many events (`POST /events`,
+//! each item with its own key), retried whole; with `gzip` every body is compressed.
+//!
 //! This file is the façade (options, [`Propagator`], [`run`]). Taking a slot and sending it is
 //! the engine's (`engine.rs`), the same code whether one tick or a sender thread calls it;
 //! [`window`] runs it on threads.
