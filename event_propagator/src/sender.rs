@@ -296,13 +296,21 @@ fn consumer_message(body: &[u8]) -> String {
         .as_ref()
         .and_then(|j| j.get("index"))
         .and_then(|v| v.as_u64());
+    // The consumer's batch errors already start with `item N: `; the index is added only when
+    // the text does not say it.
+    let error = field("error");
+    let index = index.filter(|i| {
+        error
+            .as_deref()
+            .is_none_or(|e| !e.starts_with(&format!("item {i}:")))
+    });
     let at = match (index, field("field")) {
         (Some(index), Some(field)) => format!(" (item {index}, field `{field}`)"),
         (Some(index), None) => format!(" (item {index})"),
         (None, Some(field)) => format!(" (field `{field}`)"),
         (None, None) => String::new(),
     };
-    let text = match field("error") {
+    let text = match error {
         Some(error) => format!("{error}{at}"),
         None => String::from_utf8_lossy(body).into_owned(),
     };
@@ -822,6 +830,14 @@ mod tests {
         assert_eq!(
             message, "field `event_type` must not be empty (item 7, field `event_type`)",
             "a batch's refusal names the item"
+        );
+        let body = br#"{"error": "item 1: field `event_type` must not be empty", "field": "event_type", "index": 1}"#;
+        let Answer::Rejected { message, .. } = classify(422, None, body, SystemTime::now()) else {
+            panic!("not a rejection");
+        };
+        assert_eq!(
+            message, "item 1: field `event_type` must not be empty (field `event_type`)",
+            "the consumer's own item prefix is not repeated"
         );
         let Answer::Rejected { message, .. } =
             classify(400, None, b"plain\ntext", SystemTime::now())
