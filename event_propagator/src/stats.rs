@@ -215,6 +215,13 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Events delivered per second of the run (`elapsed`, answers included): what a load
+    /// generator got stored. `rate` is the pace sends started at, which at the end of a run
+    /// with many sends in flight runs ahead of what the consumer has answered.
+    pub fn throughput(&self) -> Option<f64> {
+        (!self.elapsed.is_zero()).then(|| self.delivered as f64 / self.elapsed.as_secs_f64())
+    }
+
     /// 0 when every event sent was delivered, 1 otherwise (rejected, given up, abandoned, or the
     /// keys log failed).
     pub fn exit_code(&self) -> i32 {
@@ -264,7 +271,11 @@ impl fmt::Display for Summary {
             self.max_in_flight_used,
             self.skipped_window_full,
             self.batches
-        )
+        )?;
+        match self.throughput() {
+            Some(throughput) => write!(f, " throughput={throughput:.2}/s"),
+            None => f.write_str(" throughput=-"),
+        }
     }
 }
 
@@ -436,7 +447,7 @@ mod tests {
             "sent=2 delivered=2 duplicates=1 rejected=0 given_up=0 abandoned=0 retries=2 \
              skipped_slots=2 elapsed=0.020s rate=100.00/s lateness_p50=0.040ms \
              lateness_p99=1.500ms lateness_max=1.500ms end=count max_in_flight_used=1 \
-             skipped_window_full=2 batches=2"
+             skipped_window_full=2 batches=2 throughput=100.00/s"
         );
         assert_eq!(summary.exit_code(), 0);
 
@@ -498,7 +509,7 @@ mod tests {
         assert_eq!(summary.max_in_flight_used, 3);
         assert!(summary
             .to_string()
-            .ends_with(" max_in_flight_used=3 skipped_window_full=0 batches=3"));
+            .ends_with(" max_in_flight_used=3 skipped_window_full=0 batches=3 throughput=-"));
         assert_eq!(summary.exit_code(), 1);
     }
 
@@ -561,7 +572,7 @@ mod tests {
         );
         let line = summary.to_string();
         assert!(line.contains(" rate=1000.00/s "), "{line}");
-        assert!(line.ends_with(" batches=4"), "{line}");
+        assert!(line.ends_with(" batches=4 throughput=500.00/s"), "{line}");
     }
 
     #[test]
@@ -573,7 +584,9 @@ mod tests {
             "{line}"
         );
         assert!(
-            line.ends_with("end=signal max_in_flight_used=0 skipped_window_full=0 batches=0"),
+            line.ends_with(
+                "end=signal max_in_flight_used=0 skipped_window_full=0 batches=0 throughput=-"
+            ),
             "{line}"
         );
         assert_eq!(summary.exit_code(), 0);
