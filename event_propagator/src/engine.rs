@@ -268,6 +268,16 @@ impl Engine {
                 return finish(End::KeysLogFailed);
             }
         }
+        // Built before the lock: a batch of 1000 is 1000 copies, which other senders recording
+        // their outcomes need not wait for.
+        let in_flight: Vec<InFlight> = events
+            .iter()
+            .map(|event| InFlight {
+                key: event.key.clone(),
+                event_type: self.events.event_type(event.event_index).to_owned(),
+                event_index: event.event_index,
+            })
+            .collect();
         let sent_at = Instant::now();
         let lateness = sent_at.saturating_duration_since(slot.due);
         let next_due = schedule.next_due(sent_at);
@@ -281,14 +291,6 @@ impl Engine {
             let window_was_full = busy + 1 >= self.options.max_in_flight
                 || live.full_until.is_some_and(|full| full >= slot.due);
             let stats = &mut live.stats;
-            let in_flight = events
-                .iter()
-                .map(|event| InFlight {
-                    key: event.key.clone(),
-                    event_type: self.events.event_type(event.event_index).to_owned(),
-                    event_index: event.event_index,
-                })
-                .collect();
             let number = stats.record_send(sent_at, lateness, slot.skipped, in_flight);
             if window_was_full {
                 stats.skipped_window_full += slot.skipped;
