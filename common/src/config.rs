@@ -210,6 +210,14 @@ pub struct PropagatorConfig {
     /// Most sends in flight at once (each on a sender thread of its own). The schedule waits
     /// only when this many sends are still waiting for their answers.
     pub max_in_flight: usize,
+    /// Events per request: 1 POSTs each event alone to `endpoint`; more POST that many, each
+    /// with its own key, as one JSON array to the batch endpoint.
+    pub batch_size: usize,
+    /// Where batches go; unset (or empty): `endpoint` with its last path segment `event`
+    /// replaced by `events` (see [`sibling_batch_endpoint`]).
+    pub batch_endpoint: Option<String>,
+    /// Compress every request body with gzip (`Content-Encoding: gzip`).
+    pub gzip: bool,
     /// CA certificates (PEM) trusted for `https://` endpoints instead of the bundled roots.
     pub tls_ca_file: Option<PathBuf>,
     /// A client certificate (PEM, with its chain) presented to the consumer, with its key.
@@ -232,6 +240,9 @@ impl Default for PropagatorConfig {
             backoff_max_seconds: 5.0,
             shutdown_timeout_seconds: 10.0,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            batch_size: 1,
+            batch_endpoint: None,
+            gzip: false,
             tls_ca_file: None,
             tls_client_cert_file: None,
             tls_client_key_file: None,
@@ -248,6 +259,51 @@ impl Default for PropagatorConfig {
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 /// Upper bound of `propagator.max_in_flight`: one thread and one connection each.
 pub const MAX_IN_FLIGHT_LIMIT: usize = 1024;
+/// Upper bound of `propagator.batch_size`: the consumer's default `max_batch_events`, so a
+/// batch the propagator may build is one the consumer takes by default.
+pub const MAX_BATCH_SIZE: usize = 1000;
+
+/// The batch endpoint next to a `POST /event` endpoint: its last path segment `event` replaced
+/// by `events` (`http://h:8080/event` → `http://h:8080/events`). A query string is kept
+/// (`/event?tenant=a` → `/events?tenant=a`), since a proxy in front may route on it; a
+/// fragment is never sent and is dropped. An endpoint whose last segment is anything else
+/// (`/ingest`, `/event/`, no path at all) has no sibling: the error says what it found, and
+/// `propagator.batch_endpoint` must name the URL instead.
+pub fn sibling_batch_endpoint(endpoint: &str) -> Result<String, String> {
+    let without_fragment = endpoint.split('#').next().unwrap_or(endpoint);
+    let (base, query) = match without_fragment.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (without_fragment, None),
+    };
+    let path_start = base
+        .find("://")
+        .and_then(|scheme_end| base[scheme_end + 3..].find('/').map(|p| scheme_end + 3 + p));
+    let last_segment = path_start.map(|start| {
+        let slash = base.rfind('/').unwrap_or(start);
+        &base[slash + 1..]
+    });
+    match last_segment {
+        Some("event") => {
+            let mut sibling = format!("{base}s");
+            if let Some(query) = query {
+                sibling.push('?');
+                sibling.push_str(query);
+            }
+            Ok(sibling)
+        }
+        Some(other) => Err(format!(
+            "batches need the batch endpoint: the endpoint's last path segment is `{other}`, not \
+             `event`, so there is no sibling `events` to derive; set propagator.batch_endpoint \
+             (or --batch-endpoint)"
+        )),
+        None => Err(
+            "batches need the batch endpoint: the endpoint has no path ending in \
+                     `/event` to derive it from; set propagator.batch_endpoint (or \
+                     --batch-endpoint)"
+                .to_owned(),
+        ),
+    }
+}
 
 /// Why the configuration cannot be used. Every message names the file and what to fix.
 #[derive(Debug)]
@@ -522,6 +578,23 @@ impl Config {
                 ),
             );
         }
+        let batch_size = self.propagator.batch_size;
+        if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
+            return invalid(
+                "propagator.batch_size",
+                format!(
+                    "must be a whole number of events from 1 to {MAX_BATCH_SIZE}, got {batch_size}"
+                ),
+            );
+        }
+        if let Some(url) = self.propagator.batch_endpoint() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid(
+                    "propagator.batch_endpoint",
+                    format!("must be an http:// or https:// URL, got `{url}`"),
+                );
+            }
+        }
         let (cert, key) = ("consumer.tls_cert_file", "consumer.tls_key_file");
         let c = &self.consumer;
         match (non_empty(&c.tls_cert_file), non_empty(&c.tls_key_file)) {
@@ -597,6 +670,12 @@ impl ConsumerConfig {
 impl PropagatorConfig {
     pub fn auth_token(&self) -> Option<&Secret> {
         self.auth_token.as_ref().filter(|t| !t.is_empty())
+    }
+
+    /// The batch endpoint, treating an empty string as unset (the shipped config writes
+    /// `${VAR:-}`).
+    pub fn batch_endpoint(&self) -> Option<&str> {
+        self.batch_endpoint.as_deref().filter(|u| !u.is_empty())
     }
 
     /// The CA file, treating an empty path as unset (the shipped config writes `${VAR:-}`).
@@ -1063,6 +1142,96 @@ mod tests {
         assert!(err.contains("propagator.max_in_flight"), "{err}");
         let config = load(text, &[("DB_PASSWORD", "x")]).unwrap();
         assert_eq!(config.propagator.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+    }
+
+    #[test]
+    fn batch_size_outside_1_to_1000_is_refused_naming_the_key_and_the_file() {
+        let cases = [
+            ("0", "an empty batch"),
+            ("1001", "above the consumer's default max_batch_events"),
+            ("ten", "not a number"),
+            ("-1", "negative"),
+            ("2.5", "not a whole number"),
+        ];
+        for (value, reason) in cases {
+            let text = format!("propagator:\n  batch_size: {value}\n");
+            let err = load(&text, &[]).unwrap_err().to_string();
+            assert!(
+                err.contains("propagator.batch_size"),
+                "{reason}: key not named: {err}"
+            );
+            assert!(
+                err.starts_with("config.yaml:"),
+                "{reason}: file not named: {err}"
+            );
+            assert!(!err.contains('\n'), "{reason}: one line: {err}");
+        }
+        for value in [1, 100, 1000] {
+            let text = format!("propagator:\n  batch_size: {value}\n");
+            assert_eq!(load(&text, &[]).unwrap().propagator.batch_size, value);
+        }
+    }
+
+    #[test]
+    fn the_shipped_file_takes_batch_size_batch_endpoint_and_gzip_from_the_environment() {
+        let text = include_str!("../../config.yaml");
+        let config = load(text, &[("DB_PASSWORD", "x")]).unwrap();
+        assert_eq!(config.propagator.batch_size, 1);
+        assert_eq!(config.propagator.batch_endpoint(), None);
+        assert!(!config.propagator.gzip);
+        let env = [
+            ("DB_PASSWORD", "x"),
+            ("PROPAGATOR_BATCH_SIZE", "100"),
+            ("PROPAGATOR_BATCH_ENDPOINT", "http://h:1/bulk"),
+            ("PROPAGATOR_GZIP", "true"),
+        ];
+        let config = load(text, &env).unwrap();
+        assert_eq!(config.propagator.batch_size, 100);
+        assert_eq!(config.propagator.batch_endpoint(), Some("http://h:1/bulk"));
+        assert!(config.propagator.gzip);
+        let env = [("DB_PASSWORD", "x"), ("PROPAGATOR_GZIP", "yes please")];
+        let err = load(text, &env).unwrap_err().to_string();
+        assert!(err.contains("propagator.gzip"), "{err}");
+        let env = [
+            ("DB_PASSWORD", "x"),
+            ("PROPAGATOR_BATCH_ENDPOINT", "h:1/bulk"),
+        ];
+        let err = load(text, &env).unwrap_err().to_string();
+        assert!(err.contains("propagator.batch_endpoint"), "{err}");
+    }
+
+    #[test]
+    fn the_batch_endpoint_is_the_sibling_events_of_the_event_endpoint() {
+        let cases = [
+            ("http://h:8080/event", "http://h:8080/events"),
+            ("https://h/api/v1/event", "https://h/api/v1/events"),
+            ("http://h/event?tenant=a", "http://h/events?tenant=a"),
+            ("http://h/event#frag", "http://h/events"),
+            ("http://u:p@h/event", "http://u:p@h/events"),
+        ];
+        for (endpoint, expected) in cases {
+            assert_eq!(
+                sibling_batch_endpoint(endpoint).as_deref(),
+                Ok(expected),
+                "{endpoint}"
+            );
+        }
+        let refused = [
+            ("http://h:8080/ingest", "another last segment"),
+            (
+                "http://h:8080/event/",
+                "a trailing slash: the last segment is empty",
+            ),
+            ("http://h:8080/events", "already the batch path"),
+            ("http://h:8080/myevent", "a segment that only ends in event"),
+            ("http://h:8080", "no path"),
+            ("http://event", "a host named event is not a path"),
+            ("http://h?x=/event", "a query that looks like the path"),
+        ];
+        for (endpoint, reason) in refused {
+            let err = sibling_batch_endpoint(endpoint).unwrap_err();
+            assert!(err.contains("propagator.batch_endpoint"), "{reason}: {err}");
+        }
     }
 
     #[test]

@@ -21,7 +21,15 @@ Options:
   --events-file PATH     JSON array of events, overrides propagator.events_file
   --max-in-flight N      most sends waiting for an answer at once (1 to 1024; 1 = one at
                          a time), overrides propagator.max_in_flight
-  --count N              send N events, then exit
+  --batch-size N         events per request (1 to 1000); above 1 each slot POSTs N events
+                         as one JSON array to the batch endpoint, overrides
+                         propagator.batch_size
+  --batch-endpoint URL   where batches go [default: the endpoint with its last path
+                         segment `event` replaced by `events`], overrides
+                         propagator.batch_endpoint
+  --gzip                 compress request bodies (Content-Encoding: gzip), overrides
+                         propagator.gzip
+  --count N              send N events (the last batch holds what is left), then exit
   --duration SECONDS     stop starting new sends after this long, then exit
   --seed N               seed for choosing events, to replay a run (default: random, logged)
   --keys-log PATH        append each event's Idempotency-Key to PATH before sending it
@@ -34,6 +42,8 @@ abandoned at shutdown; 2 configuration or input error.
 ";
 
 /// What the command line asks for.
+// Made once per process and matched at once: boxing `Args` to keep `Help` small buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Run(Args),
@@ -49,6 +59,10 @@ pub struct Args {
     pub period_seconds: Option<f64>,
     pub events_file: Option<PathBuf>,
     pub max_in_flight: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub batch_endpoint: Option<String>,
+    /// `--gzip` given: on (there is no flag to turn a configured gzip off).
+    pub gzip: bool,
     pub count: Option<u64>,
     pub duration_seconds: Option<f64>,
     pub seed: Option<u64>,
@@ -63,6 +77,9 @@ impl Default for Args {
             period_seconds: None,
             events_file: None,
             max_in_flight: None,
+            batch_size: None,
+            batch_endpoint: None,
+            gzip: false,
             count: None,
             duration_seconds: None,
             seed: None,
@@ -85,6 +102,15 @@ impl Args {
         }
         if let Some(max_in_flight) = self.max_in_flight {
             options.max_in_flight = max_in_flight;
+        }
+        if let Some(batch_size) = self.batch_size {
+            options.batch_size = batch_size;
+        }
+        if let Some(url) = &self.batch_endpoint {
+            options.batch_endpoint = Some(url.clone());
+        }
+        if self.gzip {
+            options.gzip = true;
         }
         if let Some(count) = self.count {
             options.count = Some(count);
@@ -132,15 +158,24 @@ where
             Long("help") | Short('h') => return Ok(Command::Help),
             Long("version") | Short('V') => return Ok(Command::Version),
             Long("config") => out.config = parser.value().map_err(lexopt_error)?.into(),
-            Long("endpoint") => {
-                let url = text(&mut parser, "--endpoint")?;
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(CliError(format!(
-                        "--endpoint: expected an http:// or https:// URL, got `{url}`"
-                    )));
-                }
-                out.endpoint = Some(url);
+            Long("endpoint") => out.endpoint = Some(url(&mut parser, "--endpoint")?),
+            Long("batch-endpoint") => {
+                out.batch_endpoint = Some(url(&mut parser, "--batch-endpoint")?);
             }
+            Long("batch-size") => {
+                let value = text(&mut parser, "--batch-size")?;
+                let max = common::config::MAX_BATCH_SIZE;
+                match value.parse::<usize>() {
+                    Ok(n) if (1..=max).contains(&n) => out.batch_size = Some(n),
+                    _ => {
+                        return Err(CliError(format!(
+                            "--batch-size: expected a whole number of events from 1 to {max}, \
+                             got `{value}`"
+                        )))
+                    }
+                }
+            }
+            Long("gzip") => out.gzip = true,
             Long("period") => {
                 let value = text(&mut parser, "--period")?;
                 out.period_seconds = Some(seconds(&value, "--period", 0.0, 86_400.0, true)?);
@@ -199,6 +234,17 @@ where
     Ok(Command::Run(out))
 }
 
+/// The flag's value as an `http://` or `https://` URL.
+fn url(parser: &mut lexopt::Parser, flag: &str) -> Result<String, CliError> {
+    let url = text(parser, flag)?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(CliError(format!(
+            "{flag}: expected an http:// or https:// URL, got `{url}`"
+        )));
+    }
+    Ok(url)
+}
+
 /// The flag's value as UTF-8 text.
 fn text(parser: &mut lexopt::Parser, flag: &str) -> Result<String, CliError> {
     let value = parser.value().map_err(lexopt_error)?;
@@ -249,7 +295,8 @@ mod tests {
     fn every_flag_is_parsed() {
         let args = run(
             "--config /etc/p.yaml --endpoint http://h:1/event --period 0.05 --events-file e.json \
-             --max-in-flight 8 --count 200 --duration 1.5 --seed 42 --keys-log keys.txt",
+             --max-in-flight 8 --count 200 --duration 1.5 --seed 42 --keys-log keys.txt \
+             --batch-size 100 --batch-endpoint https://h:2/bulk --gzip",
         )
         .unwrap();
         assert_eq!(
@@ -260,6 +307,9 @@ mod tests {
                 period_seconds: Some(0.05),
                 events_file: Some("e.json".into()),
                 max_in_flight: Some(8),
+                batch_size: Some(100),
+                batch_endpoint: Some("https://h:2/bulk".into()),
+                gzip: true,
                 count: Some(200),
                 duration_seconds: Some(1.5),
                 seed: Some(42),
@@ -277,7 +327,7 @@ mod tests {
         assert_eq!(options.period, Duration::from_secs(1));
         run(
             "--endpoint http://x:9/e --period 0.25 --events-file f.json --count 3 --seed 5 \
-             --max-in-flight 1",
+             --max-in-flight 1 --batch-size 7 --batch-endpoint http://x:9/b --gzip",
         )
         .unwrap()
         .apply(&mut options);
@@ -286,12 +336,18 @@ mod tests {
         assert_eq!(options.events_file, PathBuf::from("f.json"));
         assert_eq!((options.count, options.seed), (Some(3), Some(5)));
         assert_eq!(options.max_in_flight, 1);
+        assert_eq!(options.batch_size, 7);
+        assert_eq!(options.batch_endpoint.as_deref(), Some("http://x:9/b"));
+        assert!(options.gzip);
         // Keys the flags do not touch keep their config values.
         assert_eq!(options.max_retries, config.propagator.max_retries);
         assert_eq!(options.duration, None);
         let mut options = Options::from_config(&config.propagator);
         run("--period 0.001").unwrap().apply(&mut options);
         assert_eq!(options.max_in_flight, config.propagator.max_in_flight);
+        assert_eq!(options.batch_size, 1, "one event per request by default");
+        assert_eq!(options.batch_endpoint, None);
+        assert!(!options.gzip);
     }
 
     #[test]
@@ -322,6 +378,16 @@ mod tests {
                 "not a whole number",
             ),
             ("--max-in-flight", "--max-in-flight", "a missing value"),
+            ("--batch-size 0", "--batch-size", "an empty batch"),
+            ("--batch-size 1001", "--batch-size", "above the limit"),
+            ("--batch-size x", "--batch-size", "not a number"),
+            ("--batch-size", "--batch-size", "a missing value"),
+            (
+                "--batch-endpoint h:1/events",
+                "--batch-endpoint",
+                "a URL without scheme",
+            ),
+            ("--gzip=yes", "--gzip", "a value for a switch"),
             (
                 "--endpoint localhost:8080",
                 "--endpoint",

@@ -8,10 +8,13 @@
 //! first to see it) and how busy the run is ([`Engine::load`]: the sends in flight, counted by
 //! [`Stats`] from their start to their outcome, and when the next slot is due).
 //!
-//! A taken slot is one request: today one event to the one endpoint. Batches (several events
-//! per slot, each with its own key) would make [`Taken`] carry several [`Picked`] events and
-//! one body; several endpoints would let the [`Sender`] choose one per attempt. Neither
-//! changes how slots are taken or how the threads share the engine.
+//! A taken slot is one request: one event to `POST /event`, or with `batch_size` above 1 a
+//! batch of that many [`Picked`] events (each picked, keyed and logged in turn, so the seeded
+//! choice and the keys log are the same events in the same order whatever the batch size) as
+//! one `POST /events` whose body is built when it is sent. A batch is one send in flight and
+//! one slot: the schedule, the window and the lateness count requests, the event counters
+//! count events. Several endpoints would let the [`Sender`] choose one per attempt, without
+//! changing how slots are taken or how the threads share the engine.
 
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -20,7 +23,7 @@ use crate::event_set::EventSet;
 use crate::events::Picker;
 use crate::keys_log::KeysLog;
 use crate::schedule::{Schedule, Slot};
-use crate::sender::{Backoff, Delivery, Outcome, Sender, SenderConfig, WarnLimiter};
+use crate::sender::{Backoff, Delivery, Outcome, Post, Sender, SenderConfig, WarnLimiter};
 use crate::stats::{End, InFlight, Stats, Summary};
 use crate::stop::Stop;
 use crate::Options;
@@ -72,7 +75,7 @@ struct Turn {
     skip_warnings: WarnLimiter,
 }
 
-/// One event chosen for a slot: what a batch would hold several of.
+/// One event chosen for a slot: a batch holds several.
 #[derive(Debug)]
 pub(crate) struct Picked {
     key: String,
@@ -80,26 +83,42 @@ pub(crate) struct Picked {
     event_index: usize,
 }
 
-/// A slot taken: its event picked, its key logged, its send counted; not yet sent.
+/// A slot taken: its events picked, their keys logged, its send counted; not yet sent.
 #[derive(Debug)]
 pub(crate) struct Taken {
     /// The send's number in the run (0 for the first).
     number: u64,
-    event: Picked,
+    /// One event, or the events of a batch, in the order they were picked.
+    events: Vec<Picked>,
     slot: Slot,
     lateness: Duration,
 }
 
-/// One event's send: what [`crate::Propagator::tick`] reports.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sent {
+/// One event of a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentEvent {
     pub key: String,
     /// Its position in the events file.
     pub event_index: usize,
+}
+
+/// One send (one event, or one batch): what [`crate::Propagator::tick`] reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    /// Its events in the order they were picked: one unless batches are sent.
+    pub events: Vec<SentEvent>,
     pub slot: Slot,
     /// How long after its slot's due time the first attempt went out.
     pub lateness: Duration,
+    /// How the request ended, for all of its events.
     pub delivery: Delivery,
+}
+
+impl Sent {
+    /// The key of its first (with batch size 1, its only) event.
+    pub fn key(&self) -> &str {
+        &self.events[0].key
+    }
 }
 
 impl Engine {
@@ -114,6 +133,10 @@ impl Engine {
         let sender = Sender::new(
             SenderConfig {
                 endpoint: options.endpoint.clone(),
+                batch_endpoint: (options.batch_size > 1)
+                    .then(|| options.batch_endpoint.clone())
+                    .flatten(),
+                gzip: options.gzip,
                 auth_token: options.auth_token.clone(),
                 connect_timeout: options.connect_timeout,
                 request_timeout: options.request_timeout,
@@ -208,6 +231,11 @@ impl Engine {
         if self.options.count.is_some_and(|n| sent >= n) {
             return finish(End::Count);
         }
+        // With --count the last batch holds what is left, so exactly `count` events are sent.
+        let batch_len = match self.options.count {
+            Some(n) => (n - sent).min(self.options.batch_size as u64) as usize,
+            None => self.options.batch_size,
+        };
         if stop.is_requested() {
             return finish(End::Stopped);
         }
@@ -224,12 +252,15 @@ impl Engine {
             return finish(End::Stopped);
         }
 
-        let event = Picked {
-            event_index: picker.pick(),
-            key: uuid::Uuid::new_v4().to_string(),
-        };
+        let events: Vec<Picked> = (0..batch_len)
+            .map(|_| Picked {
+                event_index: picker.pick(),
+                key: uuid::Uuid::new_v4().to_string(),
+            })
+            .collect();
         if let Some(log) = keys_log {
-            if let Err(e) = log.append(&event.key) {
+            let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
+            if let Err(e) = log.append_all(&keys) {
                 log::error!(
                     "cannot write keys log {}: {e}; stopping before sending unlogged events",
                     log.path().display()
@@ -237,6 +268,16 @@ impl Engine {
                 return finish(End::KeysLogFailed);
             }
         }
+        // Built before the lock: a batch of 1000 is 1000 copies, which other senders recording
+        // their outcomes need not wait for.
+        let in_flight: Vec<InFlight> = events
+            .iter()
+            .map(|event| InFlight {
+                key: event.key.clone(),
+                event_type: self.events.event_type(event.event_index).to_owned(),
+                event_index: event.event_index,
+            })
+            .collect();
         let sent_at = Instant::now();
         let lateness = sent_at.saturating_duration_since(slot.due);
         let next_due = schedule.next_due(sent_at);
@@ -250,11 +291,6 @@ impl Engine {
             let window_was_full = busy + 1 >= self.options.max_in_flight
                 || live.full_until.is_some_and(|full| full >= slot.due);
             let stats = &mut live.stats;
-            let in_flight = InFlight {
-                key: event.key.clone(),
-                event_type: self.events.event_type(event.event_index).to_owned(),
-                event_index: event.event_index,
-            };
             let number = stats.record_send(sent_at, lateness, slot.skipped, in_flight);
             if window_was_full {
                 stats.skipped_window_full += slot.skipped;
@@ -281,24 +317,51 @@ impl Engine {
         }
         Ok(Taken {
             number,
-            event,
+            events,
             slot,
             lateness,
         })
     }
 
-    /// Sends a taken slot's event with its retries, on the calling thread, and records how it
-    /// ended (unless the run already counted it as abandoned).
+    /// Sends a taken slot's event (or batch) with its retries, on the calling thread, and
+    /// records how it ended (unless the run already counted it as abandoned).
     pub(crate) fn send(&self, taken: Taken, stop: &Stop) -> Sent {
-        let event = &taken.event;
-        let body = self.events.body(event.event_index);
-        let delivery = self.sender.deliver(body, &event.key, stop);
+        let delivery = if self.options.batch_size == 1 {
+            let event = &taken.events[0];
+            let body = self.events.body(event.event_index);
+            self.sender.deliver(body, &event.key, stop)
+        } else {
+            let body = self.batch_body(&taken.events);
+            let post = Post::Batch {
+                items: taken.events.len(),
+                first_key: &taken.events[0].key,
+            };
+            self.sender.deliver_post(&body, post, stop)
+        };
         self.finish(taken, delivery)
+    }
+
+    /// The JSON array of a batch: each event with its `idempotency_key`.
+    fn batch_body(&self, events: &[Picked]) -> Vec<u8> {
+        let length: usize = events
+            .iter()
+            .map(|e| self.events.body(e.event_index).len() + e.key.len() + 24)
+            .sum();
+        let mut body = Vec::with_capacity(length + 2);
+        body.push(b'[');
+        for (i, event) in events.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            self.events
+                .write_batch_item(event.event_index, &event.key, &mut body);
+        }
+        body.push(b']');
+        body
     }
 
     /// Records how a taken slot's send ended (unless the run already counted it as abandoned).
     fn finish(&self, taken: Taken, delivery: Delivery) -> Sent {
-        let Picked { key, event_index } = taken.event;
         let counted = {
             let mut live = lock(&self.live);
             if live.stats.in_flight() >= self.options.max_in_flight {
@@ -307,20 +370,51 @@ impl Engine {
             live.stats.record_delivery(taken.number, &delivery)
         };
         if counted {
-            log_outcome(
-                &key,
-                self.events.event_type(event_index),
-                event_index,
-                &delivery,
-            );
+            if let [event] = &taken.events[..] {
+                log_outcome(
+                    &event.key,
+                    self.events.event_type(event.event_index),
+                    event.event_index,
+                    &delivery,
+                );
+            } else {
+                self.log_batch_outcome(&taken.events, &delivery);
+            }
         }
+        let events = taken
+            .events
+            .into_iter()
+            .map(|Picked { key, event_index }| SentEvent { key, event_index })
+            .collect();
         Sent {
-            key,
-            event_index,
+            events,
             slot: taken.slot,
             lateness: taken.lateness,
             delivery,
         }
+    }
+
+    /// A delivered batch is one debug line; a batch that was not delivered is one error line
+    /// per event, as for single events, so every lost key is in the log.
+    fn log_batch_outcome(&self, events: &[Picked], delivery: &Delivery) {
+        let duplicates = match delivery.outcome {
+            Outcome::Delivered => 0,
+            Outcome::Duplicate => events.len(),
+            Outcome::PartlyDuplicate { duplicates } => duplicates,
+            _ => {
+                for event in events {
+                    let event_type = self.events.event_type(event.event_index);
+                    log_outcome(&event.key, event_type, event.event_index, delivery);
+                }
+                return;
+            }
+        };
+        log::debug!(
+            "batch of {} events from {} delivered after {} attempt(s), {duplicates} already stored",
+            events.len(),
+            events[0].key,
+            delivery.attempts
+        );
     }
 
     /// Counts every send still in flight as abandoned and logs each with its key.
@@ -335,7 +429,7 @@ impl Engine {
 fn log_outcome(key: &str, event_type: &str, event_index: usize, delivery: &Delivery) {
     let attempts = delivery.attempts;
     match &delivery.outcome {
-        Outcome::Delivered | Outcome::Duplicate => {
+        Outcome::Delivered | Outcome::Duplicate | Outcome::PartlyDuplicate { .. } => {
             log::debug!("event {key} ({event_type}) delivered after {attempts} attempt(s)")
         }
         Outcome::Rejected { status, message } => log::error!(
@@ -466,7 +560,7 @@ mod tests {
         let first = engine.take_slot(&stop).unwrap();
         let second = engine.take_slot(&stop).unwrap();
         assert_eq!((first.number, second.number), (0, 1));
-        assert_ne!(first.event.key, second.event.key, "a key per send");
+        assert_ne!(first.events[0].key, second.events[0].key, "a key per send");
         let load = engine.load();
         assert_eq!(load.in_flight, 2);
         assert!(load.next_due.is_some(), "the next slot's due time is known");

@@ -63,6 +63,18 @@ impl EventSet {
         &self.bodies[span(&self.body_ends, index)]
     }
 
+    /// Appends event `index` to `out` as an item of a batch: its body with
+    /// `"idempotency_key": key` added. `key` must need no JSON escaping (a UUID does not).
+    pub fn write_batch_item(&self, index: usize, key: &str, out: &mut Vec<u8>) {
+        let body = self.body(index);
+        // Every body is a JSON object written by serde_json, so it ends with its closing brace.
+        let open = body.strip_suffix(b"}").unwrap_or(body);
+        out.extend_from_slice(open);
+        out.extend_from_slice(b",\"idempotency_key\":\"");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\"}");
+    }
+
     /// The `event_type` of event `index`.
     pub fn event_type(&self, index: usize) -> &str {
         &self.types[span(&self.type_ends, index)]
@@ -96,5 +108,35 @@ mod tests {
             assert_eq!(&common::parse_event(body).unwrap(), event, "body {index}");
         }
         assert!(EventSet::default().is_empty());
+    }
+
+    #[test]
+    fn a_batch_item_is_the_event_with_its_idempotency_key() {
+        let events = [
+            Event::new("alpha", "{\"n\": 1}").unwrap(),
+            Event::new("β", "").unwrap(),
+        ];
+        let set = EventSet::from_events(&events);
+        let mut out = Vec::new();
+        set.write_batch_item(0, "k-0", &mut out);
+        out.push(b',');
+        set.write_batch_item(1, "k-1", &mut out);
+        let items: serde_json::Value =
+            serde_json::from_slice(&[b"[", &out[..], b"]"].concat()).unwrap();
+        for (index, event) in events.iter().enumerate() {
+            let item = &items[index];
+            assert_eq!(item["event_type"], event.event_type(), "item {index}");
+            assert_eq!(item["event_payload"], event.event_payload(), "item {index}");
+            assert_eq!(
+                item["idempotency_key"],
+                format!("k-{index}"),
+                "item {index}"
+            );
+            assert_eq!(
+                item.as_object().unwrap().len(),
+                3,
+                "item {index}: no other field"
+            );
+        }
     }
 }

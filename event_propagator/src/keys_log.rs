@@ -33,10 +33,19 @@ impl KeysLog {
 
     /// Appends `key` and a newline in a single write.
     pub fn append(&mut self, key: &str) -> io::Result<()> {
-        let mut line = String::with_capacity(key.len() + 1);
-        line.push_str(key);
-        line.push('\n');
-        self.file.write_all(line.as_bytes())?;
+        self.append_all(&[key])
+    }
+
+    /// Appends each key of a batch on its own line, all in a single write, so a batch's keys
+    /// are in the file together or (killed before the write) not at all.
+    pub fn append_all<K: AsRef<str>>(&mut self, keys: &[K]) -> io::Result<()> {
+        let length = keys.iter().map(|k| k.as_ref().len() + 1).sum();
+        let mut lines = String::with_capacity(length);
+        for key in keys {
+            lines.push_str(key.as_ref());
+            lines.push('\n');
+        }
+        self.file.write_all(lines.as_bytes())?;
         self.file.flush()
     }
 }
@@ -54,7 +63,11 @@ mod tests {
         log.append("b").unwrap();
         drop(log);
         KeysLog::open(&path).unwrap().append("c").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\n");
+        KeysLog::open(&path)
+            .unwrap()
+            .append_all(&["d", "e"])
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\nd\ne\n");
         std::fs::remove_file(&path).unwrap();
     }
 }

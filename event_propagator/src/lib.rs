@@ -17,6 +17,9 @@
 //! after a stop request it waits at most `shutdown_timeout_seconds` for the sends in flight, so
 //! that hanging sends cannot hold the process.
 //!
+//! With `batch_size` above 1 each slot is one request of that many events (`POST /events`,
+//! each item with its own key), retried whole; with `gzip` every body is compressed.
+//!
 //! This file is the façade (options, [`Propagator`], [`run`]). Taking a slot and sending it is
 //! the engine's (`engine.rs`), the same code whether one tick or a sender thread calls it;
 //! [`window`] runs it on threads.
@@ -47,7 +50,7 @@ use common::config::PropagatorConfig;
 use common::tls::TlsError;
 use common::Secret;
 
-pub use engine::Sent;
+pub use engine::{Sent, SentEvent};
 pub use schedule::Slot;
 pub use sender::{Delivery, Outcome};
 pub use stats::{End, Stats, Summary};
@@ -73,6 +76,12 @@ pub struct Options {
     pub shutdown_timeout: Duration,
     /// Most sends in flight at once (1 to 1024).
     pub max_in_flight: usize,
+    /// Events per request (1 to 1000): above 1, each slot POSTs that many as one batch.
+    pub batch_size: usize,
+    /// Where batches go; `None`: the sibling `events` of `endpoint`, derived at start.
+    pub batch_endpoint: Option<String>,
+    /// Compress request bodies with gzip.
+    pub gzip: bool,
     /// Send this many events, then end.
     pub count: Option<u64>,
     /// Start no send after this long.
@@ -99,6 +108,9 @@ impl Options {
             backoff_max: Duration::from_secs_f64(config.backoff_max_seconds),
             shutdown_timeout: Duration::from_secs_f64(config.shutdown_timeout_seconds),
             max_in_flight: config.max_in_flight,
+            batch_size: config.batch_size,
+            batch_endpoint: config.batch_endpoint().map(str::to_owned),
+            gzip: config.gzip,
             count: None,
             duration: None,
             seed: None,
@@ -164,8 +176,21 @@ pub struct Propagator {
 impl Propagator {
     /// Checks the endpoint, the TLS files, the events file and the keys log, and builds the
     /// HTTP agent.
-    pub fn new(options: Options) -> Result<Propagator, SetupError> {
+    pub fn new(mut options: Options) -> Result<Propagator, SetupError> {
         check_endpoint(&options.endpoint)?;
+        if options.batch_size > 1 {
+            let batch_endpoint = match options.batch_endpoint.take() {
+                Some(url) => url,
+                None => common::config::sibling_batch_endpoint(&options.endpoint).map_err(
+                    |problem| SetupError::Endpoint {
+                        endpoint: redact_userinfo(&options.endpoint),
+                        problem,
+                    },
+                )?,
+            };
+            check_endpoint(&batch_endpoint)?;
+            options.batch_endpoint = Some(batch_endpoint);
+        }
         let tls = options.tls.load().map_err(SetupError::Tls)?;
         let events = events::load(&options.events_file).map_err(SetupError::Events)?;
         let keys_log = match &options.keys_log {
@@ -209,10 +234,14 @@ impl Propagator {
     /// threads are left to their request timeouts (the process is about to exit anyway).
     pub fn run_until_stopped(self, stop: &Stop) -> Summary {
         let options = self.engine.options();
+        let target = match (&options.batch_endpoint, options.batch_size) {
+            (Some(url), n) if n > 1 => format!("batches of {n} to {}", redact_userinfo(url)),
+            _ => format!("to {}", redact_userinfo(&options.endpoint)),
+        };
         log::info!(
-            "sending to {} every {}s, at most {} in flight: {} events from {}, seed {} (replay \
-             with --seed {}){}{}",
-            redact_userinfo(&options.endpoint),
+            "sending {target}{} every {}s, at most {} in flight: {} events from {}, seed {} \
+             (replay with --seed {}){}{}",
+            if options.gzip { " gzipped" } else { "" },
             options.period.as_secs_f64(),
             options.max_in_flight,
             self.engine.event_count(),

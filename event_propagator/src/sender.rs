@@ -1,4 +1,5 @@
-//! Sending one event: the HTTP agent, the attempts and their classification, backoff, give-up.
+//! Sending one request (one event, or a batch of them): the HTTP agent, the attempts and their
+//! classification, backoff, give-up, gzip.
 //!
 //! Retry policy: connection errors, timeouts and the answers 408, 429, 500, 502, 503 and 504
 //! mean "try again later". Each retry waits a random time between zero and a ceiling that
@@ -10,6 +11,12 @@
 //! consumer says why in `{"error": ..., "field": ...}`) and not retried, since resending the
 //! same bytes would get the same answer.
 //!
+//! A batch (`POST /events`, a JSON array whose items carry their own `idempotency_key`) follows
+//! the same rules as a whole: it is retried with the same body, so with the same keys, and a
+//! final refusal refuses every event in it (the consumer stores all or nothing). Its 2xx answer
+//! lists one result per item; the items whose `status` is `duplicate` are counted as
+//! duplicates. With gzip on, the body is compressed once per request, before its first attempt.
+//!
 //! One [`Sender`] serves every sender thread of a run (see [`crate::window`]): attempts run on
 //! the calling thread, the one that took the event's slot (no hand-off per request), over one
 //! shared `ureq::Agent` whose pool keeps up to `max_in_flight` keep-alive connections. The
@@ -17,6 +24,8 @@
 //! outage logs one line per second however many sends are failing. Bounding a request that
 //! hangs while the process shuts down is [`crate::Propagator::run_until_stopped`]'s job.
 
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,6 +35,9 @@ use crate::stop::Stop;
 
 /// Longest answer body read: the consumer's error bodies are a few hundred bytes.
 const MAX_ANSWER_BYTES: u64 = 64 * 1024;
+/// Added to that per item of a batch: a result (`{"id":..,"received_at":"..","status":".."}`)
+/// is under 100 bytes, so 1000 items fit with room to spare.
+const MAX_ANSWER_BYTES_PER_ITEM: u64 = 256;
 /// Each pooled connection's read and write buffers, allocated and zeroed in full when it is
 /// opened. ureq's 128 KiB each cost 256 KiB of memory per send in flight (13 MB of peak RSS
 /// with 32 in flight, against 3.4 MB with one); the consumer's answers are a few hundred
@@ -41,6 +53,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
     pub endpoint: String,
+    /// Where batches are POSTed (`POST /events`): set when batches are sent.
+    pub batch_endpoint: Option<String>,
+    /// Compress request bodies with gzip and say so in `Content-Encoding`.
+    pub gzip: bool,
     pub auth_token: Option<Secret>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
@@ -88,8 +104,10 @@ pub fn build_agent(
 pub enum Answer {
     /// 201: stored now.
     Created,
-    /// 200: the consumer already had this idempotency key.
+    /// 200: the consumer already had this idempotency key (every key of a batch).
     Duplicate,
+    /// A batch stored, of whose items the consumer already had this many (some, not all).
+    PartlyDuplicate { duplicates: usize },
     /// Worth another attempt later.
     Retry {
         reason: String,
@@ -106,7 +124,12 @@ pub enum Answer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Delivered,
+    /// The consumer already had it (for a batch: every event in it).
     Duplicate,
+    /// A batch delivered, of which the consumer already had `duplicates` events (some, not all).
+    PartlyDuplicate {
+        duplicates: usize,
+    },
     Rejected {
         status: u16,
         message: String,
@@ -140,6 +163,74 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8], now: System
             status,
             message: consumer_message(body),
         },
+    }
+}
+
+/// Sorts the answer to a batch of `items` events: as [`classify`], and a 2xx other than 200
+/// by its results (`{"results": [{"status": "created" | "duplicate", ...}, ...]}`, one per
+/// item). The flag is false when such a 2xx has no results array of `items` entries: the
+/// consumer took the batch (it said 2xx), so it counts as delivered, and the caller says so.
+pub fn classify_batch(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+    items: usize,
+    now: SystemTime,
+) -> (Answer, bool) {
+    match classify(status, retry_after, body, now) {
+        Answer::Created => match batch_duplicates(body, items) {
+            Some(0) => (Answer::Created, true),
+            Some(d) if d == items => (Answer::Duplicate, true),
+            Some(duplicates) => (Answer::PartlyDuplicate { duplicates }, true),
+            None => (Answer::Created, false),
+        },
+        other => (other, true),
+    }
+}
+
+/// How many results of a batch's answer say `duplicate`, if it lists one result per item.
+fn batch_duplicates(body: &[u8], items: usize) -> Option<usize> {
+    let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let results = answer.get("results")?.as_array()?;
+    if results.len() != items {
+        return None;
+    }
+    let duplicate =
+        |r: &serde_json::Value| r.get("status").and_then(|s| s.as_str()) == Some("duplicate");
+    Some(results.iter().filter(|r| duplicate(r)).count())
+}
+
+/// `body` compressed with gzip. Level 1 (fastest): JSON events shrink by most of what level 6
+/// would take, at a fraction of the CPU, and the propagator's CPU is what a load generator
+/// runs out of.
+pub fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    encoder
+        .write_all(body)
+        .and_then(|()| encoder.finish())
+        .expect("compressing into a Vec cannot fail")
+}
+
+/// What one request carries: a single event with its key (`POST /event`, the key in the
+/// `Idempotency-Key` header) or a batch whose items carry their keys (`POST /events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Post<'a> {
+    Event { key: &'a str },
+    Batch { items: usize, first_key: &'a str },
+}
+
+impl Post<'_> {
+    /// How the request is named in log lines.
+    fn describe(&self) -> String {
+        match self {
+            Post::Event { key } => format!("event {key}"),
+            Post::Batch { items, first_key } => {
+                format!("batch of {items} events from {first_key}")
+            }
+        }
     }
 }
 
@@ -191,7 +282,8 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
-/// The error text the consumer sent (`{"error": ..., "field": ...}`), or the start of the body.
+/// The error text the consumer sent (`{"error": ..., "field": ...}`, for a batch with the
+/// `index` of the item at fault), or the start of the body.
 fn consumer_message(body: &[u8]) -> String {
     let json = serde_json::from_slice::<serde_json::Value>(body).ok();
     let field = |name: &str| {
@@ -200,10 +292,27 @@ fn consumer_message(body: &[u8]) -> String {
             .and_then(|v| v.as_str())
             .map(str::to_owned)
     };
-    let text = match (field("error"), field("field")) {
-        (Some(error), Some(field)) => format!("{error} (field `{field}`)"),
-        (Some(error), None) => error,
-        (None, _) => String::from_utf8_lossy(body).into_owned(),
+    let index = json
+        .as_ref()
+        .and_then(|j| j.get("index"))
+        .and_then(|v| v.as_u64());
+    // The consumer's batch errors already start with `item N: `; the index is added only when
+    // the text does not say it.
+    let error = field("error");
+    let index = index.filter(|i| {
+        error
+            .as_deref()
+            .is_none_or(|e| !e.starts_with(&format!("item {i}:")))
+    });
+    let at = match (index, field("field")) {
+        (Some(index), Some(field)) => format!(" (item {index}, field `{field}`)"),
+        (Some(index), None) => format!(" (item {index})"),
+        (None, Some(field)) => format!(" (field `{field}`)"),
+        (None, None) => String::new(),
+    };
+    let text = match error {
+        Some(error) => format!("{error}{at}"),
+        None => String::from_utf8_lossy(body).into_owned(),
     };
     let text = one_line(&text);
     if text.is_empty() {
@@ -306,6 +415,8 @@ pub struct Sender {
     warnings: Mutex<WarnLimiter>,
     /// Failed attempts since an answer last ended an event, for the recovery message.
     failing_since: Mutex<Option<(Instant, u64)>>,
+    /// Whether a batch answer without readable results was logged (once per run).
+    unreadable_results_logged: AtomicBool,
 }
 
 impl Sender {
@@ -329,6 +440,7 @@ impl Sender {
             jitter: Mutex::new(fastrand::Rng::with_seed(jitter_seed)),
             warnings: Mutex::new(WarnLimiter::new(Duration::from_secs(1))),
             failing_since: Mutex::new(None),
+            unreadable_results_logged: AtomicBool::new(false),
         }
     }
 
@@ -340,6 +452,19 @@ impl Sender {
     /// running when the stop comes keeps its own timeout; [`crate::Propagator::run_until_stopped`]
     /// stops waiting for it at the deadline.
     pub fn deliver(&self, body: &[u8], key: &str, stop: &Stop) -> Delivery {
+        self.deliver_post(body, Post::Event { key }, stop)
+    }
+
+    /// Sends one request (`body` uncompressed) as [`Sender::deliver`] does an event: a batch
+    /// is retried whole, with the same body and so the same keys.
+    pub fn deliver_post(&self, body: &[u8], post: Post<'_>, stop: &Stop) -> Delivery {
+        let compressed;
+        let body = if self.config.gzip {
+            compressed = gzip(body);
+            &compressed[..]
+        } else {
+            body
+        };
         let mut attempts = 0;
         loop {
             let limit = match self.shutdown_deadline(stop) {
@@ -353,10 +478,13 @@ impl Sender {
                 }
             };
             attempts += 1;
-            let answer = self.attempt(body, key, limit);
+            let answer = self.attempt(body, post, limit);
             let (reason, retry_after) = match answer {
                 Answer::Created => return self.finish(Outcome::Delivered, attempts),
                 Answer::Duplicate => return self.finish(Outcome::Duplicate, attempts),
+                Answer::PartlyDuplicate { duplicates } => {
+                    return self.finish(Outcome::PartlyDuplicate { duplicates }, attempts)
+                }
                 Answer::Rejected { status, message } => {
                     return self.finish(Outcome::Rejected { status, message }, attempts)
                 }
@@ -388,7 +516,8 @@ impl Sender {
                     n => format!("; {n} similar warnings held back"),
                 };
                 log::warn!(
-                    "event {key}: {reason}; retry {retry} of {} in {:.3}s{held_back}",
+                    "{}: {reason}; retry {retry} of {} in {:.3}s{held_back}",
+                    post.describe(),
                     self.config.max_retries,
                     wait.as_secs_f64()
                 );
@@ -400,12 +529,28 @@ impl Sender {
     }
 
     /// One POST and its classification. `limit` shortens the request timeout during shutdown.
-    fn attempt(&self, body: &[u8], key: &str, limit: Option<Duration>) -> Answer {
+    fn attempt(&self, body: &[u8], post: Post<'_>, limit: Option<Duration>) -> Answer {
+        let (url, items) = match post {
+            Post::Event { .. } => (&self.config.endpoint, None),
+            Post::Batch { items, .. } => match &self.config.batch_endpoint {
+                Some(url) => (url, Some(items)),
+                None => {
+                    return Answer::Fatal {
+                        reason: "no batch endpoint configured".into(),
+                    }
+                }
+            },
+        };
         let mut request = self
             .agent
-            .post(&self.config.endpoint)
-            .header("Content-Type", "application/json")
-            .header("Idempotency-Key", key);
+            .post(url)
+            .header("Content-Type", "application/json");
+        if let Post::Event { key } = post {
+            request = request.header("Idempotency-Key", key);
+        }
+        if self.config.gzip {
+            request = request.header("Content-Encoding", "gzip");
+        }
         if let Some(authorization) = &self.authorization {
             request = request.header("Authorization", authorization.expose());
         }
@@ -424,13 +569,29 @@ impl Sender {
                     .map(str::to_owned);
                 // Read the body to the end so the connection can go back to the pool; a failure
                 // here does not change what the status said.
+                let limit =
+                    MAX_ANSWER_BYTES + MAX_ANSWER_BYTES_PER_ITEM * items.unwrap_or(0) as u64;
                 let body = response
                     .body_mut()
                     .with_config()
-                    .limit(MAX_ANSWER_BYTES)
+                    .limit(limit)
                     .read_to_vec()
                     .unwrap_or_default();
-                classify(status, retry_after.as_deref(), &body, SystemTime::now())
+                let now = SystemTime::now();
+                let Some(items) = items else {
+                    return classify(status, retry_after.as_deref(), &body, now);
+                };
+                let (answer, readable) =
+                    classify_batch(status, retry_after.as_deref(), &body, items, now);
+                if !readable && !self.unreadable_results_logged.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "the consumer answered a batch of {items} with {status} but no results \
+                         array of {items} entries; counting such batches as delivered without \
+                         duplicates (logged once): {}",
+                        consumer_message(&body)
+                    );
+                }
+                answer
             }
             Err(error) => classify_error(&error),
         }
@@ -463,7 +624,10 @@ impl Sender {
     fn finish(&self, outcome: Outcome, attempts: u32) -> Delivery {
         let answered = matches!(
             outcome,
-            Outcome::Delivered | Outcome::Duplicate | Outcome::Rejected { .. }
+            Outcome::Delivered
+                | Outcome::Duplicate
+                | Outcome::PartlyDuplicate { .. }
+                | Outcome::Rejected { .. }
         );
         if answered {
             let recovered = lock(&self.failing_since).take();
@@ -577,6 +741,79 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_answer_is_sorted_by_its_results() {
+        let now = SystemTime::now();
+        let results = |statuses: &[&str]| {
+            let items: Vec<String> = statuses
+                .iter()
+                .map(|s| format!(r#"{{"id": 1, "received_at": "x", "status": "{s}"}}"#))
+                .collect();
+            format!(r#"{{"results": [{}]}}"#, items.join(","))
+        };
+        let body = results(&["created", "duplicate", "created"]);
+        assert_eq!(
+            classify_batch(201, None, body.as_bytes(), 3, now),
+            (Answer::PartlyDuplicate { duplicates: 1 }, true)
+        );
+        let body = results(&["created", "created"]);
+        assert_eq!(
+            classify_batch(201, None, body.as_bytes(), 2, now),
+            (Answer::Created, true)
+        );
+        let body = results(&["duplicate", "duplicate"]);
+        assert_eq!(
+            classify_batch(201, None, body.as_bytes(), 2, now),
+            (Answer::Duplicate, true),
+            "every item a duplicate, even under 201"
+        );
+        assert_eq!(
+            classify_batch(200, None, b"not json", 2, now),
+            (Answer::Duplicate, true),
+            "200 means every item was a duplicate, whatever the body"
+        );
+        for (body, reason) in [
+            (&b"{\"id\": 1}"[..], "no results"),
+            (b"", "no body"),
+            (
+                br#"{"results": [{"status": "created"}]}"#,
+                "fewer results than items",
+            ),
+        ] {
+            assert_eq!(
+                classify_batch(201, None, body, 2, now),
+                (Answer::Created, false),
+                "{reason}: delivered, flagged unreadable"
+            );
+        }
+        assert!(matches!(
+            classify_batch(503, Some("1"), b"", 2, now).0,
+            Answer::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_batch(413, None, b"", 2, now).0,
+            Answer::Rejected { status: 413, .. }
+        ));
+    }
+
+    #[test]
+    fn gzip_gives_a_gzip_member_that_inflates_to_the_body() {
+        use std::io::Read as _;
+        let body = br#"[{"event_type":"alpha","event_payload":"x"}]"#.repeat(50);
+        let compressed = gzip(&body);
+        assert_eq!(&compressed[..2], [0x1f, 0x8b]);
+        assert!(
+            compressed.len() < body.len() / 5,
+            "{} bytes",
+            compressed.len()
+        );
+        let mut inflated = Vec::new();
+        flate2::read::GzDecoder::new(&compressed[..])
+            .read_to_end(&mut inflated)
+            .unwrap();
+        assert_eq!(inflated, body);
+    }
+
+    #[test]
     fn a_rejection_quotes_the_consumers_message_on_one_line() {
         let body = br#"{"error": "field `event_type` must not be empty", "field": "event_type"}"#;
         let Answer::Rejected { message, .. } = classify(422, None, body, SystemTime::now()) else {
@@ -585,6 +822,22 @@ mod tests {
         assert_eq!(
             message,
             "field `event_type` must not be empty (field `event_type`)"
+        );
+        let body = br#"{"error": "field `event_type` must not be empty", "index": 7, "field": "event_type"}"#;
+        let Answer::Rejected { message, .. } = classify(422, None, body, SystemTime::now()) else {
+            panic!("not a rejection");
+        };
+        assert_eq!(
+            message, "field `event_type` must not be empty (item 7, field `event_type`)",
+            "a batch's refusal names the item"
+        );
+        let body = br#"{"error": "item 1: field `event_type` must not be empty", "field": "event_type", "index": 1}"#;
+        let Answer::Rejected { message, .. } = classify(422, None, body, SystemTime::now()) else {
+            panic!("not a rejection");
+        };
+        assert_eq!(
+            message, "item 1: field `event_type` must not be empty (field `event_type`)",
+            "the consumer's own item prefix is not repeated"
         );
         let Answer::Rejected { message, .. } =
             classify(400, None, b"plain\ntext", SystemTime::now())

@@ -35,10 +35,15 @@ impl End {
 }
 
 /// Running totals, updated once per send and once per outcome (sends run on several threads,
-/// so outcomes may come in another order than the sends).
+/// so outcomes may come in another order than the sends). A send is one request: one event, or
+/// a batch of them; the event counters count events, `batches`, `retries` and the send numbers
+/// count requests.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
+    /// Events sent.
     pub sent: u64,
+    /// Requests sent (with batch size 1, one per event).
+    pub batches: u64,
     /// Stored by the consumer: 201 and 200 answers. Includes `duplicates`.
     pub delivered: u64,
     /// Of `delivered`, the 200 answers: the consumer already had the key.
@@ -47,6 +52,7 @@ pub struct Stats {
     pub given_up: u64,
     /// In flight when the shutdown wait ran out; the consumer may or may not have it.
     pub abandoned: u64,
+    /// Attempts beyond the first, over all requests.
     pub retries: u64,
     pub skipped_slots: u64,
     /// Of `skipped_slots`, those skipped because every one of the `max_in_flight` sends was
@@ -57,11 +63,14 @@ pub struct Stats {
     pub lateness: Histogram,
     /// The most sends in flight at once so far.
     pub max_in_flight_used: usize,
-    /// The sends started and not yet finished, by send number (0 for the first).
-    in_flight: BTreeMap<u64, InFlight>,
+    /// The sends started and not yet finished, by send number (0 for the first), with their
+    /// events.
+    in_flight: BTreeMap<u64, Vec<InFlight>>,
     started: Option<Instant>,
     first_send: Option<Instant>,
     last_send: Option<Instant>,
+    /// Events in the last send, which the rate leaves out (it counts up to the last start).
+    last_send_events: u64,
 }
 
 /// An event between the start of its send and its outcome.
@@ -82,43 +91,51 @@ impl Stats {
         self.started
     }
 
-    /// Records a send going out at `at`, `lateness` after its due time, with `skipped` slots
-    /// passed over after its own, and returns its number (0 for the first). Sends are recorded
-    /// in the order they start.
+    /// Records a send of `events` (one, or a batch) going out at `at`, `lateness` after its
+    /// due time, with `skipped` slots passed over after its own, and returns its number (0 for
+    /// the first). Sends are recorded in the order they start.
     pub fn record_send(
         &mut self,
         at: Instant,
         lateness: Duration,
         skipped: u64,
-        event: InFlight,
+        events: Vec<InFlight>,
     ) -> u64 {
-        let number = self.sent;
-        self.sent += 1;
+        let number = self.batches;
+        self.batches += 1;
+        self.sent += events.len() as u64;
+        self.last_send_events = events.len() as u64;
         self.skipped_slots += skipped;
         self.lateness.record(lateness);
         self.first_send.get_or_insert(at);
         self.last_send = Some(at);
-        self.in_flight.insert(number, event);
+        self.in_flight.insert(number, events);
         self.max_in_flight_used = self.max_in_flight_used.max(self.in_flight.len());
         number
     }
 
     /// Records how send `number` ended. Returns false (and counts nothing) when it is no longer
     /// in flight: the run already counted it as abandoned and moved on.
+    /// Every event of the send shares its outcome (the consumer stores a batch all or nothing).
     pub fn record_delivery(&mut self, number: u64, delivery: &Delivery) -> bool {
-        if self.in_flight.remove(&number).is_none() {
+        let Some(events) = self.in_flight.remove(&number) else {
             return false;
-        }
+        };
+        let n = events.len() as u64;
         self.retries += u64::from(delivery.attempts.saturating_sub(1));
         match delivery.outcome {
-            Outcome::Delivered => self.delivered += 1,
+            Outcome::Delivered => self.delivered += n,
             Outcome::Duplicate => {
-                self.delivered += 1;
-                self.duplicates += 1;
+                self.delivered += n;
+                self.duplicates += n;
             }
-            Outcome::Rejected { .. } => self.rejected += 1,
-            Outcome::GaveUp { .. } => self.given_up += 1,
-            Outcome::Abandoned => self.abandoned += 1,
+            Outcome::PartlyDuplicate { duplicates } => {
+                self.delivered += n;
+                self.duplicates += (duplicates as u64).min(n);
+            }
+            Outcome::Rejected { .. } => self.rejected += n,
+            Outcome::GaveUp { .. } => self.given_up += n,
+            Outcome::Abandoned => self.abandoned += n,
         }
         true
     }
@@ -128,23 +145,30 @@ impl Stats {
         self.in_flight.len()
     }
 
-    /// Counts every send in flight as abandoned, returning them in the order they started (for
-    /// the log lines).
+    /// Counts every event in flight as abandoned, returning them with their send numbers in
+    /// the order they started (for the log lines).
     pub fn abandon_in_flight(&mut self) -> Vec<(u64, InFlight)> {
-        let events: Vec<_> = std::mem::take(&mut self.in_flight).into_iter().collect();
+        let events: Vec<_> = std::mem::take(&mut self.in_flight)
+            .into_iter()
+            .flat_map(|(number, events)| events.into_iter().map(move |e| (number, e)))
+            .collect();
         self.abandoned += events.len() as u64;
         events
     }
 
-    /// Sends per second between the first and the last send.
+    /// Events per second between the first and the last send: the events of every send but
+    /// the last over the time from the first start to the last (with one event per send, the
+    /// sends per second).
     pub fn rate(&self) -> Option<f64> {
         let span = self.last_send?.checked_duration_since(self.first_send?)?;
-        (self.sent >= 2 && !span.is_zero()).then(|| (self.sent - 1) as f64 / span.as_secs_f64())
+        let events = self.sent - self.last_send_events;
+        (self.batches >= 2 && !span.is_zero()).then(|| events as f64 / span.as_secs_f64())
     }
 
     pub fn summary(&self, elapsed: Duration, end: End) -> Summary {
         Summary {
             sent: self.sent,
+            batches: self.batches,
             delivered: self.delivered,
             duplicates: self.duplicates,
             rejected: self.rejected,
@@ -167,7 +191,10 @@ impl Stats {
 /// What a run did, printed as one line at the end.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
+    /// Events sent.
     pub sent: u64,
+    /// Requests sent: one per event, or one per batch.
+    pub batches: u64,
     pub delivered: u64,
     pub duplicates: u64,
     pub rejected: u64,
@@ -188,6 +215,13 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Events delivered per second of the run (`elapsed`, answers included): what a load
+    /// generator got stored. `rate` is the pace sends started at, which at the end of a run
+    /// with many sends in flight runs ahead of what the consumer has answered.
+    pub fn throughput(&self) -> Option<f64> {
+        (!self.elapsed.is_zero()).then(|| self.delivered as f64 / self.elapsed.as_secs_f64())
+    }
+
     /// 0 when every event sent was delivered, 1 otherwise (rejected, given up, abandoned, or the
     /// keys log failed).
     pub fn exit_code(&self) -> i32 {
@@ -232,11 +266,16 @@ impl fmt::Display for Summary {
         }
         write!(
             f,
-            " end={} max_in_flight_used={} skipped_window_full={}",
+            " end={} max_in_flight_used={} skipped_window_full={} batches={}",
             self.end.as_str(),
             self.max_in_flight_used,
-            self.skipped_window_full
-        )
+            self.skipped_window_full,
+            self.batches
+        )?;
+        match self.throughput() {
+            Some(throughput) => write!(f, " throughput={throughput:.2}/s"),
+            None => f.write_str(" throughput=-"),
+        }
     }
 }
 
@@ -384,7 +423,7 @@ mod tests {
             event_type: "t".into(),
             event_index: 0,
         };
-        let first = stats.record_send(start, Duration::from_micros(40), 0, event());
+        let first = stats.record_send(start, Duration::from_micros(40), 0, vec![event()]);
         assert!(stats.record_delivery(
             first,
             &Delivery {
@@ -393,7 +432,7 @@ mod tests {
             }
         ));
         let at = start + Duration::from_millis(10);
-        let second = stats.record_send(at, Duration::from_micros(1_500), 2, event());
+        let second = stats.record_send(at, Duration::from_micros(1_500), 2, vec![event()]);
         stats.skipped_window_full += 2;
         stats.record_delivery(
             second,
@@ -408,12 +447,12 @@ mod tests {
             "sent=2 delivered=2 duplicates=1 rejected=0 given_up=0 abandoned=0 retries=2 \
              skipped_slots=2 elapsed=0.020s rate=100.00/s lateness_p50=0.040ms \
              lateness_p99=1.500ms lateness_max=1.500ms end=count max_in_flight_used=1 \
-             skipped_window_full=2"
+             skipped_window_full=2 batches=2 throughput=100.00/s"
         );
         assert_eq!(summary.exit_code(), 0);
 
         let at = start + Duration::from_millis(20);
-        let third = stats.record_send(at, Duration::ZERO, 0, event());
+        let third = stats.record_send(at, Duration::ZERO, 0, vec![event()]);
         stats.record_delivery(
             third,
             &Delivery {
@@ -441,7 +480,7 @@ mod tests {
             .zip(0u64..)
             .map(|(key, ms)| {
                 let at = start + Duration::from_millis(10 * ms);
-                stats.record_send(at, Duration::ZERO, 0, event(key))
+                stats.record_send(at, Duration::ZERO, 0, vec![event(key)])
             })
             .collect();
         assert_eq!(numbers, [0, 1, 2]);
@@ -470,8 +509,70 @@ mod tests {
         assert_eq!(summary.max_in_flight_used, 3);
         assert!(summary
             .to_string()
-            .ends_with(" max_in_flight_used=3 skipped_window_full=0"));
+            .ends_with(" max_in_flight_used=3 skipped_window_full=0 batches=3 throughput=-"));
         assert_eq!(summary.exit_code(), 1);
+    }
+
+    #[test]
+    fn a_batch_counts_its_events_and_one_request_and_its_duplicates_per_item() {
+        let start = Instant::now();
+        let mut stats = Stats::default();
+        let batch = |n: usize| -> Vec<InFlight> {
+            (0..n)
+                .map(|i| InFlight {
+                    key: format!("k{i}"),
+                    event_type: "t".into(),
+                    event_index: i,
+                })
+                .collect()
+        };
+        let outcomes = [
+            Outcome::PartlyDuplicate { duplicates: 3 },
+            Outcome::Duplicate,
+            Outcome::Rejected {
+                status: 422,
+                message: "bad".into(),
+            },
+        ];
+        for (ms, outcome) in (0u64..).zip(outcomes) {
+            let at = start + Duration::from_millis(10 * ms);
+            let number = stats.record_send(at, Duration::ZERO, 0, batch(10));
+            assert_eq!(number, ms, "one send number per request");
+            let delivery = Delivery {
+                outcome,
+                attempts: 2,
+            };
+            assert!(stats.record_delivery(number, &delivery));
+        }
+        let number = stats.record_send(
+            start + Duration::from_millis(30),
+            Duration::ZERO,
+            0,
+            batch(4),
+        );
+        assert_eq!(stats.in_flight(), 1, "a batch is one send in flight");
+        // 30 events (the last batch's 4 left out) over the 30 ms from the first start to the last.
+        assert_eq!(stats.rate(), Some(1000.0));
+        let abandoned = stats.abandon_in_flight();
+        assert_eq!(abandoned.len(), 4);
+        assert!(abandoned.iter().all(|(n, _)| *n == number));
+        let summary = stats.summary(Duration::from_millis(40), End::Stopped);
+        assert_eq!(
+            (
+                summary.sent,
+                summary.batches,
+                summary.delivered,
+                summary.duplicates
+            ),
+            (34, 4, 20, 13)
+        );
+        assert_eq!(
+            (summary.rejected, summary.abandoned, summary.retries),
+            (10, 4, 3)
+        );
+        let line = summary.to_string();
+        assert!(line.contains(" rate=1000.00/s "), "{line}");
+        assert!(line.ends_with(" batches=4 throughput=500.00/s"), "{line}");
     }
 
     #[test]
@@ -483,7 +584,9 @@ mod tests {
             "{line}"
         );
         assert!(
-            line.ends_with("end=signal max_in_flight_used=0 skipped_window_full=0"),
+            line.ends_with(
+                "end=signal max_in_flight_used=0 skipped_window_full=0 batches=0 throughput=-"
+            ),
             "{line}"
         );
         assert_eq!(summary.exit_code(), 0);

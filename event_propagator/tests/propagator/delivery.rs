@@ -61,7 +61,7 @@ fn an_event_refused_three_times_with_503_is_delivered_once_under_one_key() {
     let requests = receiver.requests();
     assert_eq!(requests.len(), 4);
     assert!(
-        requests.iter().all(|r| r.key() == sent.key),
+        requests.iter().all(|r| r.key() == sent.key()),
         "the same Idempotency-Key on every attempt"
     );
     assert!(requests.iter().all(|r| r.body == requests[0].body));
@@ -165,7 +165,7 @@ fn a_refused_connection_is_retried_until_the_consumer_appears() {
     assert!(sent.delivery.attempts > 1, "{:?}", sent.delivery);
     let requests = receiver.requests();
     assert_eq!(requests.len(), 1, "refused attempts never reached it");
-    assert_eq!(requests[0].key(), sent.key);
+    assert_eq!(requests[0].key(), sent.key());
 }
 
 #[test]

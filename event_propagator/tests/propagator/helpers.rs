@@ -178,8 +178,61 @@ impl Request {
     }
 
     pub fn event_type(&self) -> String {
-        let json: serde_json::Value = serde_json::from_slice(&self.body).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&self.decoded_body()).unwrap();
         json["event_type"].as_str().unwrap().to_owned()
+    }
+
+    /// The body as sent before compression: gunzipped when `Content-Encoding: gzip`.
+    pub fn decoded_body(&self) -> Vec<u8> {
+        match self.header("content-encoding") {
+            Some("gzip") => {
+                let mut decoded = Vec::new();
+                flate2::read::GzDecoder::new(&self.body[..])
+                    .read_to_end(&mut decoded)
+                    .expect("a gzip body that gunzips");
+                decoded
+            }
+            None => self.body.clone(),
+            Some(other) => panic!("unexpected Content-Encoding {other}"),
+        }
+    }
+
+    /// The items of a batch (`POST /events`): the JSON array of the body.
+    pub fn items(&self) -> Vec<serde_json::Value> {
+        serde_json::from_slice(&self.decoded_body()).expect("a JSON array of items")
+    }
+
+    /// The `idempotency_key` of every item of a batch, in order.
+    pub fn item_keys(&self) -> Vec<String> {
+        self.items()
+            .iter()
+            .map(|item| {
+                item["idempotency_key"]
+                    .as_str()
+                    .expect("every item carries an idempotency_key")
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+impl Reply {
+    /// The consumer's answer to a batch: one result per item, `duplicate` for the items whose
+    /// index `duplicate` says, `created` for the rest; 200 when every item is a duplicate.
+    pub fn batch(request: &Request, duplicate: impl Fn(usize) -> bool) -> Reply {
+        let items = request.items().len();
+        let results: Vec<String> = (0..items)
+            .map(|i| {
+                let status = if duplicate(i) { "duplicate" } else { "created" };
+                format!(
+                    r#"{{"id": {}, "received_at": "2026-12-02T02:00:00.000000Z", "status": "{status}"}}"#,
+                    i + 1
+                )
+            })
+            .collect();
+        let all_duplicates = items > 0 && (0..items).all(&duplicate);
+        Reply::status(if all_duplicates { 200 } else { 201 })
+            .body(&format!(r#"{{"results": [{}]}}"#, results.join(", ")))
     }
 }
 

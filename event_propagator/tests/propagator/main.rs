@@ -6,6 +6,7 @@
 //! `cargo test`. Waits are on a condition with a timeout, so a broken wake-up fails a test
 //! with a message instead of hanging it.
 
+mod batch;
 mod binary;
 mod delivery;
 mod end_to_end;
