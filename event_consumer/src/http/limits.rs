@@ -14,7 +14,7 @@ pub struct Limits {
     /// Decoded body; past it, 413, refused as soon as it is known. The body buffer never
     /// grows past this.
     pub max_body_bytes: usize,
-    /// The same for [`BATCH_PATH`], whose bodies hold many events (`max_batch_bytes`).
+    /// The same for `BATCH_PATH` (`/events`), whose bodies hold many events (`max_batch_bytes`).
     pub max_batch_bytes: usize,
     /// Deadline for a whole head once its first byte arrived, then again for the whole body.
     /// Absolute: a client sending one byte a second cannot extend it.

@@ -143,3 +143,46 @@ fn a_device_with_its_client_certificate_delivers_to_an_mtls_consumer_and_one_wit
     assert_eq!(delivered, 0, "refused at the handshake");
     assert_eq!(db.count_events(), 5);
 }
+
+#[test]
+fn gzipped_batches_to_the_real_consumer_store_exactly_the_logged_keys() {
+    let db = TestDb::new();
+    let consumer = event_consumer::start(&consumer_config(&db)).unwrap();
+    let dir = TempDir::new();
+    let mut options = options(&dir, &format!("http://{}/event", consumer.addr()));
+    options.keys_log = Some(dir.path().join("keys.log"));
+    options.count = Some(1000);
+    options.batch_size = 50;
+    options.gzip = true;
+    let summary = run(options, &Stop::new()).unwrap();
+    assert_eq!((summary.sent, summary.delivered), (1000, 1000), "{summary}");
+    assert_eq!(summary.batches, 20, "{summary}");
+    // The same keys again, as a retry would send them: every item a duplicate.
+    let keys = logged_keys(&dir);
+    let items: Vec<String> = keys
+        .iter()
+        .map(|k| format!(r#"{{"event_type":"again","event_payload":"","idempotency_key":"{k}"}}"#))
+        .collect();
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut answer = agent
+        .post(&format!("http://{}/events", consumer.addr()))
+        .header("Content-Type", "application/json")
+        .send(format!("[{}]", items[..100].join(",")))
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let body = answer.body_mut().read_to_string().unwrap();
+    assert_eq!(body.matches("\"duplicate\"").count(), 100);
+    consumer.shutdown();
+    let stored: HashSet<String> = db
+        .client()
+        .query("SELECT idempotency_key FROM events", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(keys.len(), 1000);
+    assert_eq!(stored, keys.into_iter().collect::<HashSet<_>>());
+}
