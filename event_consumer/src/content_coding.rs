@@ -50,6 +50,13 @@ pub fn decode<'a>(
     if !(coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip")) {
         return Err(CodingError::Unsupported(printable(coding)));
     }
+    inflate(body, limit).map(Cow::Owned)
+}
+
+/// Not inlined: the decoder's state would otherwise sit in the caller's stack frame, touched
+/// by every request whatever its coding (a connection thread keeps each page it touched).
+#[inline(never)]
+fn inflate(body: &[u8], limit: usize) -> Result<Vec<u8>, CodingError> {
     let mut out = Vec::new();
     let mut decoder = MultiGzDecoder::new(body).take(limit as u64 + 1);
     decoder
@@ -58,7 +65,7 @@ pub fn decode<'a>(
     if out.len() > limit {
         return Err(CodingError::TooLarge { limit });
     }
-    Ok(Cow::Owned(out))
+    Ok(out)
 }
 
 /// The coding as it may be quoted in an answer: printable ASCII, at most 64 characters.

@@ -74,6 +74,9 @@ impl Tls {
     /// `read_raw` reads ciphertext from the socket (with the connection's deadlines);
     /// `flush` writes what the session wants to send (handshake messages, alerts) through the
     /// connection's writer, which must not be called with the session held.
+    // Not inlined: its ciphertext buffer lives on the stack, and a plain connection's
+    // read path must not carry it (every stack page a connection touches stays resident).
+    #[inline(never)]
     pub fn read<E>(
         &self,
         dst: &mut [u8],

@@ -84,7 +84,8 @@ impl Writer {
                 send_timeout: None,
                 awaited: false,
                 settling: false,
-                out: Vec::with_capacity(512),
+                // Allocated at the first answer: an idle connection holds no answer buffer.
+                out: Vec::new(),
                 sent: 0,
                 failed: None,
                 date: DateCache::default(),
