@@ -10,7 +10,9 @@ use flate2::Compression;
 use serde_json::Value;
 use test_support::TestDb;
 
-use crate::helpers::{post_event, send, ConsumerProcess, RawResponse, TestApp, GOOD_EVENT};
+use crate::helpers::{
+    peak_rss_kib, post_event, send, ConsumerProcess, RawResponse, TestApp, GOOD_EVENT,
+};
 
 fn post(addr: SocketAddr, path: &str, body: &[u8], headers: &[(&str, &str)]) -> RawResponse {
     let mut request = format!(
@@ -225,17 +227,6 @@ fn gzip_bodies_are_accepted_on_both_routes_and_other_codings_refused() {
     let response = post(app.addr, "/events", b"not gzip", &gz);
     assert_eq!(response.status, 400, "{}", response.body);
     assert_eq!(app.db.count_events(), 4);
-}
-
-/// Peak resident memory of a process, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

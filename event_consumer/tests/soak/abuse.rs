@@ -15,24 +15,13 @@ use std::time::{Duration, Instant};
 use test_support::TestDb;
 
 use crate::helpers::{
-    connect, post_event, read_response, ConsumerProcess, ProcessOptions, GOOD_EVENT,
+    connect, peak_rss_kib, post_event, read_response, ConsumerProcess, ProcessOptions, GOOD_EVENT,
 };
 
 /// Peak resident memory the consumer may reach under any abuse here. The largest measured peak
 /// is about 28 MiB, with 1,200 open connections (a thread each, about 18 KiB resident per
 /// connection); 10 MB header bombs and terabyte declarations stay near the 6 MiB baseline.
 const RSS_BOUND_KIB: u64 = 64 * 1024;
-
-/// Peak resident memory of a process (VmHWM), in KiB.
-pub(crate) fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 /// The checks every abuse ends with: still running, memory within the bound, a normal request
 /// stored. Prints the peak.

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use test_support::TestDb;
 
-use crate::abuse::{open_files_limit, peak_rss_kib, QUIET};
+use crate::abuse::{open_files_limit, QUIET};
+use crate::helpers::peak_rss_kib;
 use crate::helpers::{connect, post_event, read_response, ConsumerProcess, ProcessOptions};
 
 /// The target of issue 12 for 2,000 slow uploaders or 2,000 idle connections, on a 256 MB VM.
