@@ -1,0 +1,390 @@
+//! Tests of `config.rs`, kept beside it so that file stays one concept.
+
+use super::*;
+use std::collections::HashMap;
+
+fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
+fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::from_yaml(text, Path::new("config.yaml"), vars(env))
+}
+
+#[test]
+fn the_shipped_config_loads_with_the_template_variables() {
+    let text = include_str!("../../config.yaml");
+    let config = load(text, &[("DB_PASSWORD", "s3cret")]).unwrap();
+    assert_eq!(config.database.password.expose(), "s3cret");
+    assert_eq!(config.consumer.port, 8080);
+    assert!(!config.propagator.endpoint.is_empty());
+}
+
+#[test]
+fn substitutes_values_and_defaults() {
+    let text = "database:\n  port: ${DB_PORT:-5433}\n  host: ${DB_HOST}\n  user: ${U:-}\n";
+    let config = load(text, &[("DB_HOST", "db.local")]).unwrap();
+    assert_eq!(config.database.port, 5433);
+    assert_eq!(config.database.host, "db.local");
+    assert_eq!(config.database.user, "");
+    let config = load(text, &[("DB_HOST", "h"), ("DB_PORT", "6000")]).unwrap();
+    assert_eq!(config.database.port, 6000);
+}
+
+#[test]
+fn an_empty_variable_takes_the_default_but_counts_as_a_value_without_one() {
+    let text = "database:\n  host: ${H:-fallback}\n  password: \"${P}\"\n";
+    let config = load(text, &[("H", ""), ("P", "")]).unwrap();
+    assert_eq!(config.database.host, "fallback");
+    assert_eq!(config.database.password.expose(), "");
+}
+
+#[test]
+fn a_missing_variable_names_itself_the_key_and_the_line() {
+    let text = "database:\n  host: x\n  password: ${DB_PASSWORD}\n";
+    let err = load(text, &[]).unwrap_err().to_string();
+    assert!(err.contains("DB_PASSWORD"), "{err}");
+    assert!(err.contains("config.yaml:3"), "{err}");
+    assert!(err.contains("database.password"), "{err}");
+    assert!(!err.contains('\n'), "one line: {err}");
+}
+
+#[test]
+fn quoted_secrets_with_special_characters_survive() {
+    let text = "database:\n  password: \"${P}\"\nconsumer:\n  auth_token: '${T}'\n";
+    let config = load(text, &[("P", r#"a"b\c: #d"#), ("T", "it's")]).unwrap();
+    assert_eq!(config.database.password.expose(), r#"a"b\c: #d"#);
+    assert_eq!(config.consumer.auth_token.unwrap().expose(), "it's");
+}
+
+#[test]
+fn comments_and_escaped_dollars_are_left_alone() {
+    let text = "# uses ${NOT_SET}\ndatabase:\n  dbname: \"$${literal}\"\n  user: a$b\n";
+    let config = load(text, &[]).unwrap();
+    assert_eq!(config.database.dbname, "${literal}");
+    assert_eq!(config.database.user, "a$b");
+}
+
+#[test]
+fn malformed_references_are_refused() {
+    for text in ["a: ${UNCLOSED", "a: ${}", "a: ${1X}", "a: ${A B}"] {
+        let err = load(text, &[]).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::BadSubstitution { .. }),
+            "{text}: {err}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_key_is_named() {
+    let err = load("consumer:\n  prot: 8080\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("prot"), "{err}");
+    assert!(err.starts_with("config.yaml:"), "{err}");
+    let err = load("consumr:\n  port: 8080\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("consumr"), "{err}");
+}
+
+#[test]
+fn a_non_number_port_is_refused_naming_the_key() {
+    let err = load("consumer:\n  port: eighty\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("consumer.port"), "{err}");
+    let err = load("consumer:\n  port: 70000\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("consumer.port"), "{err}");
+}
+
+#[test]
+fn values_that_cannot_work_are_refused_naming_the_key() {
+    let cases = [
+        ("consumer:\n  workers: 0\n", "consumer.workers"),
+        (
+            "propagator:\n  period_seconds: -1\n",
+            "propagator.period_seconds",
+        ),
+        (
+            "propagator:\n  endpoint: localhost:8080\n",
+            "propagator.endpoint",
+        ),
+        (
+            "database:\n  connect_timeout_seconds: 0\n",
+            "database.connect_timeout_seconds",
+        ),
+    ];
+    for (text, key) in cases {
+        let err = load(text, &[]).unwrap_err().to_string();
+        assert!(err.contains(key), "{text}: {err}");
+    }
+}
+
+#[test]
+fn a_body_budget_below_the_body_limit_is_refused_naming_the_key_and_the_file() {
+    let text = "consumer:\n  max_body_bytes: 65536\n  max_buffered_body_bytes: 65535\n";
+    let err = load(text, &[]).unwrap_err().to_string();
+    assert!(err.contains("consumer.max_buffered_body_bytes"), "{err}");
+    assert!(err.starts_with("config.yaml:"), "{err}");
+    let text = "consumer:\n  max_body_bytes: 65536\n  max_batch_bytes: 65536\n  max_buffered_body_bytes: 65536\n";
+    assert_eq!(
+        load(text, &[]).unwrap().consumer.max_buffered_body_bytes,
+        65536
+    );
+    // The shipped file's default, and its variable as an operator would set it.
+    let shipped = include_str!("../../config.yaml");
+    let env = [("DB_PASSWORD", "x")];
+    assert_eq!(
+        load(shipped, &env)
+            .unwrap()
+            .consumer
+            .max_buffered_body_bytes,
+        ConsumerConfig::default().max_buffered_body_bytes
+    );
+    let env = [
+        ("DB_PASSWORD", "x"),
+        ("CONSUMER_MAX_BUFFERED_BODY_BYTES", "5242880"),
+    ];
+    assert_eq!(
+        load(shipped, &env)
+            .unwrap()
+            .consumer
+            .max_buffered_body_bytes,
+        5_242_880
+    );
+}
+
+#[test]
+fn max_in_flight_outside_1_to_1024_is_refused_naming_the_key_and_the_file() {
+    let cases = [
+        ("0", "zero sends in flight could never send"),
+        ("2000", "above the 1024 limit"),
+        ("abc", "not a number"),
+        ("-1", "negative"),
+        ("2.5", "not a whole number"),
+    ];
+    for (value, reason) in cases {
+        let text = format!("propagator:\n  max_in_flight: {value}\n");
+        let err = load(&text, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("propagator.max_in_flight"),
+            "{reason}: key not named: {err}"
+        );
+        assert!(
+            err.starts_with("config.yaml:"),
+            "{reason}: file not named: {err}"
+        );
+        assert!(!err.contains('\n'), "{reason}: one line: {err}");
+    }
+    for value in [1, 32, 1024] {
+        let text = format!("propagator:\n  max_in_flight: {value}\n");
+        let config = load(&text, &[]).unwrap();
+        assert_eq!(config.propagator.max_in_flight, value);
+    }
+    // Through the shipped file's variable, as an operator would set it.
+    let text = include_str!("../../config.yaml");
+    let env = [("DB_PASSWORD", "x"), ("PROPAGATOR_MAX_IN_FLIGHT", "8")];
+    assert_eq!(load(text, &env).unwrap().propagator.max_in_flight, 8);
+    let env = [("DB_PASSWORD", "x"), ("PROPAGATOR_MAX_IN_FLIGHT", "0")];
+    let err = load(text, &env).unwrap_err().to_string();
+    assert!(err.contains("propagator.max_in_flight"), "{err}");
+    let config = load(text, &[("DB_PASSWORD", "x")]).unwrap();
+    assert_eq!(config.propagator.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+}
+
+#[test]
+fn batch_size_outside_1_to_1000_is_refused_naming_the_key_and_the_file() {
+    let cases = [
+        ("0", "an empty batch"),
+        ("1001", "above the consumer's default max_batch_events"),
+        ("ten", "not a number"),
+        ("-1", "negative"),
+        ("2.5", "not a whole number"),
+    ];
+    for (value, reason) in cases {
+        let text = format!("propagator:\n  batch_size: {value}\n");
+        let err = load(&text, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("propagator.batch_size"),
+            "{reason}: key not named: {err}"
+        );
+        assert!(
+            err.starts_with("config.yaml:"),
+            "{reason}: file not named: {err}"
+        );
+        assert!(!err.contains('\n'), "{reason}: one line: {err}");
+    }
+    for value in [1, 100, 1000] {
+        let text = format!("propagator:\n  batch_size: {value}\n");
+        assert_eq!(load(&text, &[]).unwrap().propagator.batch_size, value);
+    }
+}
+
+#[test]
+fn the_shipped_file_takes_batch_size_batch_endpoint_and_gzip_from_the_environment() {
+    let text = include_str!("../../config.yaml");
+    let config = load(text, &[("DB_PASSWORD", "x")]).unwrap();
+    assert_eq!(config.propagator.batch_size, 1);
+    assert_eq!(config.propagator.batch_endpoint(), None);
+    assert!(!config.propagator.gzip);
+    let env = [
+        ("DB_PASSWORD", "x"),
+        ("PROPAGATOR_BATCH_SIZE", "100"),
+        ("PROPAGATOR_BATCH_ENDPOINT", "http://h:1/bulk"),
+        ("PROPAGATOR_GZIP", "true"),
+    ];
+    let config = load(text, &env).unwrap();
+    assert_eq!(config.propagator.batch_size, 100);
+    assert_eq!(config.propagator.batch_endpoint(), Some("http://h:1/bulk"));
+    assert!(config.propagator.gzip);
+    let env = [("DB_PASSWORD", "x"), ("PROPAGATOR_GZIP", "yes please")];
+    let err = load(text, &env).unwrap_err().to_string();
+    assert!(err.contains("propagator.gzip"), "{err}");
+    let env = [
+        ("DB_PASSWORD", "x"),
+        ("PROPAGATOR_BATCH_ENDPOINT", "h:1/bulk"),
+    ];
+    let err = load(text, &env).unwrap_err().to_string();
+    assert!(err.contains("propagator.batch_endpoint"), "{err}");
+}
+
+#[test]
+fn the_batch_endpoint_is_the_sibling_events_of_the_event_endpoint() {
+    let cases = [
+        ("http://h:8080/event", "http://h:8080/events"),
+        ("https://h/api/v1/event", "https://h/api/v1/events"),
+        ("http://h/event?tenant=a", "http://h/events?tenant=a"),
+        ("http://h/event#frag", "http://h/events"),
+        ("http://u:p@h/event", "http://u:p@h/events"),
+    ];
+    for (endpoint, expected) in cases {
+        assert_eq!(
+            sibling_batch_endpoint(endpoint).as_deref(),
+            Ok(expected),
+            "{endpoint}"
+        );
+    }
+    let refused = [
+        ("http://h:8080/ingest", "another last segment"),
+        (
+            "http://h:8080/event/",
+            "a trailing slash: the last segment is empty",
+        ),
+        ("http://h:8080/events", "already the batch path"),
+        ("http://h:8080/myevent", "a segment that only ends in event"),
+        ("http://h:8080", "no path"),
+        ("http://event", "a host named event is not a path"),
+        ("http://h?x=/event", "a query that looks like the path"),
+    ];
+    for (endpoint, reason) in refused {
+        let err = sibling_batch_endpoint(endpoint).unwrap_err();
+        assert!(err.contains("propagator.batch_endpoint"), "{reason}: {err}");
+    }
+}
+
+#[test]
+fn sslmode_takes_libpq_values_and_a_bad_one_names_the_key_and_the_choices() {
+    for (value, mode) in [
+        ("disable", SslMode::Disable),
+        ("prefer", SslMode::Prefer),
+        ("require", SslMode::Require),
+        ("verify-ca", SslMode::VerifyCa),
+        ("verify-full", SslMode::VerifyFull),
+    ] {
+        let config = load(&format!("database:\n  sslmode: {value}\n"), &[]).unwrap();
+        assert_eq!(config.database.sslmode, mode);
+        assert_eq!(mode.as_str(), value);
+    }
+    let err = load("database:\n  sslmode: verify\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("database.sslmode"), "{err}");
+    for allowed in ["disable", "prefer", "require", "verify-ca", "verify-full"] {
+        assert!(err.contains(allowed), "{allowed} not listed: {err}");
+    }
+}
+
+#[test]
+fn the_shipped_config_defaults_to_prefer_and_no_tls_files() {
+    let text = include_str!("../../config.yaml");
+    let config = load(text, &[("DB_PASSWORD", "x")]).unwrap();
+    assert_eq!(config.database.sslmode, SslMode::Prefer);
+    assert_eq!(config.database.sslrootcert(), None);
+    assert_eq!(config.propagator.tls_ca_file(), None);
+    assert_eq!(config.propagator.tls_client_identity_files(), None);
+    let env = [
+        ("DB_PASSWORD", "x"),
+        ("DB_SSLMODE", "verify-full"),
+        ("DB_SSLROOTCERT", "/etc/pki/db-ca.pem"),
+    ];
+    let config = load(text, &env).unwrap();
+    assert_eq!(config.database.sslmode, SslMode::VerifyFull);
+    assert_eq!(
+        config.database.sslrootcert(),
+        Some(Path::new("/etc/pki/db-ca.pem"))
+    );
+}
+
+#[test]
+fn a_client_certificate_without_its_key_or_the_reverse_is_refused_naming_both_keys() {
+    let cases = [
+        (
+            "propagator:\n  tls_client_cert_file: c.pem\n",
+            "propagator.tls_client_cert_file: is set but propagator.tls_client_key_file",
+        ),
+        (
+            "propagator:\n  tls_client_key_file: k.pem\n  tls_client_cert_file: ''\n",
+            "propagator.tls_client_key_file: is set but propagator.tls_client_cert_file",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = load(text, &[]).unwrap_err().to_string();
+        assert!(err.contains(expected), "{text}: {err}");
+    }
+    let both = "propagator:\n  tls_client_cert_file: c.pem\n  tls_client_key_file: k.pem\n";
+    let config = load(both, &[]).unwrap();
+    assert_eq!(
+        config.propagator.tls_client_identity_files(),
+        Some((Path::new("c.pem"), Path::new("k.pem")))
+    );
+}
+
+#[test]
+fn a_missing_tls_file_is_named_with_its_key_and_the_config_file() {
+    let config = load("database:\n  sslrootcert: /nonexistent/root.crt\n", &[]).unwrap();
+    let err = config
+        .check_tls_files(Path::new("config.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("config.yaml: database.sslrootcert: cannot read /nonexistent/root.crt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_sections_take_their_defaults() {
+    let config = load("", &[]).unwrap();
+    assert_eq!(config, Config::default());
+    let config = load("propagator:\n  period_seconds: 0.05\n", &[]).unwrap();
+    assert_eq!(config.propagator.period_seconds, 0.05);
+    assert_eq!(config.consumer, ConsumerConfig::default());
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let text = "database:\n  password: hunter2\nconsumer:\n  auth_token: tok123\npropagator:\n  auth_token: tok456\n";
+    let config = load(text, &[]).unwrap();
+    let debug = format!("{config:?}");
+    for secret in ["hunter2", "tok123", "tok456"] {
+        assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+    }
+}
