@@ -16,7 +16,11 @@
 # directory) under the same wrk script at the same connections, for the ratio HTTPS ÷ plain,
 # and at 8 connections new connections a second with bench's connect_rate (a full TLS
 # handshake per connection, and plain TCP as the reference);
-# then the propagator as a 1 kHz pacer, the time from start to ready, idle RSS and binary
+# in the same round, batches of 100 events: bench's write_paths writes the rows straight into
+# PostgreSQL at 8 connections by binary COPY (the ceiling) and by the write paths that keep the
+# contract (unnest, multi-row VALUES, COPY into a staging table then INSERT), and bench's
+# batch_load posts them to POST /events at 1, 8 and 64 connections, and gzipped at 8;
+# then the propagator as a 1 kHz pacer and as a load generator (--period 0 --batch-size 100), the time from start to ready, idle RSS and binary
 # sizes. This script only runs things and collects their raw outputs; bench_report (bench/src)
 # computes the percentiles, medians, ratios and targets and writes bench/RESULTS.md
 # (BENCH_RESULTS moves it). The raw outputs are kept in bench/out/ (not committed).
@@ -29,7 +33,7 @@
 # of an earlier commit, so before and after are measured by the same script in one session).
 # Everything it starts is stopped and its temporary directory removed on exit, also on Ctrl-C.
 # Needs wrk (installed from Debian when missing and root), openssl and curl. Loopback only.
-# About 8 minutes after the build.
+# About 14 minutes after the build.
 set -euo pipefail
 
 me=bench.sh
@@ -138,6 +142,11 @@ export PGHOST=127.0.0.1 PGPORT=$pg_port PGUSER=postgres PGDATABASE=events
     "$repo/db_init_script.sh" >/dev/null) || die "db_init_script.sh failed"
 sql() { psql -X -q -tA -v ON_ERROR_STOP=1 -c "$1"; }
 count_rows() { sql "SELECT count(*) FROM events"; }
+# The staging table of the measured COPY-then-INSERT write path (write_paths --path staging).
+# Only this benchmark creates it: the consumer does not use that path (see bench/RESULTS.md), so
+# schema.sql stays one table.
+sql "CREATE UNLOGGED TABLE IF NOT EXISTS events_staging (n bigint NOT NULL,
+    event_type text NOT NULL, event_payload text NOT NULL, idempotency_key text)"
 durability="fsync=$(sql 'SHOW fsync'), synchronous_commit=$(sql 'SHOW synchronous_commit')"
 [[ $durability == "fsync=on, synchronous_commit=on" ]] || die "the cluster does not run with default durability: $durability"
 
@@ -305,6 +314,37 @@ run_connect() {
     grep '^CONNECT ' "$out.out" >&2 || { cat "$out.out" >&2; die "connect_rate printed no CONNECT line"; }
 }
 
+# run_write ROUND PATH CONNS: bench's write_paths, batches of 100 rows straight into
+# PostgreSQL (COPY, the ceiling, or one of the write paths that keep the contract).
+run_write() {
+    local round=$1 path=$2 conns=$3 out
+    out=$raw/r$round-write-$path-$conns
+    say "write_paths $path: $conns connections, batches of 100, ${seconds}s"
+    "$bin/write_paths" --port "$pg_port" --path "$path" --connections "$conns" \
+        --seconds "$seconds" --run "r$round-$path-$conns-$RANDOM" >"$out.out" 2>&1 ||
+        { cat "$out.out" >&2; die "write_paths failed"; }
+    grep '^WRITE ' "$out.out" >&2 || { cat "$out.out" >&2; die "write_paths printed no WRITE line"; }
+}
+
+# run_batch ROUND NAME CONNS [--gzip]: bench's batch_load, batches of 100 to POST /events on
+# the plain consumer, with the rows it added, its own count of stored events and its peak RSS.
+run_batch() {
+    local round=$1 name=$2 conns=$3 out rows_before stored_before
+    shift 3
+    out=$raw/r$round-batch-$name
+    say "batch_load $name: $conns connections, batches of 100 $*, ${seconds}s"
+    rows_before=$(count_rows)
+    stored_before=$(metric event_consumer_events_stored_total)
+    reset_peak_rss "$consumer_pid"
+    "$bin/batch_load" --port "$consumer_port" --connections "$conns" --seconds "$seconds" \
+        --run "r$round-$name-$RANDOM" "$@" >"$out.out" 2>&1 ||
+        { cat "$out.out" >&2; die "batch_load failed"; }
+    grep '^BATCH ' "$out.out" >&2 || { cat "$out.out" >&2; die "batch_load printed no BATCH line"; }
+    printf 'peak_rss_kb=%s\nrows_added=%s\nstored_delta=%s\n' "$(rss_kb "$consumer_pid" VmHWM)" \
+        "$(($(count_rows) - rows_before))" \
+        "$(($(metric event_consumer_events_stored_total) - stored_before))" >"$out.facts"
+}
+
 # A checkpoint before each measurement: none inherits another's dirty pages and WAL, so a
 # checkpoint's I/O does not land in one of them by chance.
 quiet() { sql "CHECKPOINT"; sleep 1; }
@@ -335,6 +375,20 @@ for ((round = 1; round <= rounds; round++)); do
             run_pgbench "$round" keyed-1 keyed_insert.sql 1
         fi
     done
+    # Batches: COPY's ceiling, the consumer's POST /events, then the other write paths of the
+    # same rows, all in this round.
+    quiet
+    run_write "$round" copy 8
+    for conns in 1 8 64; do
+        quiet
+        run_batch "$round" "plain-$conns" "$conns"
+    done
+    quiet
+    run_batch "$round" gzip-8 8 --gzip
+    for path in unnest values staging; do
+        quiet
+        run_write "$round" "$path" 8
+    done
 done
 
 # The propagator as a pacer: 10 000 events at 1 kHz; its last stderr line is the summary.
@@ -351,6 +405,19 @@ if [[ $propagator_built == yes ]]; then
     pacer="no summary line on stderr (the propagator is still being finished)"
 else
     pacer="not built (cargo build -p event_propagator failed)"
+fi
+# The propagator as a load generator: batches of 100 as fast as 8 sends in flight allow.
+if [[ $propagator_built == yes ]]; then
+    quiet
+    say "propagator: --period 0 --batch-size 100 --max-in-flight 8 --count 300000"
+    before=$(count_rows)
+    (cd "$tmp" && exec env LOG_LEVEL=info "$bin/event_propagator" --config "$tmp/config.yaml" \
+        --period 0 --batch-size 100 --max-in-flight 8 --count 300000 \
+        >"$raw/propagator-load.out" 2>"$raw/propagator-load.err") &
+    load_pid=$!
+    wait "$load_pid" || say "the propagator exited with status $? (see its summary)"
+    load_pid=
+    printf 'rows_added=%s\n' "$(($(count_rows) - before))" >"$raw/propagator-load.facts"
 fi
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 

@@ -26,7 +26,11 @@
 # https://127.0.0.1:PORT/event trusting that CA (propagator.tls_ca_file) and the health checks
 # use curl --cacert; mtls as 1, and the consumers also require a client certificate from that
 # CA (consumer.tls_client_ca_file), which the propagators and the health checks present
-# (propagator.tls_client_cert_file, tls_client_key_file). Binaries come from
+# (propagator.tls_client_cert_file, tls_client_key_file). CHAOS_BATCH (1): events a propagator
+# sends in one request; above 1 it posts batches to POST /events (--batch-size), each slot
+# CHAOS_BATCH events, the period stretched so the combined rate stays CHAOS_RATE events/s; a
+# batch is stored all or nothing, so a fault mid-batch must leave every key once or not at all
+# until its retry. Binaries come from
 # ${CARGO_TARGET_DIR:-target}/release (`make chaos` builds them).
 set -euo pipefail
 me=chaos.sh
@@ -36,11 +40,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 seconds=${CHAOS_SECONDS:-60}
 rate=${CHAOS_RATE:-500}
 per_consumer=${CHAOS_PROPAGATORS_PER_CONSUMER:-4}
+batch=${CHAOS_BATCH:-1}
 seed=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))}
 for n in seconds rate per_consumer seed; do
     [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || die "$n must be a positive whole number, got '${!n}'"
 done
 ((seconds >= 10)) || die "CHAOS_SECONDS must be at least 10"
+[[ $batch =~ ^[1-9][0-9]*$ ]] && ((batch <= 1000)) || die "CHAOS_BATCH must be a whole number from 1 to 1000, got '$batch'"
 case ${CHAOS_TLS:-0} in
 0) tls=none transport="plain HTTP" ;;
 1) tls=server transport="HTTPS (a throwaway CA's certificate for 127.0.0.1)" ;;
@@ -60,8 +66,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/chaos.XXXXXX")
 chmod 755 "$work"
 consumers=2
 propagators=$((consumers * per_consumer))
-# Each propagator sends one event at a time on its own schedule; together they make `rate`.
-period=$(awk -v p="$propagators" -v r="$rate" 'BEGIN { printf "%.6f", p / r }')
+# Each propagator sends one request (of `batch` events) at a time on its own schedule; together
+# they make `rate` events/s.
+period=$(awk -v p="$propagators" -v r="$rate" -v b="$batch" 'BEGIN { printf "%.6f", p * b / r }')
 
 sql() { PGCONNECT_TIMEOUT=3 psql -X -qAt -h 127.0.0.1 -p "$db_port" -U postgres -d events "$@"; }
 # From the postgres database: a session of `events` started while it is read-only cannot undo it.
@@ -176,11 +183,11 @@ for j in $(seq 0 $((propagators - 1))); do
     port=${consumer_port[j % consumers]}
     (cd "$work" && exec "$bin/event_propagator" --config "$work/propagator.yaml" \
         --endpoint "$scheme://127.0.0.1:$port/event" --period "$period" --duration "$seconds" \
-        --keys-log "$work/keys/propagator-$j.keys" --seed $((seed + j)) \
+        --keys-log "$work/keys/propagator-$j.keys" --seed $((seed + j)) --batch-size "$batch" \
         >"$work/logs/propagator-$j.log" 2>&1) &
     propagator_pid[j]=$!
 done
-say "$propagators propagators at one event per ${period}s each (${rate}/s combined) for ${seconds}s, seed $seed"
+say "$propagators propagators at one request of $batch event(s) per ${period}s each (${rate} events/s combined) for ${seconds}s, seed $seed"
 
 # --- faults -------------------------------------------------------------------------------
 if ((seconds >= 40)); then
@@ -311,7 +318,7 @@ sent_rate=$(awk -v n="$n_generated" -v s="$seconds" 'BEGIN { printf "%.0f", n / 
 
 printf '\nchaos: %s s, %s consumers, %s propagators (%s events/s asked, %s/s generated), seed %s\n' \
     "$seconds" "$consumers" "$propagators" "$rate" "$sent_rate" "$seed"
-printf 'transport:          %s\n' "$transport"
+printf 'transport:          %s, %s event(s) a request\n' "$transport" "$batch"
 printf 'faults:\n'
 printf '  %s\n' "${timeline[@]}"
 printf 'events generated:   %s\n' "$n_generated"

@@ -10,6 +10,11 @@
 //!   `tls-64`, and `null-1`.
 //! - `rR-connect-MODE-8.out`: bench's connect_rate with its `CONNECT` line, a new connection
 //!   per request at 8 connections; MODE is `tls` (a full handshake each) or `plain`.
+//! - `rR-write-PATH-N.out`: bench's write_paths with its `WRITE` line, batches of 100 rows
+//!   straight into PostgreSQL at N connections; PATH is `copy`, `unnest`, `values`, `staging`.
+//! - `rR-batch-NAME.out`: bench's batch_load with its `BATCH` line, and `rR-batch-NAME.facts`
+//!   (`rows_added=`, `stored_delta=`, `peak_rss_kb=`); NAME is `plain-1`, `plain-8`,
+//!   `plain-64`, `gzip-8` (batches of 100 to `POST /events`).
 //! - `meta.env`: one `key=value` a line about the run and the machine.
 //! - `propagator.err` and `propagator.facts` (`rows_added=`) when the pacer ran.
 
@@ -56,6 +61,27 @@ pub struct Fields {
 impl Fields {
     pub fn lines(file: &Path) -> Result<Fields, InputError> {
         Ok(Fields::from_pairs(file, read(file)?.lines()))
+    }
+
+    /// The pairs of the last line of `file` that starts with `tag` and a space (the line a
+    /// bench tool prints last).
+    pub fn tagged_line(file: &Path, tag: &str) -> Result<Fields, InputError> {
+        let text = read(file)?;
+        let prefix = format!("{tag} ");
+        let line = text
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .ok_or_else(|| InputError {
+                file: file.to_owned(),
+                what: format!("no {tag} line (the tool prints it last)"),
+            })?;
+        Ok(Fields::from_pairs(file, line.split_whitespace()))
+    }
+
+    /// The pairs of one line of `file`, separated by white space.
+    pub fn from_words(file: &Path, line: &str) -> Fields {
+        Fields::from_pairs(file, line.split_whitespace())
     }
 
     /// Pairs separated by white space, on one line or more.
@@ -280,7 +306,7 @@ impl Connect {
     }
 }
 
-fn per_second(count: u64, seconds: f64) -> f64 {
+pub fn per_second(count: u64, seconds: f64) -> f64 {
     if seconds > 0.0 {
         count as f64 / seconds
     } else {

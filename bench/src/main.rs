@@ -10,6 +10,7 @@
 //! it; exit status 1, 2 for bad usage.
 #![forbid(unsafe_code)]
 
+mod batches;
 mod inputs;
 mod report;
 mod rounds;
@@ -20,6 +21,7 @@ use std::process::ExitCode;
 
 use lexopt::prelude::*;
 
+use batches::{BatchRound, LoadGenerator};
 use inputs::{Fields, InputError, Pacer};
 use report::Report;
 use rounds::Round;
@@ -70,6 +72,10 @@ fn run(task: Task) -> Result<(), InputError> {
                 rounds: (1..=rounds)
                     .map(|r| Round::read(&dir, r))
                     .collect::<Result<_, _>>()?,
+                batches: (1..=rounds)
+                    .map(|r| BatchRound::read(&dir, r))
+                    .collect::<Result<_, _>>()?,
+                load: LoadGenerator::read(&dir)?,
                 pacer: if dir.join("propagator.err").is_file() {
                     Pacer::read(&dir)?
                 } else {

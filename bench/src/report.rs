@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use crate::batches::{self, BatchRound, LoadGenerator};
 use crate::inputs::{Fields, InputError, Pacer};
 use crate::rounds::{Round, CONNECT_CONNS, PAIRS, ROUND_TRIPS_ALLOWED};
 use crate::stats::{median_index, Latency};
@@ -11,6 +12,10 @@ use crate::stats::{median_index, Latency};
 pub struct Report {
     pub meta: Fields,
     pub rounds: Vec<Round>,
+    /// The batch measurements, one per round.
+    pub batches: Vec<BatchRound>,
+    /// The propagator as a load generator, when it ran.
+    pub load: Option<LoadGenerator>,
     pub pacer: Option<Pacer>,
 }
 
@@ -263,6 +268,9 @@ impl Report {
         }
         writeln!(o, "\n\\* the round with the median excess, used by the target below. The array form's cost per commit over the keyed INSERT, median of the rounds: {:+.0} % (keyed {:.0} tps vs array form {:.0} tps in that round).", stmt.statement_cost() * 100.0, stmt.keyed.tps, stmt.statement.tps).ok();
 
+        batches::render(&self.batches, &mut o);
+        batches::render_load(self.load.as_ref(), &mut o);
+
         let r64 = shown(2).ratio(2);
         let r8 = shown(1).ratio(1);
         let r1 = shown(0).ratio(0);
@@ -361,6 +369,10 @@ impl Report {
             verdict(rows_all)
         )
         .ok();
+
+        for (target, measured, ok) in batches::targets(&self.batches) {
+            writeln!(o, "| {target} | {measured} | {} |", verdict(ok)).ok();
+        }
 
         let size = |key: &str| -> String {
             match m.number::<u64>(key) {
