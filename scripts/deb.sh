@@ -164,6 +164,7 @@ done <packaging/conffiles
 # Same times for every file, so the .deb depends only on the commit.
 find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 mkdir -p "$out_dir"
+# One package in target/deb: an older version left there would be what make deb-check finds.
 rm -f "$out_dir/${package}_"*"_$arch.deb"
 dpkg-deb --root-owner-group --build "$root" "$deb" >/dev/null || die "dpkg-deb --build failed (output above)"
 say "built $deb ($(wc -c <"$deb") bytes): Depends: adduser, $shlibs"
