@@ -198,6 +198,15 @@ metric() { # [--tls] NAME: value of one line of /metrics (of the HTTPS consumer)
     awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' <&3
     exec 3<&-
 }
+# CPU time in clock ticks (utime + stime) of one process, and of all PostgreSQL's processes.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # PID
+pg_cpu_ticks() {
+    local pid total=0
+    for pid in $(pgrep -u "$(stat -c %U "$tmp/pg/data")" postgres); do
+        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
 rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; } # PID KEY
 # Microseconds since the epoch, from bash's clock (no process).
 now_us() { local t=$EPOCHREALTIME; echo $((10#${t/[.,]/})); }
@@ -270,6 +279,7 @@ peak_since=run
 # count of stored events and its peak RSS.
 run_wrk() {
     local round=$1 name=$2 target=$3 conns=$4 threads out rows_before stored_before url pid="" tls=()
+    local cpu_before pg_before
     threads=$(($4 < 2 ? 1 : 2))
     out=$raw/r$round-wrk-$name
     case $target in
@@ -282,6 +292,7 @@ run_wrk() {
         rows_before=$(count_rows)
         stored_before=$(metric "${tls[@]}" event_consumer_events_stored_total)
         reset_peak_rss "$pid"
+        cpu_before=$(cpu_ticks "$pid") pg_before=$(pg_cpu_ticks)
     fi
     # -d is a safety net: the script stops each thread once its events are answered.
     wrk -t "$threads" -c "$conns" -d "$((seconds + 2))s" --timeout 5s --latency \
@@ -292,6 +303,8 @@ run_wrk() {
     load_pid=
     grep '^BENCH ' "$out.out" >&2 || { cat "$out.out" >&2; die "wrk printed no BENCH line"; }
     if [[ -n $pid ]]; then
+        printf 'consumer_cpu_ticks=%s\npg_cpu_ticks=%s\n' "$(($(cpu_ticks "$pid") - cpu_before))" \
+            "$(($(pg_cpu_ticks) - pg_before))" >"$out.cpu"
         printf 'peak_rss_kb=%s\nrows_added=%s\nstored_delta=%s\n' "$(rss_kb "$pid" VmHWM)" \
             "$(($(count_rows) - rows_before))" \
             "$(($(metric "${tls[@]}" event_consumer_events_stored_total) - stored_before))" >"$out.facts"
@@ -329,20 +342,25 @@ run_write() {
 # run_batch ROUND NAME CONNS [--gzip]: bench's batch_load, batches of 100 to POST /events on
 # the plain consumer, with the rows it added, its own count of stored events and its peak RSS.
 run_batch() {
-    local round=$1 name=$2 conns=$3 out rows_before stored_before
+    local round=$1 name=$2 conns=$3 out rows_before stored_before lsn_before cpu_before pg_before
     shift 3
     out=$raw/r$round-batch-$name
     say "batch_load $name: $conns connections, batches of 100 $*, ${seconds}s"
     rows_before=$(count_rows)
     stored_before=$(metric event_consumer_events_stored_total)
+    lsn_before=$(sql "SELECT pg_current_wal_lsn()")
     reset_peak_rss "$consumer_pid"
+    cpu_before=$(cpu_ticks "$consumer_pid") pg_before=$(pg_cpu_ticks)
     "$bin/batch_load" --port "$consumer_port" --connections "$conns" --seconds "$seconds" \
         --run "r$round-$name-$RANDOM" "$@" >"$out.out" 2>&1 ||
         { cat "$out.out" >&2; die "batch_load failed"; }
     grep '^BATCH ' "$out.out" >&2 || { cat "$out.out" >&2; die "batch_load printed no BATCH line"; }
-    printf 'peak_rss_kb=%s\nrows_added=%s\nstored_delta=%s\n' "$(rss_kb "$consumer_pid" VmHWM)" \
-        "$(($(count_rows) - rows_before))" \
-        "$(($(metric event_consumer_events_stored_total) - stored_before))" >"$out.facts"
+    printf 'consumer_cpu_ticks=%s\npg_cpu_ticks=%s\n' "$(($(cpu_ticks "$consumer_pid") - cpu_before))" \
+        "$(($(pg_cpu_ticks) - pg_before))" >"$out.cpu"
+    printf 'peak_rss_kb=%s\nrows_added=%s\nstored_delta=%s\nwal_bytes=%s\n' \
+        "$(rss_kb "$consumer_pid" VmHWM)" "$(($(count_rows) - rows_before))" \
+        "$(($(metric event_consumer_events_stored_total) - stored_before))" \
+        "$(sql "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn_before')::bigint")" >"$out.facts"
 }
 
 # A checkpoint before each measurement: none inherits another's dirty pages and WAL, so a
@@ -409,10 +427,10 @@ fi
 # The propagator as a load generator: batches of 100 as fast as 8 sends in flight allow.
 if [[ $propagator_built == yes ]]; then
     quiet
-    say "propagator: --period 0 --batch-size 100 --max-in-flight 8 --count 300000"
+    say "propagator: --period 0 --batch-size 100 --max-in-flight 8 --count 3000 (300 000 events)"
     before=$(count_rows)
     (cd "$tmp" && exec env LOG_LEVEL=info "$bin/event_propagator" --config "$tmp/config.yaml" \
-        --period 0 --batch-size 100 --max-in-flight 8 --count 300000 \
+        --period 0 --batch-size 100 --max-in-flight 8 --count 3000 \
         >"$raw/propagator-load.out" 2>"$raw/propagator-load.err") &
     load_pid=$!
     wait "$load_pid" || say "the propagator exited with status $? (see its summary)"
@@ -420,6 +438,10 @@ if [[ $propagator_built == yes ]]; then
     printf 'rows_added=%s\n' "$(($(count_rows) - before))" >"$raw/propagator-load.facts"
 fi
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+# Disk per event: the table and its indexes after every run above, vacuumed (the staging
+# table's dead rows are not counted: it is not the consumer's).
+sql "VACUUM ANALYZE events"
+disk=$(sql "SELECT count(*) || ' ' || pg_relation_size('events') || ' ' || pg_indexes_size('events') FROM events")
 
 # Sizes of stripped copies (the release profile strips already; this makes sure).
 stripped_size() {
@@ -459,6 +481,11 @@ fi
     echo "size_propagator=$(stripped_size "$bin/event_propagator")"
     echo "workers=${BENCH_WORKERS:-}"
     echo "pacer=$pacer"
+    read -r disk_rows disk_table disk_indexes <<<"$disk"
+    echo "disk_rows=$disk_rows"
+    echo "clk_tck=$(getconf CLK_TCK)"
+    echo "disk_table_bytes=$disk_table"
+    echo "disk_index_bytes=$disk_indexes"
 } >"$raw/meta.env"
 
 report=$("$bin/bench_report" report --dir "$raw" --rounds "$rounds") || die "bench_report could not write the report (the reason is above)"

@@ -58,6 +58,8 @@ pub struct BatchRun {
     pub rows_added: u64,
     pub stored_delta: u64,
     pub peak_rss_kb: u64,
+    /// WAL PostgreSQL wrote during the run.
+    pub wal_bytes: u64,
 }
 
 impl BatchRun {
@@ -76,6 +78,7 @@ impl BatchRun {
             rows_added: facts.number("rows_added")?,
             stored_delta: facts.number("stored_delta")?,
             peak_rss_kb: facts.number("peak_rss_kb")?,
+            wal_bytes: facts.number("wal_bytes")?,
         })
     }
 
@@ -153,6 +156,11 @@ fn median_round(rounds: &[BatchRound], value: impl Fn(&BatchRound) -> f64) -> (f
     (values[i], i)
 }
 
+/// The index of the round with the median consumer ÷ COPY ratio: the one the section shows.
+pub fn median_ceiling_round(rounds: &[BatchRound]) -> usize {
+    median_round(rounds, BatchRound::ceiling_ratio).1
+}
+
 fn lat(l: &Latency) -> String {
     format!("{:.1} / {:.1} / {:.0}", l.p50_ms, l.p99_ms, l.max_ms)
 }
@@ -189,8 +197,8 @@ pub fn render(rounds: &[BatchRound], o: &mut String) {
     for (name, w) in PATHS.iter().zip(&r.paths) {
         row(o, name, w);
     }
-    writeln!(o, "\n| consumer | events/s | ÷ COPY | request p50 / p99 / max (ms) | JSON / sent bytes per request | peak RSS | rows == created |").ok();
-    writeln!(o, "|---|---:|---:|---:|---:|---:|---|").ok();
+    writeln!(o, "\n| consumer | events/s | ÷ COPY | request p50 / p99 / max (ms) | JSON / sent bytes per request | WAL bytes per event | peak RSS | rows == created |").ok();
+    writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---|").ok();
     let runs = CONSUMER_CONNS
         .iter()
         .map(|c| format!("{c} connection{}", if *c == 1 { "" } else { "s" }))
@@ -202,12 +210,13 @@ pub fn render(rounds: &[BatchRound], o: &mut String) {
     for (name, b) in runs {
         writeln!(
             o,
-            "| {name} | {:.0} | {:.2} | {} | {} / {} | {:.1} MB | {} |",
+            "| {name} | {:.0} | {:.2} | {} | {} / {} | {:.0} | {:.1} MB | {} |",
             b.rate(),
             b.rate() / copy,
             lat(&b.latency),
             b.body_bytes,
             b.wire_bytes,
+            b.wal_bytes as f64 / b.rows_added.max(1) as f64,
             b.peak_rss_kb as f64 / 1024.0,
             if b.rows_match() { "yes" } else { "NO" }
         )
@@ -277,6 +286,71 @@ pub fn targets(rounds: &[BatchRound]) -> Vec<(String, String, bool)> {
     rows
 }
 
+/// CPU time of the consumer and of all PostgreSQL processes during one run (`.cpu` files).
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    consumer_ticks: u64,
+    pg_ticks: u64,
+}
+
+impl Cpu {
+    fn read(file: &Path) -> Option<Cpu> {
+        let f = Fields::lines(file).ok()?;
+        Some(Cpu {
+            consumer_ticks: f.number("consumer_cpu_ticks").ok()?,
+            pg_ticks: f.number("pg_cpu_ticks").ok()?,
+        })
+    }
+}
+
+/// What one stored event costs in CPU, consumer and PostgreSQL, for the runs of round
+/// `round` (1-based) in `dir`: single events under wrk and batches under batch_load. The
+/// figure for "how far one PostgreSQL goes" (ARCHITECTURE.md).
+pub fn render_cpu(dir: &Path, round: usize, clk_tck: f64, o: &mut String) {
+    let runs = [
+        (
+            "single events, 8 connections",
+            format!("r{round}-wrk-consumer-8"),
+        ),
+        (
+            "single events, 64 connections",
+            format!("r{round}-wrk-consumer-64"),
+        ),
+        (
+            "batches of 100, 8 connections",
+            format!("r{round}-batch-plain-8"),
+        ),
+        (
+            "batches of 100, 8 connections, gzip",
+            format!("r{round}-batch-gzip-8"),
+        ),
+    ];
+    writeln!(o, "\nCPU per stored event in round {round} (utime + stime of the consumer and of every PostgreSQL process over the run, ÷ rows added; the load generator's own CPU is not counted): what the two cores can carry once nothing else runs on them.\n").ok();
+    writeln!(
+        o,
+        "| run | consumer µs | PostgreSQL µs | events/s per core (both) |"
+    )
+    .ok();
+    writeln!(o, "|---|---:|---:|---:|").ok();
+    for (name, base) in runs {
+        let (Some(cpu), Ok(facts)) = (
+            Cpu::read(&dir.join(format!("{base}.cpu"))),
+            Fields::lines(&dir.join(format!("{base}.facts"))),
+        ) else {
+            continue;
+        };
+        let rows = facts.number::<u64>("rows_added").unwrap_or(0).max(1) as f64;
+        let us = |ticks: u64| ticks as f64 / clk_tck * 1e6 / rows;
+        let (c, p) = (us(cpu.consumer_ticks), us(cpu.pg_ticks));
+        writeln!(
+            o,
+            "| {name} | {c:.1} | {p:.1} | {:.0} |",
+            1e6 / (c + p).max(f64::MIN_POSITIVE)
+        )
+        .ok();
+    }
+}
+
 /// The propagator as a load generator (`--period 0 --batch-size 100 --max-in-flight 8`): its
 /// summary line and the rows it added.
 #[derive(Debug, Clone)]
@@ -337,7 +411,7 @@ The propagator as a load generator did not run (it did not build, or printed no 
     writeln!(
         o,
         "
-The propagator as a load generator (`--period 0 --batch-size 100 --max-in-flight 8 --count 300000`, after the rounds): {:.0} events/s delivered (its `throughput=`), {} of {} sent, {} rows added ({}).",
+The propagator as a load generator (`--period 0 --batch-size 100 --max-in-flight 8 --count 3000`: 3,000 requests of 100 events, after the rounds): {:.0} events/s delivered (its `throughput=`), {} of {} sent, {} rows added ({}).",
         l.throughput,
         l.delivered,
         l.sent,
@@ -361,7 +435,9 @@ mod tests {
              window_s=2.000 body_bytes=14000 wire_bytes=14100 p50_us=5000 p99_us=12000 max_us=20000\n",
         )
         .unwrap();
-        let facts = |rows: u64| format!("peak_rss_kb=9000\nrows_added={rows}\nstored_delta=3000\n");
+        let facts = |rows: u64| {
+            format!("peak_rss_kb=9000\nrows_added={rows}\nstored_delta=3000\nwal_bytes=900000\n")
+        };
         std::fs::write(dir.join("r1-batch-plain-8.facts"), facts(3000)).unwrap();
         let good = BatchRun::read(&dir, 1, "plain-8");
         std::fs::write(dir.join("r1-batch-plain-8.facts"), facts(2999)).unwrap();

@@ -76,6 +76,7 @@ fn run(task: Task) -> Result<(), InputError> {
                     .map(|r| BatchRound::read(&dir, r))
                     .collect::<Result<_, _>>()?,
                 load: LoadGenerator::read(&dir)?,
+                dir: dir.clone(),
                 pacer: if dir.join("propagator.err").is_file() {
                     Pacer::read(&dir)?
                 } else {

@@ -16,6 +16,8 @@ pub struct Report {
     pub batches: Vec<BatchRound>,
     /// The propagator as a load generator, when it ran.
     pub load: Option<LoadGenerator>,
+    /// Where the raw outputs are (for the CPU figures, read where they are shown).
+    pub dir: std::path::PathBuf,
     pub pacer: Option<Pacer>,
 }
 
@@ -270,6 +272,13 @@ impl Report {
 
         batches::render(&self.batches, &mut o);
         batches::render_load(self.load.as_ref(), &mut o);
+        let clk_tck = m.number::<f64>("clk_tck").unwrap_or(100.0);
+        batches::render_cpu(
+            &self.dir,
+            batches::median_ceiling_round(&self.batches) + 1,
+            clk_tck,
+            &mut o,
+        );
 
         let r64 = shown(2).ratio(2);
         let r8 = shown(1).ratio(1);
@@ -388,6 +397,14 @@ impl Report {
         )
         .ok();
         writeln!(o, "| idle RSS (1 s after ready) | {} MB |", mb(idle_rss_kb)).ok();
+        if let (Ok(rows), Ok(table), Ok(indexes)) = (
+            m.number::<u64>("disk_rows"),
+            m.number::<u64>("disk_table_bytes"),
+            m.number::<u64>("disk_index_bytes"),
+        ) {
+            let per_million = |bytes: u64| bytes as f64 / rows.max(1) as f64 * 1e6 / 1048576.0;
+            writeln!(o, "| disk per million events (`events` after the run, {rows} rows, vacuumed) | {:.0} MB: table {:.0} MB, indexes {:.0} MB |", per_million(table + indexes), per_million(table), per_million(indexes)).ok();
+        }
         writeln!(
             o,
             "| event_consumer, stripped | {} |",
