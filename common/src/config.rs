@@ -48,8 +48,13 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
+    /// One host, or several separated by commas (libpq's `host`), tried in order at every new
+    /// connection; see [`DatabaseConfig::endpoints`].
     pub host: String,
-    pub port: u16,
+    /// One port for every host, or one per host.
+    pub port: DbPorts,
+    /// Which session a new connection accepts: `read-write` skips standbys.
+    pub target_session_attrs: TargetSessionAttrs,
     pub user: String,
     pub password: Secret,
     pub dbname: String,
@@ -79,7 +84,8 @@ pub enum SslMode {
     Require,
     /// TLS, and the certificate must chain to a trusted CA; its host name is not checked.
     VerifyCa,
-    /// As `verify-ca`, and the certificate must be valid for `database.host`.
+    /// As `verify-ca`, and the certificate must be valid for the host of `database.host` the
+    /// connection went to.
     VerifyFull,
 }
 
@@ -105,7 +111,8 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             host: "localhost".into(),
-            port: 5432,
+            port: DbPorts::from(5432),
+            target_session_attrs: TargetSessionAttrs::ReadWrite,
             user: "postgres".into(),
             password: Secret::default(),
             dbname: "events".into(),
@@ -494,6 +501,9 @@ impl Config {
                 self.propagator.backoff_max_seconds,
             ),
         ];
+        if let Err(e) = self.database.endpoints() {
+            return invalid(e.key, e.problem);
+        }
         for (key, value) in positive_seconds {
             if !(value.is_finite() && value > 0.0 && value <= 86_400.0) {
                 return invalid(
@@ -760,6 +770,10 @@ fn non_empty(path: &Option<PathBuf>) -> Option<&Path> {
 fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+#[path = "config_db_hosts.rs"]
+mod db_hosts;
+pub use db_hosts::{DbEndpoint, DbPorts, EndpointsError, TargetSessionAttrs};
 
 #[path = "config_substitute.rs"]
 mod substitute;

@@ -3,10 +3,10 @@
 //! interval) is decided by [`Health`], shared by every connection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::config::DatabaseConfig;
+use common::config::{DatabaseConfig, DbEndpoint};
 
 use crate::db_health::Health;
 use crate::metrics::Metrics;
@@ -24,17 +24,47 @@ pub struct Database {
     /// Bumped whenever a connection finds the database gone, so the others check themselves
     /// before they are trusted (after a database restart every connection is dead).
     failure_epoch: AtomicU64,
+    /// The host the last new session went to, so a move to another (a failover) is logged
+    /// once, not per connection.
+    last_endpoint: Mutex<Option<DbEndpoint>>,
     pub health: Health,
 }
 
 impl Database {
     pub fn new(config: DatabaseConfig, metrics: Arc<Metrics>) -> Database {
-        let target = format!("{}:{}", config.host, config.port);
+        // `db1:5432,db2:5433`: the outage lines name every host tried.
+        let target = config.endpoints_text();
         Database {
             config,
             metrics,
             failure_epoch: AtomicU64::new(0),
+            last_endpoint: Mutex::new(None),
             health: Health::new(target),
+        }
+    }
+
+    /// Logs where new sessions go when that changed: at the first connect, and when another
+    /// host took over (with why the hosts before it were skipped).
+    fn connected(&self, store: &Store) {
+        let endpoint = store.endpoint();
+        let mut last = self
+            .last_endpoint
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.as_ref() == Some(endpoint) {
+            return;
+        }
+        let skipped: Vec<String> = store.skipped().iter().map(|f| f.to_string()).collect();
+        let skipped = match skipped.is_empty() {
+            true => String::new(),
+            false => format!("; skipped {}", skipped.join("; ")),
+        };
+        let attrs = self.config.target_session_attrs;
+        match last.replace(endpoint.clone()) {
+            None => log::info!("database sessions go to {endpoint} ({attrs}){skipped}"),
+            Some(before) => log::warn!(
+                "database sessions go to {endpoint} now ({attrs}), no longer to {before}{skipped}"
+            ),
         }
     }
 
@@ -88,6 +118,7 @@ impl DbConnection {
         self.db.metrics.record_db_connect();
         match Store::connect(&self.db.config) {
             Ok(store) => {
+                self.db.connected(&store);
                 self.store = Some(store);
                 self.store_epoch = epoch;
                 self.last_used = Instant::now();

@@ -7,8 +7,8 @@
 //!   write, a readiness probe) is made per backoff interval, 0.1 s doubling to 5 s, however many
 //!   requests arrive and whichever thread makes them: no new session and no failed login per
 //!   request;
-//! - the log says when it started (with its cause: SQLSTATE, message, host and port), when the
-//!   cause changes, once a minute while it lasts, and when it ends, each with the number of
+//! - the log says when it started (with its cause: SQLSTATE, message, host and port; with several
+//!   hosts, each host's), when the cause changes, once a minute while it lasts, and when it ends, each with the number of
 //!   requests answered 503 meanwhile. Nothing per request.
 //!
 //! It ends when a write succeeds (a request's, or the rolled-back probe write of `/readyz` and
@@ -38,8 +38,18 @@ struct Cause {
 impl Cause {
     fn of(error: &StoreError) -> Cause {
         let text = error.detail();
+        let hosts = error.host_failures();
         let key = match error.sqlstate() {
             Some(code) => code.to_owned(),
+            // Several hosts: one kind per host, so a change at any of them is a new cause.
+            None if hosts.len() > 1 => hosts
+                .iter()
+                .map(|host| match host.sqlstate() {
+                    Some(code) => code.to_owned(),
+                    None => failure_without_sqlstate(&host.detail()).to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
             None => failure_without_sqlstate(&text).to_owned(),
         };
         Cause { key, text }
@@ -294,6 +304,10 @@ mod tests {
             (
                 "error performing TLS handshake: the certificate failed verification",
                 "tls",
+            ),
+            (
+                "no session within connect_timeout_seconds (3.0 s): timed out",
+                "timed out",
             ),
         ];
         for (text, kind) in kinds {

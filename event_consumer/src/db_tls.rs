@@ -8,11 +8,17 @@
 //! | `prefer` | TLS if the server offers it, else plain text | not checked (handshake signatures are) |
 //! | `require` | TLS or no connection | not checked; with `sslrootcert` set, as `verify-ca` (libpq does the same) |
 //! | `verify-ca` | TLS or no connection | chains to a trusted CA; host name not checked |
-//! | `verify-full` | TLS or no connection | chains to a trusted CA and is valid for `database.host` |
+//! | `verify-full` | TLS or no connection | chains to a trusted CA and is valid for the host connected to |
 //!
 //! Trusted CAs: those of `sslrootcert`, else the public roots bundled into the binary. A Unix
 //! socket host (a path) gets no TLS, as with libpq. The rustls configuration is built once per
 //! database configuration ([`DbTls::cached`]) and shared by every connection and reconnect.
+//!
+//! With several hosts in `database.host`, each is connected to on its own (`store_connect.rs`):
+//! the driver asks [`MakeRustlsConnect`] for a connector with the name of the host it is
+//! connecting to, so under `verify-full` every host's certificate is checked against that
+//! host's own name, and a host whose certificate does not match is skipped like one that is
+//! down. Whether a host is a Unix socket is decided per host too.
 //!
 //! Channel binding (SCRAM-SHA-256-PLUS) is not offered: the stream reports none, so SCRAM runs
 //! without it, as it does over plain text.
@@ -43,10 +49,10 @@ pub struct DbTls {
 }
 
 impl DbTls {
-    /// Builds the TLS setup of `config`, reading `sslrootcert` when it is used.
-    pub fn new(config: &DatabaseConfig) -> Result<DbTls, TlsError> {
+    /// Builds the TLS setup of `config` for a TCP host, or for a Unix socket (no TLS), reading
+    /// `sslrootcert` when it is used.
+    pub fn new(config: &DatabaseConfig, unix_socket: bool) -> Result<DbTls, TlsError> {
         use postgres::config::SslMode as Pg;
-        let unix_socket = config.host.starts_with('/');
         let (mode, check) = match config.sslmode {
             _ if unix_socket => (Pg::Disable, None),
             SslMode::Disable => (Pg::Disable, None),
@@ -66,13 +72,13 @@ impl DbTls {
     /// [`DbTls::new`], built once per distinct TLS setting and then shared: connections
     /// reconnect often during an outage, and a rustls configuration (the root store above
     /// all) is worth building once. A changed CA file takes effect at the next start.
-    pub fn cached(config: &DatabaseConfig) -> Result<DbTls, TlsError> {
+    pub fn cached(config: &DatabaseConfig, unix_socket: bool) -> Result<DbTls, TlsError> {
         type Key = (SslMode, Option<PathBuf>, bool);
         static CACHE: Mutex<Vec<(Key, DbTls)>> = Mutex::new(Vec::new());
         let key: Key = (
             config.sslmode,
             config.sslrootcert().map(PathBuf::from),
-            config.host.starts_with('/'),
+            unix_socket,
         );
         let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, tls)) = cache.iter().find(|(k, _)| *k == key) {
@@ -80,7 +86,7 @@ impl DbTls {
         }
         // A failure is not kept: the next attempt (one per backoff interval) reads the file
         // again, so a fixed file is picked up without a restart.
-        let tls = DbTls::new(config)?;
+        let tls = DbTls::new(config, unix_socket)?;
         cache.push((key, tls.clone()));
         Ok(tls)
     }

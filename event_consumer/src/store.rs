@@ -11,13 +11,16 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::config::DatabaseConfig;
+use common::config::{DatabaseConfig, DbEndpoint};
 use common::tls::TlsError;
 use common::Event;
 use postgres::error::SqlState;
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 
-use crate::db_tls::DbTls;
+#[path = "store_connect.rs"]
+mod connect;
+use connect::Session;
+pub use connect::{HostCause, HostFailure};
 
 /// One event to store, with the idempotency key its request carried.
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +69,12 @@ pub enum StoreError {
     /// `database.sslrootcert` cannot be used (it was fine at start: changed since). Nothing
     /// was sent; the next attempt reads it again.
     Tls(TlsError),
+    /// No host of `database.host` gave a session: each host tried, in order, with why.
+    /// `name_hosts`: there are several, so the text names each.
+    Connect {
+        failures: Vec<HostFailure>,
+        name_hosts: bool,
+    },
 }
 
 impl StoreError {
@@ -74,6 +83,26 @@ impl StoreError {
             StoreError::Unavailable(error)
         } else {
             StoreError::Failed(error)
+        }
+    }
+
+    /// A failed connect: with one host and the driver's error, that error as it always was
+    /// (`Unavailable` or `Failed`, the host named by the caller's log line); else every host.
+    fn from_failures(mut failures: Vec<HostFailure>, several_hosts: bool) -> StoreError {
+        let one_driver_error =
+            failures.len() == 1 && matches!(failures[0].cause, HostCause::Postgres(_));
+        if !several_hosts && one_driver_error {
+            if let Some(HostFailure {
+                cause: HostCause::Postgres(error),
+                ..
+            }) = failures.pop()
+            {
+                return StoreError::from_postgres(error);
+            }
+        }
+        StoreError::Connect {
+            failures,
+            name_hosts: several_hosts,
         }
     }
 
@@ -86,14 +115,38 @@ impl StoreError {
                 format!("unexpected answer from the database: {what}")
             }
             StoreError::Tls(e) => e.to_string(),
+            StoreError::Connect {
+                failures,
+                name_hosts: false,
+            } if failures.len() == 1 => failures[0].detail(),
+            StoreError::Connect { failures, .. } => failures
+                .iter()
+                .map(HostFailure::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
         }
     }
 
-    /// The SQLSTATE the server sent, if any.
+    /// The SQLSTATE the server sent, if any (with several hosts, when they all sent it).
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
             StoreError::Unavailable(e) | StoreError::Failed(e) => e.code().map(SqlState::code),
             StoreError::Inconsistent(_) | StoreError::Tls(_) => None,
+            StoreError::Connect { failures, .. } => {
+                let first = failures.first()?.sqlstate()?;
+                failures
+                    .iter()
+                    .all(|f| f.sqlstate() == Some(first))
+                    .then_some(first)
+            }
+        }
+    }
+
+    /// The hosts that gave no session, when this is a failed connect; empty otherwise.
+    pub fn host_failures(&self) -> &[HostFailure] {
+        match self {
+            StoreError::Connect { failures, .. } => failures,
+            _ => &[],
         }
     }
 
@@ -101,6 +154,9 @@ impl StoreError {
     /// shutting down, or it is read-only (a standby or a demoted primary: a new connection may
     /// reach the new primary). A full disk or a timeout leave a connection fit for later.
     pub fn needs_new_connection(&self) -> bool {
+        if matches!(self, StoreError::Connect { .. }) {
+            return true;
+        }
         let StoreError::Unavailable(e) = self else {
             return false;
         };
@@ -120,7 +176,7 @@ impl StoreError {
         match self {
             StoreError::Unavailable(e) | StoreError::Failed(e) => e.code().is_some(),
             StoreError::Inconsistent(_) => false,
-            StoreError::Tls(_) => true,
+            StoreError::Tls(_) | StoreError::Connect { .. } => true,
         }
     }
 }
@@ -134,6 +190,9 @@ impl fmt::Display for StoreError {
                 write!(f, "unexpected answer from the database: {what}")
             }
             StoreError::Tls(e) => write!(f, "database TLS setup: {e}"),
+            StoreError::Connect { .. } => {
+                write!(f, "cannot open a database session: {}", self.detail())
+            }
         }
     }
 }
@@ -141,7 +200,7 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 /// The full text of a postgres error: its Display hides the server's message behind "db error".
-fn describe(e: &postgres::Error) -> String {
+pub(crate) fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("SQLSTATE {}: {}", db.code().code(), db.message()),
         None => {
@@ -168,6 +227,10 @@ fn is_unavailable(error: &postgres::Error) -> bool {
 /// One connection with its prepared statements.
 pub struct Store {
     client: Client,
+    /// The host this session went to.
+    endpoint: DbEndpoint,
+    /// The hosts tried before it that gave no session.
+    skipped: Vec<HostFailure>,
     /// For a batch of one event (the common case below saturation): a plain keyed INSERT,
     /// which costs PostgreSQL about 15 % less per commit than the array form (pgbench, one
     /// client; bench/RESULTS.md).
@@ -188,38 +251,57 @@ pub struct Store {
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
+            .field("endpoint", &self.endpoint)
             .field("closed", &self.client.is_closed())
             .finish()
     }
 }
 
 impl Store {
-    /// Connects with the configured timeouts and prepares the statements.
+    /// Connects to the first host of `database.host` that gives a session fitting
+    /// `target_session_attrs` (see `store_connect.rs`), with the configured timeouts, and
+    /// prepares the statements there.
     pub fn connect(config: &DatabaseConfig) -> Result<Store, StoreError> {
         let statement_timeout_ms = (config.statement_timeout_seconds * 1000.0).round() as u64;
         let connect_timeout = Duration::from_secs_f64(config.connect_timeout_seconds);
-        let mut pg = postgres::Config::new();
-        pg.host(&config.host)
-            .port(config.port)
-            .user(&config.user)
-            .password(config.password.expose())
-            .dbname(&config.dbname)
-            .application_name("event_consumer")
-            .connect_timeout(connect_timeout)
-            // The server cancels any statement running longer (a lock, a slow disk). A frozen
-            // server cancels nothing: see `Running::shutdown` for what bounds a stop then.
-            .options(&format!("-c statement_timeout={statement_timeout_ms}"))
-            // A silent network loss is noticed within a bounded time, not after 2 h of TCP
-            // keepalive defaults.
-            .keepalives_idle(Duration::from_secs(10))
-            .tcp_user_timeout(connect_timeout + Duration::from_millis(statement_timeout_ms));
-        let tls = DbTls::cached(config).map_err(StoreError::Tls)?;
-        pg.ssl_mode(tls.postgres_mode());
-        let connected = match tls.connector() {
-            Some(connector) => pg.connect(connector),
-            None => pg.connect(NoTls),
+        let settings = |pg: &mut postgres::Config| {
+            pg.user(&config.user)
+                .password(config.password.expose())
+                .dbname(&config.dbname)
+                .application_name("event_consumer")
+                .connect_timeout(connect_timeout)
+                // The server cancels any statement running longer (a lock, a slow disk). A
+                // frozen server cancels nothing: see `Running::shutdown` for what bounds a stop
+                // then.
+                .options(&format!("-c statement_timeout={statement_timeout_ms}"))
+                // A silent network loss is noticed within a bounded time, not after 2 h of TCP
+                // keepalive defaults.
+                .keepalives_idle(Duration::from_secs(10))
+                .tcp_user_timeout(connect_timeout + Duration::from_millis(statement_timeout_ms));
         };
-        let mut client = connected.map_err(StoreError::from_postgres)?;
+        let Session {
+            client,
+            endpoint,
+            mut skipped,
+        } = connect::open(config, settings)?;
+        match Store::prepare(client, endpoint.clone()) {
+            Ok(store) => Ok(Store { skipped, ..store }),
+            Err(error) => {
+                // A failure on the host chosen is that host's, after those skipped.
+                skipped.push(HostFailure {
+                    endpoint,
+                    cause: HostCause::Postgres(error),
+                });
+                Err(StoreError::from_failures(
+                    skipped,
+                    config.host.contains(','),
+                ))
+            }
+        }
+    }
+
+    /// The statements, prepared on a new session to `endpoint`.
+    fn prepare(mut client: Client, endpoint: DbEndpoint) -> Result<Store, postgres::Error> {
         // `received_at` comes back as a binary timestamp and is formatted here: formatting it
         // with to_char in the statement cost PostgreSQL about 10 % of its throughput.
         let insert_sql = "INSERT INTO events (event_type, event_payload, idempotency_key) \
@@ -245,34 +327,36 @@ impl Store {
              FROM inserted JOIN batch USING (id)";
         let lookup_sql = "SELECT id, idempotency_key, received_at FROM events \
              WHERE idempotency_key = ANY($1::text[])";
-        let insert = client
-            .prepare(insert_sql)
-            .map_err(StoreError::from_postgres)?;
-        let insert_one = client
-            .prepare(insert_one_sql)
-            .map_err(StoreError::from_postgres)?;
-        let insert_numbered = client
-            .prepare(insert_numbered_sql)
-            .map_err(StoreError::from_postgres)?;
-        let lookup = client
-            .prepare(lookup_sql)
-            .map_err(StoreError::from_postgres)?;
+        let insert = client.prepare(insert_sql)?;
+        let insert_one = client.prepare(insert_one_sql)?;
+        let insert_numbered = client.prepare(insert_numbered_sql)?;
+        let lookup = client.prepare(lookup_sql)?;
         // An id no real row has (identities start at 1), so the probe takes no value from the
         // sequence and can collide only with another probe, which it waits for.
         let probe_sql = "INSERT INTO events (id, event_type, event_payload) \
              OVERRIDING SYSTEM VALUE VALUES (-1, 'readiness probe', '') \
              ON CONFLICT DO NOTHING";
-        let probe = client
-            .prepare(probe_sql)
-            .map_err(StoreError::from_postgres)?;
+        let probe = client.prepare(probe_sql)?;
         Ok(Store {
             client,
+            endpoint,
+            skipped: Vec::new(),
             insert_one,
             insert,
             insert_numbered,
             lookup,
             probe,
         })
+    }
+
+    /// The host this session went to.
+    pub fn endpoint(&self) -> &DbEndpoint {
+        &self.endpoint
+    }
+
+    /// The hosts tried before [`Store::endpoint`] that gave no session, in order.
+    pub fn skipped(&self) -> &[HostFailure] {
+        &self.skipped
     }
 
     /// Runs an empty query: true when the connection still works.

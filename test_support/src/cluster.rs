@@ -42,9 +42,42 @@ impl Cluster {
         Cluster::start_with(Durability::Off, Some(server))
     }
 
+    /// Starts a hot standby of `primary` (read-only, streaming its WAL) in a directory and on
+    /// a port of its own: a base backup of the primary as it is now, so every database on it
+    /// is there too. Costs a checkpoint and a copy of the primary (a few MB for a test
+    /// cluster): reuse it within a test.
+    pub fn start_standby(primary: &Cluster) -> Cluster {
+        let cluster = Cluster::new_dir();
+        cluster
+            .pg
+            .init_standby_of(primary.port, cluster.port)
+            .and_then(|()| cluster.pg.start())
+            .unwrap_or_else(|e| panic!("cannot start a standby of the test cluster: {e}"));
+        cluster
+    }
+
+    /// Promotes this standby to a primary, waiting until it takes writes.
+    pub fn promote(&self) {
+        self.pg
+            .promote()
+            .unwrap_or_else(|e| panic!("cannot promote the test standby: {e}"));
+    }
+
     /// Panics with the harness's message (which says how to fix it) when anything fails; the
     /// guardian is started first, so even a half-made cluster is removed.
     fn start_with(durability: Durability, tls: Option<&CertFiles>) -> Cluster {
+        let cluster = Cluster::new_dir();
+        cluster
+            .pg
+            .init(cluster.port, durability)
+            .and_then(|()| tls.map_or(Ok(()), |server| cluster.pg.enable_tls(server)))
+            .and_then(|()| cluster.pg.start())
+            .unwrap_or_else(|e| panic!("cannot start a test cluster: {e}"));
+        cluster
+    }
+
+    /// A cluster directory not made yet and a free port, with its guardian already watching.
+    fn new_dir() -> Cluster {
         let base = std::env::var_os("EVENTS_TEST_TMPDIR")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
@@ -63,12 +96,6 @@ impl Cluster {
             guardian: None,
         };
         cluster.spawn_guardian();
-        cluster
-            .pg
-            .init(cluster.port, durability)
-            .and_then(|()| tls.map_or(Ok(()), |server| cluster.pg.enable_tls(server)))
-            .and_then(|()| cluster.pg.start())
-            .unwrap_or_else(|e| panic!("cannot start a test cluster: {e}"));
         cluster
     }
 

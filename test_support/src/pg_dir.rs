@@ -198,6 +198,37 @@ impl PgDir {
         .map_err(io_error(format!("cannot write {}", conf.display())))
     }
 
+    /// Makes this directory a hot standby of the server on 127.0.0.1:`primary_port`:
+    /// `pg_basebackup -R` (a copy streaming WAL from the primary, `standby.signal` and
+    /// `primary_conninfo` written), then its own port and socket directory. The primary needs
+    /// nothing beyond initdb's defaults: `wal_level = replica`, 10 WAL senders, and pg_hba's
+    /// `replication` lines for loopback with trust. Start it with [`PgDir::start`].
+    pub fn init_standby_of(&self, primary_port: u16, port: u16) -> Result<(), HarnessError> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(io_error(format!("cannot create {}", self.dir.display())))?;
+        self.user.take_ownership(&self.dir)?;
+        self.user.check_can_enter(&self.dir)?;
+        let mut backup = self.command("pg_basebackup");
+        backup
+            .arg("-D")
+            .arg(self.data())
+            .args(["-h", "127.0.0.1", "-p", &primary_port.to_string()])
+            .args(["-U", "postgres", "-R", "-X", "stream", "--checkpoint=fast"])
+            .arg("--no-sync");
+        run(&mut backup, "pg_basebackup")?;
+        // The copied postgresql.conf names the primary's port and socket directory; the later
+        // lines win.
+        self.append_conf(&format!(
+            "\n# A standby (PgDir::init_standby_of).\nport = {port}\nunix_socket_directories = '{}'",
+            self.dir.display()
+        ))
+    }
+
+    /// Promotes a standby to a primary and waits until it takes writes (pg_ctl promote -w).
+    pub fn promote(&self) -> Result<(), HarnessError> {
+        self.pg_ctl("promote", None)
+    }
+
     /// Turns TLS on (`ssl = on`) with `server`'s certificate and key, copied into the cluster's
     /// directory: the key owned by the server's user and readable by it only, which PostgreSQL
     /// demands. Call it after [`PgDir::init`], before [`PgDir::start`]. Clients may still

@@ -27,7 +27,7 @@ impl Server {
     pub fn database_config(&self, dbname: &str) -> DatabaseConfig {
         DatabaseConfig {
             host: self.host.clone(),
-            port: self.port,
+            port: self.port.into(),
             user: self.user.clone(),
             password: Secret::new(self.password.clone()),
             dbname: dbname.to_owned(),

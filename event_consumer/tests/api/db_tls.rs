@@ -233,3 +233,32 @@ fn a_missing_sslrootcert_file_exits_2_naming_the_key_and_the_file() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn verify_full_with_several_hosts_checks_each_certificate_against_the_host_connected_to() {
+    let server = tls_server();
+    let db = TestDb::on(&server.cluster.server());
+    // The same server twice: first as 127.0.0.1, which its certificate (for localhost) does
+    // not name, then as localhost, which it does. Checked against the host each session goes
+    // to, the first is skipped and the second taken; checked against one name for both, both
+    // would fail (127.0.0.1) or the first would pass (localhost).
+    let yaml = database_yaml("verify-full", Some(&server.ca_file));
+    let consumer = start(&db, Some("127.0.0.1,localhost"), &yaml);
+    let response = post(&consumer);
+    assert_eq!(response.status, 201, "{}", response.body);
+    assert!(consumer_sessions_encrypted(&db).iter().all(|&ssl| ssl));
+    let log = stop_and_log(consumer);
+    let port = server.cluster.port;
+    let went_to = format!(
+        "database sessions go to localhost:{port} (read-write); skipped 127.0.0.1:{port}: "
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains(&went_to))
+        .unwrap_or_else(|| panic!("the session goes to localhost after 127.0.0.1:\n{log}"));
+    assert!(
+        line.contains("the certificate failed verification")
+            && line.contains(r#"certificate not valid for name "127.0.0.1""#),
+        "127.0.0.1 is skipped for its name: {line}"
+    );
+}

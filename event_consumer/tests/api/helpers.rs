@@ -203,10 +203,13 @@ pub struct ConsumerProcess {
 pub struct ProcessOptions<'a> {
     /// Lines appended under `database:` (indented by the caller).
     pub database_yaml: &'a str,
-    /// Instead of the test database's host, user and port.
+    /// Instead of the test database's host, user and port (hosts and ports may be lists:
+    /// `127.0.0.1,127.0.0.1` and `5432,5433`).
     pub db_host: Option<&'a str>,
     pub db_user: Option<&'a str>,
     pub db_port: Option<u16>,
+    /// Several ports, one per host of `db_host` (`5432,5433`); wins over `db_port`.
+    pub db_ports: Option<&'a str>,
     /// Lines appended under `consumer:` (indented by the caller).
     pub consumer_yaml: &'a str,
     pub env: &'a [(&'a str, &'a str)],
@@ -242,7 +245,11 @@ impl ConsumerProcess {
             "database:\n  host: {}\n  port: {}\n  user: {}\n  password: \"{}\"\n  dbname: {}\n  connect_timeout_seconds: 2\n{}\
              consumer:\n  host: 127.0.0.1\n  port: {port}\n  workers: 2\n{}",
             options.db_host.unwrap_or(&c.host),
-            options.db_port.unwrap_or(c.port),
+            options
+                .db_ports
+                .map(str::to_owned)
+                .or(options.db_port.map(|p| p.to_string()))
+                .unwrap_or_else(|| c.port.to_string()),
             options.db_user.unwrap_or(&c.user),
             c.password.expose(),
             c.dbname,

@@ -7,6 +7,7 @@ mod connections;
 mod contract;
 mod db_tls;
 mod early_refusals;
+mod failover;
 mod helpers;
 mod hostile;
 mod https;

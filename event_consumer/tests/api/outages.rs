@@ -421,6 +421,26 @@ fn the_queued_events_gauge_counts_the_requests_waiting_behind_a_stuck_database()
     let db = TestDb::new();
     let consumer = ConsumerProcess::start(&db, "", &[]);
     assert_eq!(post_event(consumer.addr, GOOD_EVENT, &[]).status, 201);
+    // The second connection opens on its own in the background; its last prepared statement
+    // is the readiness probe's. Opened under the lock, it would be the one stuck, in its
+    // prepare, and the second request would queue.
+    let mut watcher = db.client();
+    wait_until(
+        "both connections open and prepared",
+        Duration::from_secs(10),
+        || {
+            let ready: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+                     AND application_name = 'event_consumer' AND state = 'idle' \
+                     AND (query LIKE '%readiness probe%' OR query LIKE '%VALUES ($1, $2, $3)%')",
+                    &[&db.name],
+                )
+                .unwrap()
+                .get(0);
+            ready == 2
+        },
+    );
     // Both connections stuck on a lock: one POST each, one at a time (sent together, one
     // connection would take them all as a single batch), then more that must queue.
     let mut locker = db.client();
