@@ -46,7 +46,9 @@ for n in seconds rate per_consumer seed; do
     [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || die "$n must be a positive whole number, got '${!n}'"
 done
 ((seconds >= 10)) || die "CHAOS_SECONDS must be at least 10"
-[[ $batch =~ ^[1-9][0-9]*$ ]] && ((batch <= 1000)) || die "CHAOS_BATCH must be a whole number from 1 to 1000, got '$batch'"
+if ! [[ $batch =~ ^[1-9][0-9]*$ ]] || ((batch > 1000)); then
+    die "CHAOS_BATCH must be a whole number from 1 to 1000, got '$batch'"
+fi
 case ${CHAOS_TLS:-0} in
 0) tls=none transport="plain HTTP" ;;
 1) tls=server transport="HTTPS (a throwaway CA's certificate for 127.0.0.1)" ;;
@@ -286,27 +288,7 @@ consumer_pid=() propagator_pid=()
 
 # --- the check ----------------------------------------------------------------------------
 cd "$work"
-cat keys/*.keys | sort >generated
-sort -u generated >generated.unique
-sql -F ' ' -c "SELECT coalesce(idempotency_key, '<null>'), count(*) FROM events GROUP BY 1" | sort >stored.counts
-cut -d' ' -f1 stored.counts >stored.keys
-n_generated=$(wc -l <generated)
-n_rows=$(sql -c 'SELECT count(*) FROM events')
-comm -23 generated.unique stored.keys >lost
-comm -13 generated.unique stored.keys >strangers
-awk '$2 > 1' stored.counts >repeated
-lost_n=$(wc -l <lost)
-strangers_n=$(wc -l <strangers)
-repeated_n=$(wc -l <repeated)
-extra_rows=$(awk '$2 > 1 { n += $2 - 1 } END { print n + 0 }' stored.counts)
-duplicated=$((repeated_n + strangers_n))
-stored=$((n_rows - extra_rows - strangers_n))
-log_dups=$(uniq -d generated | wc -l)
-
-# Longest time without a new row: gaps between consecutive rows' received_at (the database's
-# clock at each batch's transaction), exact rather than sampled.
-stall=$(sql -c "SELECT coalesce(round(extract(epoch FROM max(gap))::numeric, 3), 0) FROM (
-    SELECT received_at - lag(received_at) OVER (ORDER BY received_at, id) AS gap FROM events) g")
+keys_vs_table
 lateness_max=$(sed -n 's/.*lateness_max=\([^ ]*\).*/\1/p' logs/propagator-*.log | awk '
     { v = $1; if (v ~ /ms$/) { sub(/ms$/, "", v); v /= 1000 } else if (v ~ /s$/) sub(/s$/, "", v);
       if (v + 0 > max) max = v + 0 } END { printf "%.3f", max }')

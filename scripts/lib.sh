@@ -136,6 +136,38 @@ alive() {
     fi
 }
 
+# The exactly-once check of chaos.sh and ha.sh, run in a work directory that holds the
+# propagators' keys logs in keys/*.keys (each key written before its event's first send).
+# The caller defines `sql` (psql -qAt against the events database to check). Leaves the lists
+# in the directory (generated, lost, strangers: rows with a key in no log, repeated: keys stored
+# more than once) and sets n_generated, n_rows, lost_n, strangers_n, repeated_n, duplicated,
+# stored (distinct logged keys found), log_dups (keys a log repeats: a propagator bug) and
+# stall (the longest time in seconds without a new row: gaps between consecutive rows'
+# received_at, the database's clock at each transaction, exact rather than sampled).
+# shellcheck disable=SC2034 # the results are for the scripts that source this file
+keys_vs_table() {
+    local extra_rows
+    cat keys/*.keys | sort >generated
+    sort -u generated >generated.unique
+    sql -F ' ' -c "SELECT coalesce(idempotency_key, '<null>'), count(*) FROM events GROUP BY 1" |
+        sort >stored.counts
+    cut -d' ' -f1 stored.counts >stored.keys
+    n_generated=$(wc -l <generated)
+    n_rows=$(sql -c 'SELECT count(*) FROM events')
+    comm -23 generated.unique stored.keys >lost
+    comm -13 generated.unique stored.keys >strangers
+    awk '$2 > 1' stored.counts >repeated
+    lost_n=$(wc -l <lost)
+    strangers_n=$(wc -l <strangers)
+    repeated_n=$(wc -l <repeated)
+    extra_rows=$(awk '$2 > 1 { n += $2 - 1 } END { print n + 0 }' stored.counts)
+    duplicated=$((repeated_n + strangers_n))
+    stored=$((n_rows - extra_rows - strangers_n))
+    log_dups=$(uniq -d generated | wc -l)
+    stall=$(sql -c "SELECT coalesce(round(extract(epoch FROM max(gap))::numeric, 3), 0) FROM (
+        SELECT received_at - lag(received_at) OVER (ORDER BY received_at, id) AS gap FROM events) g")
+}
+
 # The pid stored in a pid file, if that process still runs.
 live_pid() {
     local pid

@@ -6,6 +6,10 @@
 //!                                                          port=, bindir=, data=, log=, url=
 //! pg_cluster stop --dir DIR [--mode fast|immediate]        stop if running (default fast)
 //! pg_cluster restart --dir DIR --mode fast|immediate
+//! pg_cluster standby --dir DIR --of PORT [--port P]        a hot standby of the server on
+//!                                                          127.0.0.1:PORT (pg_basebackup -R),
+//!                                                          started; prints as start does
+//! pg_cluster promote --dir DIR                             promote a standby (pg_ctl promote)
 //! pg_cluster bindir                                        the server binaries' directory
 //! pg_cluster free-port [N]                                 N free loopback ports, one a line
 //! pg_cluster port-free PORT                                exit 0 when PORT is free, else 1
@@ -33,6 +37,7 @@ use test_support::{ServerUser, StopMode};
 const USAGE: &str = "usage: pg_cluster start --dir DIR [--port P] [--fsync on|off]
        pg_cluster stop --dir DIR [--mode fast|immediate]
        pg_cluster restart --dir DIR --mode fast|immediate
+       pg_cluster standby --dir DIR --of PORT [--port P] | promote --dir DIR
        pg_cluster bindir | free-port [N] | port-free PORT | can-enter DIR | own PATH...
        pg_cluster exec PROGRAM [ARG...]";
 
@@ -51,6 +56,14 @@ enum Task {
     Restart {
         dir: PathBuf,
         mode: StopMode,
+    },
+    Standby {
+        dir: PathBuf,
+        of: u16,
+        port: Option<u16>,
+    },
+    Promote {
+        dir: PathBuf,
     },
     Bindir,
     FreePort {
@@ -101,25 +114,28 @@ fn run(task: Task) -> Result<ExitCode, HarnessError> {
         } => {
             let pg = PgDir::new(dir)?;
             start(&pg, port, durability)?;
-            let port = pg.running_port().ok_or_else(|| HarnessError::Invalid {
-                what: format!(
-                    "the server started but {} names no port",
-                    pg.data().join("postmaster.pid").display()
-                ),
-            })?;
-            for (key, value) in [
-                ("port", port.to_string()),
-                ("bindir", pg.bindir().display().to_string()),
-                ("data", pg.data().display().to_string()),
-                ("log", pg.log().display().to_string()),
-                (
-                    "url",
-                    format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-                ),
-            ] {
-                println!("{key}={value}");
-            }
+            print_facts(&pg)?;
         }
+        Task::Standby { dir, of, port } => {
+            let pg = PgDir::new(dir)?;
+            if pg.exists() {
+                return Err(HarnessError::Invalid {
+                    what: format!(
+                        "{} holds a cluster already: a standby is made from a fresh base backup \
+                         into an empty directory",
+                        pg.dir().display()
+                    ),
+                });
+            }
+            let port = match port {
+                Some(port) => port,
+                None => free_ports(1)?[0],
+            };
+            pg.init_standby_of(of, port)?;
+            pg.start()?;
+            print_facts(&pg)?;
+        }
+        Task::Promote { dir } => PgDir::new(dir)?.promote()?,
         Task::Stop { dir, mode } => PgDir::new(dir)?.stop(mode)?,
         Task::Restart { dir, mode } => PgDir::new(dir)?.restart(mode)?,
         Task::Bindir => println!("{}", find_bindir()?.display()),
@@ -160,6 +176,29 @@ fn run(task: Task) -> Result<ExitCode, HarnessError> {
 
 /// Starts the cluster in `pg`, creating it first when the directory holds none. A cluster made
 /// before keeps its port and durability, so asking for others then is an error, not a surprise.
+/// What `start` and `standby` print: one `key=value` a line.
+fn print_facts(pg: &PgDir) -> Result<(), HarnessError> {
+    let port = pg.running_port().ok_or_else(|| HarnessError::Invalid {
+        what: format!(
+            "the server started but {} names no port",
+            pg.data().join("postmaster.pid").display()
+        ),
+    })?;
+    for (key, value) in [
+        ("port", port.to_string()),
+        ("bindir", pg.bindir().display().to_string()),
+        ("data", pg.data().display().to_string()),
+        ("log", pg.log().display().to_string()),
+        (
+            "url",
+            format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        ),
+    ] {
+        println!("{key}={value}");
+    }
+    Ok(())
+}
+
 fn start(
     pg: &PgDir,
     port: Option<u16>,
@@ -202,6 +241,7 @@ fn parse_args() -> Result<Task, Usage> {
     };
     let mut dir: Option<PathBuf> = None;
     let mut port: Option<u16> = None;
+    let mut of: Option<u16> = None;
     let mut durability: Option<Durability> = None;
     let mut mode: Option<StopMode> = None;
     let mut values: Vec<OsString> = Vec::new();
@@ -213,6 +253,7 @@ fn parse_args() -> Result<Task, Usage> {
             match arg {
                 Long("dir") => dir = Some(parser.value().map_err(usage)?.into()),
                 Long("port") => port = Some(parser.value().map_err(usage)?.parse().map_err(usage)?),
+                Long("of") => of = Some(parser.value().map_err(usage)?.parse().map_err(usage)?),
                 Long("fsync") => {
                     let value = parser.value().map_err(usage)?.string().map_err(usage)?;
                     durability = Some(Durability::from_fsync(&value).map_err(usage)?);
@@ -250,6 +291,14 @@ fn parse_args() -> Result<Task, Usage> {
         "restart" => Task::Restart {
             dir: need_dir(dir)?,
             mode: mode.ok_or_else(|| Usage("restart needs --mode fast|immediate".into()))?,
+        },
+        "standby" => Task::Standby {
+            dir: need_dir(dir)?,
+            of: of.ok_or_else(|| Usage("standby needs --of PORT, the primary's port".into()))?,
+            port,
+        },
+        "promote" => Task::Promote {
+            dir: need_dir(dir)?,
         },
         "bindir" => Task::Bindir,
         "free-port" => {
