@@ -7,6 +7,8 @@
 #   make clean-db   delete the local database (.local/pg, or the container's volume)
 #   make dist       static binaries for x86_64 and aarch64 (musl) in dist/<target>/
 #   make smoke      the `make` flow end to end on a throwaway state dir and ports
+#   make conformance  the live consumer against openapi.yaml, fuzzed by schemathesis (pip, in
+#                   target/conformance-venv); the table must hold exactly the acknowledged events
 #   make check-deploy  lint scripts, systemd units, Dockerfile and compose files (no engine needed)
 #   make deb        the Debian package target/deb/event-system_<version>_<arch>.deb (scripts/deb.sh)
 #   make deb-check  check it: files and modes, man pages against --help, lintian, and as root
@@ -21,7 +23,7 @@
 # The database listens on DB_PORT, default 5433 (see scripts/lib.sh); .env is created from
 # .env.template when missing. EVENTS_DB=local|docker picks the database, EVENTS_STATE_DIR moves .local.
 .DEFAULT_GOAL := run
-.PHONY: run build stop status clean-db dist smoke check-deploy test soak bench
+.PHONY: run build stop status clean-db dist smoke conformance check-deploy test soak bench
 
 run: build
 	exec scripts/run-suite.sh run
@@ -43,6 +45,9 @@ dist:
 
 smoke:
 	scripts/smoke.sh
+
+conformance:
+	scripts/conformance.sh
 
 check-deploy:
 	scripts/check-deploy.sh

@@ -53,6 +53,11 @@ impl BodyRules {
     }
 }
 
+/// The API as OpenAPI 3.1 (`openapi.yaml` at the repository root), served at
+/// `GET /openapi.yaml` so a client can fetch the contract of the very binary it talks to; it
+/// costs the binary its size, about 20 KB.
+pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
+
 /// Which route a path belongs to, for metrics.
 pub fn route_of(path: &str) -> Route {
     match path {
@@ -87,9 +92,13 @@ pub fn route(request: &mut Request, auth_token: Option<&Secret>, rules: &BodyRul
         ))),
         "/readyz" => get_only(Action::CheckReady),
         "/metrics" => get_only(Action::Metrics),
+        "/openapi.yaml" => get_only(Action::Respond(Response {
+            content_type: "application/yaml",
+            ..Response::json(Status::Ok, OPENAPI_YAML.as_bytes().to_vec())
+        })),
         _ => Action::Respond(Response::error(
             Status::NotFound,
-            "no such resource: POST /event and POST /events take events",
+            "no such resource: POST /event and POST /events take events (see GET /openapi.yaml)",
         )),
     }
 }
@@ -374,6 +383,12 @@ fn printable(value: &str) -> String {
     value.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
+/// [`OPENAPI_YAML`] parsed, for the tests that hold it to the code.
+#[cfg(test)]
+pub(crate) fn openapi_document() -> serde_norway::Value {
+    serde_norway::from_str(OPENAPI_YAML).expect("openapi.yaml is valid YAML")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,6 +619,88 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The methods OpenAPI can name, in the order `Allow` lists them.
+    const OPENAPI_METHODS: [&str; 8] = [
+        "get", "head", "post", "put", "delete", "options", "patch", "trace",
+    ];
+
+    #[test]
+    fn each_documented_path_takes_exactly_the_documented_methods() {
+        let document = openapi_document();
+        let paths = document["paths"]
+            .as_mapping()
+            .expect("openapi.yaml has paths");
+        assert!(!paths.is_empty(), "openapi.yaml lists no path");
+        for (path, item) in paths {
+            let path = path.as_str().expect("a path is a string");
+            let documented: Vec<&str> = OPENAPI_METHODS
+                .into_iter()
+                .filter(|m| item.get(*m).is_some())
+                .collect();
+            assert!(!documented.is_empty(), "{path}: no method documented");
+            for name in &documented {
+                let Some(method) = method_named(name) else {
+                    panic!("{path}: the document lists {name}, which the router cannot tell from any other method");
+                };
+                let status = status_of(route(&mut request(method, path, GOOD), None, &RULES));
+                assert!(
+                    ![404, 405].contains(&status),
+                    "{path}: the document lists {name}, the router answers {status}"
+                );
+            }
+            let allow = documented
+                .iter()
+                .map(|m| m.to_ascii_uppercase())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let undocumented = [Method::Get, Method::Head, Method::Post, Method::Other]
+                .into_iter()
+                .filter(|m| !documented.iter().any(|d| method_named(d) == Some(*m)));
+            for method in undocumented {
+                let Action::Respond(response) =
+                    route(&mut request(method, path, GOOD), None, &RULES)
+                else {
+                    panic!("{path}: {method:?} is not documented, yet the router takes it");
+                };
+                assert_eq!(
+                    response.status,
+                    Status::MethodNotAllowed,
+                    "{path}: {method:?}"
+                );
+                assert!(
+                    response
+                        .headers
+                        .iter()
+                        .any(|(k, v)| *k == "Allow" && *v == allow),
+                    "{path}: {method:?} must name Allow: {allow}, got {:?}",
+                    response.headers
+                );
+            }
+        }
+    }
+
+    fn method_named(name: &str) -> Option<Method> {
+        match name {
+            "get" => Some(Method::Get),
+            "head" => Some(Method::Head),
+            "post" => Some(Method::Post),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_openapi_document_is_served_as_yaml() {
+        let Action::Respond(response) =
+            route(&mut request(Method::Get, "/openapi.yaml", ""), None, &RULES)
+        else {
+            panic!("expected a response")
+        };
+        assert_eq!(response.status, Status::Ok);
+        assert_eq!(response.content_type, "application/yaml");
+        assert_eq!(response.body, OPENAPI_YAML.as_bytes());
+        assert_eq!(openapi_document()["openapi"].as_str(), Some("3.1.0"));
     }
 
     #[test]
