@@ -14,4 +14,5 @@ mod https;
 mod lifecycle;
 mod outages;
 mod parser_props;
+mod readme_examples;
 mod store;

@@ -1,0 +1,262 @@
+//! The README's HTTP examples, run as written: they cannot drift from what the consumer says.
+//!
+//! Every command in a ```` ```sh ```` block of README.md that talks to `localhost:8080` over
+//! plain HTTP is an example, and the `# ` lines right under it are its answer as `curl -i`
+//! prints it: the status line (`# HTTP/1.1 201 Created`), then any headers that must be there
+//! (`# Allow: POST`), then the body. Each command runs with bash (`set -o pipefail`), in README
+//! order, against consumers started with the configuration's defaults on fresh databases, with
+//! `localhost:8080` pointed at them: a command that sends `Authorization:` goes to one with
+//! `consumer.auth_token` set (the README's example says so), every other one to one without.
+//! Bodies compare as JSON where the expected body is JSON: a string `"..."` stands for any
+//! value, and a `received_at`-shaped timestamp for any timestamp (ids are exact: a fresh
+//! database gives the README's ids when the examples run in order). An example without its
+//! answer fails, so every example states one. Needs curl, gzip and bash, as the README does.
+
+use std::path::Path;
+use std::process::Command;
+
+use common::config::Secret;
+
+use crate::helpers::TestApp;
+
+/// One example: where it is, what runs, what must come back.
+#[derive(Debug, Clone)]
+struct Example {
+    line: usize,
+    command: String,
+    expected: Vec<String>,
+}
+
+const README_ADDRESS: &str = "localhost:8080";
+
+/// The examples of `readme`, or the lines of those that state no answer.
+fn examples(readme: &str) -> Result<Vec<Example>, String> {
+    let lines: Vec<&str> = readme.lines().collect();
+    let mut found = Vec::new();
+    let mut in_sh = false;
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if line.trim_start().starts_with("```") {
+            in_sh = !in_sh && line.trim() == "```sh";
+            i += 1;
+            continue;
+        }
+        if !in_sh || line.trim().is_empty() || line.trim_start().starts_with('#') {
+            i += 1;
+            continue;
+        }
+        // A command: continued by a trailing backslash or by a next line that starts a pipe.
+        let start = i;
+        let mut command = String::from(line);
+        while i + 1 < lines.len()
+            && (command.ends_with('\\') || lines[i + 1].trim_start().starts_with('|'))
+        {
+            i += 1;
+            command.push('\n');
+            command.push_str(lines[i]);
+        }
+        i += 1;
+        let mut expected = Vec::new();
+        while i < lines.len() && lines[i].starts_with("# ") {
+            expected.push(lines[i][2..].to_string());
+            i += 1;
+        }
+        if command.contains(README_ADDRESS) && !command.contains("https://") {
+            found.push(Example {
+                line: start + 1,
+                command,
+                expected,
+            });
+        }
+    }
+    let silent: Vec<String> = found
+        .iter()
+        .filter(|e| !e.expected.first().is_some_and(|s| s.starts_with("HTTP/")))
+        .map(|e| format!("line {}", e.line))
+        .collect();
+    if silent.is_empty() {
+        Ok(found)
+    } else {
+        Err(format!(
+            "README examples without their answer (`# HTTP/1.1 NNN ...` under the command): {}",
+            silent.join(", ")
+        ))
+    }
+}
+
+/// What `curl -i` printed: the final status line, the headers and the body (interim 1xx
+/// answers skipped).
+fn split_answer(output: &str) -> Option<(String, Vec<(String, String)>, String)> {
+    let mut rest = output;
+    loop {
+        let (head, body) = rest.split_once("\r\n\r\n")?;
+        let mut lines = head.lines();
+        let status = lines.next()?.trim().to_string();
+        if status.split(' ').nth(1).is_some_and(|c| c.starts_with('1')) {
+            rest = body;
+            continue;
+        }
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        return Some((status, headers, body.to_string()));
+    }
+}
+
+fn looks_like_timestamp(s: &str) -> bool {
+    // 2026-11-26T21:40:12.123456Z
+    let b = s.as_bytes();
+    b.len() == 27
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            26 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+/// `expected` (from the README) matches `actual`: "..." matches anything, a timestamp any
+/// timestamp, everything else exactly (objects by key, arrays in order).
+fn json_matches(expected: &serde_json::Value, actual: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (expected, actual) {
+        (Value::String(e), _) if e == "..." => true,
+        (Value::String(e), Value::String(a)) if looks_like_timestamp(e) => looks_like_timestamp(a),
+        (Value::Object(e), Value::Object(a)) => {
+            e.len() == a.len()
+                && e.iter()
+                    .all(|(k, v)| a.get(k).is_some_and(|av| json_matches(v, av)))
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            e.len() == a.len() && e.iter().zip(a).all(|(ev, av)| json_matches(ev, av))
+        }
+        _ => expected == actual,
+    }
+}
+
+/// Runs one example against the consumer at `addr`; Err says what differs.
+fn check(example: &Example, addr: &str) -> Result<(), String> {
+    let command = example.command.replace(README_ADDRESS, addr);
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -o pipefail\n{command}"))
+        .output()
+        .map_err(|e| format!("cannot run bash: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let Some((status, headers, body)) = split_answer(&stdout) else {
+        return Err(format!(
+            "no HTTP answer (exit {:?}); stdout: {stdout:?}; stderr: {}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    };
+    let mut expected = example.expected.iter();
+    let want_status = expected.next().map(String::as_str).unwrap_or_default();
+    if status != want_status {
+        return Err(format!("status `{status}`, the README says `{want_status}`"));
+    }
+    let mut want_body = None;
+    for line in expected {
+        match line.split_once(": ") {
+            Some((name, value)) if want_body.is_none() && !line.starts_with(['{', '[']) => {
+                let got = headers
+                    .iter()
+                    .find(|(n, _)| *n == name.to_ascii_lowercase())
+                    .map(|(_, v)| v.as_str());
+                if got != Some(value) {
+                    return Err(format!(
+                        "header {name}: {got:?}, the README says `{value}`"
+                    ));
+                }
+            }
+            _ => want_body = Some(line.as_str()),
+        }
+    }
+    if let Some(want) = want_body {
+        let matches = match (
+            serde_json::from_str::<serde_json::Value>(want),
+            serde_json::from_str::<serde_json::Value>(&body),
+        ) {
+            (Ok(e), Ok(a)) => json_matches(&e, &a),
+            _ => body.trim() == want,
+        };
+        if !matches {
+            return Err(format!("body `{}`, the README says `{want}`", body.trim()));
+        }
+    }
+    Ok(())
+}
+
+fn readme() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn tools_present() {
+    for tool in ["curl", "gzip", "bash"] {
+        let found = Command::new(tool).arg("--version").output().is_ok();
+        assert!(
+            found,
+            "{tool} is missing: the README's examples need it (Debian: apt-get install {tool})"
+        );
+    }
+}
+
+#[test]
+fn every_http_example_in_the_readme_gives_the_answer_shown_under_it() {
+    tools_present();
+    let examples = examples(&readme()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        examples.len() >= 15,
+        "found only {} examples: has the README's format changed?",
+        examples.len()
+    );
+    let open = TestApp::spawn();
+    let with_token = TestApp::spawn_with(|c| c.consumer.auth_token = Some(Secret::new("s3cret")));
+    let mut failures = Vec::new();
+    for example in &examples {
+        let app = if example.command.contains("Authorization:") {
+            &with_token
+        } else {
+            &open
+        };
+        if let Err(e) = check(example, &app.addr.to_string()) {
+            failures.push(format!(
+                "README.md line {}: {e}\n  {}",
+                example.line, example.command
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn an_example_whose_answer_differs_fails_and_one_without_an_answer_is_refused() {
+    tools_present();
+    let app = TestApp::spawn();
+    let broken = "```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 500 Internal Server Error\n```\n";
+    let found = examples(broken).unwrap();
+    let error = check(&found[0], &app.addr.to_string()).unwrap_err();
+    assert!(error.contains("HTTP/1.1 200 OK"), "{error}");
+    let right = "```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n# {\"status\":\"...\"}\n```\n";
+    check(&examples(right).unwrap()[0], &app.addr.to_string()).unwrap();
+    let wrong_body = "```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n# {\"status\":\"down\"}\n```\n";
+    assert!(check(&examples(wrong_body).unwrap()[0], &app.addr.to_string()).is_err());
+    let silent = "```sh\ncurl -si localhost:8080/healthz\n```\n";
+    assert!(examples(silent).unwrap_err().contains("line 2"));
+}
+
+#[test]
+fn expected_bodies_match_with_wildcards_and_timestamps_only() {
+    let e = serde_json::json!({"id": 4, "received_at": "2026-11-26T21:40:12.123456Z", "x": "..."});
+    let a = serde_json::json!({"id": 4, "received_at": "2030-01-01T00:00:00.000001Z", "x": [1]});
+    assert!(json_matches(&e, &a));
+    let other_id = serde_json::json!({"id": 5, "received_at": "2030-01-01T00:00:00.000001Z", "x": 1});
+    assert!(!json_matches(&e, &other_id));
+    let extra = serde_json::json!({"id": 4, "received_at": "2030-01-01T00:00:00.000001Z", "x": 1, "y": 2});
+    assert!(!json_matches(&e, &extra));
+}
