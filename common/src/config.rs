@@ -149,6 +149,9 @@ pub struct ConsumerConfig {
     pub idle_timeout_seconds: f64,
     /// On SIGTERM, how long in-flight requests get to finish.
     pub shutdown_timeout_seconds: f64,
+    /// On SIGTERM, how long `/readyz` answers 503 while everything else is still served, so a
+    /// load balancer's health checks take the consumer out before it stops accepting.
+    pub drain_seconds: f64,
     /// With `tls_key_file`: serve HTTPS only, with this certificate chain (PEM).
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
@@ -184,6 +187,7 @@ impl Default for ConsumerConfig {
             write_timeout_seconds: 10.0,
             idle_timeout_seconds: 30.0,
             shutdown_timeout_seconds: 10.0,
+            drain_seconds: 0.0,
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
@@ -257,6 +261,9 @@ impl Default for PropagatorConfig {
 /// 2-core machine): 8 ran out of senders in 4 runs of 6, 32 in 1 of 11 (25 slots skipped), 64
 /// in none (at most 36 in flight).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+/// Upper bound of `consumer.drain_seconds`: an hour is far beyond any health check's
+/// interval × fall, and a stop that hangs longer is a mistake rather than a drain.
+pub const MAX_DRAIN_SECONDS: f64 = 3600.0;
 /// Upper bound of `propagator.max_in_flight`: one thread and one connection each.
 pub const MAX_IN_FLIGHT_LIMIT: usize = 1024;
 /// Upper bound of `propagator.batch_size`: the consumer's default `max_batch_events`, so a
@@ -520,6 +527,13 @@ impl Config {
                     format!("must be a number of seconds from 0 to 86400, got {value}"),
                 );
             }
+        }
+        let drain = self.consumer.drain_seconds;
+        if !(drain.is_finite() && (0.0..=MAX_DRAIN_SECONDS).contains(&drain)) {
+            return invalid(
+                "consumer.drain_seconds",
+                format!("must be a number of seconds from 0 to {MAX_DRAIN_SECONDS}, got {drain}"),
+            );
         }
         let at_least_one: [(&'static str, usize); 9] = [
             ("consumer.workers", self.consumer.workers),
