@@ -198,7 +198,10 @@ impl Default for ConsumerConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PropagatorConfig {
-    pub endpoint: String,
+    /// The one consumer URL; unset: [`DEFAULT_ENDPOINT`], unless `endpoints` is set.
+    pub endpoint: Option<String>,
+    /// Several consumer URLs (sharing one database), round-robin; instead of `endpoint`.
+    pub endpoints: Option<Vec<String>>,
     pub period_seconds: f64,
     pub events_file: PathBuf,
     pub auth_token: Option<Secret>,
@@ -232,7 +235,8 @@ pub struct PropagatorConfig {
 impl Default for PropagatorConfig {
     fn default() -> Self {
         PropagatorConfig {
-            endpoint: "http://127.0.0.1:8080/event".into(),
+            endpoint: None,
+            endpoints: None,
             period_seconds: 1.0,
             events_file: PathBuf::from("events.json"),
             auth_token: None,
@@ -253,6 +257,9 @@ impl Default for PropagatorConfig {
         }
     }
 }
+
+/// Where events go when neither `propagator.endpoint` nor `propagator.endpoints` is set.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080/event";
 
 /// Default of `propagator.max_in_flight`: at 1000 sends per second it rides out a consumer
 /// stall of about 60 ms (a commit held up by fsync) without skipping a slot, and costs nothing
@@ -602,7 +609,7 @@ impl Config {
             );
         }
         if let Some(url) = self.propagator.batch_endpoint() {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+            if !is_http_url(url) {
                 return invalid(
                     "propagator.batch_endpoint",
                     format!("must be an http:// or https:// URL, got `{url}`"),
@@ -652,12 +659,49 @@ impl Config {
             }
             _ => {}
         }
-        let endpoint = &self.propagator.endpoint;
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        let p = &self.propagator;
+        if let (Some(_), Some(_)) = (&p.endpoint, &p.endpoints) {
             return invalid(
-                "propagator.endpoint",
-                format!("must be an http:// or https:// URL, got `{endpoint}`"),
+                "propagator.endpoints",
+                "is set and so is propagator.endpoint: list every URL under \
+                 propagator.endpoints and remove propagator.endpoint"
+                    .into(),
             );
+        }
+        if let Some(endpoint) = &p.endpoint {
+            if !is_http_url(endpoint) {
+                return invalid(
+                    "propagator.endpoint",
+                    format!("must be an http:// or https:// URL, got `{endpoint}`"),
+                );
+            }
+        }
+        if let Some(endpoints) = &p.endpoints {
+            if endpoints.is_empty() {
+                return invalid("propagator.endpoints", "must list at least one URL".into());
+            }
+            for (i, url) in endpoints.iter().enumerate() {
+                if !is_http_url(url) {
+                    return invalid(
+                        "propagator.endpoints",
+                        format!("item {i}: must be an http:// or https:// URL, got `{url}`"),
+                    );
+                }
+                if endpoints[..i].contains(url) {
+                    return invalid(
+                        "propagator.endpoints",
+                        format!("item {i}: `{url}` is listed twice"),
+                    );
+                }
+            }
+            if endpoints.len() > 1 && p.batch_endpoint().is_some() {
+                return invalid(
+                    "propagator.batch_endpoint",
+                    "names one URL, but propagator.endpoints lists several: remove it, and \
+                     each endpoint's batches go to its sibling `events`"
+                        .into(),
+                );
+            }
         }
         for (key, token) in [
             ("consumer.auth_token", &self.consumer.auth_token),
@@ -682,6 +726,15 @@ impl ConsumerConfig {
 }
 
 impl PropagatorConfig {
+    /// The consumer URLs: `endpoints`, or else `endpoint`, or else [`DEFAULT_ENDPOINT`].
+    pub fn endpoint_list(&self) -> Vec<String> {
+        match (&self.endpoints, &self.endpoint) {
+            (Some(endpoints), _) => endpoints.clone(),
+            (None, Some(endpoint)) => vec![endpoint.clone()],
+            (None, None) => vec![DEFAULT_ENDPOINT.to_owned()],
+        }
+    }
+
     pub fn auth_token(&self) -> Option<&Secret> {
         self.auth_token.as_ref().filter(|t| !t.is_empty())
     }
@@ -764,6 +817,10 @@ impl DatabaseConfig {
     pub fn sslrootcert(&self) -> Option<&Path> {
         non_empty(&self.sslrootcert)
     }
+}
+
+fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
 }
 
 /// An optional path, with an empty one (an unset `${VAR:-}`) taken as absent.
