@@ -156,6 +156,9 @@ pub struct ConsumerConfig {
     pub idle_timeout_seconds: f64,
     /// On SIGTERM, how long in-flight requests get to finish.
     pub shutdown_timeout_seconds: f64,
+    /// On SIGTERM, how long `/readyz` answers 503 while everything else is still served, so a
+    /// load balancer's health checks take the consumer out before it stops accepting.
+    pub drain_seconds: f64,
     /// With `tls_key_file`: serve HTTPS only, with this certificate chain (PEM).
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
@@ -191,6 +194,7 @@ impl Default for ConsumerConfig {
             write_timeout_seconds: 10.0,
             idle_timeout_seconds: 30.0,
             shutdown_timeout_seconds: 10.0,
+            drain_seconds: 0.0,
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
@@ -201,7 +205,10 @@ impl Default for ConsumerConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PropagatorConfig {
-    pub endpoint: String,
+    /// The one consumer URL; unset: [`DEFAULT_ENDPOINT`], unless `endpoints` is set.
+    pub endpoint: Option<String>,
+    /// Several consumer URLs (sharing one database), round-robin; instead of `endpoint`.
+    pub endpoints: Option<Vec<String>>,
     pub period_seconds: f64,
     pub events_file: PathBuf,
     pub auth_token: Option<Secret>,
@@ -235,7 +242,8 @@ pub struct PropagatorConfig {
 impl Default for PropagatorConfig {
     fn default() -> Self {
         PropagatorConfig {
-            endpoint: "http://127.0.0.1:8080/event".into(),
+            endpoint: None,
+            endpoints: None,
             period_seconds: 1.0,
             events_file: PathBuf::from("events.json"),
             auth_token: None,
@@ -257,6 +265,9 @@ impl Default for PropagatorConfig {
     }
 }
 
+/// Where events go when neither `propagator.endpoint` nor `propagator.endpoints` is set.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080/event";
+
 /// Default of `propagator.max_in_flight`: at 1000 sends per second it rides out a consumer
 /// stall of about 60 ms (a commit held up by fsync) without skipping a slot, and costs nothing
 /// until it is needed (threads start only when every sender is busy). Chosen from 11 pacer
@@ -264,6 +275,9 @@ impl Default for PropagatorConfig {
 /// 2-core machine): 8 ran out of senders in 4 runs of 6, 32 in 1 of 11 (25 slots skipped), 64
 /// in none (at most 36 in flight).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+/// Upper bound of `consumer.drain_seconds`: an hour is far beyond any health check's
+/// interval × fall, and a stop that hangs longer is a mistake rather than a drain.
+pub const MAX_DRAIN_SECONDS: f64 = 3600.0;
 /// Upper bound of `propagator.max_in_flight`: one thread and one connection each.
 pub const MAX_IN_FLIGHT_LIMIT: usize = 1024;
 /// Upper bound of `propagator.batch_size`: the consumer's default `max_batch_events`, so a
@@ -531,6 +545,13 @@ impl Config {
                 );
             }
         }
+        let drain = self.consumer.drain_seconds;
+        if !(drain.is_finite() && (0.0..=MAX_DRAIN_SECONDS).contains(&drain)) {
+            return invalid(
+                "consumer.drain_seconds",
+                format!("must be a number of seconds from 0 to {MAX_DRAIN_SECONDS}, got {drain}"),
+            );
+        }
         let at_least_one: [(&'static str, usize); 9] = [
             ("consumer.workers", self.consumer.workers),
             ("consumer.max_body_bytes", self.consumer.max_body_bytes),
@@ -598,7 +619,7 @@ impl Config {
             );
         }
         if let Some(url) = self.propagator.batch_endpoint() {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+            if !is_http_url(url) {
                 return invalid(
                     "propagator.batch_endpoint",
                     format!("must be an http:// or https:// URL, got `{url}`"),
@@ -648,12 +669,49 @@ impl Config {
             }
             _ => {}
         }
-        let endpoint = &self.propagator.endpoint;
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        let p = &self.propagator;
+        if let (Some(_), Some(_)) = (&p.endpoint, &p.endpoints) {
             return invalid(
-                "propagator.endpoint",
-                format!("must be an http:// or https:// URL, got `{endpoint}`"),
+                "propagator.endpoints",
+                "is set and so is propagator.endpoint: list every URL under \
+                 propagator.endpoints and remove propagator.endpoint"
+                    .into(),
             );
+        }
+        if let Some(endpoint) = &p.endpoint {
+            if !is_http_url(endpoint) {
+                return invalid(
+                    "propagator.endpoint",
+                    format!("must be an http:// or https:// URL, got `{endpoint}`"),
+                );
+            }
+        }
+        if let Some(endpoints) = &p.endpoints {
+            if endpoints.is_empty() {
+                return invalid("propagator.endpoints", "must list at least one URL".into());
+            }
+            for (i, url) in endpoints.iter().enumerate() {
+                if !is_http_url(url) {
+                    return invalid(
+                        "propagator.endpoints",
+                        format!("item {i}: must be an http:// or https:// URL, got `{url}`"),
+                    );
+                }
+                if endpoints[..i].contains(url) {
+                    return invalid(
+                        "propagator.endpoints",
+                        format!("item {i}: `{url}` is listed twice"),
+                    );
+                }
+            }
+            if endpoints.len() > 1 && p.batch_endpoint().is_some() {
+                return invalid(
+                    "propagator.batch_endpoint",
+                    "names one URL, but propagator.endpoints lists several: remove it, and \
+                     each endpoint's batches go to its sibling `events`"
+                        .into(),
+                );
+            }
         }
         for (key, token) in [
             ("consumer.auth_token", &self.consumer.auth_token),
@@ -678,6 +736,15 @@ impl ConsumerConfig {
 }
 
 impl PropagatorConfig {
+    /// The consumer URLs: `endpoints`, or else `endpoint`, or else [`DEFAULT_ENDPOINT`].
+    pub fn endpoint_list(&self) -> Vec<String> {
+        match (&self.endpoints, &self.endpoint) {
+            (Some(endpoints), _) => endpoints.clone(),
+            (None, Some(endpoint)) => vec![endpoint.clone()],
+            (None, None) => vec![DEFAULT_ENDPOINT.to_owned()],
+        }
+    }
+
     pub fn auth_token(&self) -> Option<&Secret> {
         self.auth_token.as_ref().filter(|t| !t.is_empty())
     }
@@ -760,6 +827,10 @@ impl DatabaseConfig {
     pub fn sslrootcert(&self) -> Option<&Path> {
         non_empty(&self.sslrootcert)
     }
+}
+
+fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
 }
 
 /// An optional path, with an empty one (an unset `${VAR:-}`) taken as absent.

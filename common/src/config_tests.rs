@@ -21,7 +21,11 @@ fn the_shipped_config_loads_with_the_template_variables() {
     let config = load(text, &[("DB_PASSWORD", "s3cret")]).unwrap();
     assert_eq!(config.database.password.expose(), "s3cret");
     assert_eq!(config.consumer.port, 8080);
-    assert!(!config.propagator.endpoint.is_empty());
+    assert_eq!(
+        config.propagator.endpoint_list(),
+        [DEFAULT_ENDPOINT],
+        "the shipped file's endpoint default"
+    );
 }
 
 #[test]
@@ -198,6 +202,110 @@ fn max_in_flight_outside_1_to_1024_is_refused_naming_the_key_and_the_file() {
     assert!(err.contains("propagator.max_in_flight"), "{err}");
     let config = load(text, &[("DB_PASSWORD", "x")]).unwrap();
     assert_eq!(config.propagator.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+}
+
+#[test]
+fn endpoints_is_a_list_of_urls_instead_of_endpoint() {
+    let text = "propagator:\n  endpoints:\n    - http://a:8080/event\n    - https://b/event\n";
+    let config = load(text, &[]).unwrap();
+    assert_eq!(
+        config.propagator.endpoint_list(),
+        ["http://a:8080/event", "https://b/event"]
+    );
+    let config = load("propagator:\n  endpoint: http://one/event\n", &[]).unwrap();
+    assert_eq!(config.propagator.endpoint_list(), ["http://one/event"]);
+    assert_eq!(
+        load("", &[]).unwrap().propagator.endpoint_list(),
+        [DEFAULT_ENDPOINT]
+    );
+    let cases = [
+        (
+            "propagator:\n  endpoint: http://a/event\n  endpoints: [http://b/event]\n",
+            "propagator.endpoint",
+            "both keys set",
+        ),
+        (
+            "propagator:\n  endpoints: []\n",
+            "at least one",
+            "an empty list",
+        ),
+        (
+            "propagator:\n  endpoints: [http://a/event, b:1/event]\n",
+            "item 1",
+            "a URL without scheme",
+        ),
+        (
+            "propagator:\n  endpoints: [http://a/event, http://a/event]\n",
+            "listed twice",
+            "the same URL twice",
+        ),
+        (
+            "propagator:\n  endpoints: http://a/event\n",
+            "propagator.endpoints",
+            "a string, not a list",
+        ),
+        (
+            "propagator:\n  endpoints: [http://a/event, http://b/event]\n  \
+             batch_endpoint: http://a/events\n",
+            "propagator.batch_endpoint",
+            "one batch URL for several endpoints",
+        ),
+    ];
+    for (text, needle, reason) in cases {
+        let err = load(text, &[]).unwrap_err().to_string();
+        assert!(err.contains(needle), "{reason}: {err}");
+        assert!(
+            err.starts_with("config.yaml:"),
+            "{reason}: file not named: {err}"
+        );
+        assert!(
+            err.contains("propagator.endpoint") || err.contains("propagator.batch_endpoint"),
+            "{reason}: key not named: {err}"
+        );
+    }
+    let both = "propagator:\n  endpoint: http://a/event\n  endpoints: [http://b/event]\n";
+    let err = load(both, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("propagator.endpoints") && err.contains("remove propagator.endpoint"),
+        "names both keys and what to do: {err}"
+    );
+    // One endpoint in the list may still name its batch URL.
+    let text = "propagator:\n  endpoints: [http://a/event]\n  batch_endpoint: http://a/bulk\n";
+    assert!(load(text, &[]).is_ok());
+}
+
+#[test]
+fn drain_seconds_outside_0_to_3600_is_refused_naming_the_key_and_the_file() {
+    let cases = [
+        ("-1", "a negative drain"),
+        ("3600.5", "above the hour's bound"),
+        (".nan", "NaN"),
+        (".inf", "infinite"),
+        ("five", "not a number"),
+    ];
+    for (value, reason) in cases {
+        let text = format!("consumer:\n  drain_seconds: {value}\n");
+        let err = load(&text, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("consumer.drain_seconds"),
+            "{reason}: key not named: {err}"
+        );
+        assert!(
+            err.starts_with("config.yaml:"),
+            "{reason}: file not named: {err}"
+        );
+        assert!(!err.contains('\n'), "{reason}: one line: {err}");
+    }
+    for (value, seconds) in [("0", 0.0), ("2.5", 2.5), ("3600", 3600.0)] {
+        let text = format!("consumer:\n  drain_seconds: {value}\n");
+        let config = load(&text, &[]).unwrap();
+        assert_eq!(config.consumer.drain_seconds, seconds, "{value}");
+    }
+    assert_eq!(
+        load("", &[]).unwrap().consumer.drain_seconds,
+        0.0,
+        "no drain unless asked for: a stop behaves as before"
+    );
 }
 
 #[test]

@@ -161,6 +161,39 @@ impl Running {
         }
     }
 
+    /// Drains before a stop (`consumer.drain_seconds`): from now on `/readyz` answers 503,
+    /// while every other request, keep-alive connections and new connections are served as
+    /// before. A load balancer notices only at its next failed health checks that this
+    /// consumer is leaving; requests it routes here meanwhile are still stored. Ends after
+    /// `length`, or earlier when `interrupted` (called with the time left, which it may block
+    /// for) says so: a second stop signal. [`Running::shutdown`] comes next either way.
+    pub fn drain(&self, length: Duration, mut interrupted: impl FnMut(Duration) -> bool) {
+        self.notifier.stopping();
+        self.notifier
+            .status(&format!("draining for {}s", length.as_secs_f64()));
+        self.server.draining.store(true, Ordering::SeqCst);
+        log::info!(
+            "draining for {}s before stopping: /readyz answers 503, everything else is served",
+            length.as_secs_f64()
+        );
+        let start = Instant::now();
+        let end = start + length;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                log::info!("drain over after {:.1}s", start.elapsed().as_secs_f64());
+                return;
+            }
+            if interrupted(left) {
+                log::info!(
+                    "drain cut short after {:.1}s by a second stop signal",
+                    start.elapsed().as_secs_f64()
+                );
+                return;
+            }
+        }
+    }
+
     /// Stops accepting, lets in-flight requests finish (up to `shutdown_timeout_seconds`),
     /// lets the workers store what is queued, then closes the database connections.
     ///

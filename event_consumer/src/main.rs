@@ -1,5 +1,7 @@
 //! `event_consumer`: command line, configuration, signals. The service lives in the library.
 
+use std::io::{ErrorKind, Read};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +25,10 @@ Options:
 A .env file in the working directory is loaded first; variables already set win.
 LOG_LEVEL sets the log level (error, warn, info, debug, trace).
 SIGTERM or SIGINT stops it gracefully (at most shutdown_timeout_seconds plus a few seconds);
-a second one during that stop exits at once with status 1. SIGHUP is logged and ignored.
+a second one during that stop exits at once with status 1. With consumer.drain_seconds the
+stop starts with a drain of that length (/readyz answers 503, everything else is served); a
+second signal during the drain cuts it short, a third exits at once with status 1.
+SIGHUP is logged and ignored.
 Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure or stopped by a second signal,
 2 configuration or usage error.";
 
@@ -97,7 +102,10 @@ fn main() -> ExitCode {
         config.consumer.port = port;
     }
 
-    let signals = match Signals::register() {
+    let drain = Duration::from_secs_f64(config.consumer.drain_seconds);
+    // Without a drain the first stop signal starts the graceful stop, so it arms the forced
+    // exit itself, in the handler, as before drains existed.
+    let signals = match Signals::register(drain.is_zero()) {
         Ok(signals) => signals,
         Err(e) => {
             eprintln!("event_consumer: {e}");
@@ -115,46 +123,118 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    loop {
+    let reload_on_hangup = || {
         if signals.hangup.swap(false, Ordering::Relaxed) {
             running.reload();
         }
-        if signals.stop.load(Ordering::Relaxed) {
-            break;
+    };
+    let stops = loop {
+        reload_on_hangup();
+        let stops = signals.stops_within(SIGNAL_POLL);
+        if stops > 0 {
+            break stops;
         }
-        std::thread::sleep(Duration::from_millis(50));
+    };
+    if !drain.is_zero() {
+        // A second stop signal during the drain cuts it short and starts the graceful stop,
+        // rather than exiting: the drain only spares load balancers a closed port, while the
+        // graceful stop is what keeps acknowledged requests whole, and it is bounded by
+        // shutdown_timeout_seconds. A third signal (during that stop) exits at once.
+        if stops == 1 {
+            running.drain(drain, |left| {
+                reload_on_hangup();
+                signals.stops_within(left.min(SIGNAL_POLL)) > 0
+            });
+        } else {
+            log::info!("{stops} stop signals at once: stopping without the drain");
+        }
+        if signals.arm_forced_exit() {
+            return ExitCode::FAILURE;
+        }
     }
     running.shutdown();
     ExitCode::SUCCESS
 }
 
-/// The flags the signal handlers set.
+/// How often the main thread looks at the SIGHUP flag while it waits for a stop signal.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
+/// What the signal handlers leave for the main thread.
 struct Signals {
-    /// SIGTERM or SIGINT: stop gracefully.
-    stop: Arc<AtomicBool>,
+    /// The reading end of a self-pipe the handlers write one byte to per SIGTERM or SIGINT,
+    /// so the main thread counts stop signals without losing one that came while it was busy.
+    stops: UnixStream,
+    /// Set: a SIGTERM or SIGINT exits at once with status 1, in the handler (a stop waiting on
+    /// a frozen database cannot hold it up).
+    force_exit: Arc<AtomicBool>,
     hangup: Arc<AtomicBool>,
 }
 
 impl Signals {
-    /// A first SIGTERM/SIGINT sets `stop`; a second one, while the graceful stop runs (and may
-    /// wait on a frozen database), exits at once with status 1. SIGHUP (a closed terminal or
-    /// SSH session, `systemctl reload`) sets `hangup` instead of ending the process.
-    fn register() -> Result<Signals, String> {
+    /// Each SIGTERM/SIGINT is counted in `stops`; once `force_exit` is set (by the first of
+    /// them when `arm_on_first_stop`, else by [`Signals::arm_forced_exit`]) the next one exits
+    /// at once with status 1. SIGHUP (a closed terminal or SSH session, `systemctl reload`)
+    /// sets `hangup` instead of ending the process.
+    fn register(arm_on_first_stop: bool) -> Result<Signals, String> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let (stops, write_end) =
+            UnixStream::pair().map_err(|e| format!("cannot create the signal pipe: {e}"))?;
         let signals = Signals {
-            stop: Arc::new(AtomicBool::new(false)),
+            stops,
+            force_exit: Arc::new(AtomicBool::new(false)),
             hangup: Arc::new(AtomicBool::new(false)),
         };
         let cannot = |signal: i32, e: std::io::Error| format!("cannot handle signal {signal}: {e}");
         for signal in [SIGTERM, SIGINT] {
-            // The exit must be registered first: it acts only once `stop` was already set.
-            signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&signals.stop))
-                .map_err(|e| cannot(signal, e))?;
-            signal_hook::flag::register(signal, Arc::clone(&signals.stop))
+            // The exit must be registered first: it acts only once `force_exit` was already set.
+            signal_hook::flag::register_conditional_shutdown(
+                signal,
+                1,
+                Arc::clone(&signals.force_exit),
+            )
+            .map_err(|e| cannot(signal, e))?;
+            if arm_on_first_stop {
+                signal_hook::flag::register(signal, Arc::clone(&signals.force_exit))
+                    .map_err(|e| cannot(signal, e))?;
+            }
+            let write_end = write_end.try_clone().map_err(|e| cannot(signal, e))?;
+            signal_hook::low_level::pipe::register(signal, write_end)
                 .map_err(|e| cannot(signal, e))?;
         }
         signal_hook::flag::register(SIGHUP, Arc::clone(&signals.hangup))
             .map_err(|e| cannot(SIGHUP, e))?;
         Ok(signals)
+    }
+
+    /// The stop signals that arrived, waiting up to `timeout` for the first.
+    fn stops_within(&self, timeout: Duration) -> usize {
+        // A zero read timeout is refused by the OS, and means "no wait" here anyway.
+        let timeout = timeout.max(Duration::from_millis(1));
+        if self.stops.set_read_timeout(Some(timeout)).is_err() {
+            std::thread::sleep(timeout);
+            return 0;
+        }
+        let mut bytes = [0u8; 64];
+        match (&self.stops).read(&mut bytes) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => 0,
+            Err(e) if e.kind() == ErrorKind::Interrupted => 0,
+            Err(_) => {
+                // Not expected from a socket pair we own; never spin on it.
+                std::thread::sleep(timeout);
+                0
+            }
+        }
+    }
+
+    /// Makes the next stop signal exit at once (the graceful stop begins). Returns true when
+    /// one already came since the last count: the caller exits with status 1 instead.
+    fn arm_forced_exit(&self) -> bool {
+        // Armed first, then the pipe read: a signal either finds the exit armed or left its
+        // byte to be read here.
+        self.force_exit.store(true, Ordering::SeqCst);
+        self.stops
+            .set_nonblocking(true)
+            .is_ok_and(|()| matches!((&self.stops).read(&mut [0u8; 64]), Ok(n) if n > 0))
     }
 }

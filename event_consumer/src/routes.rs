@@ -168,6 +168,15 @@ pub fn shutting_down() -> Response {
     .with_header("Retry-After", "1")
 }
 
+/// `/readyz` while draining before a stop: not ready, so a load balancer takes this consumer
+/// out; no `Retry-After`, since it will not be back.
+pub fn draining() -> Response {
+    Response::error(
+        Status::ServiceUnavailable,
+        "draining before a stop: send new work to another consumer",
+    )
+}
+
 /// The answer to a connection past `max_connections`, written by the acceptor.
 pub fn too_many_connections() -> Response {
     Response::error(

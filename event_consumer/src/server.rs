@@ -46,6 +46,9 @@ pub struct Server {
     pub metrics: Arc<Metrics>,
     pub pipeline: Arc<Pipeline>,
     pub stopping: AtomicBool,
+    /// Set at a stop with `drain_seconds`: `/readyz` answers 503 so load balancers send new
+    /// work elsewhere, while every other request is still served.
+    pub draining: AtomicBool,
     /// The answer past `max_connections`, encoded once at start (without a `Date`, which a 5xx
     /// may omit) so the acceptor writes it without building anything.
     pub busy_answer: Vec<u8>,
@@ -81,6 +84,7 @@ impl Server {
             metrics,
             pipeline,
             stopping: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             busy_answer,
             open_writers: OpenWriters::default(),
             https,
@@ -328,6 +332,10 @@ fn act(action: Action, answer: Answer, server: &Server) -> std::io::Result<()> {
         Action::Metrics => {
             let text = server.metrics.render().into_bytes();
             return answer.send(&crate::http::Response::metrics_text(text));
+        }
+        // No probe write: whatever the database says, this consumer is leaving.
+        Action::CheckReady if server.draining.load(Ordering::SeqCst) => {
+            return answer.send(&routes::draining());
         }
         Action::CheckReady => Task::Ping,
         Action::StoreBatch { items } => Task::StoreBatch { items },

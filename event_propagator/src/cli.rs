@@ -15,7 +15,8 @@ Usage: event_propagator [OPTIONS]
 
 Options:
   --config PATH          configuration file [default: config.yaml]
-  --endpoint URL         consumer URL, overrides propagator.endpoint
+  --endpoint URL         consumer URL, overrides propagator.endpoint(s); repeat it for
+                         several consumers on one database (round-robin, failover)
   --period SECONDS       time between sends (0 = back to back, fractions allowed),
                          overrides propagator.period_seconds
   --events-file PATH     JSON array of events, overrides propagator.events_file
@@ -55,7 +56,8 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Args {
     pub config: PathBuf,
-    pub endpoint: Option<String>,
+    /// Every `--endpoint`, in order; empty: as the config file says.
+    pub endpoints: Vec<String>,
     pub period_seconds: Option<f64>,
     pub events_file: Option<PathBuf>,
     pub max_in_flight: Option<usize>,
@@ -73,7 +75,7 @@ impl Default for Args {
     fn default() -> Self {
         Args {
             config: PathBuf::from("config.yaml"),
-            endpoint: None,
+            endpoints: Vec::new(),
             period_seconds: None,
             events_file: None,
             max_in_flight: None,
@@ -91,8 +93,10 @@ impl Default for Args {
 impl Args {
     /// Applies the flags on top of options taken from the config file.
     pub fn apply(&self, options: &mut Options) {
-        if let Some(endpoint) = &self.endpoint {
-            options.endpoint = endpoint.clone();
+        // The flags' list replaces the config's whole, rather than adding to it: what the
+        // command line shows is where events go.
+        if !self.endpoints.is_empty() {
+            options.endpoints = self.endpoints.clone();
         }
         if let Some(period) = self.period_seconds {
             options.period = Duration::from_secs_f64(period);
@@ -158,7 +162,7 @@ where
             Long("help") | Short('h') => return Ok(Command::Help),
             Long("version") | Short('V') => return Ok(Command::Version),
             Long("config") => out.config = parser.value().map_err(lexopt_error)?.into(),
-            Long("endpoint") => out.endpoint = Some(url(&mut parser, "--endpoint")?),
+            Long("endpoint") => out.endpoints.push(url(&mut parser, "--endpoint")?),
             Long("batch-endpoint") => {
                 out.batch_endpoint = Some(url(&mut parser, "--batch-endpoint")?);
             }
@@ -303,7 +307,7 @@ mod tests {
             args,
             Args {
                 config: "/etc/p.yaml".into(),
-                endpoint: Some("http://h:1/event".into()),
+                endpoints: vec!["http://h:1/event".into()],
                 period_seconds: Some(0.05),
                 events_file: Some("e.json".into()),
                 max_in_flight: Some(8),
@@ -331,7 +335,7 @@ mod tests {
         )
         .unwrap()
         .apply(&mut options);
-        assert_eq!(options.endpoint, "http://x:9/e");
+        assert_eq!(options.endpoints, ["http://x:9/e"]);
         assert_eq!(options.period, Duration::from_millis(250));
         assert_eq!(options.events_file, PathBuf::from("f.json"));
         assert_eq!((options.count, options.seed), (Some(3), Some(5)));
@@ -348,6 +352,32 @@ mod tests {
         assert_eq!(options.batch_size, 1, "one event per request by default");
         assert_eq!(options.batch_endpoint, None);
         assert!(!options.gzip);
+    }
+
+    #[test]
+    fn several_endpoint_flags_replace_the_configured_endpoints_in_their_order() {
+        let mut config = common::Config::default();
+        config.propagator.endpoints = Some(vec!["http://config:1/event".into()]);
+        let mut options = Options::from_config(&config.propagator);
+        assert_eq!(options.endpoints, ["http://config:1/event"]);
+        run("--endpoint http://b:2/event --endpoint http://a:1/event")
+            .unwrap()
+            .apply(&mut options);
+        assert_eq!(options.endpoints, ["http://b:2/event", "http://a:1/event"]);
+        let mut options = Options::from_config(&config.propagator);
+        run("--period 1").unwrap().apply(&mut options);
+        assert_eq!(
+            options.endpoints,
+            ["http://config:1/event"],
+            "no flag: the config's list"
+        );
+        let message = run("--endpoint http://a:1/event --endpoint b:2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("--endpoint") && message.contains("b:2"),
+            "{message}"
+        );
     }
 
     #[test]

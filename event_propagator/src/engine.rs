@@ -13,8 +13,8 @@
 //! choice and the keys log are the same events in the same order whatever the batch size) as
 //! one `POST /events` whose body is built when it is sent. A batch is one send in flight and
 //! one slot: the schedule, the window and the lateness count requests, the event counters
-//! count events. Several endpoints would let the [`Sender`] choose one per attempt, without
-//! changing how slots are taken or how the threads share the engine.
+//! count events. With several endpoints the [`Sender`] chooses one per attempt; how slots are
+//! taken and how the threads share the engine do not change.
 
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use crate::event_set::EventSet;
 use crate::events::Picker;
 use crate::keys_log::KeysLog;
 use crate::schedule::{Schedule, Slot};
-use crate::sender::{Backoff, Delivery, Outcome, Post, Sender, SenderConfig, WarnLimiter};
+use crate::sender::{Backoff, Delivery, Outcome, Post, Sender, SenderConfig, Target, WarnLimiter};
 use crate::stats::{End, InFlight, Stats, Summary};
 use crate::stop::Stop;
 use crate::Options;
@@ -125,6 +125,7 @@ impl Engine {
     /// An engine for `events` (checked, non-empty), with the HTTP agent built from `options`.
     pub(crate) fn new(
         options: Options,
+        targets: Vec<Target>,
         tls: ureq::tls::TlsConfig,
         events: EventSet,
         keys_log: Option<KeysLog>,
@@ -132,10 +133,7 @@ impl Engine {
     ) -> Engine {
         let sender = Sender::new(
             SenderConfig {
-                endpoint: options.endpoint.clone(),
-                batch_endpoint: (options.batch_size > 1)
-                    .then(|| options.batch_endpoint.clone())
-                    .flatten(),
+                endpoints: targets,
                 gzip: options.gzip,
                 auth_token: options.auth_token.clone(),
                 connect_timeout: options.connect_timeout,
@@ -173,6 +171,11 @@ impl Engine {
         &self.options
     }
 
+    /// The endpoints, in the order of the configuration.
+    pub(crate) fn targets(&self) -> &[Target] {
+        self.sender.targets()
+    }
+
     /// How many events the events file holds.
     pub(crate) fn event_count(&self) -> usize {
         self.events.len()
@@ -205,7 +208,8 @@ impl Engine {
     pub(crate) fn summary_at(&self, end: End) -> Summary {
         let stats = &lock(&self.live).stats;
         let elapsed = stats.started().map(|s| s.elapsed()).unwrap_or_default();
-        stats.summary(elapsed, end)
+        let names: Vec<String> = self.targets().iter().map(|t| t.name.clone()).collect();
+        stats.summary(elapsed, end, &names)
     }
 
     /// Waits for the next slot, picks its event, logs its key and counts the send; or says why
@@ -458,6 +462,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    fn targets() -> Vec<Target> {
+        vec![Target {
+            event_url: common::config::DEFAULT_ENDPOINT.into(),
+            batch_url: None,
+            name: common::config::DEFAULT_ENDPOINT.into(),
+            batch_name: None,
+        }]
+    }
+
     /// An engine over one event whose sends are never made: slots are only taken.
     fn engine(count: u64) -> Engine {
         let mut options = Options::from_config(&common::Config::default().propagator);
@@ -466,6 +479,7 @@ mod tests {
         let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
         Engine::new(
             options,
+            targets(),
             Default::default(),
             EventSet::from_events(&[event]),
             None,
@@ -497,6 +511,7 @@ mod tests {
         let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
         let engine = Engine::new(
             options,
+            targets(),
             Default::default(),
             EventSet::from_events(&[event]),
             None,
@@ -512,6 +527,7 @@ mod tests {
         let delivered = Delivery {
             attempts: 1,
             outcome: Outcome::Delivered,
+            endpoint: Some(0),
         };
         engine.finish(first, delivered.clone());
         engine.finish(second, delivered);
@@ -533,6 +549,7 @@ mod tests {
         let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
         let engine = Engine::new(
             options,
+            targets(),
             Default::default(),
             EventSet::from_events(&[event]),
             None,
@@ -543,6 +560,7 @@ mod tests {
         let delivered = Delivery {
             attempts: 1,
             outcome: Outcome::Delivered,
+            endpoint: Some(0),
         };
         engine.finish(first, delivered);
         // One sender was free all along: the slots passed because nothing took them.

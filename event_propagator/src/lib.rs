@@ -29,7 +29,9 @@
 //! queued), never fires skipped slots in a burst, and does not read the consumer's database.
 #![forbid(unsafe_code)]
 
+mod answer;
 pub mod cli;
+pub mod endpoints;
 mod engine;
 pub mod event_set;
 pub mod events;
@@ -59,12 +61,14 @@ pub use stop::Stop;
 use engine::Engine;
 use events::EventsFileError;
 use keys_log::KeysLog;
+use sender::Target;
 use tls::TlsFiles;
 
 /// Everything a run needs: the `propagator` config section with the command-line overrides.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
-    pub endpoint: String,
+    /// The consumers, round-robin (at least one; several share one database).
+    pub endpoints: Vec<String>,
     pub period: Duration,
     pub events_file: PathBuf,
     pub auth_token: Option<Secret>,
@@ -78,7 +82,8 @@ pub struct Options {
     pub max_in_flight: usize,
     /// Events per request (1 to 1000): above 1, each slot POSTs that many as one batch.
     pub batch_size: usize,
-    /// Where batches go; `None`: the sibling `events` of `endpoint`, derived at start.
+    /// Where batches go (with one endpoint only); `None`: the sibling `events` of each
+    /// endpoint, derived at start.
     pub batch_endpoint: Option<String>,
     /// Compress request bodies with gzip.
     pub gzip: bool,
@@ -97,7 +102,7 @@ impl Options {
     /// Options from a checked config section (`Config::check` bounds every number of seconds).
     pub fn from_config(config: &PropagatorConfig) -> Options {
         Options {
-            endpoint: config.endpoint.clone(),
+            endpoints: config.endpoint_list(),
             period: Duration::from_secs_f64(config.period_seconds),
             events_file: config.events_file.clone(),
             auth_token: config.auth_token().cloned(),
@@ -176,21 +181,8 @@ pub struct Propagator {
 impl Propagator {
     /// Checks the endpoint, the TLS files, the events file and the keys log, and builds the
     /// HTTP agent.
-    pub fn new(mut options: Options) -> Result<Propagator, SetupError> {
-        check_endpoint(&options.endpoint)?;
-        if options.batch_size > 1 {
-            let batch_endpoint = match options.batch_endpoint.take() {
-                Some(url) => url,
-                None => common::config::sibling_batch_endpoint(&options.endpoint).map_err(
-                    |problem| SetupError::Endpoint {
-                        endpoint: redact_userinfo(&options.endpoint),
-                        problem,
-                    },
-                )?,
-            };
-            check_endpoint(&batch_endpoint)?;
-            options.batch_endpoint = Some(batch_endpoint);
-        }
+    pub fn new(options: Options) -> Result<Propagator, SetupError> {
+        let targets = targets(&options)?;
         let tls = options.tls.load().map_err(SetupError::Tls)?;
         let events = events::load(&options.events_file).map_err(SetupError::Events)?;
         let keys_log = match &options.keys_log {
@@ -202,7 +194,7 @@ impl Propagator {
         };
         let seed = options.seed.unwrap_or_else(events::random_seed);
         Ok(Propagator {
-            engine: Arc::new(Engine::new(options, tls, events, keys_log, seed)),
+            engine: Arc::new(Engine::new(options, targets, tls, events, keys_log, seed)),
         })
     }
 
@@ -234,9 +226,13 @@ impl Propagator {
     /// threads are left to their request timeouts (the process is about to exit anyway).
     pub fn run_until_stopped(self, stop: &Stop) -> Summary {
         let options = self.engine.options();
-        let target = match (&options.batch_endpoint, options.batch_size) {
-            (Some(url), n) if n > 1 => format!("batches of {n} to {}", redact_userinfo(url)),
-            _ => format!("to {}", redact_userinfo(&options.endpoint)),
+        let urls = |url: fn(&Target) -> Option<&str>| {
+            let urls: Vec<&str> = self.engine.targets().iter().filter_map(url).collect();
+            urls.join(", ")
+        };
+        let target = match options.batch_size {
+            1 => format!("to {}", urls(|t| Some(&t.name))),
+            n => format!("batches of {n} to {}", urls(|t| t.batch_name.as_deref())),
         };
         log::info!(
             "sending {target}{} every {}s, at most {} in flight: {} events from {}, seed {} \
@@ -272,6 +268,58 @@ impl Propagator {
 /// Sets up and runs until the count, the duration or a stop request ends it.
 pub fn run(options: Options, stop: &Stop) -> Result<Summary, SetupError> {
     Ok(Propagator::new(options)?.run_until_stopped(stop))
+}
+
+/// Each endpoint checked, with where its batches go when batches are sent, and its name for
+/// logs. Several endpoints (from `--endpoint` flags, which the config check did not see) must
+/// differ, and take their batch URLs from their own paths.
+fn targets(options: &Options) -> Result<Vec<Target>, SetupError> {
+    let several = options.endpoints.len() > 1;
+    if options.endpoints.is_empty() {
+        return Err(SetupError::Endpoint {
+            endpoint: String::new(),
+            problem: "no endpoint: set propagator.endpoint(s) or --endpoint".into(),
+        });
+    }
+    let mut targets: Vec<Target> = Vec::with_capacity(options.endpoints.len());
+    for endpoint in &options.endpoints {
+        check_endpoint(endpoint)?;
+        let name = redact_userinfo(endpoint);
+        if targets.iter().any(|t| t.name == name) {
+            return Err(SetupError::Endpoint {
+                endpoint: name,
+                problem: "is listed twice".into(),
+            });
+        }
+        let batch_url = match (options.batch_size, &options.batch_endpoint) {
+            (1, _) => None,
+            (_, Some(_)) if several => {
+                return Err(SetupError::Endpoint {
+                    endpoint: name,
+                    problem: "with several endpoints batches go to each one's sibling \
+                              `events`: remove propagator.batch_endpoint (or --batch-endpoint)"
+                        .into(),
+                })
+            }
+            (_, Some(url)) => Some(url.clone()),
+            (_, None) => Some(common::config::sibling_batch_endpoint(endpoint).map_err(
+                |problem| SetupError::Endpoint {
+                    endpoint: name.clone(),
+                    problem,
+                },
+            )?),
+        };
+        if let Some(url) = &batch_url {
+            check_endpoint(url)?;
+        }
+        targets.push(Target {
+            event_url: endpoint.clone(),
+            batch_name: batch_url.as_deref().map(redact_userinfo),
+            batch_url,
+            name,
+        });
+    }
+    Ok(targets)
 }
 
 /// Refuses an endpoint ureq could not use, at start rather than at the first send.

@@ -1,8 +1,13 @@
-//! Sending one request (one event, or a batch of them): the HTTP agent, the attempts and their
-//! classification, backoff, give-up, gzip.
+//! Sending one request (one event, or a batch of them): the HTTP agent, the attempts, which
+//! endpoint each goes to, backoff, give-up, gzip. How an attempt's result is sorted is
+//! `answer.rs`'s; which endpoint is up, `endpoints.rs`'s.
 //!
 //! Retry policy: connection errors, timeouts and the answers 408, 429, 500, 502, 503 and 504
-//! mean "try again later". Each retry waits a random time between zero and a ceiling that
+//! mean "try again later". With several endpoints, a retry goes at once to another endpoint
+//! that is up (round-robin, never the one that just failed while another is up); an endpoint
+//! that refused the connection (or could not be reached) or answered 503 rests for a while
+//! (see `endpoints.rs`), so other sends skip it. Otherwise, and always with one endpoint,
+//! each retry waits a random time between zero and a ceiling that
 //! starts at `backoff_initial_seconds` and doubles up to `backoff_max_seconds` ("full jitter":
 //! many propagators recovering from the same outage do not come back in lockstep), and at least
 //! as long as the consumer's `Retry-After`. Every attempt carries the event's `Idempotency-Key`,
@@ -31,6 +36,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::Secret;
 
+use crate::answer::{classify, classify_batch, classify_error, consumer_message, Answer};
+use crate::endpoints::{Failed, Pick, Rotation};
 use crate::stop::Stop;
 
 /// Longest answer body read: the consumer's error bodies are a few hundred bytes.
@@ -44,17 +51,12 @@ const MAX_ANSWER_BYTES_PER_ITEM: u64 = 256;
 /// bytes, and bodies larger than the buffer are written through it in pieces. The read buffer
 /// must hold a whole answer head, hence the same cap on that.
 const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
-/// Longest consumer message quoted in a log line.
-const MAX_MESSAGE_CHARS: usize = 300;
-/// A `Retry-After` beyond a day is taken as a day.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
 /// What the sender needs to know, taken from the configuration.
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
-    pub endpoint: String,
-    /// Where batches are POSTed (`POST /events`): set when batches are sent.
-    pub batch_endpoint: Option<String>,
+    /// The consumers, each as a [`Target`]; at least one.
+    pub endpoints: Vec<Target>,
     /// Compress request bodies with gzip and say so in `Content-Encoding`.
     pub gzip: bool,
     pub auth_token: Option<Secret>,
@@ -69,10 +71,22 @@ pub struct SenderConfig {
     pub tls: ureq::tls::TlsConfig,
 }
 
+/// One endpoint: where its events and batches go, and its name in logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub event_url: String,
+    /// Where batches are POSTed (`POST /events`): set when batches are sent.
+    pub batch_url: Option<String>,
+    /// The endpoint as configured, without any `user:password@`.
+    pub name: String,
+    /// `batch_url` without any `user:password@`.
+    pub batch_name: Option<String>,
+}
+
 /// Builds the one agent used for the whole run: explicit timeouts (ureq has none by default),
 /// statuses as answers rather than errors so `Retry-After` and the error body can be read, no
 /// redirects (a POST must reach the configured endpoint, not wherever it points), and room in
-/// the pool for a keep-alive connection per send in flight. ureq 3 keeps only 3 idle
+/// the pool for a keep-alive connection per send in flight on each of `hosts` endpoints. ureq 3 keeps only 3 idle
 /// connections per host (10 in all) by default and closes the rest, so after a stall with more
 /// sends in flight the next one would pay for new connections (each also resolves the host on
 /// a thread of its own when a timeout is set): a test with two stalls saw 30 connections where
@@ -81,6 +95,7 @@ pub fn build_agent(
     connect_timeout: Duration,
     request_timeout: Duration,
     max_in_flight: usize,
+    hosts: usize,
     tls: ureq::tls::TlsConfig,
 ) -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -88,7 +103,7 @@ pub fn build_agent(
         .http_status_as_error(false)
         .timeout_connect(Some(connect_timeout))
         .timeout_global(Some(request_timeout))
-        .max_idle_connections(max_in_flight)
+        .max_idle_connections(max_in_flight.saturating_mul(hosts.max(1)))
         .max_idle_connections_per_host(max_in_flight)
         .input_buffer_size(CONNECTION_BUFFER_BYTES)
         .output_buffer_size(CONNECTION_BUFFER_BYTES)
@@ -97,27 +112,6 @@ pub fn build_agent(
         .user_agent(concat!("event_propagator/", env!("CARGO_PKG_VERSION")))
         .build()
         .into()
-}
-
-/// The result of one attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
-    /// 201: stored now.
-    Created,
-    /// 200: the consumer already had this idempotency key (every key of a batch).
-    Duplicate,
-    /// A batch stored, of whose items the consumer already had this many (some, not all).
-    PartlyDuplicate { duplicates: usize },
-    /// Worth another attempt later.
-    Retry {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
-    /// A final refusal from the consumer.
-    Rejected { status: u16, message: String },
-    /// A failure on our side that another attempt cannot fix (a URL ureq refuses, a host name
-    /// that cannot be a TLS server name).
-    Fatal { reason: String },
 }
 
 /// How sending one event ended.
@@ -141,63 +135,13 @@ pub enum Outcome {
     Abandoned,
 }
 
-/// An outcome and the number of attempts it took (retries = attempts − 1).
+/// An outcome, the number of attempts it took (retries = attempts − 1), and the endpoint (by
+/// its index in the configuration) that gave the last answer; none when no attempt was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub outcome: Outcome,
     pub attempts: u32,
-}
-
-/// Sorts an HTTP answer. `now` is used for a `Retry-After` given as a date.
-pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8], now: SystemTime) -> Answer {
-    match status {
-        201 => Answer::Created,
-        200 => Answer::Duplicate,
-        // Another 2xx still means the consumer took the event.
-        202..=299 => Answer::Created,
-        408 | 429 | 500 | 502 | 503 | 504 => Answer::Retry {
-            reason: status_text(status),
-            retry_after: retry_after.and_then(|v| parse_retry_after(v, now)),
-        },
-        _ => Answer::Rejected {
-            status,
-            message: consumer_message(body),
-        },
-    }
-}
-
-/// Sorts the answer to a batch of `items` events: as [`classify`], and a 2xx other than 200
-/// by its results (`{"results": [{"status": "created" | "duplicate", ...}, ...]}`, one per
-/// item). The flag is false when such a 2xx has no results array of `items` entries: the
-/// consumer took the batch (it said 2xx), so it counts as delivered, and the caller says so.
-pub fn classify_batch(
-    status: u16,
-    retry_after: Option<&str>,
-    body: &[u8],
-    items: usize,
-    now: SystemTime,
-) -> (Answer, bool) {
-    match classify(status, retry_after, body, now) {
-        Answer::Created => match batch_duplicates(body, items) {
-            Some(0) => (Answer::Created, true),
-            Some(d) if d == items => (Answer::Duplicate, true),
-            Some(duplicates) => (Answer::PartlyDuplicate { duplicates }, true),
-            None => (Answer::Created, false),
-        },
-        other => (other, true),
-    }
-}
-
-/// How many results of a batch's answer say `duplicate`, if it lists one result per item.
-fn batch_duplicates(body: &[u8], items: usize) -> Option<usize> {
-    let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let results = answer.get("results")?.as_array()?;
-    if results.len() != items {
-        return None;
-    }
-    let duplicate =
-        |r: &serde_json::Value| r.get("status").and_then(|s| s.as_str()) == Some("duplicate");
-    Some(results.iter().filter(|r| duplicate(r)).count())
+    pub endpoint: Option<usize>,
 }
 
 /// `body` compressed with gzip. Level 1 (fastest): JSON events shrink by most of what level 6
@@ -232,110 +176,6 @@ impl Post<'_> {
             }
         }
     }
-}
-
-/// Sorts a transport error: anything that can heal (the consumer restarting, a network blip,
-/// a timeout, a half-written answer) is retried; errors in our own setup are not.
-pub fn classify_error(error: &ureq::Error) -> Answer {
-    use ureq::Error as E;
-    let fatal = matches!(
-        error,
-        E::BadUri(_)
-            | E::Http(_)
-            | E::TlsRequired
-            | E::RequireHttpsOnly(_)
-            | E::InvalidProxyUrl
-            | E::Tls(_)
-    );
-    // A certificate that fails verification is a connection error like any other (the
-    // consumer may get a new certificate, the CA file may be fixed): retried, but logged in
-    // words rather than as rustls's enum name.
-    let tls_failure = match error {
-        E::Io(e) => common::tls::io_verification_failure(e),
-        E::Rustls(e) => common::tls::verification_failure(e),
-        _ => None,
-    };
-    let reason = match tls_failure {
-        Some(failure) => format!("TLS handshake with the consumer: {failure}"),
-        None => one_line(&error.to_string()),
-    };
-    if fatal {
-        Answer::Fatal { reason }
-    } else {
-        Answer::Retry {
-            reason,
-            retry_after: None,
-        }
-    }
-}
-
-/// Parses `Retry-After`: whole seconds, or an HTTP date (a date in the past means now).
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        // Digits that overflow u64 are still "a very long time".
-        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX).min(86_400))
-    } else {
-        let at = httpdate::parse_http_date(value).ok()?;
-        at.duration_since(now).unwrap_or(Duration::ZERO)
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
-}
-
-/// The error text the consumer sent (`{"error": ..., "field": ...}`, for a batch with the
-/// `index` of the item at fault), or the start of the body.
-fn consumer_message(body: &[u8]) -> String {
-    let json = serde_json::from_slice::<serde_json::Value>(body).ok();
-    let field = |name: &str| {
-        json.as_ref()
-            .and_then(|j| j.get(name))
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-    };
-    let index = json
-        .as_ref()
-        .and_then(|j| j.get("index"))
-        .and_then(|v| v.as_u64());
-    // The consumer's batch errors already start with `item N: `; the index is added only when
-    // the text does not say it.
-    let error = field("error");
-    let index = index.filter(|i| {
-        error
-            .as_deref()
-            .is_none_or(|e| !e.starts_with(&format!("item {i}:")))
-    });
-    let at = match (index, field("field")) {
-        (Some(index), Some(field)) => format!(" (item {index}, field `{field}`)"),
-        (Some(index), None) => format!(" (item {index})"),
-        (None, Some(field)) => format!(" (field `{field}`)"),
-        (None, None) => String::new(),
-    };
-    let text = match error {
-        Some(error) => format!("{error}{at}"),
-        None => String::from_utf8_lossy(body).into_owned(),
-    };
-    let text = one_line(&text);
-    if text.is_empty() {
-        return "(no message)".into();
-    }
-    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
-}
-
-fn status_text(status: u16) -> String {
-    let reason = ureq::http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason());
-    match reason {
-        Some(reason) => format!("{status} {reason}"),
-        None => status.to_string(),
-    }
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Exponential backoff with full jitter.
@@ -417,6 +257,8 @@ pub struct Sender {
     failing_since: Mutex<Option<(Instant, u64)>>,
     /// Whether a batch answer without readable results was logged (once per run).
     unreadable_results_logged: AtomicBool,
+    /// Which endpoint is up, and whose turn it is.
+    rotation: Mutex<Rotation>,
 }
 
 impl Sender {
@@ -426,6 +268,7 @@ impl Sender {
             config.connect_timeout,
             config.request_timeout,
             config.max_in_flight,
+            config.endpoints.len(),
             config.tls.clone(),
         );
         let authorization = config
@@ -433,6 +276,7 @@ impl Sender {
             .as_ref()
             .filter(|t| !t.is_empty())
             .map(|t| Secret::new(format!("Bearer {}", t.expose())));
+        let rotation = Mutex::new(Rotation::new(config.endpoints.len()));
         Sender {
             config,
             agent,
@@ -441,7 +285,13 @@ impl Sender {
             warnings: Mutex::new(WarnLimiter::new(Duration::from_secs(1))),
             failing_since: Mutex::new(None),
             unreadable_results_logged: AtomicBool::new(false),
+            rotation,
         }
+    }
+
+    /// The endpoints, in the order of the configuration.
+    pub fn targets(&self) -> &[Target] {
+        &self.config.endpoints
     }
 
     /// Sends one event until it is delivered, rejected, given up or abandoned.
@@ -466,73 +316,124 @@ impl Sender {
             body
         };
         let mut attempts = 0;
+        // Where the previous attempt went: the next one avoids it while another endpoint is up.
+        let mut last = None;
         loop {
+            let index = match lock(&self.rotation).pick(Instant::now(), last) {
+                Pick::Now(index) => index,
+                Pick::Wait { until, .. } => {
+                    // Every endpoint rests: wait for the first one back. No attempt is spent,
+                    // so an event is never given up for want of an endpoint.
+                    if !self.wait_for_retry(until, stop) {
+                        return self.finish(Outcome::Abandoned, attempts, last);
+                    }
+                    continue;
+                }
+            };
             let limit = match self.shutdown_deadline(stop) {
                 None => None,
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return self.finish(Outcome::Abandoned, attempts);
+                        return self.finish(Outcome::Abandoned, attempts, last);
                     }
                     Some(left.min(self.config.request_timeout))
                 }
             };
             attempts += 1;
-            let answer = self.attempt(body, post, limit);
-            let (reason, retry_after) = match answer {
-                Answer::Created => return self.finish(Outcome::Delivered, attempts),
-                Answer::Duplicate => return self.finish(Outcome::Duplicate, attempts),
+            last = Some(index);
+            let answer = self.attempt(index, body, post, limit);
+            let (reason, retry_after, endpoint_down) = match answer {
+                Answer::Created => return self.finish(Outcome::Delivered, attempts, last),
+                Answer::Duplicate => return self.finish(Outcome::Duplicate, attempts, last),
                 Answer::PartlyDuplicate { duplicates } => {
-                    return self.finish(Outcome::PartlyDuplicate { duplicates }, attempts)
+                    let outcome = Outcome::PartlyDuplicate { duplicates };
+                    return self.finish(outcome, attempts, last);
                 }
                 Answer::Rejected { status, message } => {
-                    return self.finish(Outcome::Rejected { status, message }, attempts)
+                    let outcome = Outcome::Rejected { status, message };
+                    return self.finish(outcome, attempts, last);
                 }
                 Answer::Fatal { reason } => {
-                    return self.finish(Outcome::GaveUp { reason }, attempts)
+                    return self.finish(Outcome::GaveUp { reason }, attempts, last)
                 }
                 Answer::Retry {
                     reason,
                     retry_after,
-                } => (reason, retry_after),
+                    endpoint_down,
+                } => (reason, retry_after, endpoint_down),
             };
             let now = Instant::now();
+            if endpoint_down {
+                self.take_out(index, &reason, now);
+            }
             if self.shutdown_deadline(stop).is_some_and(|d| now >= d) {
-                return self.finish(Outcome::Abandoned, attempts);
+                return self.finish(Outcome::Abandoned, attempts, last);
             }
             lock(&self.failing_since).get_or_insert((now, 0)).1 += 1;
             let retry = attempts; // the retry this failure would lead to
             if retry > self.config.max_retries {
-                return self.finish(Outcome::GaveUp { reason }, attempts);
+                return self.finish(Outcome::GaveUp { reason }, attempts, last);
             }
-            let wait = self
-                .config
-                .backoff
-                .delay(retry, retry_after, &mut lock(&self.jitter));
+            // Another endpoint that is up takes the retry at once (its Retry-After, if any,
+            // was this endpoint's); with none, the retry waits its backoff.
+            let fail_over = lock(&self.rotation).other_is_up(index, now);
+            let wait = if fail_over {
+                Duration::ZERO
+            } else {
+                let mut jitter = lock(&self.jitter);
+                self.config.backoff.delay(retry, retry_after, &mut jitter)
+            };
             let allowed = lock(&self.warnings).allow(now);
             if let Some(held_back) = allowed {
                 let held_back = match held_back {
                     0 => String::new(),
                     n => format!("; {n} similar warnings held back"),
                 };
+                let at = match self.config.endpoints.len() {
+                    1 => String::new(),
+                    _ => format!(" at {}", self.config.endpoints[index].name),
+                };
+                let when = match fail_over {
+                    true => "at once on another endpoint".to_owned(),
+                    false => format!("in {:.3}s", wait.as_secs_f64()),
+                };
                 log::warn!(
-                    "{}: {reason}; retry {retry} of {} in {:.3}s{held_back}",
+                    "{}{at}: {reason}; retry {retry} of {} {when}{held_back}",
                     post.describe(),
                     self.config.max_retries,
-                    wait.as_secs_f64()
                 );
             }
-            if !self.wait_for_retry(now + wait, stop) {
-                return self.finish(Outcome::Abandoned, attempts);
+            if !fail_over && !self.wait_for_retry(now + wait, stop) {
+                return self.finish(Outcome::Abandoned, attempts, last);
             }
         }
     }
 
+    /// Rests an endpoint that is out, with one line saying so (once per rest, however many
+    /// sends saw it fail).
+    fn take_out(&self, index: usize, reason: &str, now: Instant) {
+        if let Failed::Rests(rest) = lock(&self.rotation).failed(index, now) {
+            log::warn!(
+                "endpoint {} is out ({reason}): sending to the others for {}s",
+                self.config.endpoints[index].name,
+                rest.as_secs_f64()
+            );
+        }
+    }
+
     /// One POST and its classification. `limit` shortens the request timeout during shutdown.
-    fn attempt(&self, body: &[u8], post: Post<'_>, limit: Option<Duration>) -> Answer {
+    fn attempt(
+        &self,
+        endpoint: usize,
+        body: &[u8],
+        post: Post<'_>,
+        limit: Option<Duration>,
+    ) -> Answer {
+        let target = &self.config.endpoints[endpoint];
         let (url, items) = match post {
-            Post::Event { .. } => (&self.config.endpoint, None),
-            Post::Batch { items, .. } => match &self.config.batch_endpoint {
+            Post::Event { .. } => (&target.event_url, None),
+            Post::Batch { items, .. } => match &target.batch_url {
                 Some(url) => (url, Some(items)),
                 None => {
                     return Answer::Fatal {
@@ -621,7 +522,7 @@ impl Sender {
         }
     }
 
-    fn finish(&self, outcome: Outcome, attempts: u32) -> Delivery {
+    fn finish(&self, outcome: Outcome, attempts: u32, endpoint: Option<usize>) -> Delivery {
         let answered = matches!(
             outcome,
             Outcome::Delivered
@@ -629,6 +530,14 @@ impl Sender {
                 | Outcome::PartlyDuplicate { .. }
                 | Outcome::Rejected { .. }
         );
+        if let (true, Some(index)) = (answered, endpoint) {
+            if lock(&self.rotation).answered(index) {
+                log::info!(
+                    "endpoint {} answering again",
+                    self.config.endpoints[index].name
+                );
+            }
+        }
         if answered {
             let recovered = lock(&self.failing_since).take();
             if let Some((since, failures)) = recovered {
@@ -638,7 +547,11 @@ impl Sender {
                 );
             }
         }
-        Delivery { outcome, attempts }
+        Delivery {
+            outcome,
+            attempts,
+            endpoint,
+        }
     }
 }
 
@@ -700,102 +613,6 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_parses_seconds_and_http_dates() {
-        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        let cases = [
-            ("0", Some(Duration::ZERO)),
-            (" 7 ", Some(Duration::from_secs(7))),
-            (
-                "Sun, 06 Nov 1994 08:50:07 GMT",
-                Some(Duration::from_secs(30)),
-            ),
-            ("Sun, 06 Nov 1994 08:00:00 GMT", Some(Duration::ZERO)),
-            ("999999999999999999999", Some(MAX_RETRY_AFTER)),
-            ("1.5", None),
-            ("-3", None),
-            ("soon", None),
-            ("", None),
-        ];
-        for (value, expected) in cases {
-            assert_eq!(parse_retry_after(value, now), expected, "{value:?}");
-        }
-    }
-
-    #[test]
-    fn answers_are_sorted_into_delivered_retried_and_rejected() {
-        let now = SystemTime::now();
-        assert_eq!(classify(201, None, b"", now), Answer::Created);
-        assert_eq!(classify(200, None, b"", now), Answer::Duplicate);
-        for status in [408, 429, 500, 502, 503, 504] {
-            assert!(
-                matches!(classify(status, Some("2"), b"", now), Answer::Retry { retry_after: Some(d), .. } if d == Duration::from_secs(2)),
-                "{status} is retried"
-            );
-        }
-        for status in [400, 401, 403, 404, 409, 413, 415, 422, 501, 301] {
-            assert!(
-                matches!(classify(status, None, b"", now), Answer::Rejected { status: s, .. } if s == status),
-                "{status} is not retried"
-            );
-        }
-    }
-
-    #[test]
-    fn a_batch_answer_is_sorted_by_its_results() {
-        let now = SystemTime::now();
-        let results = |statuses: &[&str]| {
-            let items: Vec<String> = statuses
-                .iter()
-                .map(|s| format!(r#"{{"id": 1, "received_at": "x", "status": "{s}"}}"#))
-                .collect();
-            format!(r#"{{"results": [{}]}}"#, items.join(","))
-        };
-        let body = results(&["created", "duplicate", "created"]);
-        assert_eq!(
-            classify_batch(201, None, body.as_bytes(), 3, now),
-            (Answer::PartlyDuplicate { duplicates: 1 }, true)
-        );
-        let body = results(&["created", "created"]);
-        assert_eq!(
-            classify_batch(201, None, body.as_bytes(), 2, now),
-            (Answer::Created, true)
-        );
-        let body = results(&["duplicate", "duplicate"]);
-        assert_eq!(
-            classify_batch(201, None, body.as_bytes(), 2, now),
-            (Answer::Duplicate, true),
-            "every item a duplicate, even under 201"
-        );
-        assert_eq!(
-            classify_batch(200, None, b"not json", 2, now),
-            (Answer::Duplicate, true),
-            "200 means every item was a duplicate, whatever the body"
-        );
-        for (body, reason) in [
-            (&b"{\"id\": 1}"[..], "no results"),
-            (b"", "no body"),
-            (
-                br#"{"results": [{"status": "created"}]}"#,
-                "fewer results than items",
-            ),
-        ] {
-            assert_eq!(
-                classify_batch(201, None, body, 2, now),
-                (Answer::Created, false),
-                "{reason}: delivered, flagged unreadable"
-            );
-        }
-        assert!(matches!(
-            classify_batch(503, Some("1"), b"", 2, now).0,
-            Answer::Retry { .. }
-        ));
-        assert!(matches!(
-            classify_batch(413, None, b"", 2, now).0,
-            Answer::Rejected { status: 413, .. }
-        ));
-    }
-
-    #[test]
     fn gzip_gives_a_gzip_member_that_inflates_to_the_body() {
         use std::io::Read as _;
         let body = br#"[{"event_type":"alpha","event_payload":"x"}]"#.repeat(50);
@@ -811,69 +628,6 @@ mod tests {
             .read_to_end(&mut inflated)
             .unwrap();
         assert_eq!(inflated, body);
-    }
-
-    #[test]
-    fn a_rejection_quotes_the_consumers_message_on_one_line() {
-        let body = br#"{"error": "field `event_type` must not be empty", "field": "event_type"}"#;
-        let Answer::Rejected { message, .. } = classify(422, None, body, SystemTime::now()) else {
-            panic!("not a rejection");
-        };
-        assert_eq!(
-            message,
-            "field `event_type` must not be empty (field `event_type`)"
-        );
-        let body = br#"{"error": "field `event_type` must not be empty", "index": 7, "field": "event_type"}"#;
-        let Answer::Rejected { message, .. } = classify(422, None, body, SystemTime::now()) else {
-            panic!("not a rejection");
-        };
-        assert_eq!(
-            message, "field `event_type` must not be empty (item 7, field `event_type`)",
-            "a batch's refusal names the item"
-        );
-        let body = br#"{"error": "item 1: field `event_type` must not be empty", "field": "event_type", "index": 1}"#;
-        let Answer::Rejected { message, .. } = classify(422, None, body, SystemTime::now()) else {
-            panic!("not a rejection");
-        };
-        assert_eq!(
-            message, "item 1: field `event_type` must not be empty (field `event_type`)",
-            "the consumer's own item prefix is not repeated"
-        );
-        let Answer::Rejected { message, .. } =
-            classify(400, None, b"plain\ntext", SystemTime::now())
-        else {
-            panic!("not a rejection");
-        };
-        assert_eq!(message, "plain text");
-        let long = "x".repeat(5_000);
-        let Answer::Rejected { message, .. } =
-            classify(400, None, long.as_bytes(), SystemTime::now())
-        else {
-            panic!("not a rejection");
-        };
-        assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS + 1);
-    }
-
-    #[test]
-    fn transport_errors_are_retried_unless_our_setup_is_wrong() {
-        let retried = [
-            ureq::Error::ConnectionFailed,
-            ureq::Error::HostNotFound,
-            ureq::Error::Timeout(ureq::Timeout::Global),
-            ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
-        ];
-        for error in retried {
-            assert!(
-                matches!(classify_error(&error), Answer::Retry { .. }),
-                "{error}"
-            );
-        }
-        for error in [ureq::Error::TlsRequired, ureq::Error::BadUri("x".into())] {
-            assert!(
-                matches!(classify_error(&error), Answer::Fatal { .. }),
-                "{error}"
-            );
-        }
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct Stats {
     pub lateness: Histogram,
     /// The most sends in flight at once so far.
     pub max_in_flight_used: usize,
+    /// Of `delivered`, by the endpoint that answered (its index in the configuration).
+    pub delivered_by_endpoint: Vec<u64>,
     /// The sends started and not yet finished, by send number (0 for the first), with their
     /// events.
     in_flight: BTreeMap<u64, Vec<InFlight>>,
@@ -123,6 +125,16 @@ impl Stats {
         };
         let n = events.len() as u64;
         self.retries += u64::from(delivery.attempts.saturating_sub(1));
+        let delivered = matches!(
+            delivery.outcome,
+            Outcome::Delivered | Outcome::Duplicate | Outcome::PartlyDuplicate { .. }
+        );
+        if let (true, Some(index)) = (delivered, delivery.endpoint) {
+            if self.delivered_by_endpoint.len() <= index {
+                self.delivered_by_endpoint.resize(index + 1, 0);
+            }
+            self.delivered_by_endpoint[index] += n;
+        }
         match delivery.outcome {
             Outcome::Delivered => self.delivered += n,
             Outcome::Duplicate => {
@@ -165,8 +177,15 @@ impl Stats {
         (self.batches >= 2 && !span.is_zero()).then(|| events as f64 / span.as_secs_f64())
     }
 
-    pub fn summary(&self, elapsed: Duration, end: End) -> Summary {
+    /// The summary of the run so far; `endpoints` names the endpoints by index.
+    pub fn summary(&self, elapsed: Duration, end: End, endpoints: &[String]) -> Summary {
+        let by_index = |i: usize| self.delivered_by_endpoint.get(i).copied().unwrap_or(0);
         Summary {
+            delivered_by_endpoint: endpoints
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.clone(), by_index(i)))
+                .collect(),
             sent: self.sent,
             batches: self.batches,
             delivered: self.delivered,
@@ -212,6 +231,8 @@ pub struct Summary {
     pub end: End,
     /// The most sends that were in flight at once.
     pub max_in_flight_used: usize,
+    /// Of `delivered`, by endpoint (without any `user:password@`), in the configured order.
+    pub delivered_by_endpoint: Vec<(String, u64)>,
 }
 
 impl Summary {
@@ -273,9 +294,18 @@ impl fmt::Display for Summary {
             self.batches
         )?;
         match self.throughput() {
-            Some(throughput) => write!(f, " throughput={throughput:.2}/s"),
-            None => f.write_str(" throughput=-"),
+            Some(throughput) => write!(f, " throughput={throughput:.2}/s")?,
+            None => f.write_str(" throughput=-")?,
         }
+        // A JSON object: URLs hold `:`, `,` and `=` but never a space, so the field stays one
+        // word that any JSON parser reads back.
+        f.write_str(" delivered_by_endpoint={")?;
+        for (i, (name, delivered)) in self.delivered_by_endpoint.iter().enumerate() {
+            let comma = if i > 0 { "," } else { "" };
+            let name = serde_json::Value::String(name.clone());
+            write!(f, "{comma}{name}:{delivered}")?;
+        }
+        f.write_str("}")
     }
 }
 
@@ -429,6 +459,7 @@ mod tests {
             &Delivery {
                 outcome: Outcome::Delivered,
                 attempts: 1,
+                endpoint: Some(0),
             }
         ));
         let at = start + Duration::from_millis(10);
@@ -439,16 +470,31 @@ mod tests {
             &Delivery {
                 outcome: Outcome::Duplicate,
                 attempts: 3,
+                endpoint: Some(1),
             },
         );
-        let summary = stats.summary(Duration::from_millis(20), End::Count);
+        let endpoints = [
+            "http://a:1/event".to_owned(),
+            "http://b:2/event?x=1,y=2".to_owned(),
+            "http://c:3/event".to_owned(),
+        ];
+        let summary = stats.summary(Duration::from_millis(20), End::Count, &endpoints);
         assert_eq!(
             summary.to_string(),
             "sent=2 delivered=2 duplicates=1 rejected=0 given_up=0 abandoned=0 retries=2 \
              skipped_slots=2 elapsed=0.020s rate=100.00/s lateness_p50=0.040ms \
              lateness_p99=1.500ms lateness_max=1.500ms end=count max_in_flight_used=1 \
-             skipped_window_full=2 batches=2 throughput=100.00/s"
+             skipped_window_full=2 batches=2 throughput=100.00/s \
+             delivered_by_endpoint={\"http://a:1/event\":1,\"http://b:2/event?x=1,y=2\":1,\
+             \"http://c:3/event\":0}"
         );
+        // The new field reads back as JSON, whatever `:`, `,` or `=` its URLs hold.
+        let line = summary.to_string();
+        let field = line.rsplit(' ').next().unwrap();
+        let json = field.strip_prefix("delivered_by_endpoint=").unwrap();
+        let counts: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(counts["http://b:2/event?x=1,y=2"], 1);
+        assert_eq!(counts["http://c:3/event"], 0);
         assert_eq!(summary.exit_code(), 0);
 
         let at = start + Duration::from_millis(20);
@@ -461,9 +507,13 @@ mod tests {
                     message: "bad".into(),
                 },
                 attempts: 1,
+                endpoint: Some(0),
             },
         );
-        assert_eq!(stats.summary(Duration::ZERO, End::Count).exit_code(), 1);
+        assert_eq!(
+            stats.summary(Duration::ZERO, End::Count, &[]).exit_code(),
+            1
+        );
     }
 
     #[test]
@@ -490,6 +540,7 @@ mod tests {
         let delivered = Delivery {
             outcome: Outcome::Delivered,
             attempts: 1,
+            endpoint: Some(0),
         };
         assert!(stats.record_delivery(1, &delivered));
         assert!(!stats.record_delivery(1, &delivered), "counted once");
@@ -501,15 +552,16 @@ mod tests {
         assert_eq!(abandoned, ["a", "c"], "the rest, in the order they started");
         // An answer that comes after the run gave up waiting changes nothing.
         assert!(!stats.record_delivery(0, &delivered));
-        let summary = stats.summary(Duration::ZERO, End::Stopped);
+        let summary = stats.summary(Duration::ZERO, End::Stopped, &[]);
         assert_eq!(
             (summary.sent, summary.delivered, summary.abandoned),
             (3, 1, 2)
         );
         assert_eq!(summary.max_in_flight_used, 3);
-        assert!(summary
-            .to_string()
-            .ends_with(" max_in_flight_used=3 skipped_window_full=0 batches=3 throughput=-"));
+        assert!(summary.to_string().ends_with(
+            " max_in_flight_used=3 skipped_window_full=0 batches=3 throughput=- \
+             delivered_by_endpoint={}"
+        ));
         assert_eq!(summary.exit_code(), 1);
     }
 
@@ -541,6 +593,7 @@ mod tests {
             let delivery = Delivery {
                 outcome,
                 attempts: 2,
+                endpoint: Some(0),
             };
             assert!(stats.record_delivery(number, &delivery));
         }
@@ -556,7 +609,7 @@ mod tests {
         let abandoned = stats.abandon_in_flight();
         assert_eq!(abandoned.len(), 4);
         assert!(abandoned.iter().all(|(n, _)| *n == number));
-        let summary = stats.summary(Duration::from_millis(40), End::Stopped);
+        let summary = stats.summary(Duration::from_millis(40), End::Stopped, &[]);
         assert_eq!(
             (
                 summary.sent,
@@ -572,12 +625,15 @@ mod tests {
         );
         let line = summary.to_string();
         assert!(line.contains(" rate=1000.00/s "), "{line}");
-        assert!(line.ends_with(" batches=4 throughput=500.00/s"), "{line}");
+        assert!(
+            line.ends_with(" batches=4 throughput=500.00/s delivered_by_endpoint={}"),
+            "{line}"
+        );
     }
 
     #[test]
     fn an_empty_run_prints_dashes_and_exits_zero() {
-        let summary = Stats::default().summary(Duration::ZERO, End::Stopped);
+        let summary = Stats::default().summary(Duration::ZERO, End::Stopped, &[]);
         let line = summary.to_string();
         assert!(
             line.contains("rate=- lateness_p50=- lateness_p99=- lateness_max=-"),
@@ -585,7 +641,8 @@ mod tests {
         );
         assert!(
             line.ends_with(
-                "end=signal max_in_flight_used=0 skipped_window_full=0 batches=0 throughput=-"
+                "end=signal max_in_flight_used=0 skipped_window_full=0 batches=0 throughput=- \
+                 delivered_by_endpoint={}"
             ),
             "{line}"
         );

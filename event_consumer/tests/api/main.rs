@@ -6,6 +6,7 @@ mod batches;
 mod connections;
 mod contract;
 mod db_tls;
+mod drain;
 mod early_refusals;
 mod failover;
 mod helpers;

@@ -119,7 +119,7 @@ fn batch_endpoint_overrides_the_sibling_path() {
     let receiver = accepting_batches();
     let mut options = batch_options(&dir, &receiver, 2);
     // The endpoint itself could not give a sibling: the override is all that is used.
-    options.endpoint = receiver.url().replace("/event", "/ingest");
+    options.endpoints = vec![receiver.url().replace("/event", "/ingest")];
     options.batch_endpoint = Some(receiver.url().replace("/event", "/bulk?tenant=a"));
     options.count = Some(2);
     let summary = run(options, &Stop::new()).unwrap();

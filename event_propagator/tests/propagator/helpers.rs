@@ -96,7 +96,7 @@ impl Drop for TempDir {
 pub fn options(dir: &TempDir, endpoint: &str) -> Options {
     let config = common::Config::default();
     let mut options = Options::from_config(&config.propagator);
-    options.endpoint = endpoint.to_owned();
+    options.endpoints = vec![endpoint.to_owned()];
     options.events_file = dir.write("events.json", EVENTS_JSON);
     options.period = Duration::ZERO;
     options.backoff_initial = Duration::from_millis(10);

@@ -10,6 +10,7 @@ mod batch;
 mod binary;
 mod delivery;
 mod end_to_end;
+mod endpoints;
 mod helpers;
 mod tls;
 mod window;

@@ -52,7 +52,7 @@ fn a_window_rides_out_answers_slower_than_the_period_and_a_single_sender_cannot(
     // The same consumer and pace with one send in flight: each slot waits for the previous
     // answer, so about 14 of every 15 slots pass unused.
     let receiver = Receiver::start(|_, _| Reply::status(201).after(HELD));
-    options.endpoint = receiver.url();
+    options.endpoints = vec![receiver.url()];
     options.count = Some(20);
     options.max_in_flight = 1;
     let summary = run(options, &Stop::new()).unwrap();

@@ -1,0 +1,429 @@
+//! Sorting the result of one attempt: an HTTP answer (or a batch's, by its results) or a
+//! transport error, into delivered, retried later (and whether the endpoint itself is down) or
+//! refused for good.
+//!
+//! Connection errors, timeouts and the answers 408, 429, 500, 502, 503 and 504 mean "try again
+//! later"; a refused, reset or timed-out connection, or a 503, also means "this endpoint is
+//! out for now" (see `endpoints.rs`). Any other answer is final: 201 and 200 are delivered, the
+//! rest is rejected (the consumer says why in `{"error": ..., "field": ...}`), since resending
+//! the same bytes would get the same answer.
+
+use std::time::{Duration, SystemTime};
+
+/// Longest consumer message quoted in a log line.
+const MAX_MESSAGE_CHARS: usize = 300;
+/// A `Retry-After` beyond a day is taken as a day.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// The result of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// 201: stored now.
+    Created,
+    /// 200: the consumer already had this idempotency key (every key of a batch).
+    Duplicate,
+    /// A batch stored, of whose items the consumer already had this many (some, not all).
+    PartlyDuplicate { duplicates: usize },
+    /// Worth another attempt later.
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+        /// The endpoint itself is out (no connection, or 503): skip it for a while.
+        endpoint_down: bool,
+    },
+    /// A final refusal from the consumer.
+    Rejected { status: u16, message: String },
+    /// A failure on our side that another attempt cannot fix (a URL ureq refuses, a host name
+    /// that cannot be a TLS server name).
+    Fatal { reason: String },
+}
+
+/// Sorts an HTTP answer. `now` is used for a `Retry-After` given as a date.
+pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8], now: SystemTime) -> Answer {
+    match status {
+        201 => Answer::Created,
+        200 => Answer::Duplicate,
+        // Another 2xx still means the consumer took the event.
+        202..=299 => Answer::Created,
+        408 | 429 | 500 | 502 | 503 | 504 => Answer::Retry {
+            reason: status_text(status),
+            retry_after: retry_after.and_then(|v| parse_retry_after(v, now)),
+            // The consumer's word for "not me, not now": database down, stopping, full.
+            endpoint_down: status == 503,
+        },
+        _ => Answer::Rejected {
+            status,
+            message: consumer_message(body),
+        },
+    }
+}
+
+/// Sorts the answer to a batch of `items` events: as [`classify`], and a 2xx other than 200
+/// by its results (`{"results": [{"status": "created" | "duplicate", ...}, ...]}`, one per
+/// item). The flag is false when such a 2xx has no results array of `items` entries: the
+/// consumer took the batch (it said 2xx), so it counts as delivered, and the caller says so.
+pub fn classify_batch(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+    items: usize,
+    now: SystemTime,
+) -> (Answer, bool) {
+    match classify(status, retry_after, body, now) {
+        Answer::Created => match batch_duplicates(body, items) {
+            Some(0) => (Answer::Created, true),
+            Some(d) if d == items => (Answer::Duplicate, true),
+            Some(duplicates) => (Answer::PartlyDuplicate { duplicates }, true),
+            None => (Answer::Created, false),
+        },
+        other => (other, true),
+    }
+}
+
+/// How many results of a batch's answer say `duplicate`, if it lists one result per item.
+fn batch_duplicates(body: &[u8], items: usize) -> Option<usize> {
+    let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let results = answer.get("results")?.as_array()?;
+    if results.len() != items {
+        return None;
+    }
+    let duplicate =
+        |r: &serde_json::Value| r.get("status").and_then(|s| s.as_str()) == Some("duplicate");
+    Some(results.iter().filter(|r| duplicate(r)).count())
+}
+
+/// Sorts a transport error: anything that can heal (the consumer restarting, a network blip,
+/// a timeout, a half-written answer) is retried; errors in our own setup are not.
+pub fn classify_error(error: &ureq::Error) -> Answer {
+    use ureq::Error as E;
+    let fatal = matches!(
+        error,
+        E::BadUri(_)
+            | E::Http(_)
+            | E::TlsRequired
+            | E::RequireHttpsOnly(_)
+            | E::InvalidProxyUrl
+            | E::Tls(_)
+    );
+    // A certificate that fails verification is a connection error like any other (the
+    // consumer may get a new certificate, the CA file may be fixed): retried, but logged in
+    // words rather than as rustls's enum name.
+    let tls_failure = match error {
+        E::Io(e) => common::tls::io_verification_failure(e),
+        E::Rustls(e) => common::tls::verification_failure(e),
+        _ => None,
+    };
+    let reason = match &tls_failure {
+        Some(failure) => format!("TLS handshake with the consumer: {failure}"),
+        None => one_line(&error.to_string()),
+    };
+    if fatal {
+        Answer::Fatal { reason }
+    } else {
+        Answer::Retry {
+            reason,
+            retry_after: None,
+            endpoint_down: tls_failure.is_some() || no_connection(error),
+        }
+    }
+}
+
+/// Whether the error says no connection to the endpoint could be made or kept: refused,
+/// reset, unreachable, a host that does not resolve, a connect that timed out, a failed TLS
+/// handshake. A timeout waiting for an answer is not one: the consumer may be slow, not gone.
+fn no_connection(error: &ureq::Error) -> bool {
+    use std::io::ErrorKind as K;
+    use ureq::Error as E;
+    match error {
+        E::ConnectionFailed | E::HostNotFound | E::Rustls(_) => true,
+        E::Timeout(timeout) => matches!(timeout, ureq::Timeout::Connect | ureq::Timeout::Resolve),
+        E::Io(e) => matches!(
+            e.kind(),
+            K::ConnectionRefused
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::NotConnected
+                | K::HostUnreachable
+                | K::NetworkUnreachable
+                | K::AddrNotAvailable
+        ),
+        _ => false,
+    }
+}
+
+/// Parses `Retry-After`: whole seconds, or an HTTP date (a date in the past means now).
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits that overflow u64 are still "a very long time".
+        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX).min(86_400))
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// The error text the consumer sent (`{"error": ..., "field": ...}`, for a batch with the
+/// `index` of the item at fault), or the start of the body.
+pub fn consumer_message(body: &[u8]) -> String {
+    let json = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let field = |name: &str| {
+        json.as_ref()
+            .and_then(|j| j.get(name))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let index = json
+        .as_ref()
+        .and_then(|j| j.get("index"))
+        .and_then(|v| v.as_u64());
+    // The consumer's batch errors already start with `item N: `; the index is added only when
+    // the text does not say it.
+    let error = field("error");
+    let index = index.filter(|i| {
+        error
+            .as_deref()
+            .is_none_or(|e| !e.starts_with(&format!("item {i}:")))
+    });
+    let at = match (index, field("field")) {
+        (Some(index), Some(field)) => format!(" (item {index}, field `{field}`)"),
+        (Some(index), None) => format!(" (item {index})"),
+        (None, Some(field)) => format!(" (field `{field}`)"),
+        (None, None) => String::new(),
+    };
+    let text = match error {
+        Some(error) => format!("{error}{at}"),
+        None => String::from_utf8_lossy(body).into_owned(),
+    };
+    let text = one_line(&text);
+    if text.is_empty() {
+        return "(no message)".into();
+    }
+    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+fn status_text(status: u16) -> String {
+    let reason = ureq::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason());
+    match reason {
+        Some(reason) => format!("{status} {reason}"),
+        None => status.to_string(),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_parses_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let cases = [
+            ("0", Some(Duration::ZERO)),
+            (" 7 ", Some(Duration::from_secs(7))),
+            (
+                "Sun, 06 Nov 1994 08:50:07 GMT",
+                Some(Duration::from_secs(30)),
+            ),
+            ("Sun, 06 Nov 1994 08:00:00 GMT", Some(Duration::ZERO)),
+            ("999999999999999999999", Some(MAX_RETRY_AFTER)),
+            ("1.5", None),
+            ("-3", None),
+            ("soon", None),
+            ("", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(parse_retry_after(value, now), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn answers_are_sorted_into_delivered_retried_and_rejected() {
+        let now = SystemTime::now();
+        assert_eq!(classify(201, None, b"", now), Answer::Created);
+        assert_eq!(classify(200, None, b"", now), Answer::Duplicate);
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert!(
+                matches!(classify(status, Some("2"), b"", now), Answer::Retry { retry_after: Some(d), .. } if d == Duration::from_secs(2)),
+                "{status} is retried"
+            );
+            let down = matches!(
+                classify(status, None, b"", now),
+                Answer::Retry {
+                    endpoint_down: true,
+                    ..
+                }
+            );
+            assert_eq!(
+                down,
+                status == 503,
+                "only 503 of the answers takes the endpoint out"
+            );
+        }
+        for status in [400, 401, 403, 404, 409, 413, 415, 422, 501, 301] {
+            assert!(
+                matches!(classify(status, None, b"", now), Answer::Rejected { status: s, .. } if s == status),
+                "{status} is not retried"
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_answer_is_sorted_by_its_results() {
+        let now = SystemTime::now();
+        let results = |statuses: &[&str]| {
+            let items: Vec<String> = statuses
+                .iter()
+                .map(|s| format!(r#"{{"id": 1, "received_at": "x", "status": "{s}"}}"#))
+                .collect();
+            format!(r#"{{"results": [{}]}}"#, items.join(","))
+        };
+        let body = results(&["created", "duplicate", "created"]);
+        assert_eq!(
+            classify_batch(201, None, body.as_bytes(), 3, now),
+            (Answer::PartlyDuplicate { duplicates: 1 }, true)
+        );
+        let body = results(&["created", "created"]);
+        assert_eq!(
+            classify_batch(201, None, body.as_bytes(), 2, now),
+            (Answer::Created, true)
+        );
+        let body = results(&["duplicate", "duplicate"]);
+        assert_eq!(
+            classify_batch(201, None, body.as_bytes(), 2, now),
+            (Answer::Duplicate, true),
+            "every item a duplicate, even under 201"
+        );
+        assert_eq!(
+            classify_batch(200, None, b"not json", 2, now),
+            (Answer::Duplicate, true),
+            "200 means every item was a duplicate, whatever the body"
+        );
+        for (body, reason) in [
+            (&b"{\"id\": 1}"[..], "no results"),
+            (b"", "no body"),
+            (
+                br#"{"results": [{"status": "created"}]}"#,
+                "fewer results than items",
+            ),
+        ] {
+            assert_eq!(
+                classify_batch(201, None, body, 2, now),
+                (Answer::Created, false),
+                "{reason}: delivered, flagged unreadable"
+            );
+        }
+        assert!(matches!(
+            classify_batch(503, Some("1"), b"", 2, now).0,
+            Answer::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_batch(413, None, b"", 2, now).0,
+            Answer::Rejected { status: 413, .. }
+        ));
+    }
+
+    #[test]
+    fn a_rejection_quotes_the_consumers_message_on_one_line() {
+        let body = br#"{"error": "field `event_type` must not be empty", "field": "event_type"}"#;
+        let Answer::Rejected { message, .. } = classify(422, None, body, SystemTime::now()) else {
+            panic!("not a rejection");
+        };
+        assert_eq!(
+            message,
+            "field `event_type` must not be empty (field `event_type`)"
+        );
+        let body = br#"{"error": "field `event_type` must not be empty", "index": 7, "field": "event_type"}"#;
+        let Answer::Rejected { message, .. } = classify(422, None, body, SystemTime::now()) else {
+            panic!("not a rejection");
+        };
+        assert_eq!(
+            message, "field `event_type` must not be empty (item 7, field `event_type`)",
+            "a batch's refusal names the item"
+        );
+        let body = br#"{"error": "item 1: field `event_type` must not be empty", "field": "event_type", "index": 1}"#;
+        let Answer::Rejected { message, .. } = classify(422, None, body, SystemTime::now()) else {
+            panic!("not a rejection");
+        };
+        assert_eq!(
+            message, "item 1: field `event_type` must not be empty (field `event_type`)",
+            "the consumer's own item prefix is not repeated"
+        );
+        let Answer::Rejected { message, .. } =
+            classify(400, None, b"plain\ntext", SystemTime::now())
+        else {
+            panic!("not a rejection");
+        };
+        assert_eq!(message, "plain text");
+        let long = "x".repeat(5_000);
+        let Answer::Rejected { message, .. } =
+            classify(400, None, long.as_bytes(), SystemTime::now())
+        else {
+            panic!("not a rejection");
+        };
+        assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS + 1);
+    }
+
+    #[test]
+    fn transport_errors_are_retried_unless_our_setup_is_wrong() {
+        let retried = [
+            ureq::Error::ConnectionFailed,
+            ureq::Error::HostNotFound,
+            ureq::Error::Timeout(ureq::Timeout::Global),
+            ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        ];
+        for error in retried {
+            assert!(
+                matches!(classify_error(&error), Answer::Retry { .. }),
+                "{error}"
+            );
+        }
+        for error in [
+            ureq::Error::ConnectionFailed,
+            ureq::Error::Timeout(ureq::Timeout::Connect),
+            ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+            ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        ] {
+            assert!(
+                matches!(
+                    classify_error(&error),
+                    Answer::Retry {
+                        endpoint_down: true,
+                        ..
+                    }
+                ),
+                "{error} takes the endpoint out"
+            );
+        }
+        for error in [
+            ureq::Error::Timeout(ureq::Timeout::Global),
+            ureq::Error::Timeout(ureq::Timeout::RecvResponse),
+        ] {
+            assert!(
+                matches!(
+                    classify_error(&error),
+                    Answer::Retry {
+                        endpoint_down: false,
+                        ..
+                    }
+                ),
+                "{error}: a slow answer, the endpoint is still there"
+            );
+        }
+        for error in [ureq::Error::TlsRequired, ureq::Error::BadUri("x".into())] {
+            assert!(
+                matches!(classify_error(&error), Answer::Fatal { .. }),
+                "{error}"
+            );
+        }
+    }
+}
