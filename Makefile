@@ -18,6 +18,9 @@
 #   make bench      throughput vs PostgreSQL's own INSERT ceiling, written to bench/RESULTS.md
 #   make chaos      kill/stop consumers and restart PostgreSQL under load; check every event is
 #                   stored exactly once (CHAOS_SECONDS=60 by default; CI runs 15)
+#   make ha         3 consumers behind HAProxy on a primary + synchronous standby; kill, drain, stop
+#                   consumers and fail the primary over under load; check exactly-once on the new
+#                   primary (HA_SECONDS=60 by default; CI runs 30)
 #   make fuzz       run each cargo-fuzz target for FUZZ_SECONDS (default 60; needs nightly)
 #
 # The database listens on DB_PORT, default 5433 (see scripts/lib.sh); .env is created from
@@ -68,9 +71,12 @@ deb:
 deb-check:
 	scripts/deb-check.sh
 
-.PHONY: chaos fuzz
+.PHONY: chaos fuzz ha
 chaos: build
 	scripts/chaos.sh
+
+ha: build
+	scripts/ha.sh
 
 FUZZ_SECONDS ?= 60
 fuzz:

@@ -30,7 +30,7 @@ Options:
                          propagator.batch_endpoint
   --gzip                 compress request bodies (Content-Encoding: gzip), overrides
                          propagator.gzip
-  --count N              send N events (the last batch holds what is left), then exit
+  --count N              send N times (N events; with --batch-size B, N requests of B events), then exit
   --duration SECONDS     stop starting new sends after this long, then exit
   --seed N               seed for choosing events, to replay a run (default: random, logged)
   --keys-log PATH        append each event's Idempotency-Key to PATH before sending it
@@ -206,7 +206,7 @@ where
                     Ok(n) if n >= 1 => out.count = Some(n),
                     _ => {
                         return Err(CliError(format!(
-                            "--count: expected a whole number of events, at least 1, got `{value}`"
+                            "--count: expected a whole number of sends, at least 1, got `{value}`"
                         )))
                     }
                 }

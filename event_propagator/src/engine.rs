@@ -73,6 +73,8 @@ struct Turn {
     /// Created at the first slot: slot 0 is due when the run starts sending, not when it was set up.
     schedule: Option<Schedule>,
     skip_warnings: WarnLimiter,
+    /// Slots taken so far: what `--count` counts (requests, each of `batch_size` events).
+    taken: u64,
 }
 
 /// One event chosen for a slot: a batch holds several.
@@ -155,6 +157,7 @@ impl Engine {
             keys_log,
             schedule: None,
             skip_warnings: WarnLimiter::new(Duration::from_secs(1)),
+            taken: 0,
         };
         Engine {
             events,
@@ -230,16 +233,13 @@ impl Engine {
             keys_log,
             schedule,
             skip_warnings,
+            taken,
         } = &mut *turn;
-        let sent = lock(&self.live).stats.sent;
-        if self.options.count.is_some_and(|n| sent >= n) {
+        // --count counts slots (requests): --count 20 --batch-size 50 sends 1000 events.
+        if self.options.count.is_some_and(|n| *taken >= n) {
             return finish(End::Count);
         }
-        // With --count the last batch holds what is left, so exactly `count` events are sent.
-        let batch_len = match self.options.count {
-            Some(n) => (n - sent).min(self.options.batch_size as u64) as usize,
-            None => self.options.batch_size,
-        };
+        let batch_len = self.options.batch_size;
         if stop.is_requested() {
             return finish(End::Stopped);
         }
@@ -262,6 +262,7 @@ impl Engine {
                 key: uuid::Uuid::new_v4().to_string(),
             })
             .collect();
+        *taken += 1;
         if let Some(log) = keys_log {
             let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
             if let Err(e) = log.append_all(&keys) {

@@ -85,9 +85,16 @@ fn examples(readme: &str) -> Result<Vec<Example>, String> {
     }
 }
 
-/// What `curl -i` printed: the final status line, the headers and the body (interim 1xx
-/// answers skipped).
-fn split_answer(output: &str) -> Option<(String, Vec<(String, String)>, String)> {
+/// What `curl -i` printed of the final answer.
+struct Answer {
+    status: String,
+    /// Names in lower case.
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+/// The final answer in `curl -i`'s output (interim 1xx answers skipped).
+fn split_answer(output: &str) -> Option<Answer> {
     let mut rest = output;
     loop {
         let (head, body) = rest.split_once("\r\n\r\n")?;
@@ -101,7 +108,11 @@ fn split_answer(output: &str) -> Option<(String, Vec<(String, String)>, String)>
             .filter_map(|l| l.split_once(':'))
             .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
             .collect();
-        return Some((status, headers, body.to_string()));
+        return Some(Answer {
+            status,
+            headers,
+            body: body.to_string(),
+        });
     }
 }
 
@@ -147,7 +158,12 @@ fn check(example: &Example, addr: &str) -> Result<(), String> {
         .output()
         .map_err(|e| format!("cannot run bash: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let Some((status, headers, body)) = split_answer(&stdout) else {
+    let Some(Answer {
+        status,
+        headers,
+        body,
+    }) = split_answer(&stdout)
+    else {
         return Err(format!(
             "no HTTP answer (exit {:?}); stdout: {stdout:?}; stderr: {}",
             output.status.code(),
@@ -157,7 +173,9 @@ fn check(example: &Example, addr: &str) -> Result<(), String> {
     let mut expected = example.expected.iter();
     let want_status = expected.next().map(String::as_str).unwrap_or_default();
     if status != want_status {
-        return Err(format!("status `{status}`, the README says `{want_status}`"));
+        return Err(format!(
+            "status `{status}`, the README says `{want_status}`"
+        ));
     }
     let mut want_body = None;
     for line in expected {
@@ -168,9 +186,7 @@ fn check(example: &Example, addr: &str) -> Result<(), String> {
                     .find(|(n, _)| *n == name.to_ascii_lowercase())
                     .map(|(_, v)| v.as_str());
                 if got != Some(value) {
-                    return Err(format!(
-                        "header {name}: {got:?}, the README says `{value}`"
-                    ));
+                    return Err(format!("header {name}: {got:?}, the README says `{value}`"));
                 }
             }
             _ => want_body = Some(line.as_str()),
@@ -238,13 +254,16 @@ fn every_http_example_in_the_readme_gives_the_answer_shown_under_it() {
 fn an_example_whose_answer_differs_fails_and_one_without_an_answer_is_refused() {
     tools_present();
     let app = TestApp::spawn();
-    let broken = "```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 500 Internal Server Error\n```\n";
+    let broken =
+        "```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 500 Internal Server Error\n```\n";
     let found = examples(broken).unwrap();
     let error = check(&found[0], &app.addr.to_string()).unwrap_err();
     assert!(error.contains("HTTP/1.1 200 OK"), "{error}");
-    let right = "```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n# {\"status\":\"...\"}\n```\n";
+    let right =
+        "```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n# {\"status\":\"...\"}\n```\n";
     check(&examples(right).unwrap()[0], &app.addr.to_string()).unwrap();
-    let wrong_body = "```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n# {\"status\":\"down\"}\n```\n";
+    let wrong_body =
+        "```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n# {\"status\":\"down\"}\n```\n";
     assert!(check(&examples(wrong_body).unwrap()[0], &app.addr.to_string()).is_err());
     let silent = "```sh\ncurl -si localhost:8080/healthz\n```\n";
     assert!(examples(silent).unwrap_err().contains("line 2"));
@@ -255,8 +274,10 @@ fn expected_bodies_match_with_wildcards_and_timestamps_only() {
     let e = serde_json::json!({"id": 4, "received_at": "2026-11-26T21:40:12.123456Z", "x": "..."});
     let a = serde_json::json!({"id": 4, "received_at": "2030-01-01T00:00:00.000001Z", "x": [1]});
     assert!(json_matches(&e, &a));
-    let other_id = serde_json::json!({"id": 5, "received_at": "2030-01-01T00:00:00.000001Z", "x": 1});
+    let other_id =
+        serde_json::json!({"id": 5, "received_at": "2030-01-01T00:00:00.000001Z", "x": 1});
     assert!(!json_matches(&e, &other_id));
-    let extra = serde_json::json!({"id": 4, "received_at": "2030-01-01T00:00:00.000001Z", "x": 1, "y": 2});
+    let extra =
+        serde_json::json!({"id": 4, "received_at": "2030-01-01T00:00:00.000001Z", "x": 1, "y": 2});
     assert!(!json_matches(&e, &extra));
 }

@@ -37,7 +37,8 @@ fn a_batch_of_five_is_one_post_to_events_with_five_keyed_items_and_five_logged_k
     let dir = TempDir::new();
     let receiver = accepting_batches();
     let mut options = batch_options(&dir, &receiver, 5);
-    options.count = Some(5);
+    // --count counts sends: one send of a batch of five.
+    options.count = Some(1);
     options.keys_log = Some(dir.path().join("keys.log"));
     let summary = run(options, &Stop::new()).unwrap();
     assert_eq!(
@@ -93,15 +94,15 @@ fn a_batch_of_five_is_one_post_to_events_with_five_keyed_items_and_five_logged_k
 }
 
 #[test]
-fn a_count_that_is_not_a_multiple_of_the_batch_size_ends_with_a_smaller_batch() {
+fn count_counts_requests_each_with_a_full_batch() {
     let dir = TempDir::new();
     let receiver = accepting_batches();
     let mut options = batch_options(&dir, &receiver, 3);
-    options.count = Some(7);
+    options.count = Some(4);
     let summary = run(options, &Stop::new()).unwrap();
     assert_eq!(
         (summary.sent, summary.batches, summary.delivered),
-        (7, 3, 7)
+        (12, 4, 12)
     );
     assert_eq!(summary.end, End::Count);
     let sizes: Vec<usize> = receiver
@@ -109,7 +110,7 @@ fn a_count_that_is_not_a_multiple_of_the_batch_size_ends_with_a_smaller_batch() 
         .iter()
         .map(|r| r.items().len())
         .collect();
-    assert_eq!(sizes, [3, 3, 1]);
+    assert_eq!(sizes, [3, 3, 3, 3]);
     assert!(receiver.requests().iter().all(|r| r.path == "/events"));
 }
 
@@ -121,7 +122,7 @@ fn batch_endpoint_overrides_the_sibling_path() {
     // The endpoint itself could not give a sibling: the override is all that is used.
     options.endpoints = vec![receiver.url().replace("/event", "/ingest")];
     options.batch_endpoint = Some(receiver.url().replace("/event", "/bulk?tenant=a"));
-    options.count = Some(2);
+    options.count = Some(1);
     let summary = run(options, &Stop::new()).unwrap();
     assert_eq!((summary.delivered, summary.batches), (2, 1));
     assert_eq!(receiver.requests()[0].path, "/bulk?tenant=a");
@@ -239,7 +240,8 @@ fn the_same_seed_sends_the_same_events_whatever_the_batch_size() {
         let dir = TempDir::new();
         let receiver = accepting_batches();
         let mut options = batch_options(&dir, &receiver, batch_size);
-        options.count = Some(12);
+        // 12 events whatever the batch size: --count counts sends.
+        options.count = Some((12 / batch_size) as u64);
         options.seed = Some(99);
         run(options, &Stop::new()).unwrap();
         receiver
@@ -258,7 +260,7 @@ fn the_same_seed_sends_the_same_events_whatever_the_batch_size() {
     let single = types(1);
     assert_eq!(single.len(), 12);
     assert_eq!(types(4), single);
-    assert_eq!(types(5), single, "with a smaller last batch too");
+    assert_eq!(types(6), single);
 }
 
 #[test]
@@ -271,7 +273,7 @@ fn gzip_compresses_batches_and_single_events_and_says_so() {
         });
         let mut options = batch_options(&dir, &receiver, batch_size);
         options.gzip = true;
-        options.count = Some(3);
+        options.count = Some((3 / batch_size) as u64);
         let summary = run(options, &Stop::new()).unwrap();
         assert_eq!(summary.delivered, 3, "batch size {batch_size}");
         for request in receiver.requests() {
@@ -299,14 +301,14 @@ fn the_binary_sends_batches_and_its_summary_counts_them() {
     write_config(&dir, &receiver.url(), "  batch_size: 4\n");
     let (code, stderr) = run_binary(
         &dir,
-        &["--count", "10", "--gzip", "--keys-log", "keys.log"],
+        &["--count", "3", "--gzip", "--keys-log", "keys.log"],
         LIMIT,
     );
     assert_eq!(code, 0, "{stderr}");
     let summary = summary_line(&stderr);
     for field in [
-        "sent=10 ",
-        "delivered=10 ",
+        "sent=12 ",
+        "delivered=12 ",
         "duplicates=0 ",
         "rate=",
         " batches=3",
@@ -319,7 +321,7 @@ fn the_binary_sends_batches_and_its_summary_counts_them() {
     let mut logged = logged_keys(&dir);
     sent.sort_unstable();
     logged.sort_unstable();
-    assert_eq!(logged.len(), 10);
+    assert_eq!(logged.len(), 12);
     assert_eq!(logged, sent);
     let start = stderr.lines().find(|l| l.contains("sending ")).unwrap();
     assert!(

@@ -145,13 +145,13 @@ fn a_device_with_its_client_certificate_delivers_to_an_mtls_consumer_and_one_wit
 }
 
 #[test]
-fn gzipped_batches_to_the_real_consumer_store_exactly_the_logged_keys() {
+fn count_20_batches_of_50_gzipped_store_1000_rows_whose_keys_are_the_keys_log() {
     let db = TestDb::new();
     let consumer = event_consumer::start(&consumer_config(&db)).unwrap();
     let dir = TempDir::new();
     let mut options = options(&dir, &format!("http://{}/event", consumer.addr()));
     options.keys_log = Some(dir.path().join("keys.log"));
-    options.count = Some(1000);
+    options.count = Some(20);
     options.batch_size = 50;
     options.gzip = true;
     let summary = run(options, &Stop::new()).unwrap();
