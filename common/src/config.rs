@@ -392,7 +392,36 @@ impl std::error::Error for ConfigError {}
 /// runaway file from filling memory.
 pub const CONFIG_MAX_BYTES: u64 = 1024 * 1024;
 
+/// The file read when no `--config` is given, in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "config.yaml";
+
+/// Where a configuration came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// No `--config` and no `config.yaml` in the working directory: the built-in defaults.
+    Defaults,
+}
+
 impl Config {
+    /// The configuration a binary runs on: `explicit` (`--config PATH`) when given, which must
+    /// be readable; otherwise [`DEFAULT_CONFIG_FILE`] when it exists (anything by that name,
+    /// a dangling link included, is read and its errors reported); otherwise the defaults,
+    /// which every key has, so flags alone can drive a run.
+    pub fn load_chosen(explicit: Option<&Path>) -> Result<(Config, ConfigSource), ConfigError> {
+        let path = match explicit {
+            Some(path) => path,
+            None => {
+                let default = Path::new(DEFAULT_CONFIG_FILE);
+                if default.symlink_metadata().is_err() {
+                    return Ok((Config::default(), ConfigSource::Defaults));
+                }
+                default
+            }
+        };
+        Ok((Config::load(path)?, ConfigSource::File(path.to_owned())))
+    }
+
     /// Reads, substitutes from the process environment, parses and checks `path`: a regular
     /// file of at most [`CONFIG_MAX_BYTES`], UTF-8, a leading byte order mark ignored. Then
     /// reads the TLS files it names ([`Config::check_tls_files`]).

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::config::{ConfigSource, DEFAULT_CONFIG_FILE};
 use common::{Config, EXIT_CONFIG};
 use event_consumer::notify::Notifier;
 
@@ -17,7 +18,8 @@ event_consumer: receives events on POST /event and stores them in PostgreSQL
 Usage: event_consumer [--config PATH] [--port N]
 
 Options:
-  --config PATH   configuration file (default: config.yaml)
+  --config PATH   configuration file (default: config.yaml in the working directory
+                  if it exists, else the built-in defaults)
   --port N        listen port, overrides consumer.port
   -h, --help      print this help
   -V, --version   print the version
@@ -28,12 +30,14 @@ SIGTERM or SIGINT stops it gracefully (at most shutdown_timeout_seconds plus a f
 a second one during that stop exits at once with status 1. With consumer.drain_seconds the
 stop starts with a drain of that length (/readyz answers 503, everything else is served); a
 second signal during the drain cuts it short, a third exits at once with status 1.
-SIGHUP is logged and ignored.
+SIGHUP reads the HTTPS certificate, key and client CA files again (new connections use them;
+on failure the old ones stay); without HTTPS it is logged and ignored.
 Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure or stopped by a second signal,
 2 configuration or usage error.";
 
 struct Options {
-    config: PathBuf,
+    /// `--config`; none: config.yaml when it exists, else the defaults.
+    config: Option<PathBuf>,
     port: Option<u16>,
 }
 
@@ -45,13 +49,15 @@ enum Parsed {
 fn parse_args() -> Result<Parsed, String> {
     use lexopt::prelude::*;
     let mut options = Options {
-        config: PathBuf::from("config.yaml"),
+        config: None,
         port: None,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            Long("config") => options.config = parser.value().map_err(|e| e.to_string())?.into(),
+            Long("config") => {
+                options.config = Some(parser.value().map_err(|e| e.to_string())?.into())
+            }
             Long("port") => {
                 let value = parser.value().map_err(|e| e.to_string())?;
                 let value = value.to_string_lossy();
@@ -91,8 +97,14 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_CONFIG as u8);
     }
     common::logging::init();
-    let mut config = match Config::load(&options.config) {
-        Ok(config) => config,
+    let mut config = match Config::load_chosen(options.config.as_deref()) {
+        Ok((config, ConfigSource::File(_))) => config,
+        Ok((config, ConfigSource::Defaults)) => {
+            log::info!(
+                "no --config and no {DEFAULT_CONFIG_FILE} in the working directory: running on the built-in defaults and flags"
+            );
+            config
+        }
         Err(e) => {
             eprintln!("event_consumer: {e}");
             return ExitCode::from(EXIT_CONFIG as u8);

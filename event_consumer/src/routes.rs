@@ -128,7 +128,10 @@ fn unauthorized() -> Response {
 pub fn answer_to(outcome: &JobOutcome) -> Response {
     match outcome {
         JobOutcome::Saved(Saved::Created(row)) => Response::json(Status::Created, row_json(row)),
-        JobOutcome::Saved(Saved::Existing(row)) => Response::json(Status::Ok, row_json(row)),
+        // The mark a client can tell a replay by (Stripe's header), where the body is the same.
+        JobOutcome::Saved(Saved::Existing(row)) => {
+            Response::json(Status::Ok, row_json(row)).with_header("Idempotent-Replayed", "true")
+        }
         JobOutcome::SavedBatch(saved) => batch_results(saved),
         JobOutcome::Ready => Response::json(Status::Ok, br#"{"status":"ready"}"#.to_vec()),
         JobOutcome::Unavailable => Response::error(

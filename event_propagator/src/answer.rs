@@ -20,7 +20,8 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 pub enum Answer {
     /// 201: stored now.
     Created,
-    /// 200: the consumer already had this idempotency key (every key of a batch).
+    /// The consumer says it already had this idempotency key: a 200 with
+    /// `Idempotent-Replayed: true` for one event, every result `duplicate` for a batch.
     Duplicate,
     /// A batch stored, of whose items the consumer already had this many (some, not all).
     PartlyDuplicate { duplicates: usize },
@@ -38,13 +39,23 @@ pub enum Answer {
     Fatal { reason: String },
 }
 
-/// Sorts an HTTP answer. `now` is used for a `Retry-After` given as a date.
-pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8], now: SystemTime) -> Answer {
+/// The header our consumer sends with a 200 for a key it already had (Stripe's name for it).
+pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
+
+/// Sorts an HTTP answer. `replayed`: the answer carried `Idempotent-Replayed: true`. A 200
+/// without it is delivered, not a duplicate: a server other than ours may answer 200 for an
+/// event it stored now. `now` is used for a `Retry-After` given as a date.
+pub fn classify(
+    status: u16,
+    retry_after: Option<&str>,
+    replayed: bool,
+    body: &[u8],
+    now: SystemTime,
+) -> Answer {
     match status {
-        201 => Answer::Created,
-        200 => Answer::Duplicate,
-        // Another 2xx still means the consumer took the event.
-        202..=299 => Answer::Created,
+        200 if replayed => Answer::Duplicate,
+        // Any 2xx means the consumer took the event.
+        200..=299 => Answer::Created,
         408 | 429 | 500 | 502 | 503 | 504 => Answer::Retry {
             reason: status_text(status),
             retry_after: retry_after.and_then(|v| parse_retry_after(v, now)),
@@ -58,10 +69,11 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8], now: System
     }
 }
 
-/// Sorts the answer to a batch of `items` events: as [`classify`], and a 2xx other than 200
-/// by its results (`{"results": [{"status": "created" | "duplicate", ...}, ...]}`, one per
-/// item). The flag is false when such a 2xx has no results array of `items` entries: the
-/// consumer took the batch (it said 2xx), so it counts as delivered, and the caller says so.
+/// Sorts the answer to a batch of `items` events: as [`classify`], and a 2xx by its results
+/// (`{"results": [{"status": "created" | "duplicate", ...}, ...]}`, one per item): only items
+/// the consumer calls `duplicate` are duplicates. The flag is false when a 2xx has no results
+/// array of `items` entries: the consumer took the batch (it said 2xx), so it counts as
+/// delivered without duplicates, and the caller says so.
 pub fn classify_batch(
     status: u16,
     retry_after: Option<&str>,
@@ -69,7 +81,7 @@ pub fn classify_batch(
     items: usize,
     now: SystemTime,
 ) -> (Answer, bool) {
-    match classify(status, retry_after, body, now) {
+    match classify(status, retry_after, false, body, now) {
         Answer::Created => match batch_duplicates(body, items) {
             Some(0) => (Answer::Created, true),
             Some(d) if d == items => (Answer::Duplicate, true),
@@ -249,15 +261,20 @@ mod tests {
     #[test]
     fn answers_are_sorted_into_delivered_retried_and_rejected() {
         let now = SystemTime::now();
-        assert_eq!(classify(201, None, b"", now), Answer::Created);
-        assert_eq!(classify(200, None, b"", now), Answer::Duplicate);
+        assert_eq!(classify(201, None, false, b"", now), Answer::Created);
+        assert_eq!(classify(200, None, true, b"", now), Answer::Duplicate);
+        assert_eq!(
+            classify(200, None, false, b"", now),
+            Answer::Created,
+            "a 200 the consumer does not mark as replayed is delivered, not a duplicate"
+        );
         for status in [408, 429, 500, 502, 503, 504] {
             assert!(
-                matches!(classify(status, Some("2"), b"", now), Answer::Retry { retry_after: Some(d), .. } if d == Duration::from_secs(2)),
+                matches!(classify(status, Some("2"), false, b"", now), Answer::Retry { retry_after: Some(d), .. } if d == Duration::from_secs(2)),
                 "{status} is retried"
             );
             let down = matches!(
-                classify(status, None, b"", now),
+                classify(status, None, false, b"", now),
                 Answer::Retry {
                     endpoint_down: true,
                     ..
@@ -271,7 +288,7 @@ mod tests {
         }
         for status in [400, 401, 403, 404, 409, 413, 415, 422, 501, 301] {
             assert!(
-                matches!(classify(status, None, b"", now), Answer::Rejected { status: s, .. } if s == status),
+                matches!(classify(status, None, false, b"", now), Answer::Rejected { status: s, .. } if s == status),
                 "{status} is not retried"
             );
         }
@@ -305,8 +322,8 @@ mod tests {
         );
         assert_eq!(
             classify_batch(200, None, b"not json", 2, now),
-            (Answer::Duplicate, true),
-            "200 means every item was a duplicate, whatever the body"
+            (Answer::Created, false),
+            "a 200 without results is delivered: only the results can call an item a duplicate"
         );
         for (body, reason) in [
             (&b"{\"id\": 1}"[..], "no results"),
@@ -335,7 +352,8 @@ mod tests {
     #[test]
     fn a_rejection_quotes_the_consumers_message_on_one_line() {
         let body = br#"{"error": "field `event_type` must not be empty", "field": "event_type"}"#;
-        let Answer::Rejected { message, .. } = classify(422, None, body, SystemTime::now()) else {
+        let Answer::Rejected { message, .. } = classify(422, None, false, body, SystemTime::now())
+        else {
             panic!("not a rejection");
         };
         assert_eq!(
@@ -343,7 +361,8 @@ mod tests {
             "field `event_type` must not be empty (field `event_type`)"
         );
         let body = br#"{"error": "field `event_type` must not be empty", "index": 7, "field": "event_type"}"#;
-        let Answer::Rejected { message, .. } = classify(422, None, body, SystemTime::now()) else {
+        let Answer::Rejected { message, .. } = classify(422, None, false, body, SystemTime::now())
+        else {
             panic!("not a rejection");
         };
         assert_eq!(
@@ -351,7 +370,8 @@ mod tests {
             "a batch's refusal names the item"
         );
         let body = br#"{"error": "item 1: field `event_type` must not be empty", "field": "event_type", "index": 1}"#;
-        let Answer::Rejected { message, .. } = classify(422, None, body, SystemTime::now()) else {
+        let Answer::Rejected { message, .. } = classify(422, None, false, body, SystemTime::now())
+        else {
             panic!("not a rejection");
         };
         assert_eq!(
@@ -359,14 +379,14 @@ mod tests {
             "the consumer's own item prefix is not repeated"
         );
         let Answer::Rejected { message, .. } =
-            classify(400, None, b"plain\ntext", SystemTime::now())
+            classify(400, None, false, b"plain\ntext", SystemTime::now())
         else {
             panic!("not a rejection");
         };
         assert_eq!(message, "plain text");
         let long = "x".repeat(5_000);
         let Answer::Rejected { message, .. } =
-            classify(400, None, long.as_bytes(), SystemTime::now())
+            classify(400, None, false, long.as_bytes(), SystemTime::now())
         else {
             panic!("not a rejection");
         };

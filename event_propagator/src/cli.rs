@@ -14,7 +14,8 @@ Sends randomly chosen events from a JSON file to the event consumer at a fixed r
 Usage: event_propagator [OPTIONS]
 
 Options:
-  --config PATH          configuration file [default: config.yaml]
+  --config PATH          configuration file [default: config.yaml in the working directory
+                         if it exists, else the built-in defaults]
   --endpoint URL         consumer URL, overrides propagator.endpoint(s); repeat it for
                          several consumers on one database (round-robin, failover)
   --period SECONDS       time between sends (0 = back to back, fractions allowed),
@@ -34,8 +35,8 @@ Options:
   --duration SECONDS     stop starting new sends after this long, then exit
   --seed N               seed for choosing events, to replay a run (default: random, logged)
   --keys-log PATH        append each event's Idempotency-Key to PATH before sending it
-  --help                 print this help
-  --version              print the version
+  -h, --help             print this help
+  -V, --version          print the version
 
 Without --count or --duration it runs until SIGTERM or SIGINT.
 Exit status: 0 every event sent was delivered; 1 an event was rejected, given up or
@@ -53,9 +54,10 @@ pub enum Command {
 }
 
 /// Parsed flags; `None` means "as the config file says".
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Args {
-    pub config: PathBuf,
+    /// `--config`; none: config.yaml when it exists, else the defaults.
+    pub config: Option<PathBuf>,
     /// Every `--endpoint`, in order; empty: as the config file says.
     pub endpoints: Vec<String>,
     pub period_seconds: Option<f64>,
@@ -69,25 +71,6 @@ pub struct Args {
     pub duration_seconds: Option<f64>,
     pub seed: Option<u64>,
     pub keys_log: Option<PathBuf>,
-}
-
-impl Default for Args {
-    fn default() -> Self {
-        Args {
-            config: PathBuf::from("config.yaml"),
-            endpoints: Vec::new(),
-            period_seconds: None,
-            events_file: None,
-            max_in_flight: None,
-            batch_size: None,
-            batch_endpoint: None,
-            gzip: false,
-            count: None,
-            duration_seconds: None,
-            seed: None,
-            keys_log: None,
-        }
-    }
 }
 
 impl Args {
@@ -161,7 +144,7 @@ where
         match arg {
             Long("help") | Short('h') => return Ok(Command::Help),
             Long("version") | Short('V') => return Ok(Command::Version),
-            Long("config") => out.config = parser.value().map_err(lexopt_error)?.into(),
+            Long("config") => out.config = Some(parser.value().map_err(lexopt_error)?.into()),
             Long("endpoint") => out.endpoints.push(url(&mut parser, "--endpoint")?),
             Long("batch-endpoint") => {
                 out.batch_endpoint = Some(url(&mut parser, "--batch-endpoint")?);
@@ -306,7 +289,7 @@ mod tests {
         assert_eq!(
             args,
             Args {
-                config: "/etc/p.yaml".into(),
+                config: Some("/etc/p.yaml".into()),
                 endpoints: vec!["http://h:1/event".into()],
                 period_seconds: Some(0.05),
                 events_file: Some("e.json".into()),

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use common::config::{ConfigSource, DEFAULT_CONFIG_FILE};
 use common::EXIT_CONFIG;
 use event_propagator::cli::{self, Command};
 use event_propagator::{Options, Stop};
@@ -32,8 +33,14 @@ fn real_main() -> i32 {
         return fail(&e);
     }
     common::logging::init();
-    let config = match common::Config::load(&args.config) {
-        Ok(config) => config,
+    let config = match common::Config::load_chosen(args.config.as_deref()) {
+        Ok((config, ConfigSource::File(_))) => config,
+        Ok((config, ConfigSource::Defaults)) => {
+            log::info!(
+                "no --config and no {DEFAULT_CONFIG_FILE} in the working directory: running on the built-in defaults and flags"
+            );
+            config
+        }
         Err(e) => return fail(&e),
     };
     let mut options = Options::from_config(&config.propagator);

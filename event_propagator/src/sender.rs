@@ -36,7 +36,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::Secret;
 
-use crate::answer::{classify, classify_batch, classify_error, consumer_message, Answer};
+use crate::answer::{
+    classify, classify_batch, classify_error, consumer_message, Answer, REPLAYED_HEADER,
+};
 use crate::endpoints::{Failed, Pick, Rotation};
 use crate::stop::Stop;
 
@@ -468,6 +470,11 @@ impl Sender {
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
+                let replayed = response
+                    .headers()
+                    .get(REPLAYED_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
                 // Read the body to the end so the connection can go back to the pool; a failure
                 // here does not change what the status said.
                 let limit =
@@ -480,7 +487,7 @@ impl Sender {
                     .unwrap_or_default();
                 let now = SystemTime::now();
                 let Some(items) = items else {
-                    return classify(status, retry_after.as_deref(), &body, now);
+                    return classify(status, retry_after.as_deref(), replayed, &body, now);
                 };
                 let (answer, readable) =
                     classify_batch(status, retry_after.as_deref(), &body, items, now);

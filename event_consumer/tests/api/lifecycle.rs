@@ -228,3 +228,55 @@ fn a_malformed_env_line_exits_2_naming_the_file_and_line_but_not_the_value() {
         );
     }
 }
+
+#[test]
+fn without_a_config_file_it_runs_on_the_defaults_and_an_explicit_missing_config_exits_2() {
+    // An empty working directory: no config.yaml, no .env.
+    let dir = std::env::temp_dir().join(format!("consumer-noconfig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = test_support::free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_event_consumer"))
+        .args(["--port", &port.to_string()])
+        .current_dir(&dir)
+        .env("LOG_LEVEL", "info")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let process = ConsumerProcess {
+        child,
+        addr,
+        dir: dir.clone(),
+    };
+    wait_until(
+        "the consumer listening on its --port",
+        Duration::from_secs(20),
+        || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+    );
+    let health = crate::helpers::send(
+        addr,
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(health.status, 200);
+    process.signal("TERM");
+    let (code, log) = process.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("no --config and no config.yaml in the working directory"),
+        "{log}"
+    );
+
+    // The process's directory goes with it; a fresh empty one for the second run.
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_event_consumer"))
+        .args(["--config", "missing.yaml", "--port", &port.to_string()])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("missing.yaml"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}

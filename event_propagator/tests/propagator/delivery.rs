@@ -81,7 +81,7 @@ fn an_answer_lost_to_a_timeout_is_retried_and_acknowledged_as_a_duplicate() {
         if seen.lock().unwrap().insert(request.key()) {
             Reply::status(201).after(Duration::from_millis(800))
         } else {
-            Reply::status(200)
+            Reply::status(200).header("Idempotent-Replayed", "true")
         }
     });
     let mut options = options(&dir, &receiver.url());
@@ -404,4 +404,16 @@ fn an_event_larger_than_the_connection_buffers_is_sent_whole() {
     let requests = receiver.requests();
     let body = common::parse_event(&requests[0].body).expect("the whole event arrived");
     assert_eq!(body.event_payload(), payload);
+}
+
+#[test]
+fn a_200_without_the_replayed_mark_is_delivered_not_a_duplicate() {
+    // A server other than ours that answers 200 for an event it stored now.
+    let dir = TempDir::new();
+    let receiver = Receiver::start(|_, _| Reply::status(200));
+    let mut options = options(&dir, &receiver.url());
+    options.count = Some(2);
+    let summary = run(options, &Stop::new()).unwrap();
+    assert_eq!((summary.delivered, summary.duplicates), (2, 0), "{summary}");
+    assert_eq!(summary.exit_code(), 0);
 }

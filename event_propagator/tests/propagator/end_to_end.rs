@@ -1,6 +1,7 @@
 //! The propagator against the real consumer and a throwaway PostgreSQL database.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use event_propagator::{run, End, Stop};
 use test_support::TestDb;
@@ -27,9 +28,13 @@ fn a_retried_event_is_stored_once_and_acknowledged_as_a_duplicate() {
             .send(&request.body[..])
             .unwrap();
         let status = answer.status().as_u16();
+        let replayed = answer.headers().contains_key("idempotent-replayed");
         let body = answer.body_mut().read_to_string().unwrap();
         match n {
             0 => Reply::status(504),
+            _ if replayed => Reply::status(status)
+                .header("Idempotent-Replayed", "true")
+                .body(&body),
             _ => Reply::status(status).body(&body),
         }
     });
@@ -185,4 +190,53 @@ fn count_20_batches_of_50_gzipped_store_1000_rows_whose_keys_are_the_keys_log() 
         .collect();
     assert_eq!(keys.len(), 1000);
     assert_eq!(stored, keys.into_iter().collect::<HashSet<_>>());
+}
+
+#[test]
+fn without_a_config_file_the_flags_alone_run_it_and_an_explicit_missing_config_exits_2() {
+    let db = TestDb::new();
+    let consumer = event_consumer::start(&consumer_config(&db)).unwrap();
+    // An empty working directory: no config.yaml, no .env, no events.json.
+    let empty = TempDir::new();
+    let files = TempDir::new();
+    let events = files.path().join("events.json");
+    std::fs::write(&events, r#"[{"event_type":"a","event_payload":"b"}]"#).unwrap();
+    let endpoint = format!("http://{}/event", consumer.addr());
+    let events = events.to_str().unwrap();
+    let (code, stderr) = run_binary(
+        &empty,
+        &[
+            "--endpoint",
+            &endpoint,
+            "--count",
+            "3",
+            "--period",
+            "0",
+            "--events-file",
+            events,
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("no --config and no config.yaml in the working directory"),
+        "{stderr}"
+    );
+    assert_eq!(db.count_events(), 3);
+    let (code, stderr) = run_binary(
+        &empty,
+        &[
+            "--config",
+            "missing.yaml",
+            "--endpoint",
+            &endpoint,
+            "--count",
+            "1",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 2, "an explicit --config must be readable: {stderr}");
+    assert!(stderr.contains("missing.yaml"), "{stderr}");
+    assert_eq!(db.count_events(), 3);
+    consumer.shutdown();
 }

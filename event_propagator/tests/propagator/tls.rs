@@ -73,7 +73,12 @@ fn a_server_of_another_ca_is_retried_logged_once_and_count_1_exits_1() {
     write_config(&dir, &receiver.url(), &format!("  tls_ca_file: {ca}\n"));
     let (code, stderr) = run_binary(&dir, &["--count", "1"], LIMIT);
     assert_eq!(code, 1, "{stderr}");
-    // The first attempt and its 3 retries (max_retries: 3 in write_config).
+    // The first attempt and its 3 retries (max_retries: 3 in write_config). The receiver
+    // counts a failed handshake on its own thread, which may finish after the propagator exits.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while receiver.failed_handshakes() < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(receiver.failed_handshakes(), 4, "{stderr}");
     assert!(receiver.requests().is_empty());
     // Retry warnings are limited to one a second: these retries take a fraction of that, so
