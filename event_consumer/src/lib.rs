@@ -122,12 +122,11 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
             .map_err(StartError::Thread)?
     };
     log::info!(
-        "listening on {local} ({} database workers, database {}@{}:{}/{})",
+        "listening on {local} ({} database workers, database {} at {} as {})",
         c.workers,
-        config.database.user,
-        config.database.host,
-        config.database.port,
-        config.database.dbname
+        config.database.dbname,
+        config.database.endpoints_text(),
+        config.database.user
     );
     notifier.ready(&format!("listening on {local}"));
     Ok(Running {
