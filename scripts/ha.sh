@@ -224,22 +224,7 @@ pg_cluster promote --dir "$work/standby" >/dev/null || die "pg_ctl promote faile
 note "standby promoted (pg_ctl promote)"
 
 # --- wait for the propagators -------------------------------------------------------------
-failed_propagators=0
-deadline=$((SECONDS + seconds + 120))
-for j in "${!propagator_pid[@]}"; do
-    while alive "${propagator_pid[j]}" && ((SECONDS < deadline)); do sleep 0.2; done
-    if alive "${propagator_pid[j]}"; then
-        say "propagator $j still running 120 s after its duration: stopping it"
-        kill -TERM "${propagator_pid[j]}" 2>/dev/null || true
-    fi
-    code=0
-    wait "${propagator_pid[j]}" || code=$?
-    if ((code != 0)); then
-        failed_propagators=$((failed_propagators + 1))
-        say "propagator $j exited $code; the end of its log:"
-        tail -n 5 "$work/logs/propagator-$j.log" >&2
-    fi
-done
+wait_for_propagators "$seconds"
 for i in "${!consumer_pid[@]}"; do
     kill -TERM "${consumer_pid[i]}" 2>/dev/null || true
 done

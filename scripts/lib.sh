@@ -168,6 +168,30 @@ keys_vs_table() {
         SELECT received_at - lag(received_at) OVER (ORDER BY received_at, id) AS gap FROM events) g")
 }
 
+# Waits for the propagators of chaos.sh and ha.sh (pids in the array propagator_pid, logs in
+# $work/logs/propagator-J.log) to exit, at most SECONDS + 120 s from now (they stop starting
+# sends at --duration and finish what is in flight, retries included); one still running then
+# is stopped. Sets failed_propagators to the number that did not exit 0 (each reported).
+# shellcheck disable=SC2154 # propagator_pid and work belong to the script that calls it
+wait_for_propagators() { # SECONDS
+    local j code deadline=$((SECONDS + $1 + 120))
+    failed_propagators=0
+    for j in "${!propagator_pid[@]}"; do
+        while alive "${propagator_pid[j]}" && ((SECONDS < deadline)); do sleep 0.2; done
+        if alive "${propagator_pid[j]}"; then
+            say "propagator $j still running 120 s after its duration: stopping it"
+            kill -TERM "${propagator_pid[j]}" 2>/dev/null || true
+        fi
+        code=0
+        wait "${propagator_pid[j]}" || code=$?
+        if ((code != 0)); then
+            failed_propagators=$((failed_propagators + 1))
+            say "propagator $j exited $code; the end of its log:"
+            tail -n 5 "$work/logs/propagator-$j.log" >&2
+        fi
+    done
+}
+
 # The pid stored in a pid file, if that process still runs.
 live_pid() {
     local pid

@@ -25,6 +25,8 @@ mod shapes;
 #[path = "../stats.rs"]
 #[allow(dead_code)] // the tool needs only the latency part of the report's statistics
 mod stats;
+#[path = "../tool.rs"]
+mod tool;
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -70,20 +72,7 @@ struct Tally {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("batch_load: {message}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("batch_load: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    tool::main_of("batch_load", USAGE, parse_args, run)
 }
 
 fn run(args: &Args) -> Result<(), String> {
@@ -314,37 +303,23 @@ fn parse_args() -> Result<Args, String> {
         run: format!("b{}", std::process::id()),
     };
     let (mut port, mut connections, mut seconds) = (false, false, false);
-    let text = |parser: &mut lexopt::Parser| -> Result<String, String> {
-        parser
-            .value()
-            .map_err(|e| e.to_string())?
-            .string()
-            .map_err(|e| e.to_string())
-    };
-    let positive = |flag: &str, v: String| -> Result<usize, String> {
-        v.parse()
-            .ok()
-            .filter(|&n: &usize| n > 0)
-            .ok_or(format!("{flag} {v}: not a positive number"))
-    };
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Long("port") => {
-                let v = text(&mut parser)?;
-                args.port = v.parse().map_err(|_| format!("--port {v}: not a port"))?;
+                args.port = tool::port(&tool::text(&mut parser)?)?;
                 port = true;
             }
             Long("connections") => {
-                args.connections = positive("--connections", text(&mut parser)?)?;
+                args.connections = tool::positive("--connections", &tool::text(&mut parser)?)?;
                 connections = true;
             }
             Long("seconds") => {
-                args.seconds = positive("--seconds", text(&mut parser)?)? as u64;
+                args.seconds = tool::positive("--seconds", &tool::text(&mut parser)?)? as u64;
                 seconds = true;
             }
-            Long("batch") => args.batch = positive("--batch", text(&mut parser)?)?,
+            Long("batch") => args.batch = tool::positive("--batch", &tool::text(&mut parser)?)?,
             Long("gzip") => args.gzip = true,
-            Long("run") => args.run = text(&mut parser)?,
+            Long("run") => args.run = tool::text(&mut parser)?,
             other => return Err(other.unexpected().to_string()),
         }
     }

@@ -21,6 +21,9 @@
 #[path = "../stats.rs"]
 #[allow(dead_code)] // the tool needs only the latency part of the report's statistics
 mod stats;
+#[path = "../tool.rs"]
+#[allow(dead_code)] // the flag readers are for the tools with more flags
+mod tool;
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -63,20 +66,7 @@ struct Tally {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("connect_rate: {message}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("connect_rate: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    tool::main_of("connect_rate", USAGE, parse_args, run)
 }
 
 fn run(args: &Args) -> Result<(), String> {

@@ -32,6 +32,8 @@ mod shapes;
 #[path = "../stats.rs"]
 #[allow(dead_code)] // the tool needs only the latency part of the report's statistics
 mod stats;
+#[path = "../tool.rs"]
+mod tool;
 
 use std::process::ExitCode;
 use std::thread;
@@ -120,20 +122,7 @@ fn values_sql(batch: usize) -> String {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("write_paths: {message}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("write_paths: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    tool::main_of("write_paths", USAGE, parse_args, run)
 }
 
 fn run(args: &Args) -> Result<(), String> {
@@ -303,32 +292,18 @@ fn parse_args() -> Result<Args, String> {
         run: format!("w{}", std::process::id()),
     };
     let (mut port, mut path, mut connections, mut seconds) = (false, false, false, false);
-    let text = |parser: &mut lexopt::Parser| -> Result<String, String> {
-        parser
-            .value()
-            .map_err(|e| e.to_string())?
-            .string()
-            .map_err(|e| e.to_string())
-    };
-    let positive = |flag: &str, v: String| -> Result<usize, String> {
-        v.parse()
-            .ok()
-            .filter(|&n: &usize| n > 0)
-            .ok_or(format!("{flag} {v}: not a positive number"))
-    };
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            Long("host") => args.host = text(&mut parser)?,
-            Long("user") => args.user = text(&mut parser)?,
-            Long("dbname") => args.dbname = text(&mut parser)?,
-            Long("run") => args.run = text(&mut parser)?,
+            Long("host") => args.host = tool::text(&mut parser)?,
+            Long("user") => args.user = tool::text(&mut parser)?,
+            Long("dbname") => args.dbname = tool::text(&mut parser)?,
+            Long("run") => args.run = tool::text(&mut parser)?,
             Long("port") => {
-                let v = text(&mut parser)?;
-                args.port = v.parse().map_err(|_| format!("--port {v}: not a port"))?;
+                args.port = tool::port(&tool::text(&mut parser)?)?;
                 port = true;
             }
             Long("path") => {
-                args.path = match text(&mut parser)?.as_str() {
+                args.path = match tool::text(&mut parser)?.as_str() {
                     "unnest" => Path::Unnest,
                     "values" => Path::Values,
                     "staging" => Path::Staging,
@@ -342,16 +317,16 @@ fn parse_args() -> Result<Args, String> {
                 path = true;
             }
             Long("connections") => {
-                args.connections = positive("--connections", text(&mut parser)?)?;
+                args.connections = tool::positive("--connections", &tool::text(&mut parser)?)?;
                 connections = true;
             }
             Long("seconds") => {
-                args.seconds = positive("--seconds", text(&mut parser)?)? as u64;
+                args.seconds = tool::positive("--seconds", &tool::text(&mut parser)?)? as u64;
                 seconds = true;
             }
             Long("batch") => {
                 // 3 parameters a row: PostgreSQL takes at most 65 535 in one statement.
-                args.batch = positive("--batch", text(&mut parser)?)?;
+                args.batch = tool::positive("--batch", &tool::text(&mut parser)?)?;
                 if args.batch > 20_000 {
                     return Err(format!("--batch {}: at most 20000", args.batch));
                 }
