@@ -189,17 +189,8 @@ pub struct Wrk {
 
 impl Wrk {
     pub fn read(dir: &Path, round: usize, name: &str) -> Result<Wrk, InputError> {
-        let out = dir.join(format!("r{round}-wrk-{name}.out"));
-        let text = read(&out)?;
-        let line = text
-            .lines()
-            .rev()
-            .find_map(|l| l.strip_prefix("BENCH "))
-            .ok_or_else(|| InputError {
-                file: out.clone(),
-                what: "no BENCH line (bench/post_event.lua's done() prints it)".into(),
-            })?;
-        let f = Fields::from_pairs(&out, line.split_whitespace());
+        // bench/post_event.lua's done() prints the BENCH line.
+        let f = Fields::tagged_line(&dir.join(format!("r{round}-wrk-{name}.out")), "BENCH")?;
         let ms = |key: &str| f.number::<f64>(key).map(|us| us / 1000.0);
         Ok(Wrk {
             sent: f.number("sent")?,
@@ -276,17 +267,7 @@ pub struct Connect {
 
 impl Connect {
     pub fn read(dir: &Path, round: usize, name: &str) -> Result<Connect, InputError> {
-        let out = dir.join(format!("r{round}-connect-{name}.out"));
-        let text = read(&out)?;
-        let line = text
-            .lines()
-            .rev()
-            .find_map(|l| l.strip_prefix("CONNECT "))
-            .ok_or_else(|| InputError {
-                file: out.clone(),
-                what: "no CONNECT line (connect_rate prints it last)".into(),
-            })?;
-        let f = Fields::from_pairs(&out, line.split_whitespace());
+        let f = Fields::tagged_line(&dir.join(format!("r{round}-connect-{name}.out")), "CONNECT")?;
         let ms = |key: &str| f.number::<f64>(key).map(|us| us / 1000.0);
         Ok(Connect {
             completed: f.number("completed")?,
