@@ -83,6 +83,12 @@ say "building release binaries (cargo build --release)"
 packages=(-p bench)
 [[ -n ${BENCH_CONSUMER_BIN:-} ]] || packages+=(-p event_consumer)
 (cd "$repo" && cargo build --release -q "${packages[@]}") || die "cargo build --release ${packages[*]} failed"
+# The commit (and whether the crates differ from it) as built, not as HEAD is when the run ends.
+built_commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+built_dirty=
+if git -C "$repo" status --porcelain --untracked-files=no -- event_consumer common 2>/dev/null | grep -q .; then
+    built_dirty=" + uncommitted changes to event_consumer/common"
+fi
 bin=${CARGO_TARGET_DIR:-$repo/target}/release
 [[ $bin == /* ]] || bin=$repo/$bin
 consumer_bin=${BENCH_CONSUMER_BIN:-$bin/event_consumer}
@@ -453,14 +459,10 @@ stripped_size() {
     fi
 }
 
-dirty=
-if git -C "$repo" status --porcelain --untracked-files=no -- event_consumer common 2>/dev/null | grep -q .; then
-    dirty=" + uncommitted changes to event_consumer/common"
-fi
 {
     echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    echo "dirty=$([[ -n ${BENCH_CONSUMER_BIN:-} ]] || echo "$dirty")"
+    echo "commit=$built_commit"
+    echo "dirty=$([[ -n ${BENCH_CONSUMER_BIN:-} ]] || echo "$built_dirty")"
     echo "consumer_bin=${BENCH_CONSUMER_BIN:-}"
     echo "seconds=$seconds"
     echo "cores=$(nproc)"
