@@ -1,12 +1,15 @@
 //! The README's HTTP examples, run as written: they cannot drift from what the consumer says.
 //!
-//! Every command in a ```` ```sh ```` block of README.md that talks to `localhost:8080` over
-//! plain HTTP is an example, and the `# ` lines right under it are its answer as `curl -i`
-//! prints it: the status line (`# HTTP/1.1 201 Created`), then any headers that must be there
+//! Every `curl` command in a ```` ```sh ```` block of README.md that talks to `localhost:8080`
+//! is an example, and the `# ` lines right under it are its answer as `curl -i` prints it: the
+//! status line (`# HTTP/1.1 201 Created`), then any headers that must be there
 //! (`# Allow: POST`), then the body. Each command runs with bash (`set -o pipefail`), in README
 //! order, against consumers started with the configuration's defaults on fresh databases, with
 //! `localhost:8080` pointed at them: a command that sends `Authorization:` goes to one with
-//! `consumer.auth_token` set (the README's example says so), every other one to one without.
+//! `consumer.auth_token` set (the README's example says so), every other plain one to one
+//! without. The `https://` examples run in a directory where the README's own openssl recipe
+//! (the `bash` block of its HTTPS section) made the certificates, against a consumer with those
+//! files, `tls_client_ca_file` added for the command that presents `--cert`.
 //! Bodies compare as JSON where the expected body is JSON: a string `"..."` stands for any
 //! value, and a `received_at`-shaped timestamp for any timestamp (ids are exact: a fresh
 //! database gives the README's ids when the examples run in order). An example without its
@@ -25,6 +28,12 @@ struct Example {
     line: usize,
     command: String,
     expected: Vec<String>,
+}
+
+impl Example {
+    fn https(&self) -> bool {
+        self.command.contains("https://")
+    }
 }
 
 const README_ADDRESS: &str = "localhost:8080";
@@ -62,7 +71,7 @@ fn examples(readme: &str) -> Result<Vec<Example>, String> {
             expected.push(lines[i][2..].to_string());
             i += 1;
         }
-        if command.contains(README_ADDRESS) && !command.contains("https://") {
+        if command.contains(README_ADDRESS) && command.contains("curl ") {
             found.push(Example {
                 line: start + 1,
                 command,
@@ -149,12 +158,13 @@ fn json_matches(expected: &serde_json::Value, actual: &serde_json::Value) -> boo
     }
 }
 
-/// Runs one example against the consumer at `addr`; Err says what differs.
-fn check(example: &Example, addr: &str) -> Result<(), String> {
+/// Runs one example against the consumer at `addr`, in `dir`; Err says what differs.
+fn check(example: &Example, addr: &str, dir: &Path) -> Result<(), String> {
     let command = example.command.replace(README_ADDRESS, addr);
     let output = Command::new("bash")
         .arg("-c")
         .arg(format!("set -o pipefail\n{command}"))
+        .current_dir(dir)
         .output()
         .map_err(|e| format!("cannot run bash: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -212,8 +222,29 @@ fn readme() -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Runs the README's openssl recipe (the `bash` block that makes `ca.crt`) in `dir`.
+fn make_readme_certificates(readme: &str, dir: &Path) {
+    let block = readme
+        .split("```bash\n")
+        .skip(1)
+        .filter_map(|b| b.split("\n```").next())
+        .find(|b| b.contains("openssl req -x509"))
+        .expect("README's HTTPS section has the openssl recipe in a ```bash block");
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -euo pipefail\n{block}"))
+        .current_dir(dir)
+        .output()
+        .expect("bash runs");
+    assert!(
+        output.status.success(),
+        "the README's openssl recipe failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 fn tools_present() {
-    for tool in ["curl", "gzip", "bash"] {
+    for tool in ["curl", "gzip", "bash", "openssl"] {
         let found = Command::new(tool).arg("--version").output().is_ok();
         assert!(
             found,
@@ -231,22 +262,40 @@ fn every_http_example_in_the_readme_gives_the_answer_shown_under_it() {
         "found only {} examples: has the README's format changed?",
         examples.len()
     );
+    let certificates = std::env::temp_dir().join(format!("readme-pki-{}", std::process::id()));
+    std::fs::create_dir_all(&certificates).unwrap();
+    make_readme_certificates(&readme(), &certificates);
     let open = TestApp::spawn();
     let with_token = TestApp::spawn_with(|c| c.consumer.auth_token = Some(Secret::new("s3cret")));
+    let tls = |c: &mut common::Config| {
+        c.consumer.tls_cert_file = Some(certificates.join("consumer.crt"));
+        c.consumer.tls_key_file = Some(certificates.join("consumer.key"));
+    };
+    let https = TestApp::spawn_with(tls);
+    let mutual = TestApp::spawn_with(|c| {
+        tls(c);
+        c.consumer.tls_client_ca_file = Some(certificates.join("ca.crt"));
+    });
+    assert!(
+        examples.iter().filter(|e| e.https()).count() >= 2,
+        "the HTTPS examples are gone from the README"
+    );
     let mut failures = Vec::new();
     for example in &examples {
-        let app = if example.command.contains("Authorization:") {
-            &with_token
-        } else {
-            &open
+        let app = match (example.https(), example.command.contains("--cert ")) {
+            (true, true) => &mutual,
+            (true, false) => &https,
+            _ if example.command.contains("Authorization:") => &with_token,
+            _ => &open,
         };
-        if let Err(e) = check(example, &app.addr.to_string()) {
+        if let Err(e) = check(example, &app.addr.to_string(), &certificates) {
             failures.push(format!(
                 "README.md line {}: {e}\n  {}",
                 example.line, example.command
             ));
         }
     }
+    std::fs::remove_dir_all(&certificates).ok();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -257,14 +306,24 @@ fn an_example_whose_answer_differs_fails_and_one_without_an_answer_is_refused() 
     let broken =
         "```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 500 Internal Server Error\n```\n";
     let found = examples(broken).unwrap();
-    let error = check(&found[0], &app.addr.to_string()).unwrap_err();
+    let error = check(&found[0], &app.addr.to_string(), Path::new(".")).unwrap_err();
     assert!(error.contains("HTTP/1.1 200 OK"), "{error}");
     let right =
         "```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n# {\"status\":\"...\"}\n```\n";
-    check(&examples(right).unwrap()[0], &app.addr.to_string()).unwrap();
+    check(
+        &examples(right).unwrap()[0],
+        &app.addr.to_string(),
+        Path::new("."),
+    )
+    .unwrap();
     let wrong_body =
         "```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n# {\"status\":\"down\"}\n```\n";
-    assert!(check(&examples(wrong_body).unwrap()[0], &app.addr.to_string()).is_err());
+    assert!(check(
+        &examples(wrong_body).unwrap()[0],
+        &app.addr.to_string(),
+        Path::new(".")
+    )
+    .is_err());
     let silent = "```sh\ncurl -si localhost:8080/healthz\n```\n";
     assert!(examples(silent).unwrap_err().contains("line 2"));
 }
