@@ -15,15 +15,17 @@ pub enum Route {
     Healthz,
     Readyz,
     Metrics,
+    OpenApi,
     Other,
 }
 
-const ROUTES: [(Route, &str); 6] = [
+const ROUTES: [(Route, &str); 7] = [
     (Route::Event, "/event"),
     (Route::Events, "/events"),
     (Route::Healthz, "/healthz"),
     (Route::Readyz, "/readyz"),
     (Route::Metrics, "/metrics"),
+    (Route::OpenApi, "/openapi.yaml"),
     (Route::Other, "other"),
 ];
 

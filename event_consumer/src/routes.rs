@@ -66,6 +66,7 @@ pub fn route_of(path: &str) -> Route {
         "/healthz" => Route::Healthz,
         "/readyz" => Route::Readyz,
         "/metrics" => Route::Metrics,
+        "/openapi.yaml" => Route::OpenApi,
         _ => Route::Other,
     }
 }
@@ -713,6 +714,11 @@ mod tests {
         assert_eq!(response.content_type, "application/yaml");
         assert_eq!(response.body, OPENAPI_YAML.as_bytes());
         assert_eq!(openapi_document()["openapi"].as_str(), Some("3.1.0"));
+        assert_eq!(
+            route_of("/openapi.yaml"),
+            Route::OpenApi,
+            "its own metrics label"
+        );
     }
 
     #[test]
