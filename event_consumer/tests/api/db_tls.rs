@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use test_support::{Cluster, Pki, TestDb};
 
-use crate::helpers::{send, wait_until, ConsumerProcess, ProcessOptions, RawResponse, GOOD_EVENT};
+use crate::helpers::{
+    send, stop_and_log, wait_until, ConsumerProcess, ProcessOptions, RawResponse, GOOD_EVENT,
+};
 
 /// A cluster with TLS on, its CA's certificate and an unrelated CA's, both copied into the
 /// cluster's directory (removed with it when the test process ends).
@@ -76,13 +78,6 @@ fn consumer_sessions_encrypted(db: &TestDb) -> Vec<bool> {
         )
         .unwrap();
     rows.iter().map(|row| row.get(0)).collect()
-}
-
-fn stop_and_log(consumer: ConsumerProcess) -> String {
-    consumer.signal("TERM");
-    let (code, log) = consumer.wait(Duration::from_secs(20));
-    assert_eq!(code, Some(0), "{log}");
-    log
 }
 
 #[test]

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use test_support::{repo_root, Cluster, TestDb};
 
-use crate::helpers::{post_event, send, wait_until, ConsumerProcess, ProcessOptions, RawResponse};
+use crate::helpers::{
+    end_consumer_sessions, post_event, send, stop_and_log, wait_until, ConsumerProcess,
+    ProcessOptions, RawResponse,
+};
 
 /// Long enough for a promotion and the consumer's backoff (at most 5 s between attempts) on a
 /// loaded machine; the tests end as soon as the condition holds.
@@ -64,13 +67,6 @@ fn wait_for_keys(cluster: &Cluster, dbname: &str, expected: &[String]) {
 
 fn pair_hosts() -> &'static str {
     "127.0.0.1,127.0.0.1"
-}
-
-fn stop_and_log(consumer: ConsumerProcess) -> String {
-    consumer.signal("TERM");
-    let (code, log) = consumer.wait(Duration::from_secs(20));
-    assert_eq!(code, Some(0), "{log}");
-    log
 }
 
 #[test]
@@ -255,13 +251,7 @@ fn a_host_that_accepts_but_never_answers_is_given_up_after_connect_timeout_for_t
     // host is skipped while an attempt still waits on it, so attempts do not pile up.
     let mut admin = db.client();
     for round in 0..3 {
-        admin
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = $1 AND application_name = 'event_consumer'",
-                &[&db.name],
-            )
-            .unwrap();
+        end_consumer_sessions(&mut admin, &db.name);
         wait_until(
             &format!("201 again after the sessions were ended (round {round})"),
             SWITCH_LIMIT,

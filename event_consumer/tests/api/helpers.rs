@@ -370,3 +370,23 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+/// SIGTERM, then the exit code must be 0; everything the consumer logged.
+pub fn stop_and_log(consumer: ConsumerProcess) -> String {
+    consumer.signal("TERM");
+    let (code, log) = consumer.wait(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{log}");
+    log
+}
+
+/// Ends every session the consumer holds on database `name` (`admin` is another session): its
+/// next write has to reconnect.
+pub fn end_consumer_sessions(admin: &mut postgres::Client, name: &str) {
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND application_name = 'event_consumer'",
+            &[&name],
+        )
+        .unwrap();
+}

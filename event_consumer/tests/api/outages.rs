@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use test_support::{Cluster, TestDb};
 
 use crate::helpers::{
-    connect, metric_in, post_event, send, wait_until, ConsumerProcess, ProcessOptions, GOOD_EVENT,
+    connect, end_consumer_sessions, metric_in, post_event, send, wait_until, ConsumerProcess,
+    ProcessOptions, GOOD_EVENT,
 };
 
 fn get(consumer: &ConsumerProcess, path: &str) -> crate::helpers::RawResponse {
@@ -50,13 +51,7 @@ fn a_database_turned_read_only_gets_503_and_not_ready_at_the_backoff_pace_and_re
             db.name
         ))
         .unwrap();
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND application_name = 'event_consumer'",
-            &[&db.name],
-        )
-        .unwrap();
+    end_consumer_sessions(&mut admin, &db.name);
     let connects_before = metric(&consumer, "event_consumer_db_connects_total");
     let outage = Instant::now();
     let mut most_sessions = 0;
