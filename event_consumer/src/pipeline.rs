@@ -1,6 +1,7 @@
 //! The hand-off between connections and the database: a bounded queue of validated events and
 //! a fixed set of database connections ([`DbConnection`], one PostgreSQL connection each), each
-//! storing one batch at a time.
+//! storing one batch at a time. It gives the database layer tasks and pairs the outcomes with
+//! the requests that wait for them.
 //!
 //! Group commit: whoever takes an idle connection takes every job waiting at that moment (up to
 //! `max_batch`) and stores them with one statement and one commit. Nothing waits for a batch to
