@@ -18,7 +18,9 @@
 //! about 15 us less CPU and 10 % more requests per second). Otherwise the job is queued, and
 //! the worker threads (one per database connection) store what is queued as soon as a
 //! connection is given back; they also reconnect idle connections. Whoever stores a batch
-//! answers its jobs right after the commit, each through the [`Answer`] it carries. The systemd watchdog is pinged when a connection comes back from a batch
+//! hands each job its outcome (plain data, through the [`ReplyTo`] it carries) right after the
+//! commit; the connection thread waiting for it writes the answer. The systemd watchdog is
+//! pinged when a connection comes back from a batch
 //! and while one is idle, so the pings stop when every connection is stuck in the database.
 
 use std::collections::VecDeque;
