@@ -9,18 +9,15 @@
 pub mod answer;
 pub mod cert_summary;
 pub mod content_coding;
-pub mod db_connection;
-pub mod db_health;
-pub mod db_tls;
+pub mod db;
 pub mod http;
 pub mod https;
 pub mod metrics;
 pub mod notify;
-pub mod open_writers;
 pub mod pipeline;
+pub mod reply;
 pub mod routes;
 pub mod server;
-pub mod store;
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
@@ -31,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use common::Config;
 
-use crate::db_connection::Database;
+use crate::db::Database;
 use crate::https::{Https, HttpsError};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -97,11 +94,12 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
     };
     let notifier = Arc::new(notifier);
     let metrics = Arc::new(Metrics::default());
-    let db = Arc::new(Database::new(config.database.clone(), Arc::clone(&metrics)));
+    let db = Arc::new(Database::new(config.database.clone()));
     let pipeline = Arc::new(Pipeline::new(
         db,
         c.queue_capacity,
         c.max_batch,
+        Arc::clone(&metrics),
         Arc::clone(&notifier),
     ));
     let server = Arc::new(Server::new(c, metrics, Arc::clone(&pipeline), https));
@@ -219,11 +217,23 @@ impl Running {
         self.server.pipeline.close();
         let left = self.server.metrics.in_flight.load(Ordering::SeqCst);
         if left > 0 {
-            let waiting = self.server.pipeline.refuse_waiting();
-            let unanswered = self
-                .server
-                .open_writers
-                .abandon_awaited(&routes::shutting_down());
+            let (waiting, leading) = self.server.pipeline.abandon();
+            // Connection threads stuck in the database with their own event: answered here.
+            for reply in leading {
+                if let Some((mut conn, mut answer)) = reply.abandon() {
+                    answer.set_closing();
+                    let _ = answer.send(&mut conn, &routes::shutting_down());
+                    conn.abort();
+                }
+            }
+            let unanswered = left.saturating_sub(waiting);
+            // The connection threads write their 503s themselves: give them a moment.
+            let answered_by = Instant::now() + ANSWER_GRACE;
+            while self.server.metrics.in_flight.load(Ordering::SeqCst) > 0
+                && Instant::now() < answered_by
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             log::warn!(
                 "{left} requests still in flight after the shutdown timeout: answered 503 to \
                  {waiting} waiting for the database (not stored) and to {unanswered} whose \
@@ -257,6 +267,10 @@ impl Running {
         );
     }
 }
+
+/// How long a stop that gave up on the database waits for the connection threads to write
+/// their 503s (each sees the abandon flag within `reply::ABANDON_POLL`).
+pub const ANSWER_GRACE: Duration = Duration::from_secs(1);
 
 /// How long a stop waits for the worker threads once the queue is closed (a worker may be
 /// storing a batch, or probing an unavailable database).

@@ -52,8 +52,6 @@ pub struct Metrics {
     db_connects: AtomicU64,
     tls_handshake_failures: AtomicU64,
     tls_plain_http: AtomicU64,
-    /// 1 during a database outage (see `db_health`).
-    database_outage: AtomicUsize,
     connections_rejected: AtomicU64,
     requests_rejected_busy: AtomicU64,
     pub open_connections: AtomicUsize,
@@ -105,10 +103,6 @@ impl Metrics {
         self.tls_plain_http.fetch_add(1, Relaxed);
     }
 
-    pub fn set_database_down(&self, down: bool) {
-        self.database_outage.store(usize::from(down), Relaxed);
-    }
-
     pub fn record_connection_rejected(&self) {
         self.connections_rejected.fetch_add(1, Relaxed);
     }
@@ -121,14 +115,15 @@ impl Metrics {
         self.events_stored.load(Relaxed)
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition (format 0.0.4). `database_outage`: whether an outage is
+    /// going on, as the database layer's `Health` (which keeps the flag) says.
+    pub fn render(&self, database_outage: bool) -> String {
         let mut out = String::with_capacity(4096);
-        let _ = self.render_into(&mut out);
+        let _ = self.render_into(&mut out, database_outage);
         out
     }
 
-    fn render_into(&self, out: &mut String) -> std::fmt::Result {
+    fn render_into(&self, out: &mut String, database_outage: bool) -> std::fmt::Result {
         writeln!(
             out,
             "# HELP event_consumer_requests_total HTTP requests answered, by route and status."
@@ -248,7 +243,7 @@ impl Metrics {
             (
                 "database_outage",
                 "1 while writes to the database fail (requests are answered 503), else 0.",
-                self.database_outage.load(Relaxed),
+                usize::from(database_outage),
             ),
         ];
         for (name, help, value) in gauges {
@@ -271,7 +266,7 @@ mod tests {
         m.record_request(Route::Event, Status::Created, Duration::from_millis(3));
         m.record_request(Route::Other, Status::NotFound, Duration::from_micros(10));
         m.record_commit(2, 2, 0);
-        let text = m.render();
+        let text = m.render(false);
         assert!(
             text.contains("event_consumer_requests_total{route=\"/event\",status=\"201\"} 2"),
             "{text}"

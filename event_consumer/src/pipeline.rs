@@ -1,6 +1,7 @@
 //! The hand-off between connections and the database: a bounded queue of validated events and
 //! a fixed set of database connections ([`DbConnection`], one PostgreSQL connection each), each
-//! storing one batch at a time.
+//! storing one batch at a time. It gives the database layer tasks and pairs the outcomes with
+//! the requests that wait for them.
 //!
 //! Group commit: whoever takes an idle connection takes every job waiting at that moment (up to
 //! `max_batch`) and stores them with one statement and one commit. Nothing waits for a batch to
@@ -17,67 +18,27 @@
 //! about 15 us less CPU and 10 % more requests per second). Otherwise the job is queued, and
 //! the worker threads (one per database connection) store what is queued as soon as a
 //! connection is given back; they also reconnect idle connections. Whoever stores a batch
-//! answers its jobs right after the commit, each through the [`Answer`] it carries. The systemd watchdog is pinged when a connection comes back from a batch
+//! hands each job its outcome (plain data, through the [`ReplyTo`] it carries) right after the
+//! commit; the connection thread waiting for it writes the answer. The systemd watchdog is
+//! pinged when a connection comes back from a batch
 //! and while one is idle, so the pings stop when every connection is stuck in the database.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::Event;
-
-use crate::answer::Answer;
-use crate::db_connection::{Database, DbConnection};
+use crate::db::{Counts, Database, DbConnection, Health, Outcome, Saved, Task};
+use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::store::Saved;
+use crate::reply::{Reply, ReplyTo};
 
-/// What the pipeline found for a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobOutcome {
-    Saved(Saved),
-    /// A batch request's items, in order (all stored in one transaction).
-    SavedBatch(Vec<Saved>),
-    /// The database answered a ping.
-    Ready,
-    /// The database cannot take it now: answer 503 and let the client retry.
-    Unavailable,
-    /// A bug (a panic, an answer that does not match): answer 500.
-    Internal,
-}
-
-/// What a job asks of the database.
-#[derive(Debug)]
-pub enum Task {
-    Store {
-        event: Event,
-        idempotency_key: Option<String>,
-    },
-    /// Store every item, in the same transaction, or none.
-    StoreBatch {
-        items: Vec<common::batch::BatchItem>,
-    },
-    /// Readiness check: does the database answer?
-    Ping,
-}
-
-impl Task {
-    /// Events it stores: what counts against `max_batch`.
-    pub fn events(&self) -> usize {
-        match self {
-            Task::Store { .. } => 1,
-            Task::StoreBatch { items } => items.len(),
-            Task::Ping => 0,
-        }
-    }
-}
-
-/// A task and how its request is answered, decided by the connection that made it.
+/// A task and where its outcome goes, decided by the connection that made it.
 #[derive(Debug)]
 pub struct Job {
     pub task: Task,
-    pub answer: Answer,
+    pub reply: ReplyTo,
 }
 
 /// Why a job was not queued.
@@ -87,16 +48,31 @@ pub enum QueueError {
     Closed,
 }
 
-/// A job the queue did not take, given back so its request can be answered.
+/// What became of a submitted task.
+// Moved once per request, on the stack: boxing the lead would cost an allocation instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub struct Refused {
-    pub error: QueueError,
-    pub answer: Answer,
+pub enum Submitted {
+    /// Queued: its outcome arrives in the connection's [`Reply`].
+    Queued,
+    /// A database connection was idle and nothing waited: the submitting thread stores the task
+    /// itself with [`Pipeline::store_lead`].
+    Lead(Lead),
+}
+
+/// A task its own connection thread stores, with the connection it took.
+#[derive(Debug)]
+pub struct Lead {
+    connection: DbConnection,
+    task: Task,
+    reply: Arc<Reply>,
 }
 
 #[derive(Debug)]
 struct State {
     jobs: VecDeque<Job>,
+    /// The slots of connection threads storing their own task, for a stop that cannot wait.
+    leading: Vec<Arc<Reply>>,
     /// Database connections not in use.
     idle: Vec<DbConnection>,
     closed: bool,
@@ -126,7 +102,10 @@ pub struct Pipeline {
     capacity: usize,
     max_batch: usize,
     db: Arc<Database>,
+    metrics: Arc<Metrics>,
     notifier: Arc<Notifier>,
+    /// Set by a stop that cannot wait any longer: waiting connection threads answer 503.
+    pub abandoned: AtomicBool,
 }
 
 /// While a batch is being stored, another one starts only once this many jobs wait.
@@ -137,11 +116,13 @@ impl Pipeline {
         db: Arc<Database>,
         queue_capacity: usize,
         max_batch: usize,
+        metrics: Arc<Metrics>,
         notifier: Arc<Notifier>,
     ) -> Pipeline {
         Pipeline {
             state: Mutex::new(State {
                 jobs: VecDeque::with_capacity(queue_capacity),
+                leading: Vec::new(),
                 idle: Vec::new(),
                 closed: false,
                 waiting: 0,
@@ -151,7 +132,9 @@ impl Pipeline {
             capacity: queue_capacity,
             max_batch: max_batch.max(1),
             db,
+            metrics,
             notifier,
+            abandoned: AtomicBool::new(false),
         }
     }
 
@@ -159,43 +142,36 @@ impl Pipeline {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores the job right here when a database connection is idle (and answers it), or
-    /// queues it for a worker thread. A full or closed queue gives the job's answer back.
-    pub fn submit(&self, job: Job) -> Result<(), Refused> {
-        if let Some((connection, mut batch)) = self.enqueue_or_lead(job)? {
-            self.store_batch(connection, &mut batch);
-        }
-        Ok(())
-    }
-
-    /// With a connection idle, no job waiting and no batch being stored: takes the connection
-    /// and returns it with a batch of this one job. Otherwise queues the job (behind the
-    /// waiting ones) and wakes a worker thread if a batch may start now (`may_start_batch`).
-    fn enqueue_or_lead(&self, job: Job) -> Result<Option<(DbConnection, Vec<Job>)>, Refused> {
+    /// Leaves the task to the submitting thread when a database connection is idle, no job
+    /// waits and no batch is being stored ([`Submitted::Lead`]); otherwise queues it (behind the
+    /// waiting ones), its outcome to go to `reply`, and wakes a worker thread if a batch may
+    /// start now (`may_start_batch`).
+    pub fn submit(&self, task: Task, reply: &Arc<Reply>) -> Result<Submitted, QueueError> {
         let mut state = self.lock();
         if state.closed {
-            return Err(Refused {
-                error: QueueError::Closed,
-                answer: job.answer,
-            });
+            return Err(QueueError::Closed);
         }
         if state.jobs.is_empty() && state.committing == 0 {
             if let Some(connection) = state.idle.pop() {
                 state.committing += 1;
-                return Ok(Some((connection, vec![job])));
+                state.leading.push(Arc::clone(reply));
+                return Ok(Submitted::Lead(Lead {
+                    connection,
+                    task,
+                    reply: Arc::clone(reply),
+                }));
             }
         }
         if state.jobs.len() >= self.capacity {
             drop(state);
-            self.db.metrics().record_queue_full();
-            return Err(Refused {
-                error: QueueError::Full,
-                answer: job.answer,
-            });
+            self.metrics.record_queue_full();
+            return Err(QueueError::Full);
         }
-        state.jobs.push_back(job);
-        self.db
-            .metrics()
+        state.jobs.push_back(Job {
+            task,
+            reply: ReplyTo::new(reply),
+        });
+        self.metrics
             .queued
             .store(state.jobs.len(), Ordering::Relaxed);
         let wake = state.waiting > 0 && self.may_start_batch(&state);
@@ -203,7 +179,24 @@ impl Pipeline {
         if wake {
             self.work.notify_one();
         }
-        Ok(None)
+        Ok(Submitted::Queued)
+    }
+
+    /// Stores a task its own connection thread leads with (see [`Submitted::Lead`]).
+    pub fn store_lead(&self, lead: Lead) -> Outcome {
+        let Lead {
+            mut connection,
+            task,
+            reply,
+        } = lead;
+        let mut outcomes = Vec::with_capacity(1);
+        self.store_with(&mut connection, std::slice::from_ref(&task), &mut outcomes);
+        {
+            let mut state = self.lock();
+            state.leading.retain(|r| !Arc::ptr_eq(r, &reply));
+        }
+        self.give_back(connection, true);
+        outcomes.pop().unwrap_or(Outcome::Internal)
     }
 
     /// Returns a connection; wakes a worker thread when jobs queued up meanwhile. A connection
@@ -224,7 +217,7 @@ impl Pipeline {
 
     /// Waits up to `wait` for queued jobs and an idle connection; moves up to `max_batch` jobs
     /// into `batch`.
-    fn next_work(&self, wait: Duration, batch: &mut Vec<Job>) -> Work {
+    fn next_work(&self, wait: Duration, batch: &mut Batch) -> Work {
         let mut state = self.lock();
         let mut waited = false;
         loop {
@@ -243,9 +236,11 @@ impl Pipeline {
                         n += 1;
                         events += more;
                     }
-                    batch.extend(state.jobs.drain(..n));
-                    self.db
-                        .metrics()
+                    for job in state.jobs.drain(..n) {
+                        batch.tasks.push(job.task);
+                        batch.replies.push(job.reply);
+                    }
+                    self.metrics
                         .queued
                         .store(state.jobs.len(), Ordering::Relaxed);
                     return Work::Batch(connection);
@@ -295,24 +290,26 @@ impl Pipeline {
         self.work.notify_all();
     }
 
-    /// Takes every job still waiting (after [`Pipeline::close`]) and answers it 503: none of
-    /// them reached the database. Returns how many there were.
-    pub fn refuse_waiting(&self) -> usize {
-        let jobs: Vec<Job> = {
+    /// For a stop that cannot wait any longer (after [`Pipeline::close`]): sets the abandon
+    /// flag (connection threads waiting for a batch in the database answer 503), abandons every
+    /// job still queued (none reached the database), and returns how many there were with the
+    /// slots of connection threads storing their own task (the caller answers for those stuck).
+    pub fn abandon(&self) -> (usize, Vec<Arc<Reply>>) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        let (jobs, leading): (Vec<Job>, Vec<Arc<Reply>>) = {
             let mut state = self.lock();
-            let jobs = state.jobs.drain(..).collect();
-            self.db.metrics().queued.store(0, Ordering::Relaxed);
-            jobs
+            self.metrics.queued.store(0, Ordering::Relaxed);
+            (state.jobs.drain(..).collect(), state.leading.clone())
         };
         let n = jobs.len();
         for job in jobs {
-            let _ = job.answer.send(&crate::routes::shutting_down());
+            job.reply.abandon();
         }
-        n
+        (n, leading)
     }
 
     /// Whether the database works, as the connections found it.
-    pub fn health(&self) -> &crate::db_health::Health {
+    pub fn health(&self) -> &Health {
         &self.db.health
     }
 
@@ -333,13 +330,14 @@ impl Pipeline {
             .watchdog_tick_interval()
             .unwrap_or(Duration::from_secs(1))
             .min(Duration::from_secs(1));
-        let mut batch = Vec::with_capacity(self.max_batch);
+        let mut batch = Batch::with_capacity(self.max_batch);
         loop {
             let _ = self.db.health.remind(Instant::now());
             match self.next_work(tick, &mut batch) {
                 Work::Batch(connection) => self.store_batch(connection, &mut batch),
                 Work::Maintain(mut connection) => {
                     connection.maintain();
+                    self.record(connection.take_counts());
                     self.give_back(connection, false);
                 }
                 // Alive as long as some connection is not stuck in the database: when every one
@@ -355,29 +353,84 @@ impl Pipeline {
         log::debug!("worker thread {id}: stopped");
     }
 
-    /// Stores a batch, gives the connection back, then answers every job of the batch (also
-    /// when storing panics): the next batch need not wait for the answers to be sent.
-    fn store_batch(&self, mut connection: DbConnection, batch: &mut Vec<Job>) {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            connection.process(batch, &mut outcomes)
-        }));
+    /// Stores a batch, gives the connection back, then hands every job its outcome (also when
+    /// storing panics): the next batch need not wait for the connection threads.
+    fn store_batch(&self, mut connection: DbConnection, batch: &mut Batch) {
+        self.store_with(&mut connection, &batch.tasks, &mut batch.outcomes);
+        self.give_back(connection, true);
+        // One outcome per job in order; none (only after a panic) means 500.
+        let mut outcomes = batch.outcomes.drain(..);
+        for reply in batch.replies.drain(..) {
+            reply.send(outcomes.next().unwrap_or(Outcome::Internal));
+        }
+        drop(outcomes);
+        batch.tasks.clear();
+    }
+
+    /// Stores `tasks` with `connection`, one outcome each onto `outcomes` (none after a panic,
+    /// which discards the connection's session), and records what `/metrics` counts.
+    fn store_with(
+        &self,
+        connection: &mut DbConnection,
+        tasks: &[Task],
+        outcomes: &mut Vec<Outcome>,
+    ) {
+        let result = catch_unwind(AssertUnwindSafe(|| connection.process(tasks, outcomes)));
         if result.is_err() {
             log::error!(
                 "db connection {}: panic while storing a batch of {}; answered 500",
                 connection.id,
-                batch.len()
+                tasks.len()
             );
             // A panic may leave the connection mid-protocol: start over with a new one.
             connection.discard();
             outcomes.clear();
         }
-        self.give_back(connection, true);
-        // One outcome per job in order; none (only after a panic) means 500.
-        let mut outcomes = outcomes.into_iter();
-        for job in batch.drain(..) {
-            job.answer
-                .send_outcome(&outcomes.next().unwrap_or(JobOutcome::Internal));
+        self.record(connection.take_counts());
+        let (mut created, mut existing) = (0, 0);
+        for outcome in outcomes.iter() {
+            let saved = match outcome {
+                Outcome::Saved(saved) => std::slice::from_ref(saved),
+                Outcome::SavedBatch(saved) => saved.as_slice(),
+                _ => &[],
+            };
+            for s in saved {
+                match s {
+                    Saved::Created(_) => created += 1,
+                    Saved::Existing(_) => existing += 1,
+                }
+            }
+        }
+        if created + existing > 0 {
+            self.metrics
+                .record_commit((created + existing) as usize, created, existing);
+        }
+    }
+
+    fn record(&self, counts: Counts) {
+        for _ in 0..counts.connects {
+            self.metrics.record_db_connect();
+        }
+        for _ in 0..counts.errors {
+            self.metrics.record_db_error();
+        }
+    }
+}
+
+/// A worker thread's batch, its buffers kept from one batch to the next.
+#[derive(Debug)]
+struct Batch {
+    tasks: Vec<Task>,
+    replies: Vec<ReplyTo>,
+    outcomes: Vec<Outcome>,
+}
+
+impl Batch {
+    fn with_capacity(n: usize) -> Batch {
+        Batch {
+            tasks: Vec::with_capacity(n),
+            replies: Vec::with_capacity(n),
+            outcomes: Vec::with_capacity(n),
         }
     }
 }
@@ -386,48 +439,19 @@ impl Pipeline {
 mod tests {
     use super::*;
 
-    use std::net::{TcpListener, TcpStream};
-    use std::sync::OnceLock;
-
     use common::config::DatabaseConfig;
 
-    use crate::http::{ResponseFraming, Writer};
-    use crate::metrics::{Metrics, Route};
-
-    /// The writing half of one loopback connection that every test job answers on; its client
-    /// end stays open (and unread) for the whole test process.
-    fn test_writer() -> &'static Arc<Writer> {
-        static WRITER: OnceLock<(TcpStream, Arc<Writer>)> = OnceLock::new();
-        &WRITER
-            .get_or_init(|| {
-                let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-                let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-                let (server, _) = listener.accept().unwrap();
-                let writer = Arc::new(Writer::new(Arc::new(server), Duration::from_secs(1)));
-                (client, writer)
-            })
-            .1
-    }
-
-    fn ping_job() -> Job {
-        let metrics = Arc::new(Metrics::default());
-        Job {
-            task: Task::Ping,
-            answer: Answer::new(
-                test_writer(),
-                ResponseFraming::CLOSING,
-                Route::Readyz,
-                &metrics,
-            ),
-        }
+    fn ping(pipeline: &Pipeline) -> Result<Submitted, QueueError> {
+        pipeline.submit(Task::Ping, &Arc::new(Reply::default()))
     }
 
     fn pipeline(capacity: usize, max_batch: usize) -> Pipeline {
-        let db = Database::new(DatabaseConfig::default(), Arc::new(Metrics::default()));
+        let db = Database::new(DatabaseConfig::default());
         Pipeline::new(
             Arc::new(db),
             capacity,
             max_batch,
+            Arc::new(Metrics::default()),
             Arc::new(Notifier::disabled()),
         )
     }
@@ -440,48 +464,37 @@ mod tests {
     #[test]
     fn the_queue_refuses_jobs_past_its_capacity_and_after_close() {
         let pipeline = pipeline(2, 10);
-        assert!(matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)));
-        assert!(matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)));
-        assert!(matches!(
-            pipeline.enqueue_or_lead(ping_job()),
-            Err(Refused {
-                error: QueueError::Full,
-                ..
-            })
-        ));
+        assert!(matches!(ping(&pipeline), Ok(Submitted::Queued)));
+        assert!(matches!(ping(&pipeline), Ok(Submitted::Queued)));
+        assert!(matches!(ping(&pipeline), Err(QueueError::Full)));
         pipeline.close();
         pipeline.give_back(idle_connection(&pipeline), false);
-        let mut batch = Vec::new();
+        let mut batch = Batch::with_capacity(0);
         assert!(matches!(
             pipeline.next_work(Duration::ZERO, &mut batch),
             Work::Batch(_)
         ));
-        assert_eq!(batch.len(), 2);
-        batch.clear();
+        assert_eq!(batch.tasks.len(), 2);
+        batch.tasks.clear();
+        batch.replies.clear();
         assert!(matches!(
             pipeline.next_work(Duration::ZERO, &mut batch),
             Work::Stop
         ));
-        assert!(matches!(
-            pipeline.enqueue_or_lead(ping_job()),
-            Err(Refused {
-                error: QueueError::Closed,
-                ..
-            })
-        ));
+        assert!(matches!(ping(&pipeline), Err(QueueError::Closed)));
     }
 
     #[test]
     fn a_batch_takes_what_is_waiting_up_to_the_maximum() {
         let pipeline = pipeline(10, 3);
         for _ in 0..5 {
-            pipeline.enqueue_or_lead(ping_job()).unwrap();
+            ping(&pipeline).unwrap();
         }
         pipeline.give_back(idle_connection(&pipeline), false);
-        let mut batch = Vec::new();
+        let mut batch = Batch::with_capacity(0);
         let work = pipeline.next_work(Duration::ZERO, &mut batch);
         assert!(matches!(work, Work::Batch(_)));
-        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.tasks.len(), 3);
         assert_eq!(pipeline.len(), 2);
     }
 
@@ -489,17 +502,17 @@ mod tests {
     fn a_job_that_finds_a_connection_idle_and_nobody_waiting_is_stored_by_its_own_thread() {
         let pipeline = pipeline(10, 3);
         pipeline.give_back(idle_connection(&pipeline), false);
-        let Ok(Some((worker, batch))) = pipeline.enqueue_or_lead(ping_job()) else {
+        let Ok(Submitted::Lead(lead)) = ping(&pipeline) else {
             panic!("an idle connection must be taken by the submitting thread");
         };
-        assert_eq!(batch.len(), 1);
+        let worker = lead.connection;
         assert!(
-            matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)),
+            matches!(ping(&pipeline), Ok(Submitted::Queued)),
             "no connection left idle: queued"
         );
         pipeline.give_back(worker, true);
         assert!(
-            matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)),
+            matches!(ping(&pipeline), Ok(Submitted::Queued)),
             "jobs are waiting: queued behind them, for a worker thread"
         );
         assert_eq!(pipeline.len(), 2);
@@ -510,29 +523,33 @@ mod tests {
         let pipeline = pipeline(10, 8);
         pipeline.give_back(idle_connection(&pipeline), false);
         pipeline.give_back(idle_connection(&pipeline), false);
-        let Ok(Some((first, _))) = pipeline.enqueue_or_lead(ping_job()) else {
+        let Ok(Submitted::Lead(Lead {
+            connection: first, ..
+        })) = ping(&pipeline)
+        else {
             panic!("nothing is being stored: the job takes an idle connection");
         };
         // A connection is idle, but a commit is in progress: one job waits to share the next.
-        assert!(matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)));
-        let mut batch = Vec::new();
+        assert!(matches!(ping(&pipeline), Ok(Submitted::Queued)));
+        let mut batch = Batch::with_capacity(0);
         match pipeline.next_work(Duration::ZERO, &mut batch) {
             Work::Batch(_) => panic!("a single job must wait for the commit in progress"),
             // The idle test connection is not connected: a worker would reconnect it.
             Work::Maintain(idle) => pipeline.give_back(idle, false),
             Work::Nothing | Work::Stop => {}
         }
-        assert!(batch.is_empty());
+        assert!(batch.tasks.is_empty());
         // Two waiting: worth a commit of their own.
-        assert!(matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)));
+        assert!(matches!(ping(&pipeline), Ok(Submitted::Queued)));
         let Work::Batch(second) = pipeline.next_work(Duration::ZERO, &mut batch) else {
             panic!("two jobs waiting start a batch next to the one in progress");
         };
-        assert_eq!(batch.len(), 2);
-        batch.clear();
+        assert_eq!(batch.tasks.len(), 2);
+        batch.tasks.clear();
+        batch.replies.clear();
         // Back to nothing in progress: a single job is stored at once again.
         pipeline.give_back(first, true);
         pipeline.give_back(second, true);
-        assert!(matches!(pipeline.enqueue_or_lead(ping_job()), Ok(Some(_))));
+        assert!(matches!(ping(&pipeline), Ok(Submitted::Lead(_))));
     }
 }

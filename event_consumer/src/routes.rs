@@ -8,10 +8,10 @@ use common::{parse_event, Event};
 
 use crate::content_coding::{self, CodingError};
 
+use crate::db::{Outcome, Saved, StoredEvent};
 use crate::http::{Method, Request, RequestHead, Response, Status};
 use crate::metrics::Route;
-use crate::pipeline::{JobOutcome, QueueError};
-use crate::store::{Saved, StoredEvent};
+use crate::pipeline::QueueError;
 
 /// What to do with a request.
 #[derive(Debug)]
@@ -126,21 +126,21 @@ fn unauthorized() -> Response {
 }
 
 /// The answer to a job once the pipeline has its outcome.
-pub fn answer_to(outcome: &JobOutcome) -> Response {
+pub fn answer_to(outcome: &Outcome) -> Response {
     match outcome {
-        JobOutcome::Saved(Saved::Created(row)) => Response::json(Status::Created, row_json(row)),
+        Outcome::Saved(Saved::Created(row)) => Response::json(Status::Created, row_json(row)),
         // The mark a client can tell a replay by (Stripe's header), where the body is the same.
-        JobOutcome::Saved(Saved::Existing(row)) => {
+        Outcome::Saved(Saved::Existing(row)) => {
             Response::json(Status::Ok, row_json(row)).with_header("Idempotent-Replayed", "true")
         }
-        JobOutcome::SavedBatch(saved) => batch_results(saved),
-        JobOutcome::Ready => Response::json(Status::Ok, br#"{"status":"ready"}"#.to_vec()),
-        JobOutcome::Unavailable => Response::error(
+        Outcome::SavedBatch(saved) => batch_results(saved),
+        Outcome::Ready => Response::json(Status::Ok, br#"{"status":"ready"}"#.to_vec()),
+        Outcome::Unavailable => Response::error(
             Status::ServiceUnavailable,
             "database unavailable, retry in a moment",
         )
         .with_header("Retry-After", "2"),
-        JobOutcome::Internal => internal_error(),
+        Outcome::Internal => internal_error(),
     }
 }
 

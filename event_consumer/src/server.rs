@@ -1,15 +1,15 @@
 //! The listener and the connections: one acceptor thread, one thread per open connection
 //! (bounded by `max_connections`), and the hand-off of validated events to the pipeline.
 //!
-//! A connection thread reads a request, routes it, and either answers it at once or hands it
-//! to the pipeline as a [`Job`] that carries its [`Answer`]; it does not wait for the outcome
-//! but goes straight back to reading (the thread that stores the event answers it). Before it
-//! handles the next request it waits until the previous answer has left
-//! ([`Connection::settle`]), so answers stay in order and at most one request per connection
-//! is with the pipeline. It uses a database connection only when the pipeline lets it store
-//! its own event (nothing else waiting), and gives it back before it answers: slow or idle
-//! clients therefore hold only their own small thread, never a database connection, and the
-//! read/idle deadlines of the HTTP layer end them.
+//! A connection thread reads a request, routes it, and either answers it at once or submits
+//! its task to the pipeline. When the pipeline lets it (a database connection idle, nothing
+//! waiting) it stores the task itself; otherwise the task is queued and the thread waits in
+//! its connection's [`Reply`] slot for the outcome. Either way it turns the outcome into the
+//! response (`routes::answer_to`) and writes it itself, so every answer of a connection leaves
+//! from its own thread, in request order, and at most one request per connection is with the
+//! pipeline. A database connection is given back before the answer is written: slow or idle
+//! clients hold only their own small thread, never a database connection, and the read/idle
+//! deadlines of the HTTP layer end them.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,14 +21,15 @@ use std::time::{Duration, Instant};
 use common::config::{ConsumerConfig, Secret};
 
 use crate::answer::Answer;
+use crate::db::Task;
 use crate::http::{
     encode_response, BodyBudget, Connection, Limits, Method, ReadError, Rejection, Request,
     RequestHead, ResponseFraming, TlsRefusal,
 };
 use crate::https::Https;
 use crate::metrics::{Metrics, Route};
-use crate::open_writers::OpenWriters;
-use crate::pipeline::{Job, Pipeline, Refused, Task};
+use crate::pipeline::{Pipeline, Submitted};
+use crate::reply::Reply;
 use crate::routes::{self, route, route_of, Action, BodyRules};
 
 /// Stack of a connection thread: parsing and validation need little, and a small stack keeps
@@ -52,7 +53,6 @@ pub struct Server {
     /// The answer past `max_connections`, encoded once at start (without a `Date`, which a 5xx
     /// may omit) so the acceptor writes it without building anything.
     pub busy_answer: Vec<u8>,
-    pub open_writers: OpenWriters,
     /// Limits on decoded bodies and batches, for the router.
     pub body_rules: BodyRules,
     /// Set: the port serves HTTPS only.
@@ -86,7 +86,6 @@ impl Server {
             stopping: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             busy_answer,
-            open_writers: OpenWriters::default(),
             https,
             body_rules: BodyRules::from_config(config),
             plain_http_log: Mutex::new(ErrorLog::default()),
@@ -209,25 +208,22 @@ fn serve_connection(stream: TcpStream, server: &Server) {
         Some(https) => Connection::with_tls(stream, limits, budget, https.current()),
         None => Connection::new(stream, limits, budget),
     };
-    let _registered = server.open_writers.register(conn.writer());
+    // One slot for the connection's life: a connection has one request at a time with the
+    // pipeline.
+    let reply = Arc::new(Reply::default());
     // Checked when the head is complete, before any of the body is read or buffered.
     let admit = |head: RequestHead<'_>| routes::refuse_head(head, server.auth_token.as_ref());
     loop {
-        let read = conn.read_request(&admit);
-        // The answer to the previous request may still be on its way from the thread that
-        // stored its event: it leaves first, before this thread answers anything or closes.
-        if conn.settle().is_err() {
-            return;
-        }
-        let mut request = match read {
+        let mut request = match conn.read_request(&admit) {
             Ok(request) => request,
             Err(ReadError::Closed) | Err(ReadError::Io(_)) => return,
             Err(ReadError::Reject(rejection)) => return refuse(conn, rejection, server),
             Err(ReadError::Tls(refusal)) => return refuse_tls(conn, refusal, server),
         };
-        let Ok(stopping) = answer_request(&mut request, &conn, server) else {
+        let Some((back, stopping)) = answer_request(&mut request, conn, &reply, server) else {
             return;
         };
+        conn = back;
         if !request.keep_alive || stopping {
             // Shut our side (after the answer has left), then drain briefly, so the client
             // reads the answer rather than a reset caused by requests it pipelined after it.
@@ -237,21 +233,16 @@ fn serve_connection(stream: TcpStream, server: &Server) {
     }
 }
 
-// The connection thread's own frame stays small, and these two are not inlined into it: a
+// The connection thread's own frame stays small, and these are not inlined into it: a
 // thread waiting on a slow or idle client keeps every stack page it ever touched resident, so
 // the deepest path it took is what it costs (with 2,000 connections, 4 KiB per thread is 8 MB).
 
 /// Answers a request the framer refused, then closes.
 #[inline(never)]
-fn refuse(conn: Connection, rejection: Rejection, server: &Server) {
+fn refuse(mut conn: Connection, rejection: Rejection, server: &Server) {
     let route = rejection.path.as_deref().map_or(Route::Other, route_of);
-    let answer = Answer::new(
-        conn.writer(),
-        ResponseFraming::CLOSING,
-        route,
-        &server.metrics,
-    );
-    let _ = answer.send(&rejection.response);
+    let answer = Answer::new(ResponseFraming::CLOSING, route, &server.metrics);
+    let _ = answer.send(&mut conn, &rejection.response);
     conn.linger_close();
 }
 
@@ -281,14 +272,17 @@ fn refuse_tls(conn: Connection, refusal: TlsRefusal, server: &Server) {
     }
 }
 
-/// Routes one request and answers it, or hands it to the pipeline. Returns whether the service
-/// is stopping (then the connection closes after this answer).
+/// Routes one request and answers it, storing its task on the way when it has one. Returns
+/// the connection for the next request and whether the service is stopping (then it closes
+/// after this answer), or `None` when it is finished (broken, or answered and closed by a stop
+/// that could not wait for it).
 #[inline(never)]
 fn answer_request(
     request: &mut Request,
-    conn: &Connection,
+    mut conn: Connection,
+    reply: &Arc<Reply>,
     server: &Server,
-) -> std::io::Result<bool> {
+) -> Option<(Connection, bool)> {
     // Counted in flight (by `Answer::new`) before `stopping` is read: shutdown either
     // waits for this request or the request sees `stopping` and is refused.
     let framing = ResponseFraming {
@@ -296,46 +290,49 @@ fn answer_request(
         http10: request.http10,
         head_only: request.method == Method::Head,
     };
-    let mut answer = Answer::new(
-        conn.writer(),
-        framing,
-        route_of(&request.path),
-        &server.metrics,
-    );
-    let stopping = server.stopping.load(Ordering::SeqCst);
-    if stopping {
+    let mut answer = Answer::new(framing, route_of(&request.path), &server.metrics);
+    if server.stopping.load(Ordering::SeqCst) {
         answer.set_closing();
-        answer.send(&routes::shutting_down())?;
-        return Ok(true);
+        return answer
+            .send(&mut conn, &routes::shutting_down())
+            .ok()
+            .map(|()| (conn, true));
     }
-    match catch_unwind(AssertUnwindSafe(|| {
+    let action = match catch_unwind(AssertUnwindSafe(|| {
         route(request, server.auth_token.as_ref(), &server.body_rules)
     })) {
-        Ok(action) => act(action, answer, server)?,
+        Ok(action) => action,
         Err(_) => {
             log::error!(
                 "panic while handling {:?} {}; answered 500",
                 request.method,
                 request.path
             );
-            answer.send(&routes::internal_error())?
+            Action::Respond(routes::internal_error())
         }
-    }
-    Ok(false)
-}
-
-/// Carries out the router's decision: answers at once, or hands the request to the pipeline.
-#[inline(never)]
-fn act(action: Action, answer: Answer, server: &Server) -> std::io::Result<()> {
+    };
     let task = match action {
-        Action::Respond(response) => return answer.send(&response),
+        Action::Respond(response) => {
+            return answer
+                .send(&mut conn, &response)
+                .ok()
+                .map(|()| (conn, false))
+        }
         Action::Metrics => {
-            let text = server.metrics.render().into_bytes();
-            return answer.send(&crate::http::Response::metrics_text(text));
+            let down = server.pipeline.health().is_down();
+            let text = server.metrics.render(down).into_bytes();
+            let response = crate::http::Response::metrics_text(text);
+            return answer
+                .send(&mut conn, &response)
+                .ok()
+                .map(|()| (conn, false));
         }
         // No probe write: whatever the database says, this consumer is leaving.
         Action::CheckReady if server.draining.load(Ordering::SeqCst) => {
-            return answer.send(&routes::draining());
+            return answer
+                .send(&mut conn, &routes::draining())
+                .ok()
+                .map(|()| (conn, false));
         }
         Action::CheckReady => Task::Ping,
         Action::StoreBatch { items } => Task::StoreBatch { items },
@@ -347,14 +344,32 @@ fn act(action: Action, answer: Answer, server: &Server) -> std::io::Result<()> {
             idempotency_key,
         },
     };
-    let job = Job {
-        task,
-        answer: answer.hand_over(),
+    let response = match server.pipeline.submit(task, reply) {
+        Err(error) => routes::refused(error),
+        Ok(Submitted::Lead(lead)) => {
+            // Parked meanwhile, so a stop that cannot wait for the database can answer it.
+            reply.park(conn, answer);
+            let outcome = server.pipeline.store_lead(lead);
+            let (back, parked_answer) = reply.unpark()?;
+            conn = back;
+            answer = parked_answer;
+            routes::answer_to(&outcome)
+        }
+        Ok(Submitted::Queued) => match reply.wait(&server.pipeline.abandoned) {
+            Some(outcome) => routes::answer_to(&outcome),
+            None => {
+                // A stop that cannot wait any longer: the batch may or may not be stored.
+                answer.set_closing();
+                let _ = answer.send(&mut conn, &routes::shutting_down());
+                conn.abort();
+                return None;
+            }
+        },
     };
-    match server.pipeline.submit(job) {
-        Ok(()) => Ok(()),
-        Err(Refused { error, answer }) => answer.send(&routes::refused(error)),
-    }
+    answer
+        .send(&mut conn, &response)
+        .ok()
+        .map(|()| (conn, false))
 }
 
 /// Wakes a blocked `accept` so the acceptor sees `stopping`.

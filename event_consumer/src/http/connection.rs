@@ -1,5 +1,7 @@
 //! One client connection: the socket loop that drives the [`Framer`] with reads against
-//! absolute deadlines, and the [`Writer`] every answer leaves through.
+//! absolute deadlines, and the [`Writer`] every answer leaves through. Both belong to the
+//! connection's thread; nothing here is shared with another thread but the socket's
+//! [`Connection::shutdown_handle`].
 //!
 //! Deadlines: up to `idle_timeout` for the first byte of a request, then `read_timeout` for the
 //! whole head, then `read_timeout` again for the whole body. Each is absolute, so a client
@@ -101,15 +103,14 @@ enum ReadStop {
 pub struct Connection {
     /// Read from here only; writes go through `writer`.
     stream: Arc<TcpStream>,
-    writer: Arc<Writer>,
+    /// Over HTTPS it owns the TLS session, which reads borrow.
+    writer: Writer,
     framer: Framer,
     /// Shared by all connections; the framer holds this request's share of it.
     budget: Arc<BodyBudget>,
     /// The read timeout currently set on the socket, to skip needless `setsockopt` calls.
     read_timeout_set: Option<Duration>,
     peer: Option<SocketAddr>,
-    /// Over HTTPS: the session, shared with the writer.
-    tls: Option<Arc<Tls>>,
     /// The handshake must be done by then (`read_timeout` after the accept), like a head.
     handshake_deadline: Instant,
 }
@@ -156,14 +157,12 @@ impl Connection {
         let stream = Arc::new(stream);
         // A session cannot fail to start with a config rustls built; if it did, the
         // connection would be plain, so it fails at the first TLS byte instead.
-        let tls = tls_config
-            .and_then(|config| Tls::new(Arc::clone(&stream), config).ok())
-            .map(Arc::new);
-        let writer = Arc::new(Writer::with_tls(
+        let tls = tls_config.and_then(|config| Tls::new(Arc::clone(&stream), config).ok());
+        let writer = Writer::new(
             Arc::clone(&stream),
             limits.write_timeout.max(MIN_TIMEOUT),
-            tls.clone(),
-        ));
+            tls,
+        );
         let handshake_deadline = deadline_after(limits.read_timeout);
         Connection {
             stream,
@@ -172,14 +171,8 @@ impl Connection {
             budget,
             read_timeout_set: None,
             peer,
-            tls,
             handshake_deadline,
         }
-    }
-
-    /// The writing half, for a thread that answers a request of this connection.
-    pub fn writer(&self) -> &Arc<Writer> {
-        &self.writer
     }
 
     /// Reads the next request. Bytes past it stay buffered for the next call.
@@ -234,23 +227,20 @@ impl Connection {
                         phase = now;
                         deadline = self.deadline_for(phase);
                     }
-                    let handshaking = self.tls.as_ref().is_some_and(|t| t.is_handshaking());
+                    let handshaking = self.writer.tls().is_some_and(|t| t.is_handshaking());
                     if handshaking {
                         deadline = deadline.min(self.handshake_deadline);
                     }
                     let dst = self.framer.space().map_err(ReadError::Reject)?;
-                    let read = match &self.tls {
+                    let read = match self.writer.tls() {
                         None => {
                             read_before(&self.stream, &mut self.read_timeout_set, dst, deadline)
                         }
                         Some(tls) => {
                             let timeout_set = &mut self.read_timeout_set;
-                            let writer = &self.writer;
-                            match tls.read(
-                                dst,
-                                |tcp, raw| read_before(tcp, timeout_set, raw, deadline),
-                                || writer.flush_tls(),
-                            ) {
+                            match tls
+                                .read(dst, |tcp, raw| read_before(tcp, timeout_set, raw, deadline))
+                            {
                                 Ok(n) => Ok(n),
                                 Err(TlsReadError::Raw(stop)) if handshaking => {
                                     let why = match stop {
@@ -303,18 +293,22 @@ impl Connection {
         })
     }
 
-    /// Waits until the answer handed to another thread has left; see [`Writer::settle`].
-    pub fn settle(&self) -> io::Result<()> {
-        self.writer.settle()
-    }
-
-    /// Writes one answer from this thread, after any awaited one.
-    pub fn write_response(&self, response: &Response, framing: ResponseFraming) -> io::Result<()> {
+    /// Writes one answer.
+    pub fn write_response(
+        &mut self,
+        response: &Response,
+        framing: ResponseFraming,
+    ) -> io::Result<()> {
         self.writer.send(response, framing)
     }
 
+    /// Ends the connection at once, both ways, after its last answer (a stop that cannot wait).
+    pub fn abort(mut self) {
+        self.writer.abort();
+    }
+
     /// Answers a rejected request (with `Connection: close`) and closes with a lingering close.
-    pub fn reject_and_close(self, response: &Response) {
+    pub fn reject_and_close(mut self, response: &Response) {
         // A client that is gone cannot be answered; closing is all that is left.
         let _ = self.write_response(response, ResponseFraming::CLOSING);
         self.linger_close();
@@ -343,24 +337,19 @@ impl Connection {
         }
     }
 
-    /// Answers plain HTTP sent to the TLS port in plain text, as nginx does, and closes: the
-    /// client learns what is wrong instead of seeing a reset.
-    pub fn refuse_plain_http(self) {
-        let body = br#"{"error":"this port speaks HTTPS: use https://"}"#;
-        let head = format!(
-            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        let mut tcp = &*self.stream;
-        let _ = tcp.set_write_timeout(Some(Duration::from_secs(1)));
-        let _ = io::Write::write_all(&mut tcp, head.as_bytes());
-        let _ = io::Write::write_all(&mut tcp, body);
-        let _ = tcp.shutdown(std::net::Shutdown::Write);
+    /// Answers plain HTTP sent to the TLS port in plain text (through the writer, past the
+    /// session), as nginx does, and closes: the client learns what is wrong instead of seeing a
+    /// reset.
+    pub fn refuse_plain_http(mut self) {
+        let response = Response::error(Status::BadRequest, "this port speaks HTTPS: use https://");
+        if self.writer.send_plain_text(&response).is_err() {
+            return;
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
         // Drain briefly so the client reads the answer rather than a reset.
         let deadline = deadline_after(Duration::from_millis(500));
-        let mut scratch = [0u8; 512];
-        let mut read_timeout_set = None;
-        while let Ok(n) = read_before(tcp, &mut read_timeout_set, &mut scratch, deadline) {
+        let scratch = self.framer.discard();
+        while let Ok(n) = read_before(&self.stream, &mut self.read_timeout_set, scratch, deadline) {
             if n == 0 {
                 break;
             }

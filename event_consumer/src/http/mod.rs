@@ -11,15 +11,16 @@
 //! | `chunked.rs` | the chunked transfer coding, decoded incrementally |
 //! | `framer.rs` | [`Framer`]: bytes in, requests out, no I/O (the fuzz target drives it) |
 //! | `encode.rs` | a response into bytes, the `Date` cache |
-//! | `writer.rs` | [`Writer`]: the writing half, shared by the threads that answer |
+//! | `tls.rs` | [`Tls`]: one connection's rustls session (the server config is `crate::https`'s) |
+//! | `writer.rs` | [`Writer`]: the writing half, owned by the connection's thread; every byte sent goes through it |
 //! | `connection.rs` | [`Connection`]: the socket loop around the framer, deadlines, lingering close |
 //!
 //! Every limit in [`Limits`] is enforced before memory is spent on it, request bodies together
 //! stay within the shared [`BodyBudget`], and every read runs against an absolute deadline, so
 //! a hostile client can hold neither memory nor a thread for longer than the limits allow.
 //!
-//! Deliberately left out: TLS, HTTP/2, compression, chunked or streamed responses (every answer
-//! is a small JSON document), routing. Why this exists instead of tiny_http: `crates.md`,
+//! Deliberately left out: HTTP/2, chunked or streamed responses (every answer is a small JSON
+//! document), routing (`crate::routes`), decoding compressed bodies (`crate::content_coding`). Why this exists instead of tiny_http: `crates.md`,
 //! section 1 (an unchecked `Content-Length` aborts the process, and there are no timeouts or
 //! header limits).
 
@@ -45,4 +46,4 @@ pub use request::{Method, Request, RequestHead};
 pub use response::Response;
 pub use status::Status;
 pub use tls::Tls;
-pub use writer::{Writer, BORROWED_SEND_TIMEOUT};
+pub use writer::Writer;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use common::Event;
-use event_consumer::store::{NewEvent, Saved, Store, StoreError};
+use event_consumer::db::{NewEvent, Saved, Store, StoreError};
 use test_support::{Cluster, TestDb};
 
 fn event(t: &str, p: &str) -> Event {

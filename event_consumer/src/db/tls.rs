@@ -14,7 +14,7 @@
 //! socket host (a path) gets no TLS, as with libpq. The rustls configuration is built once per
 //! database configuration ([`DbTls::cached`]) and shared by every connection and reconnect.
 //!
-//! With several hosts in `database.host`, each is connected to on its own (`store_connect.rs`):
+//! With several hosts in `database.host`, each is connected to on its own (`connect.rs`):
 //! the driver asks [`MakeRustlsConnect`] for a connector with the name of the host it is
 //! connecting to, so under `verify-full` every host's certificate is checked against that
 //! host's own name, and a host whose certificate does not match is skipped like one that is
@@ -246,9 +246,22 @@ impl<S> ConnectFuture<S> {
             true => format!("{failure}; trusted: {}", self.trusted),
             false => failure,
         };
-        io::Error::new(io::ErrorKind::InvalidData, text)
+        io::Error::new(io::ErrorKind::InvalidData, CertificateRejected(text))
     }
 }
+
+/// A server certificate that failed verification, in words: a type of its own so an outage's
+/// cause is told apart as TLS by the error's type, not by its text.
+#[derive(Debug)]
+pub struct CertificateRejected(pub String);
+
+impl std::fmt::Display for CertificateRejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CertificateRejected {}
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Future for ConnectFuture<S> {
     type Output = io::Result<RustlsStream<S>>;

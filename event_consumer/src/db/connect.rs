@@ -26,8 +26,8 @@ use common::config::{DatabaseConfig, DbEndpoint, TargetSessionAttrs};
 use postgres::error::SqlState;
 use postgres::{Client, NoTls, SimpleQueryMessage};
 
-use crate::db_tls::DbTls;
-use crate::store::StoreError;
+use super::store::{describe, StoreError};
+use super::tls::DbTls;
 
 /// Why one host gave no session.
 #[derive(Debug)]
@@ -64,7 +64,7 @@ impl HostFailure {
     /// What went wrong at this host, without naming it.
     pub fn detail(&self) -> String {
         match &self.cause {
-            HostCause::Postgres(e) => crate::store::describe(e),
+            HostCause::Postgres(e) => describe(e),
             HostCause::ReadOnly => "the session is read-only (transaction_read_only is on: a \
                  standby, or default_transaction_read_only; a write would get SQLSTATE 25006)"
                 .to_owned(),

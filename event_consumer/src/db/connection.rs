@@ -1,6 +1,6 @@
-//! One database connection of the pipeline: a [`Store`] when connected, and storing one batch
-//! with it. Whether the database may be used at all (during an outage: once per backoff
-//! interval) is decided by [`Health`], shared by every connection.
+//! One database connection: a [`Store`] when connected, and storing one batch of [`Task`]s
+//! with it, one [`Outcome`] per task. Whether the database may be used at all (during an
+//! outage: once per backoff interval) is decided by [`Health`], shared by every connection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::config::{DatabaseConfig, DbEndpoint};
 
-use crate::db_health::Health;
-use crate::metrics::Metrics;
-use crate::pipeline::{Job, JobOutcome, Task};
-use crate::store::{NewEvent, Saved, Store, StoreError};
+use super::health::Health;
+use super::store::{NewEvent, Saved, Store, StoreError};
+use super::{Outcome, Task};
 
 /// A connection unused for this long is checked with an empty query before use.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(10);
@@ -20,7 +19,6 @@ const IDLE_CHECK_AFTER: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Database {
     config: DatabaseConfig,
-    metrics: Arc<Metrics>,
     /// Bumped whenever a connection finds the database gone, so the others check themselves
     /// before they are trusted (after a database restart every connection is dead).
     failure_epoch: AtomicU64,
@@ -31,12 +29,11 @@ pub struct Database {
 }
 
 impl Database {
-    pub fn new(config: DatabaseConfig, metrics: Arc<Metrics>) -> Database {
+    pub fn new(config: DatabaseConfig) -> Database {
         // `db1:5432,db2:5433`: the outage lines name every host tried.
         let target = config.endpoints_text();
         Database {
             config,
-            metrics,
             failure_epoch: AtomicU64::new(0),
             last_endpoint: Mutex::new(None),
             health: Health::new(target),
@@ -68,25 +65,26 @@ impl Database {
         }
     }
 
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
     fn failed(&self, error: &StoreError) {
-        self.metrics.record_db_error();
         if error.needs_new_connection() {
             self.failure_epoch.fetch_add(1, Ordering::Relaxed);
         }
         self.health.failed(error);
-        self.metrics.set_database_down(true);
     }
 
     fn succeeded(&self) {
-        if self.health.is_down() {
-            self.health.succeeded();
-            self.metrics.set_database_down(false);
-        }
+        self.health.succeeded();
     }
+}
+
+/// What a connection did that `/metrics` counts, since the user last took them
+/// ([`DbConnection::take_counts`]): plain numbers, so this layer needs no metrics type.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Attempts to open a PostgreSQL connection.
+    pub connects: u64,
+    /// Failed connects and statements.
+    pub errors: u64,
 }
 
 /// One database connection. Used by one thread at a time: it is handed out from the
@@ -98,6 +96,7 @@ pub struct DbConnection {
     store: Option<Store>,
     store_epoch: u64,
     last_used: Instant,
+    counts: Counts,
 }
 
 impl DbConnection {
@@ -108,14 +107,20 @@ impl DbConnection {
             store: None,
             store_epoch: 0,
             last_used: Instant::now(),
+            counts: Counts::default(),
         }
+    }
+
+    /// The connects and errors since the last call.
+    pub fn take_counts(&mut self) -> Counts {
+        std::mem::take(&mut self.counts)
     }
 
     /// Opens a PostgreSQL connection; a failure is reported to [`Health`]. Callers check
     /// [`Health::may_attempt`] first.
     pub fn connect(&mut self) -> bool {
         let epoch = self.db.failure_epoch.load(Ordering::Relaxed);
-        self.db.metrics.record_db_connect();
+        self.counts.connects += 1;
         match Store::connect(&self.db.config) {
             Ok(store) => {
                 self.db.connected(&store);
@@ -126,6 +131,7 @@ impl DbConnection {
             }
             Err(e) => {
                 self.store = None;
+                self.counts.errors += 1;
                 self.db.failed(&e);
                 false
             }
@@ -181,32 +187,32 @@ impl DbConnection {
         true
     }
 
-    /// Stores the batch and pushes one outcome per job, in order, onto `outcomes`. During an
-    /// outage the batch is the outage's next attempt when one is due, and is answered 503
-    /// without touching the database otherwise.
-    pub fn process(&mut self, batch: &[Job], outcomes: &mut Vec<JobOutcome>) {
+    /// Stores the tasks and pushes one outcome per task, in order, onto `outcomes`. During an
+    /// outage the batch is the outage's next attempt when one is due, and is refused
+    /// ([`Outcome::Unavailable`]) without touching the database otherwise.
+    pub fn process(&mut self, tasks: &[Task], outcomes: &mut Vec<Outcome>) {
         let first = outcomes.len();
-        self.attempt(batch, outcomes);
+        self.attempt(tasks, outcomes);
         let refused = outcomes[first..]
             .iter()
-            .filter(|o| **o == JobOutcome::Unavailable)
+            .filter(|o| **o == Outcome::Unavailable)
             .count();
         if refused > 0 {
             self.db.health.refused(refused);
         }
     }
 
-    fn attempt(&mut self, batch: &[Job], outcomes: &mut Vec<JobOutcome>) {
-        let all = |outcomes: &mut Vec<JobOutcome>, outcome: JobOutcome| {
-            outcomes.extend(batch.iter().map(|_| outcome.clone()));
+    fn attempt(&mut self, tasks: &[Task], outcomes: &mut Vec<Outcome>) {
+        let all = |outcomes: &mut Vec<Outcome>, outcome: Outcome| {
+            outcomes.extend(tasks.iter().map(|_| outcome.clone()));
         };
         if !self.db.health.may_attempt(Instant::now()) || !self.ready_store() {
-            return all(outcomes, JobOutcome::Unavailable);
+            return all(outcomes, Outcome::Unavailable);
         }
         let mut events: Vec<NewEvent<'_>> =
-            Vec::with_capacity(batch.iter().map(|job| job.task.events()).sum());
-        for job in batch {
-            match &job.task {
+            Vec::with_capacity(tasks.iter().map(Task::events).sum());
+        for task in tasks {
+            match task {
                 Task::Store {
                     event,
                     idempotency_key,
@@ -225,9 +231,9 @@ impl DbConnection {
             // Only readiness checks: ready when a write would succeed.
             return if self.probe() {
                 self.db.succeeded();
-                all(outcomes, JobOutcome::Ready)
+                all(outcomes, Outcome::Ready)
             } else {
-                all(outcomes, JobOutcome::Unavailable)
+                all(outcomes, Outcome::Unavailable)
             };
         }
         let result = self.save_with_one_retry(&events);
@@ -235,31 +241,19 @@ impl DbConnection {
         match result {
             Ok(saved) => {
                 self.db.succeeded();
-                let created = saved
-                    .iter()
-                    .filter(|s| matches!(s, Saved::Created(_)))
-                    .count() as u64;
-                self.db
-                    .metrics
-                    .record_commit(saved.len(), created, saved.len() as u64 - created);
                 let mut saved = saved.into_iter();
-                outcomes.extend(batch.iter().map(|job| {
-                    match &job.task {
-                        Task::Store { .. } => saved
-                            .next()
-                            .map(JobOutcome::Saved)
-                            .unwrap_or(JobOutcome::Internal),
-                        Task::StoreBatch { items } => {
-                            let mine: Vec<Saved> = saved.by_ref().take(items.len()).collect();
-                            if mine.len() == items.len() {
-                                JobOutcome::SavedBatch(mine)
-                            } else {
-                                JobOutcome::Internal
-                            }
+                outcomes.extend(tasks.iter().map(|task| match task {
+                    Task::Store { .. } => saved.next().map_or(Outcome::Internal, Outcome::Saved),
+                    Task::StoreBatch { items } => {
+                        let mine: Vec<_> = saved.by_ref().take(items.len()).collect();
+                        if mine.len() == items.len() {
+                            Outcome::SavedBatch(mine)
+                        } else {
+                            Outcome::Internal
                         }
-                        // The commit just proved that writes work.
-                        Task::Ping => JobOutcome::Ready,
                     }
+                    // The commit just proved that writes work.
+                    Task::Ping => Outcome::Ready,
                 }));
             }
             Err(StoreError::Inconsistent(what)) => {
@@ -267,10 +261,10 @@ impl DbConnection {
                     "db connection {}: unexpected answer from the database: {what}",
                     self.id
                 );
-                all(outcomes, JobOutcome::Internal)
+                all(outcomes, Outcome::Internal)
             }
             // Reported to Health by save_with_one_retry.
-            Err(_) => all(outcomes, JobOutcome::Unavailable),
+            Err(_) => all(outcomes, Outcome::Unavailable),
         }
     }
 
@@ -298,6 +292,7 @@ impl DbConnection {
         if error.needs_new_connection() {
             self.store = None;
         }
+        self.counts.errors += 1;
         self.db.failed(error);
     }
 

@@ -14,11 +14,14 @@
 //! It ends when a write succeeds (a request's, or the rolled-back probe write of `/readyz` and
 //! of the worker threads), not when a connection opens: a read-only server accepts connections.
 
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::store::StoreError;
+use super::connect::HostCause;
+use super::store::StoreError;
+use super::tls::CertificateRejected;
 
 /// First pause between attempts during an outage; doubles up to [`ATTEMPT_DELAY_MAX`].
 pub const ATTEMPT_DELAY_MIN: Duration = Duration::from_millis(100);
@@ -46,30 +49,67 @@ impl Cause {
                 .iter()
                 .map(|host| match host.sqlstate() {
                     Some(code) => code.to_owned(),
-                    None => failure_without_sqlstate(&host.detail()).to_owned(),
+                    None => host_kind(&host.cause).to_owned(),
                 })
                 .collect::<Vec<_>>()
                 .join(","),
-            None => failure_without_sqlstate(&text).to_owned(),
+            None => error_kind(error).to_owned(),
         };
         Cause { key, text }
     }
 }
 
-/// The kind of a failure the server sent no SQLSTATE for. "Connection closed" and "reset by
-/// peer" are one cause (the connection was lost), or a restart would log a line for each.
-fn failure_without_sqlstate(text: &str) -> &'static str {
-    let text = text.to_ascii_lowercase();
-    if text.contains("certificate") || text.contains("tls") {
-        "tls"
-    } else if text.contains("refused") {
-        "refused"
-    } else if text.contains("timed out") || text.contains("timeout") {
-        "timed out"
-    } else if text.contains("unexpected answer") {
-        "unexpected answer"
-    } else {
-        "connection lost"
+/// The kind of a failure the server sent no SQLSTATE for, told by our error variants and the
+/// I/O error kinds underneath. "Connection closed" and "reset by peer" are one cause (the
+/// connection was lost), or a restart would log a line for each.
+fn error_kind(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::Unavailable(e) | StoreError::Failed(e) => postgres_kind(e),
+        StoreError::Tls(_) => "tls",
+        StoreError::Inconsistent(_) => "unexpected answer",
+        StoreError::Connect { failures, .. } => failures
+            .first()
+            .map_or("connection lost", |host| host_kind(&host.cause)),
+    }
+}
+
+fn host_kind(cause: &HostCause) -> &'static str {
+    match cause {
+        HostCause::Postgres(e) => postgres_kind(e),
+        HostCause::ReadOnly => "read-only",
+        HostCause::TimedOut(_) | HostCause::StillHanging => "timed out",
+        HostCause::Thread(_) => "connection lost",
+    }
+}
+
+/// Walks the driver error's sources: a TLS library error (a handshake that failed), else the
+/// first I/O error's kind.
+fn postgres_kind(error: &postgres::Error) -> &'static str {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(e) = source {
+        if is_tls(e) {
+            return "tls";
+        }
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if io.get_ref().is_some_and(|inner| is_tls(inner)) {
+                return "tls";
+            }
+            return io_kind(io.kind());
+        }
+        source = e.source();
+    }
+    "connection lost"
+}
+
+fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+    error.is::<rustls::Error>() || error.is::<CertificateRejected>()
+}
+
+fn io_kind(kind: io::ErrorKind) -> &'static str {
+    match kind {
+        io::ErrorKind::ConnectionRefused => "refused",
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timed out",
+        _ => "connection lost",
     }
 }
 
@@ -289,30 +329,30 @@ mod tests {
     }
 
     #[test]
-    fn failures_without_sqlstate_are_one_cause_per_kind() {
+    fn failures_without_sqlstate_are_told_apart_by_their_io_error_kind() {
         let kinds = [
-            ("connection closed", "connection lost"),
-            (
-                "error communicating with the server: Connection reset by peer (os error 104)",
-                "connection lost",
-            ),
-            (
-                "error connecting to server: Connection refused (os error 111)",
-                "refused",
-            ),
-            ("error connecting to server: timed out", "timed out"),
-            (
-                "error performing TLS handshake: the certificate failed verification",
-                "tls",
-            ),
-            (
-                "no session within connect_timeout_seconds (3.0 s): timed out",
-                "timed out",
-            ),
+            (io::ErrorKind::ConnectionReset, "connection lost"),
+            (io::ErrorKind::UnexpectedEof, "connection lost"),
+            (io::ErrorKind::ConnectionRefused, "refused"),
+            (io::ErrorKind::TimedOut, "timed out"),
         ];
-        for (text, kind) in kinds {
-            assert_eq!(failure_without_sqlstate(text), kind, "{text}");
+        for (kind, name) in kinds {
+            assert_eq!(io_kind(kind), name, "{kind:?}");
         }
+        let rejected = io::Error::new(
+            io::ErrorKind::InvalidData,
+            CertificateRejected("the certificate failed verification".into()),
+        );
+        assert!(
+            rejected.get_ref().is_some_and(|inner| is_tls(inner)),
+            "a rejected certificate is tls"
+        );
+        assert_eq!(host_kind(&HostCause::StillHanging), "timed out");
+        assert_eq!(
+            host_kind(&HostCause::TimedOut(Duration::from_secs(3))),
+            "timed out"
+        );
+        assert_eq!(error_kind(&lost()), "unexpected answer");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! PostgreSQL storage: the only module that holds SQL.
+//! PostgreSQL storage: the only module that holds SQL (with `connect.rs`, which asks a new
+//! session whether it is read-only).
 //!
 //! A [`Store`] is one connection with its statements prepared once. [`Store::save_batch`]
 //! writes any number of events in ONE statement, which PostgreSQL runs as one transaction with
@@ -17,10 +18,8 @@ use common::Event;
 use postgres::error::SqlState;
 use postgres::{Client, Statement};
 
-#[path = "store_connect.rs"]
-mod connect;
-use connect::Session;
-pub use connect::{HostCause, HostFailure};
+use super::connect::{self, Session};
+pub use super::connect::{HostCause, HostFailure};
 
 /// One event to store, with the idempotency key its request carried.
 #[derive(Debug, Clone, Copy)]
@@ -88,7 +87,7 @@ impl StoreError {
 
     /// A failed connect: with one host and the driver's error, that error as it always was
     /// (`Unavailable` or `Failed`, the host named by the caller's log line); else every host.
-    fn from_failures(mut failures: Vec<HostFailure>, several_hosts: bool) -> StoreError {
+    pub(super) fn from_failures(mut failures: Vec<HostFailure>, several_hosts: bool) -> StoreError {
         let one_driver_error =
             failures.len() == 1 && matches!(failures[0].cause, HostCause::Postgres(_));
         if !several_hosts && one_driver_error {
@@ -259,7 +258,7 @@ impl fmt::Debug for Store {
 
 impl Store {
     /// Connects to the first host of `database.host` that gives a session fitting
-    /// `target_session_attrs` (see `store_connect.rs`), with the configured timeouts, and
+    /// `target_session_attrs` (see `connect.rs`), with the configured timeouts, and
     /// prepares the statements there.
     pub fn connect(config: &DatabaseConfig) -> Result<Store, StoreError> {
         let statement_timeout_ms = (config.statement_timeout_seconds * 1000.0).round() as u64;
