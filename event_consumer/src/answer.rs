@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::http::{Response, ResponseFraming, Writer};
-use crate::metrics::{Metrics, Route};
+use crate::metrics::Metrics;
 use crate::pipeline::JobOutcome;
-use crate::routes;
+use crate::routes::{self, Route};
 
 /// The reply route of one request; see the module docs.
 #[derive(Debug)]

@@ -26,10 +26,10 @@ use crate::http::{
     RequestHead, ResponseFraming, TlsRefusal,
 };
 use crate::https::Https;
-use crate::metrics::{Metrics, Route};
+use crate::metrics::Metrics;
 use crate::open_writers::OpenWriters;
 use crate::pipeline::{Job, Pipeline, Refused, Task};
-use crate::routes::{self, route, route_of, Action, BodyRules};
+use crate::routes::{self, route, Action, BodyRules, Route};
 
 /// Stack of a connection thread: parsing and validation need little, and a small stack keeps
 /// thousands of idle connections cheap.
@@ -244,7 +244,7 @@ fn serve_connection(stream: TcpStream, server: &Server) {
 /// Answers a request the framer refused, then closes.
 #[inline(never)]
 fn refuse(conn: Connection, rejection: Rejection, server: &Server) {
-    let route = rejection.path.as_deref().map_or(Route::Other, route_of);
+    let route = rejection.path.as_deref().map_or(Route::Other, Route::of);
     let answer = Answer::new(
         conn.writer(),
         ResponseFraming::CLOSING,
@@ -299,7 +299,7 @@ fn answer_request(
     let mut answer = Answer::new(
         conn.writer(),
         framing,
-        route_of(&request.path),
+        Route::of(&request.path),
         &server.metrics,
     );
     let stopping = server.stopping.load(Ordering::SeqCst);
