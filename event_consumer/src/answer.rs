@@ -18,10 +18,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::http::{Response, ResponseFraming, Writer};
+use crate::http::{Response, ResponseFraming, Route, Writer};
 use crate::metrics::Metrics;
 use crate::pipeline::JobOutcome;
-use crate::routes::{self, Route};
+use crate::routes;
 
 /// The reply route of one request; see the module docs.
 #[derive(Debug)]

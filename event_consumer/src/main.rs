@@ -257,7 +257,7 @@ impl Signals {
 
 #[cfg(test)]
 mod tests {
-    use event_consumer::routes::Route;
+    use event_consumer::http::Route;
 
     use super::USAGE;
 

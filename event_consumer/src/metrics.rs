@@ -5,8 +5,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::http::Status;
-use crate::routes::Route;
+use crate::http::{Route, Status};
 
 /// Upper bounds of the request-duration histogram, in seconds.
 const DURATION_BOUNDS: [f64; 14] = [

@@ -391,9 +391,8 @@ mod tests {
 
     use common::config::DatabaseConfig;
 
-    use crate::http::{ResponseFraming, Writer};
+    use crate::http::{ResponseFraming, Route, Writer};
     use crate::metrics::Metrics;
-    use crate::routes::Route;
 
     /// The writing half of one loopback connection that every test job answers on; its client
     /// end stays open (and unread) for the whole test process.

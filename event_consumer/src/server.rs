@@ -23,13 +23,13 @@ use common::config::{ConsumerConfig, Secret};
 use crate::answer::Answer;
 use crate::http::{
     encode_response, BodyBudget, Connection, Limits, Method, ReadError, Rejection, Request,
-    RequestHead, ResponseFraming, TlsRefusal,
+    RequestHead, ResponseFraming, Route, TlsRefusal,
 };
 use crate::https::Https;
 use crate::metrics::Metrics;
 use crate::open_writers::OpenWriters;
 use crate::pipeline::{Job, Pipeline, Refused, Task};
-use crate::routes::{self, route, Action, BodyRules, Route};
+use crate::routes::{self, route, Action, BodyRules};
 
 /// Stack of a connection thread: parsing and validation need little, and a small stack keeps
 /// thousands of idle connections cheap.

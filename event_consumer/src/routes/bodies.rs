@@ -7,10 +7,9 @@ use common::batch::{parse_json_batch, parse_ndjson_batch, BatchError, BatchError
 use common::event::check_idempotency_key;
 use common::parse_event;
 
-use super::route::Body;
 use super::router::Action;
 use crate::content_coding::{self, CodingError};
-use crate::http::{Request, Response, Status};
+use crate::http::{Body, Request, Response, Status};
 
 /// What the router enforces on bodies once they are read (the HTTP layer enforced the sizes of
 /// what arrived; these apply to what it decodes to).

@@ -1,5 +1,9 @@
 //! The API as OpenAPI 3.1 (`openapi.yaml` at the repository root), built into the binary, and
-//! the tests that hold it and the router to each other.
+//! the tests that hold it to the code: to the router, to [`Route::ALL`] and to
+//! [`Status::ALL`].
+//!
+//! [`Route::ALL`]: crate::http::Route::ALL
+//! [`Status::ALL`]: crate::http::Status::ALL
 
 /// Served at `GET /openapi.yaml` so a client can fetch the contract of the very binary it talks
 /// to; it costs the binary its size, about 20 KB.
@@ -7,16 +11,18 @@ pub const OPENAPI_YAML: &str = include_str!("../../../openapi.yaml");
 
 /// [`OPENAPI_YAML`] parsed, for the tests that hold it to the code.
 #[cfg(test)]
-pub(crate) fn openapi_document() -> serde_norway::Value {
+fn openapi_document() -> serde_norway::Value {
     serde_norway::from_str(OPENAPI_YAML).expect("openapi.yaml is valid YAML")
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
-    use crate::http::{Method, Status};
+    use crate::http::{Method, Route, Status};
     use crate::routes::router::tests::{request, status_of, GOOD, RULES};
-    use crate::routes::{route, Action, Route};
+    use crate::routes::{route, Action};
 
     /// The methods OpenAPI can name, in the order `Allow` lists them.
     const OPENAPI_METHODS: [&str; 8] = [
@@ -119,6 +125,65 @@ mod tests {
             assert!(
                 document["paths"][path].get(method).is_some(),
                 "{route:?}: {method} {path} is missing from openapi.yaml"
+            );
+        }
+    }
+
+    /// The statuses `openapi.yaml` documents: every operation's responses, and those of
+    /// `x-unmatched-requests` (404 and 405, which answer requests that match no operation).
+    fn documented_codes() -> BTreeMap<u16, Vec<String>> {
+        let document = openapi_document();
+        let mut codes: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+        let mut add = |responses: &serde_norway::Value, place: String| {
+            let responses = responses
+                .as_mapping()
+                .unwrap_or_else(|| panic!("{place}: responses is not a mapping"));
+            for code in responses.keys() {
+                let code = code.as_str().and_then(|c| c.parse::<u16>().ok());
+                let code = code.unwrap_or_else(|| panic!("{place}: {code:?} is not a status code"));
+                codes.entry(code).or_default().push(place.clone());
+            }
+        };
+        let paths = document["paths"]
+            .as_mapping()
+            .expect("openapi.yaml has paths");
+        for (path, item) in paths {
+            let item = item.as_mapping().expect("a path item is a mapping");
+            for (method, operation) in item {
+                let place = format!(
+                    "{} {}",
+                    method.as_str().unwrap_or("?"),
+                    path.as_str().unwrap_or("?")
+                );
+                add(&operation["responses"], place);
+            }
+        }
+        add(
+            &document["x-unmatched-requests"],
+            "x-unmatched-requests".into(),
+        );
+        codes
+    }
+
+    #[test]
+    fn every_status_the_code_can_send_is_in_the_openapi_document() {
+        let documented = documented_codes();
+        for status in Status::ALL {
+            assert!(
+                documented.contains_key(&status.code()),
+                "{} {} is missing from openapi.yaml",
+                status.code(),
+                status.reason()
+            );
+        }
+    }
+
+    #[test]
+    fn every_status_in_the_openapi_document_is_one_the_code_can_send() {
+        for (code, places) in documented_codes() {
+            assert!(
+                Status::ALL.iter().any(|s| s.code() == code),
+                "openapi.yaml documents {code} at {places:?}, which the consumer never sends"
             );
         }
     }

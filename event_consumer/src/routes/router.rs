@@ -7,9 +7,8 @@ use common::Event;
 
 use super::bodies::{post_event, post_events, BodyRules};
 use super::openapi::OPENAPI_YAML;
-use super::route::Route;
 use super::token::bearer_matches;
-use crate::http::{Method, Request, RequestHead, Response, Status};
+use crate::http::{Method, Request, RequestHead, Response, Route, Status};
 
 /// What to do with a request.
 #[derive(Debug)]

@@ -1,13 +1,15 @@
 //! The API's routes, listed once. Each [`Route`] owns its path, the method it takes, whether it
-//! needs the bearer token, what its body holds and its label in `/metrics`; the router, the
-//! checks made on a head before its body is read and the metrics all read them from here.
-//! Adding a route is a variant and its row in [`Route::spec`] (the compiler then asks the
-//! router for its handler; unit tests hold `openapi.yaml` and `--help` to [`Route::ALL`]).
+//! needs the bearer token, what its body holds and its label in `/metrics`; the router
+//! (`crate::routes`), the 401 decided from a head before its body is read, the body limit the
+//! framer applies and the metrics all read them from here. Adding a route is a variant and its
+//! row in [`Route::spec`]: the compiler then asks the router for its handler, and unit tests
+//! hold `openapi.yaml` and `--help` to [`Route::ALL`].
 //!
-//! This file depends on nothing of the consumer but [`Method`], so any module may name a
-//! route without importing the router.
+//! It lives beside [`Method`] and [`super::Status`] rather than with the router because the
+//! framer needs a route's body limit while it reads the head, before any routing, and because
+//! the metrics name routes: neither then depends on the router and what it depends on.
 
-use crate::http::Method;
+use super::Method;
 
 /// A route of the API, or `Other` for any path that is not one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,11 +191,10 @@ mod tests {
 
     #[test]
     fn the_http_layer_gives_the_larger_body_limit_to_the_batch_route_alone() {
-        // `http::Limits` must know the batch path while it reads a head, before any routing.
-        let limits = crate::http::Limits {
+        let limits = super::super::Limits {
             max_body_bytes: 1,
             max_batch_bytes: 2,
-            ..crate::http::Limits::default()
+            ..super::super::Limits::default()
         };
         for route in Route::ALL {
             let Some(path) = route.path() else { continue };
