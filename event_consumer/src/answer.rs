@@ -11,8 +11,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::http::{Connection, Response, ResponseFraming};
-use crate::metrics::{Metrics, Route};
+use crate::http::{Connection, Response, ResponseFraming, Route};
+use crate::metrics::Metrics;
 
 /// How one request is answered; see the module docs.
 #[derive(Debug)]

@@ -13,7 +13,7 @@ use common::{Config, EXIT_CONFIG};
 use event_consumer::notify::Notifier;
 
 const USAGE: &str = "\
-event_consumer: receives events on POST /event and stores them in PostgreSQL
+event_consumer: receives events over HTTP and stores them in PostgreSQL
 
 Usage: event_consumer [--config PATH] [--port N]
 
@@ -23,6 +23,10 @@ Options:
   --port N        listen port, overrides consumer.port
   -h, --help      print this help
   -V, --version   print the version
+
+Routes: POST /event stores one event, POST /events a batch (all of it or none); GET /healthz
+answers while the process runs, GET /readyz while the database takes writes; GET /metrics
+gives Prometheus counters, GET /openapi.yaml this API as OpenAPI 3.1.
 
 A .env file in the working directory is loaded first; variables already set win.
 LOG_LEVEL sets the log level (error, warn, info, debug, trace).
@@ -248,5 +252,26 @@ impl Signals {
         self.stops
             .set_nonblocking(true)
             .is_ok_and(|()| matches!((&self.stops).read(&mut [0u8; 64]), Ok(n) if n > 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use event_consumer::http::Route;
+
+    use super::USAGE;
+
+    #[test]
+    fn the_help_names_every_route_with_its_method() {
+        for route in Route::ALL {
+            let Some(path) = route.path() else { continue };
+            let method = route.allow().split(", ").next().unwrap_or_default();
+            let named = format!("{method} {path}");
+            // Whole words only: `POST /event` inside `POST /events` does not count.
+            let whole = USAGE
+                .match_indices(&named)
+                .any(|(i, _)| !USAGE[i + named.len()..].starts_with(|c: char| c.is_alphanumeric()));
+            assert!(whole, "--help does not name {named}");
+        }
     }
 }

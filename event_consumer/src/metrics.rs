@@ -5,29 +5,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::http::Status;
-
-/// Routes as they appear in the `route` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    Event,
-    Events,
-    Healthz,
-    Readyz,
-    Metrics,
-    OpenApi,
-    Other,
-}
-
-const ROUTES: [(Route, &str); 7] = [
-    (Route::Event, "/event"),
-    (Route::Events, "/events"),
-    (Route::Healthz, "/healthz"),
-    (Route::Readyz, "/readyz"),
-    (Route::Metrics, "/metrics"),
-    (Route::OpenApi, "/openapi.yaml"),
-    (Route::Other, "other"),
-];
+use crate::http::{Route, Status};
 
 /// Upper bounds of the request-duration histogram, in seconds.
 const DURATION_BOUNDS: [f64; 14] = [
@@ -39,7 +17,7 @@ const BATCH_BOUNDS: [u64; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: [[AtomicU64; Status::ALL.len()]; ROUTES.len()],
+    requests: [[AtomicU64; Status::ALL.len()]; Route::ALL.len()],
     duration_buckets: [AtomicU64; DURATION_BOUNDS.len()],
     duration_count: AtomicU64,
     duration_sum_micros: AtomicU64,
@@ -62,11 +40,7 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn record_request(&self, route: Route, status: Status, elapsed: Duration) {
-        let r = ROUTES
-            .iter()
-            .position(|(x, _)| *x == route)
-            .unwrap_or(ROUTES.len() - 1);
-        self.requests[r][status.index()].fetch_add(1, Relaxed);
+        self.requests[route.index()][status.index()].fetch_add(1, Relaxed);
         let seconds = elapsed.as_secs_f64();
         if let Some(b) = DURATION_BOUNDS.iter().position(|&bound| seconds <= bound) {
             self.duration_buckets[b].fetch_add(1, Relaxed);
@@ -129,11 +103,11 @@ impl Metrics {
             "# HELP event_consumer_requests_total HTTP requests answered, by route and status."
         )?;
         writeln!(out, "# TYPE event_consumer_requests_total counter")?;
-        for (r, (_, route)) in ROUTES.iter().enumerate() {
+        for route in Route::ALL {
             for status in Status::ALL {
-                let n = self.requests[r][status.index()].load(Relaxed);
+                let n = self.requests[route.index()][status.index()].load(Relaxed);
                 if n > 0 {
-                    let status = status.label();
+                    let (route, status) = (route.label(), status.label());
                     writeln!(out, "event_consumer_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}")?;
                 }
             }
@@ -291,5 +265,21 @@ mod tests {
             text.contains("event_consumer_commit_batch_size_bucket{le=\"2\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn each_route_is_counted_under_its_own_label() {
+        let m = Metrics::default();
+        for route in Route::ALL {
+            m.record_request(route, Status::Ok, Duration::from_micros(1));
+        }
+        let text = m.render(false);
+        for route in Route::ALL {
+            let line = format!(
+                "event_consumer_requests_total{{route=\"{}\",status=\"200\"}} 1",
+                route.label()
+            );
+            assert!(text.contains(&line), "{route:?}: {text}");
+        }
     }
 }

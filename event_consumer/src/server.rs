@@ -24,13 +24,13 @@ use crate::answer::Answer;
 use crate::db::Task;
 use crate::http::{
     encode_response, BodyBudget, Connection, Limits, Method, ReadError, Rejection, Request,
-    RequestHead, ResponseFraming, TlsRefusal,
+    RequestHead, ResponseFraming, Route, TlsRefusal,
 };
 use crate::https::Https;
-use crate::metrics::{Metrics, Route};
+use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Submitted};
 use crate::reply::Reply;
-use crate::routes::{self, route, route_of, Action, BodyRules};
+use crate::routes::{self, route, Action, BodyRules};
 
 /// Stack of a connection thread: parsing and validation need little, and a small stack keeps
 /// thousands of idle connections cheap.
@@ -240,7 +240,7 @@ fn serve_connection(stream: TcpStream, server: &Server) {
 /// Answers a request the framer refused, then closes.
 #[inline(never)]
 fn refuse(mut conn: Connection, rejection: Rejection, server: &Server) {
-    let route = rejection.path.as_deref().map_or(Route::Other, route_of);
+    let route = rejection.path.as_deref().map_or(Route::Other, Route::of);
     let answer = Answer::new(ResponseFraming::CLOSING, route, &server.metrics);
     let _ = answer.send(&mut conn, &rejection.response);
     conn.linger_close();
@@ -290,7 +290,7 @@ fn answer_request(
         http10: request.http10,
         head_only: request.method == Method::Head,
     };
-    let mut answer = Answer::new(framing, route_of(&request.path), &server.metrics);
+    let mut answer = Answer::new(framing, Route::of(&request.path), &server.metrics);
     if server.stopping.load(Ordering::SeqCst) {
         answer.set_closing();
         return answer

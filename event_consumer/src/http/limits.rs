@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use common::config::ConsumerConfig;
 
+use super::route::{Body, Route};
+
 /// What a request may cost. Every limit is checked before the memory or time is spent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -14,7 +16,8 @@ pub struct Limits {
     /// Decoded body; past it, 413, refused as soon as it is known. The body buffer never
     /// grows past this.
     pub max_body_bytes: usize,
-    /// The same for `BATCH_PATH` (`/events`), whose bodies hold many events (`max_batch_bytes`).
+    /// The same for the route whose body is a batch (`/events`, see [`Route`]), whose bodies
+    /// hold many events (`max_batch_bytes`).
     pub max_batch_bytes: usize,
     /// Deadline for a whole head once its first byte arrived, then again for the whole body.
     /// Absolute: a client sending one byte a second cannot extend it.
@@ -25,17 +28,13 @@ pub struct Limits {
     pub write_timeout: Duration,
 }
 
-/// The one path whose bodies may be larger than `max_body_bytes`: `POST /events`. The HTTP
-/// layer must know it while it reads the head, to refuse an oversized body before reading it.
-pub const BATCH_PATH: &str = "/events";
-
 impl Limits {
-    /// The largest body a request for `path` may have.
+    /// The largest body a request for `path` may have: known while the head is read, so an
+    /// oversized body is refused before it is read.
     pub fn max_body_for(&self, path: &str) -> usize {
-        if path == BATCH_PATH {
-            self.max_batch_bytes.max(self.max_body_bytes)
-        } else {
-            self.max_body_bytes
+        match Route::of(path).body() {
+            Body::Batch => self.max_batch_bytes.max(self.max_body_bytes),
+            Body::Event | Body::Ignored => self.max_body_bytes,
         }
     }
 

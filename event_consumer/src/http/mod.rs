@@ -7,6 +7,7 @@
 //! | `limits.rs` | [`Limits`]: what one request may cost |
 //! | `budget.rs` | [`BodyBudget`]: the request bodies all connections may buffer at once |
 //! | `request.rs`, `response.rs` | [`Request`] (what the router sees), [`Response`] |
+//! | `route.rs` | [`Route`]: the API's routes, listed once (path, method, token, body, metrics label) |
 //! | `head.rs` | finding the end of a head, checking it, how its body is framed |
 //! | `chunked.rs` | the chunked transfer coding, decoded incrementally |
 //! | `framer.rs` | [`Framer`]: bytes in, requests out, no I/O (the fuzz target drives it) |
@@ -33,6 +34,7 @@ mod head;
 mod limits;
 mod request;
 mod response;
+mod route;
 mod status;
 mod tls;
 mod writer;
@@ -44,6 +46,7 @@ pub use framer::{parse_request, Framer, Phase, Rejection, Step, UNCHARGED_BODY_B
 pub use limits::Limits;
 pub use request::{Method, Request, RequestHead};
 pub use response::Response;
+pub use route::{Body, Route};
 pub use status::Status;
 pub use tls::Tls;
 pub use writer::Writer;

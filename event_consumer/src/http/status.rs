@@ -94,8 +94,6 @@ impl Status {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     #[test]
@@ -106,65 +104,6 @@ mod tests {
             assert!(!status.reason().is_empty(), "{status:?}");
         }
         assert!(Status::ALL.windows(2).all(|w| w[0].code() < w[1].code()));
-    }
-
-    /// The statuses `openapi.yaml` documents: every operation's responses, and those of
-    /// `x-unmatched-requests` (404 and 405, which answer requests that match no operation).
-    fn documented_codes() -> BTreeMap<u16, Vec<String>> {
-        let document = crate::routes::openapi_document();
-        let mut codes: BTreeMap<u16, Vec<String>> = BTreeMap::new();
-        let mut add = |responses: &serde_norway::Value, place: String| {
-            let responses = responses
-                .as_mapping()
-                .unwrap_or_else(|| panic!("{place}: responses is not a mapping"));
-            for code in responses.keys() {
-                let code = code.as_str().and_then(|c| c.parse::<u16>().ok());
-                let code = code.unwrap_or_else(|| panic!("{place}: {code:?} is not a status code"));
-                codes.entry(code).or_default().push(place.clone());
-            }
-        };
-        let paths = document["paths"]
-            .as_mapping()
-            .expect("openapi.yaml has paths");
-        for (path, item) in paths {
-            let item = item.as_mapping().expect("a path item is a mapping");
-            for (method, operation) in item {
-                let place = format!(
-                    "{} {}",
-                    method.as_str().unwrap_or("?"),
-                    path.as_str().unwrap_or("?")
-                );
-                add(&operation["responses"], place);
-            }
-        }
-        add(
-            &document["x-unmatched-requests"],
-            "x-unmatched-requests".into(),
-        );
-        codes
-    }
-
-    #[test]
-    fn every_status_the_code_can_send_is_in_the_openapi_document() {
-        let documented = documented_codes();
-        for status in Status::ALL {
-            assert!(
-                documented.contains_key(&status.code()),
-                "{} {} is missing from openapi.yaml",
-                status.code(),
-                status.reason()
-            );
-        }
-    }
-
-    #[test]
-    fn every_status_in_the_openapi_document_is_one_the_code_can_send() {
-        for (code, places) in documented_codes() {
-            assert!(
-                Status::ALL.iter().any(|s| s.code() == code),
-                "openapi.yaml documents {code} at {places:?}, which the consumer never sends"
-            );
-        }
     }
 
     #[test]
