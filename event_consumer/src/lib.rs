@@ -100,8 +100,8 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
     let db = Arc::new(Database::new(config.database.clone(), Arc::clone(&metrics)));
     let pipeline = Arc::new(Pipeline::new(
         db,
-        c.queue_capacity,
-        c.max_batch,
+        pipeline::QUEUE_CAPACITY,
+        pipeline::MAX_BATCH,
         Arc::clone(&notifier),
     ));
     let server = Arc::new(Server::new(c, metrics, Arc::clone(&pipeline), https));
