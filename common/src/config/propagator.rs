@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::rules::{bearer_token, http_url, non_empty, FilePair, Invalid, Seconds, MAX_SECONDS};
+use super::rules::{
+    bearer_token, count_within, http_url, non_empty, FilePair, Invalid, Seconds, MAX_SECONDS,
+};
 use super::Secret;
 use crate::tls::TlsError;
 
@@ -103,24 +105,18 @@ impl PropagatorConfig {
         )
         .up_to(MAX_SECONDS)?;
         Seconds::new("propagator.period_seconds", self.period_seconds).up_to(MAX_SECONDS)?;
-        let max_in_flight = self.max_in_flight;
-        if !(1..=MAX_IN_FLIGHT_LIMIT).contains(&max_in_flight) {
-            return Err(Invalid::new(
-                "propagator.max_in_flight",
-                format!(
-                    "must be a whole number of sends from 1 to {MAX_IN_FLIGHT_LIMIT}, got {max_in_flight}"
-                ),
-            ));
-        }
-        let batch_size = self.batch_size;
-        if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
-            return Err(Invalid::new(
-                "propagator.batch_size",
-                format!(
-                    "must be a whole number of events from 1 to {MAX_BATCH_SIZE}, got {batch_size}"
-                ),
-            ));
-        }
+        count_within(
+            "propagator.max_in_flight",
+            self.max_in_flight,
+            MAX_IN_FLIGHT_LIMIT,
+            "sends",
+        )?;
+        count_within(
+            "propagator.batch_size",
+            self.batch_size,
+            MAX_BATCH_SIZE,
+            "events",
+        )?;
         if let Some(url) = self.batch_endpoint() {
             http_url("propagator.batch_endpoint", url)?;
         }

@@ -4,8 +4,8 @@
 
 use super::substitute::key_path;
 
-/// Every removed key, with where its value lives now (with the key's old default). Each was
-/// internal tuning that no operator had a reason to change.
+/// Every removed key, with where its value lives now: a constant holding the key's old
+/// default. Each was internal tuning that no operator had a reason to change.
 pub const REMOVED_KEYS: [(&str, &str); 7] = [
     ("consumer.queue_capacity", "event_consumer's pipeline"),
     ("consumer.max_batch", "event_consumer's pipeline"),

@@ -79,6 +79,22 @@ pub fn at_least(key: &'static str, value: usize, min: usize) -> Result<(), Inval
     Err(Invalid::new(key, format!("must be at least {min}")))
 }
 
+/// A whole number of things (`what`: "sends", "events") from 1 to `max`.
+pub fn count_within(
+    key: &'static str,
+    value: usize,
+    max: usize,
+    what: &str,
+) -> Result<(), Invalid> {
+    if (1..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(Invalid::new(
+        key,
+        format!("must be a whole number of {what} from 1 to {max}, got {value}"),
+    ))
+}
+
 /// Two files that only work together, a certificate and its private key: both set or neither.
 /// An empty path (an unset `${VAR:-}`) counts as unset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
