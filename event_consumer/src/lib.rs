@@ -97,8 +97,8 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
     let db = Arc::new(Database::new(config.database.clone()));
     let pipeline = Arc::new(Pipeline::new(
         db,
-        c.queue_capacity,
-        c.max_batch,
+        pipeline::QUEUE_CAPACITY,
+        pipeline::MAX_BATCH,
         Arc::clone(&metrics),
         Arc::clone(&notifier),
     ));

@@ -4,7 +4,7 @@
 //! the requests that wait for them.
 //!
 //! Group commit: whoever takes an idle connection takes every job waiting at that moment (up to
-//! `max_batch`) and stores them with one statement and one commit. Nothing waits for a batch to
+//! [`MAX_BATCH`]) and stores them with one statement and one commit. Nothing waits for a batch to
 //! fill: at low load a batch is one event; under load, events pile up while every connection is
 //! in a commit and the next batch takes them all, so the cost of a commit (an fsync) is shared.
 //! While one batch is being stored, another starts only when at least two jobs wait: a lone
@@ -110,6 +110,14 @@ pub struct Pipeline {
 
 /// While a batch is being stored, another one starts only once this many jobs wait.
 const OVERLAP_MIN_BATCH: usize = 2;
+
+/// Validated events waiting for a database connection; past it a fast 503. Four largest
+/// batches' worth: it absorbs a slow commit, and no event waits behind more than a few.
+pub const QUEUE_CAPACITY: usize = 1024;
+
+/// Most events stored by one statement and one commit (group commit): large enough to share
+/// an fsync among many events, small enough that one batch stays a short statement.
+pub const MAX_BATCH: usize = 256;
 
 impl Pipeline {
     pub fn new(

@@ -24,7 +24,7 @@ use crate::answer::Answer;
 use crate::db::Task;
 use crate::http::{
     encode_response, BodyBudget, Connection, Limits, Method, ReadError, Rejection, Request,
-    RequestHead, ResponseFraming, Route, TlsRefusal,
+    RequestHead, ResponseFraming, Route, TlsRefusal, MAX_BUFFERED_BODY_BYTES,
 };
 use crate::https::Https;
 use crate::metrics::Metrics;
@@ -42,7 +42,7 @@ pub struct Server {
     pub limits: Limits,
     pub max_connections: usize,
     pub auth_token: Option<Secret>,
-    /// The request bodies all connections may hold at once (`max_buffered_body_bytes`).
+    /// The request bodies all connections may hold at once ([`MAX_BUFFERED_BODY_BYTES`]).
     pub body_budget: Arc<BodyBudget>,
     pub metrics: Arc<Metrics>,
     pub pipeline: Arc<Pipeline>,
@@ -80,7 +80,12 @@ impl Server {
             limits: Limits::from_config(config),
             max_connections: config.max_connections,
             auth_token: config.auth_token().cloned(),
-            body_budget: Arc::new(BodyBudget::new(config.max_buffered_body_bytes)),
+            // Never below the largest body a request may have, or that body could never be read.
+            body_budget: Arc::new(BodyBudget::new(
+                MAX_BUFFERED_BODY_BYTES
+                    .max(config.max_body_bytes)
+                    .max(config.max_batch_bytes),
+            )),
             metrics,
             pipeline,
             stopping: AtomicBool::new(false),

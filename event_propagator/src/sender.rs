@@ -8,7 +8,7 @@
 //! that refused the connection (or could not be reached) or answered 503 rests for a while
 //! (see `endpoints.rs`), so other sends skip it. Otherwise, and always with one endpoint,
 //! each retry waits a random time between zero and a ceiling that
-//! starts at `backoff_initial_seconds` and doubles up to `backoff_max_seconds` ("full jitter":
+//! starts at [`BACKOFF_INITIAL`] and doubles up to `backoff_max_seconds` ("full jitter":
 //! many propagators recovering from the same outage do not come back in lockstep), and at least
 //! as long as the consumer's `Retry-After`. Every attempt carries the event's `Idempotency-Key`,
 //! so an attempt whose answer was lost and that is then retried is stored once and acknowledged
@@ -179,6 +179,15 @@ impl Post<'_> {
         }
     }
 }
+
+/// How long one TCP (and TLS) connect may take: a consumer that is up accepts within
+/// milliseconds, and 3 s rides out a lost SYN (retransmitted after 1 s) without waiting long
+/// on a host that is gone; the whole request stays bounded by `request_timeout_seconds`.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The first retry's longest wait, doubled per retry up to `backoff_max_seconds`: 0.1 s
+/// retries a brief blip at once, and 20 retries still ride out about 45 s of outage.
+pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 
 /// Exponential backoff with full jitter.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,18 +1,25 @@
 //! The body budget: how many bytes of request bodies all connections together may hold in
-//! memory (`consumer.max_buffered_body_bytes`). A connection reserves what a body will need
-//! before it allocates and reads it; the [`Reservation`] gives the bytes back when dropped.
+//! memory ([`MAX_BUFFERED_BODY_BYTES`], or the largest body a request may have when that is
+//! more). A connection reserves what a body will need before it allocates and reads it; the
+//! [`Reservation`] gives the bytes back when dropped.
 //!
 //! What is counted: the body buffer of each request whose body is over
 //! [`super::UNCHARGED_BODY_BYTES`], from before it is allocated until the connection asks for
 //! its next request (the request, with its body, is dropped by then) or closes. What is not:
 //! smaller bodies and read buffers (bounded per connection), and the `Event` a stored body
-//! becomes, which the pipeline holds until its commit (bounded by `queue_capacity`).
+//! becomes, which the pipeline holds until its commit (bounded by its queue's capacity).
 //!
 //! Without it, memory grew with the number of slow uploaders (each holding a buffer of its
 //! declared `Content-Length`): issue 12 measured 175 MB for 2,000 of them.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
+
+/// A small VM's share: 8 MiB of bodies in memory at once, whatever the number of slow
+/// uploaders (2,000 of them once took 175 MB). With 2,000 such connections the rest is their
+/// threads (12 KiB of stack each) and buffers: 8 MiB keeps the whole process under 48 MB
+/// (tests/soak/slow_uploaders.rs).
+pub const MAX_BUFFERED_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// Bytes of request bodies that may be buffered at once, shared by all connections.
 #[derive(Debug)]

@@ -28,6 +28,14 @@ pub struct Limits {
     pub write_timeout: Duration,
 }
 
+/// Most header fields in one request (and, separately, chunked trailers): real clients send
+/// a dozen or two; 64 leaves room for proxies' additions while bounding the per-field work.
+pub const MAX_HEADERS: usize = 64;
+
+/// How long one blocking `write` of a response may take: a client that reads nothing for this
+/// long is gone, and 10 s is far beyond any live client's pause.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Limits {
     /// The largest body a request for `path` may have: known while the head is read, so an
     /// oversized body is refused before it is read.
@@ -51,12 +59,12 @@ impl Limits {
     pub fn from_config(config: &ConsumerConfig) -> Limits {
         Limits {
             max_head_bytes: config.max_header_bytes,
-            max_headers: config.max_headers,
+            max_headers: MAX_HEADERS,
             max_body_bytes: config.max_body_bytes,
             max_batch_bytes: config.max_batch_bytes,
             read_timeout: seconds(config.read_timeout_seconds),
             idle_timeout: seconds(config.idle_timeout_seconds),
-            write_timeout: seconds(config.write_timeout_seconds),
+            write_timeout: WRITE_TIMEOUT,
         }
     }
 }

@@ -39,7 +39,7 @@ mod status;
 mod tls;
 mod writer;
 
-pub use budget::{BodyBudget, Reservation};
+pub use budget::{BodyBudget, Reservation, MAX_BUFFERED_BODY_BYTES};
 pub use connection::{Connection, ReadError, TlsRefusal};
 pub use encode::{encode_response, ResponseFraming};
 pub use framer::{parse_request, Framer, Phase, Rejection, Step, UNCHARGED_BODY_BYTES};

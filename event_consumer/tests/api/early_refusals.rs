@@ -6,6 +6,8 @@ use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::mpsc;
 
+use event_consumer::http::MAX_BUFFERED_BODY_BYTES;
+
 use crate::helpers::{connect, read_response, RawResponse, TestApp};
 
 /// A valid event whose body is exactly `len` bytes.
@@ -79,12 +81,10 @@ fn an_unauthorized_request_declaring_a_large_body_gets_401_before_sending_it_and
 
 #[test]
 fn a_body_that_does_not_fit_in_the_body_budget_gets_503_with_retry_after_and_the_other_is_stored() {
-    // Room for one 60,000-byte body at a time.
-    let app = TestApp::spawn_with(|c| {
-        c.consumer.max_body_bytes = 65_536;
-        c.consumer.max_buffered_body_bytes = 65_536;
-    });
-    let body = event_of(60_000);
+    // Room for one such body at a time: each is over half the budget (a constant, 8 MiB).
+    let len = MAX_BUFFERED_BODY_BYTES / 2 + 1024;
+    let app = TestApp::spawn_with(|c| c.consumer.max_body_bytes = len);
+    let body = event_of(len);
     let (first, rest) = body.as_bytes().split_at(1000);
     // Two uploads start at once; whichever the server reaches second finds the budget taken.
     let (answered, answers) = mpsc::channel();

@@ -538,7 +538,7 @@ pub fn write_config(dir: &TempDir, endpoint: &str, extra: &str) -> PathBuf {
         "config.yaml",
         &format!(
             "propagator:\n  endpoint: {endpoint}\n  period_seconds: 0\n  events_file: events.json\n  \
-             backoff_initial_seconds: 0.01\n  backoff_max_seconds: 0.05\n  max_retries: 3\n{extra}"
+             backoff_max_seconds: 0.05\n  max_retries: 3\n{extra}"
         ),
     )
 }

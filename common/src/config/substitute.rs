@@ -185,3 +185,6 @@ pub(super) fn key_path(lines: &[&str], index: usize) -> String {
         path.join(".")
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,13 +1,127 @@
-//! Several database hosts, as libpq takes them: `database.host` a comma-separated list,
-//! `database.port` one port for every host or one per host, `database.target_session_attrs`
-//! which session is good enough. The hosts are tried in order at every new connection.
+//! The `database` section: where PostgreSQL is and how to reach it. `database.host` is one
+//! host or a comma-separated list, `database.port` one port for every host or one per host,
+//! `database.target_session_attrs` which session is good enough; the hosts are tried in order
+//! at every new connection, as libpq does. TLS with libpq's `sslmode` and `sslrootcert`.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::DatabaseConfig;
+use super::rules::{non_empty, Invalid, Seconds};
+use super::Secret;
+use crate::tls::TlsError;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// One host, or several separated by commas (libpq's `host`), tried in order at every new
+    /// connection; see [`DatabaseConfig::endpoints`].
+    pub host: String,
+    /// One port for every host, or one per host.
+    pub port: DbPorts,
+    /// Which session a new connection accepts: `read-write` skips standbys.
+    pub target_session_attrs: TargetSessionAttrs,
+    pub user: String,
+    pub password: Secret,
+    pub dbname: String,
+    /// How long one connection attempt may take.
+    pub connect_timeout_seconds: f64,
+    /// Server-side cap on any one statement, so no request waits on the database without bound.
+    pub statement_timeout_seconds: f64,
+    /// TLS to the server, with libpq's meanings.
+    pub sslmode: SslMode,
+    /// CA certificates (PEM) the server's certificate must chain to; unset or empty: the public
+    /// roots bundled into the binary (see `common::tls`).
+    pub sslrootcert: Option<PathBuf>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            host: "localhost".into(),
+            port: DbPorts::from(5432),
+            target_session_attrs: TargetSessionAttrs::ReadWrite,
+            user: "postgres".into(),
+            password: Secret::default(),
+            dbname: "events".into(),
+            connect_timeout_seconds: 3.0,
+            statement_timeout_seconds: 5.0,
+            sslmode: SslMode::Prefer,
+            sslrootcert: None,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// Checks values that parse but cannot work: hosts and ports that do not pair up, timeouts.
+    pub fn check(&self) -> Result<(), Invalid> {
+        self.endpoints()
+            .map_err(|e| Invalid::new(e.key, e.problem))?;
+        Seconds::new(
+            "database.connect_timeout_seconds",
+            self.connect_timeout_seconds,
+        )
+        .positive()?;
+        Seconds::new(
+            "database.statement_timeout_seconds",
+            self.statement_timeout_seconds,
+        )
+        .positive()
+    }
+
+    /// Reads the CA file it names, if any, as a connection will.
+    pub fn check_tls_files(&self) -> Result<(), TlsError> {
+        if let Some(ca) = self.sslrootcert() {
+            crate::tls::read_root_store("database.sslrootcert", ca)?;
+        }
+        Ok(())
+    }
+
+    /// The root certificate file, treating an empty path as unset.
+    pub fn sslrootcert(&self) -> Option<&Path> {
+        non_empty(&self.sslrootcert)
+    }
+}
+
+/// `database.sslmode`: libpq's values and meanings (no `allow`: it only differs from `prefer`
+/// against a server that insists on TLS, and then `prefer` works too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Plain text, even when the server offers TLS.
+    Disable,
+    /// TLS when the server offers it, plain text otherwise; the certificate is not checked.
+    #[default]
+    Prefer,
+    /// TLS or no connection; the certificate is not checked (unless `sslrootcert` is set: then,
+    /// as with libpq, its chain is, as under `verify-ca`).
+    Require,
+    /// TLS, and the certificate must chain to a trusted CA; its host name is not checked.
+    VerifyCa,
+    /// As `verify-ca`, and the certificate must be valid for the host of `database.host` the
+    /// connection went to.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// `database.port`: one port for every host, or one per host of `database.host`. YAML gives a
 /// number, a list (of numbers or strings), or a string: `5432,5433` is a string in YAML, and
@@ -188,8 +302,8 @@ impl fmt::Display for EndpointsError {
 }
 
 impl DatabaseConfig {
-    /// The hosts in the order they are tried, each with its port. `Config::check` refuses a
-    /// configuration for which this fails.
+    /// The hosts in the order they are tried, each with its port. [`DatabaseConfig::check`]
+    /// refuses a configuration for which this fails.
     pub fn endpoints(&self) -> Result<Vec<DbEndpoint>, EndpointsError> {
         let hosts: Vec<&str> = self.host.split(',').map(str::trim).collect();
         if let Some(i) = hosts.iter().position(|h| h.is_empty()) {
@@ -244,3 +358,6 @@ impl DatabaseConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
