@@ -1,5 +1,5 @@
 //! SIGTERM, SIGINT and SIGHUP for both binaries: stop signals counted, a forced exit with
-//! [`exit::FAILURE`](crate::exit::FAILURE) once armed, and SIGHUP as a flag instead of the end
+//! [`exit::FAILURE`] once armed, and SIGHUP as a flag instead of the end
 //! of the process.
 //!
 //! The handlers (signal-hook's) only write a byte to a socket pair per stop signal, set flags,

@@ -321,45 +321,45 @@ mod tests {
     #[test]
     fn flags_override_the_config_file() {
         let config = common::Config::default();
-        let options = Settings::from_config(&config.propagator);
-        assert_eq!(options.period, Duration::from_secs(1));
-        let options = run(
+        let settings = Settings::from_config(&config.propagator);
+        assert_eq!(settings.period, Duration::from_secs(1));
+        let settings = run(
             "--endpoint http://x:9/e --period 0.25 --events-file f.json --count 3 --seed 5 \
              --max-in-flight 1 --batch-size 7 --batch-endpoint http://x:9/b --gzip",
         )
         .unwrap()
         .settings(&config.propagator);
-        assert_eq!(options.endpoints, ["http://x:9/e"]);
-        assert_eq!(options.period, Duration::from_millis(250));
-        assert_eq!(options.events_file, PathBuf::from("f.json"));
-        assert_eq!((options.count, options.seed), (Some(3), Some(5)));
-        assert_eq!(options.max_in_flight, 1);
-        assert_eq!(options.batch_size, 7);
-        assert_eq!(options.batch_endpoint.as_deref(), Some("http://x:9/b"));
-        assert!(options.gzip);
+        assert_eq!(settings.endpoints, ["http://x:9/e"]);
+        assert_eq!(settings.period, Duration::from_millis(250));
+        assert_eq!(settings.events_file, PathBuf::from("f.json"));
+        assert_eq!((settings.count, settings.seed), (Some(3), Some(5)));
+        assert_eq!(settings.max_in_flight, 1);
+        assert_eq!(settings.batch_size, 7);
+        assert_eq!(settings.batch_endpoint.as_deref(), Some("http://x:9/b"));
+        assert!(settings.gzip);
         // Keys the flags do not touch keep their config values.
-        assert_eq!(options.max_retries, config.propagator.max_retries);
-        assert_eq!(options.duration, None);
-        let options = run("--period 0.001").unwrap().settings(&config.propagator);
-        assert_eq!(options.max_in_flight, config.propagator.max_in_flight);
-        assert_eq!(options.batch_size, 1, "one event per request by default");
-        assert_eq!(options.batch_endpoint, None);
-        assert!(!options.gzip);
+        assert_eq!(settings.max_retries, config.propagator.max_retries);
+        assert_eq!(settings.duration, None);
+        let settings = run("--period 0.001").unwrap().settings(&config.propagator);
+        assert_eq!(settings.max_in_flight, config.propagator.max_in_flight);
+        assert_eq!(settings.batch_size, 1, "one event per request by default");
+        assert_eq!(settings.batch_endpoint, None);
+        assert!(!settings.gzip);
     }
 
     #[test]
     fn several_endpoint_flags_replace_the_configured_endpoints_in_their_order() {
         let mut config = common::Config::default();
         config.propagator.endpoints = Some(vec!["http://config:1/event".into()]);
-        let options = Settings::from_config(&config.propagator);
-        assert_eq!(options.endpoints, ["http://config:1/event"]);
-        let options = run("--endpoint http://b:2/event --endpoint http://a:1/event")
+        let settings = Settings::from_config(&config.propagator);
+        assert_eq!(settings.endpoints, ["http://config:1/event"]);
+        let settings = run("--endpoint http://b:2/event --endpoint http://a:1/event")
             .unwrap()
             .settings(&config.propagator);
-        assert_eq!(options.endpoints, ["http://b:2/event", "http://a:1/event"]);
-        let options = run("--period 1").unwrap().settings(&config.propagator);
+        assert_eq!(settings.endpoints, ["http://b:2/event", "http://a:1/event"]);
+        let settings = run("--period 1").unwrap().settings(&config.propagator);
         assert_eq!(
-            options.endpoints,
+            settings.endpoints,
             ["http://config:1/event"],
             "no flag: the config's list"
         );

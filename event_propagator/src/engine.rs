@@ -9,10 +9,10 @@
 //! [`Stats`] from their start to their outcome, and when the next slot is due).
 //!
 //! A taken slot is one request: one event to `POST /event`, or with `batch_size` above 1 a
-//! batch of that many events (each a [`SentEvent`]: its key and its entry in the events file;
-//! each picked, keyed and logged in turn, so the seeded
-//! choice and the keys log are the same events in the same order whatever the batch size) as
-//! one `POST /events` whose body is built when it is sent. A batch is one send in flight and
+//! batch of that many events as one `POST /events` whose body is built when it is sent. Each
+//! event is a [`SentEvent`] (its key and its entry in the events file) from the moment it is
+//! picked: picked, keyed and logged in turn, so the seeded choice and the keys log are the same
+//! events in the same order whatever the batch size; [`Sent`] reports the same values. A batch is one send in flight and
 //! one slot: the schedule, the window and the lateness count requests, the event counters
 //! count events. With several endpoints the [`Sender`] chooses one per attempt; how slots are
 //! taken and how the threads share the engine do not change.
@@ -32,7 +32,8 @@ use crate::stats::{End, InFlight, Stats, Summary};
 use crate::stop::Stop;
 use crate::targets::Target;
 
-/// What every sender thread of a run shares.
+/// What every sender thread of a run shares. The settings are the run's one [`Settings`],
+/// shared with the sender.
 #[derive(Debug)]
 pub(crate) struct Engine {
     settings: Arc<Settings>,
