@@ -1,15 +1,12 @@
 //! `event_consumer`: command line, configuration, signals. The service lives in the library.
 
-use std::io::{ErrorKind, Read};
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::{ConfigSource, DEFAULT_CONFIG_FILE};
-use common::{Config, EXIT_CONFIG};
+use common::signals::Signals;
+use common::{exit, Config};
 use event_consumer::notify::Notifier;
 
 const USAGE: &str = "\
@@ -88,17 +85,17 @@ fn main() -> ExitCode {
         Ok(Parsed::Run(options)) => options,
         Ok(Parsed::Exit(text)) => {
             println!("{text}");
-            return ExitCode::SUCCESS;
+            return ExitCode::from(exit::OK);
         }
         Err(message) => {
             eprintln!("event_consumer: {message}");
-            return ExitCode::from(EXIT_CONFIG as u8);
+            return ExitCode::from(exit::CONFIG);
         }
     };
     // .env first, before any thread exists (it sets environment variables).
     if let Err(e) = common::load_dotenv(std::path::Path::new(".env")) {
         eprintln!("event_consumer: {e}");
-        return ExitCode::from(EXIT_CONFIG as u8);
+        return ExitCode::from(exit::CONFIG);
     }
     common::logging::init();
     let mut config = match Config::load_chosen(options.config.as_deref()) {
@@ -111,7 +108,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("event_consumer: {e}");
-            return ExitCode::from(EXIT_CONFIG as u8);
+            return ExitCode::from(exit::CONFIG);
         }
     };
     if let Some(port) = options.port {
@@ -125,22 +122,22 @@ fn main() -> ExitCode {
         Ok(signals) => signals,
         Err(e) => {
             eprintln!("event_consumer: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(exit::FAILURE);
         }
     };
     let running = match event_consumer::start_with_notifier(&config, Notifier::from_env()) {
         Ok(running) => running,
         Err(e @ event_consumer::StartError::Tls(_)) => {
             eprintln!("event_consumer: {e}");
-            return ExitCode::from(EXIT_CONFIG as u8);
+            return ExitCode::from(exit::CONFIG);
         }
         Err(e) => {
             eprintln!("event_consumer: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(exit::FAILURE);
         }
     };
     let reload_on_hangup = || {
-        if signals.hangup.swap(false, Ordering::Relaxed) {
+        if signals.take_hangup() {
             running.reload();
         }
     };
@@ -165,96 +162,15 @@ fn main() -> ExitCode {
             log::info!("{stops} stop signals at once: stopping without the drain");
         }
         if signals.arm_forced_exit() {
-            return ExitCode::FAILURE;
+            return ExitCode::from(exit::FAILURE);
         }
     }
     running.shutdown();
-    ExitCode::SUCCESS
+    ExitCode::from(exit::OK)
 }
 
 /// How often the main thread looks at the SIGHUP flag while it waits for a stop signal.
 const SIGNAL_POLL: Duration = Duration::from_millis(50);
-
-/// What the signal handlers leave for the main thread.
-struct Signals {
-    /// The reading end of a self-pipe the handlers write one byte to per SIGTERM or SIGINT,
-    /// so the main thread counts stop signals without losing one that came while it was busy.
-    stops: UnixStream,
-    /// Set: a SIGTERM or SIGINT exits at once with status 1, in the handler (a stop waiting on
-    /// a frozen database cannot hold it up).
-    force_exit: Arc<AtomicBool>,
-    hangup: Arc<AtomicBool>,
-}
-
-impl Signals {
-    /// Each SIGTERM/SIGINT is counted in `stops`; once `force_exit` is set (by the first of
-    /// them when `arm_on_first_stop`, else by [`Signals::arm_forced_exit`]) the next one exits
-    /// at once with status 1. SIGHUP (a closed terminal or SSH session, `systemctl reload`)
-    /// sets `hangup` instead of ending the process.
-    fn register(arm_on_first_stop: bool) -> Result<Signals, String> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let (stops, write_end) =
-            UnixStream::pair().map_err(|e| format!("cannot create the signal pipe: {e}"))?;
-        let signals = Signals {
-            stops,
-            force_exit: Arc::new(AtomicBool::new(false)),
-            hangup: Arc::new(AtomicBool::new(false)),
-        };
-        let cannot = |signal: i32, e: std::io::Error| format!("cannot handle signal {signal}: {e}");
-        for signal in [SIGTERM, SIGINT] {
-            // The exit must be registered first: it acts only once `force_exit` was already set.
-            signal_hook::flag::register_conditional_shutdown(
-                signal,
-                1,
-                Arc::clone(&signals.force_exit),
-            )
-            .map_err(|e| cannot(signal, e))?;
-            if arm_on_first_stop {
-                signal_hook::flag::register(signal, Arc::clone(&signals.force_exit))
-                    .map_err(|e| cannot(signal, e))?;
-            }
-            let write_end = write_end.try_clone().map_err(|e| cannot(signal, e))?;
-            signal_hook::low_level::pipe::register(signal, write_end)
-                .map_err(|e| cannot(signal, e))?;
-        }
-        signal_hook::flag::register(SIGHUP, Arc::clone(&signals.hangup))
-            .map_err(|e| cannot(SIGHUP, e))?;
-        Ok(signals)
-    }
-
-    /// The stop signals that arrived, waiting up to `timeout` for the first.
-    fn stops_within(&self, timeout: Duration) -> usize {
-        // A zero read timeout is refused by the OS, and means "no wait" here anyway.
-        let timeout = timeout.max(Duration::from_millis(1));
-        if self.stops.set_read_timeout(Some(timeout)).is_err() {
-            std::thread::sleep(timeout);
-            return 0;
-        }
-        let mut bytes = [0u8; 64];
-        match (&self.stops).read(&mut bytes) {
-            Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => 0,
-            Err(e) if e.kind() == ErrorKind::Interrupted => 0,
-            Err(_) => {
-                // Not expected from a socket pair we own; never spin on it.
-                std::thread::sleep(timeout);
-                0
-            }
-        }
-    }
-
-    /// Makes the next stop signal exit at once (the graceful stop begins). Returns true when
-    /// one already came since the last count: the caller exits with status 1 instead.
-    fn arm_forced_exit(&self) -> bool {
-        // Armed first, then the pipe read: a signal either finds the exit armed or left its
-        // byte to be read here.
-        self.force_exit.store(true, Ordering::SeqCst);
-        self.stops
-            .set_nonblocking(true)
-            .is_ok_and(|()| matches!((&self.stops).read(&mut [0u8; 64]), Ok(n) if n > 0))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use event_consumer::http::Route;

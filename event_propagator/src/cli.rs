@@ -1,12 +1,15 @@
-//! Command-line flags. Each flag overrides the matching `propagator.*` key of the config file;
-//! `--count`, `--duration`, `--seed` and `--keys-log` exist only here.
+//! Command-line flags. Each flag overrides the matching `propagator.*` key of the config file
+//! ([`Args::settings`] makes the run's one [`Settings`] value: flag, else config, else the
+//! default); `--count`, `--duration`, `--seed` and `--keys-log` exist only here.
 
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::Options;
+use common::config::PropagatorConfig;
+
+use crate::Settings;
 
 pub const USAGE: &str = "\
 Sends randomly chosen events from a JSON file to the event consumer at a fixed rate.
@@ -40,7 +43,8 @@ Options:
 
 Without --count or --duration it runs until SIGTERM or SIGINT.
 Exit status: 0 every event sent was delivered; 1 an event was rejected, given up or
-abandoned at shutdown; 2 configuration or input error.
+abandoned at shutdown, a second SIGTERM/SIGINT, or a runtime failure (as the consumer's);
+2 configuration or input error.
 ";
 
 /// What the command line asks for.
@@ -74,42 +78,49 @@ pub struct Args {
 }
 
 impl Args {
-    /// Applies the flags on top of options taken from the config file.
-    pub fn apply(&self, options: &mut Options) {
+    /// The run's settings: the config section with the flags on top.
+    pub fn settings(&self, config: &PropagatorConfig) -> Settings {
+        let mut settings = Settings::from_config(config);
+        self.apply(&mut settings);
+        settings
+    }
+
+    /// Applies the flags on top of settings taken from the config file.
+    fn apply(&self, settings: &mut Settings) {
         // The flags' list replaces the config's whole, rather than adding to it: what the
         // command line shows is where events go.
         if !self.endpoints.is_empty() {
-            options.endpoints = self.endpoints.clone();
+            settings.endpoints = self.endpoints.clone();
         }
         if let Some(period) = self.period_seconds {
-            options.period = Duration::from_secs_f64(period);
+            settings.period = Duration::from_secs_f64(period);
         }
         if let Some(path) = &self.events_file {
-            options.events_file = path.clone();
+            settings.events_file = path.clone();
         }
         if let Some(max_in_flight) = self.max_in_flight {
-            options.max_in_flight = max_in_flight;
+            settings.max_in_flight = max_in_flight;
         }
         if let Some(batch_size) = self.batch_size {
-            options.batch_size = batch_size;
+            settings.batch_size = batch_size;
         }
         if let Some(url) = &self.batch_endpoint {
-            options.batch_endpoint = Some(url.clone());
+            settings.batch_endpoint = Some(url.clone());
         }
         if self.gzip {
-            options.gzip = true;
+            settings.gzip = true;
         }
         if let Some(count) = self.count {
-            options.count = Some(count);
+            settings.count = Some(count);
         }
         if let Some(duration) = self.duration_seconds {
-            options.duration = Some(Duration::from_secs_f64(duration));
+            settings.duration = Some(Duration::from_secs_f64(duration));
         }
         if let Some(seed) = self.seed {
-            options.seed = Some(seed);
+            settings.seed = Some(seed);
         }
         if let Some(path) = &self.keys_log {
-            options.keys_log = Some(path.clone());
+            settings.keys_log = Some(path.clone());
         }
     }
 }
@@ -310,47 +321,45 @@ mod tests {
     #[test]
     fn flags_override_the_config_file() {
         let config = common::Config::default();
-        let mut options = Options::from_config(&config.propagator);
-        assert_eq!(options.period, Duration::from_secs(1));
-        run(
+        let settings = Settings::from_config(&config.propagator);
+        assert_eq!(settings.period, Duration::from_secs(1));
+        let settings = run(
             "--endpoint http://x:9/e --period 0.25 --events-file f.json --count 3 --seed 5 \
              --max-in-flight 1 --batch-size 7 --batch-endpoint http://x:9/b --gzip",
         )
         .unwrap()
-        .apply(&mut options);
-        assert_eq!(options.endpoints, ["http://x:9/e"]);
-        assert_eq!(options.period, Duration::from_millis(250));
-        assert_eq!(options.events_file, PathBuf::from("f.json"));
-        assert_eq!((options.count, options.seed), (Some(3), Some(5)));
-        assert_eq!(options.max_in_flight, 1);
-        assert_eq!(options.batch_size, 7);
-        assert_eq!(options.batch_endpoint.as_deref(), Some("http://x:9/b"));
-        assert!(options.gzip);
+        .settings(&config.propagator);
+        assert_eq!(settings.endpoints, ["http://x:9/e"]);
+        assert_eq!(settings.period, Duration::from_millis(250));
+        assert_eq!(settings.events_file, PathBuf::from("f.json"));
+        assert_eq!((settings.count, settings.seed), (Some(3), Some(5)));
+        assert_eq!(settings.max_in_flight, 1);
+        assert_eq!(settings.batch_size, 7);
+        assert_eq!(settings.batch_endpoint.as_deref(), Some("http://x:9/b"));
+        assert!(settings.gzip);
         // Keys the flags do not touch keep their config values.
-        assert_eq!(options.max_retries, config.propagator.max_retries);
-        assert_eq!(options.duration, None);
-        let mut options = Options::from_config(&config.propagator);
-        run("--period 0.001").unwrap().apply(&mut options);
-        assert_eq!(options.max_in_flight, config.propagator.max_in_flight);
-        assert_eq!(options.batch_size, 1, "one event per request by default");
-        assert_eq!(options.batch_endpoint, None);
-        assert!(!options.gzip);
+        assert_eq!(settings.max_retries, config.propagator.max_retries);
+        assert_eq!(settings.duration, None);
+        let settings = run("--period 0.001").unwrap().settings(&config.propagator);
+        assert_eq!(settings.max_in_flight, config.propagator.max_in_flight);
+        assert_eq!(settings.batch_size, 1, "one event per request by default");
+        assert_eq!(settings.batch_endpoint, None);
+        assert!(!settings.gzip);
     }
 
     #[test]
     fn several_endpoint_flags_replace_the_configured_endpoints_in_their_order() {
         let mut config = common::Config::default();
         config.propagator.endpoints = Some(vec!["http://config:1/event".into()]);
-        let mut options = Options::from_config(&config.propagator);
-        assert_eq!(options.endpoints, ["http://config:1/event"]);
-        run("--endpoint http://b:2/event --endpoint http://a:1/event")
+        let settings = Settings::from_config(&config.propagator);
+        assert_eq!(settings.endpoints, ["http://config:1/event"]);
+        let settings = run("--endpoint http://b:2/event --endpoint http://a:1/event")
             .unwrap()
-            .apply(&mut options);
-        assert_eq!(options.endpoints, ["http://b:2/event", "http://a:1/event"]);
-        let mut options = Options::from_config(&config.propagator);
-        run("--period 1").unwrap().apply(&mut options);
+            .settings(&config.propagator);
+        assert_eq!(settings.endpoints, ["http://b:2/event", "http://a:1/event"]);
+        let settings = run("--period 1").unwrap().settings(&config.propagator);
         assert_eq!(
-            options.endpoints,
+            settings.endpoints,
             ["http://config:1/event"],
             "no flag: the config's list"
         );

@@ -9,29 +9,34 @@
 //! [`Stats`] from their start to their outcome, and when the next slot is due).
 //!
 //! A taken slot is one request: one event to `POST /event`, or with `batch_size` above 1 a
-//! batch of that many [`Picked`] events (each picked, keyed and logged in turn, so the seeded
-//! choice and the keys log are the same events in the same order whatever the batch size) as
-//! one `POST /events` whose body is built when it is sent. A batch is one send in flight and
+//! batch of that many events as one `POST /events` whose body is built when it is sent. Each
+//! event is a [`SentEvent`] (its key and its entry in the events file) from the moment it is
+//! picked: picked, keyed and logged in turn, so the seeded choice and the keys log are the same
+//! events in the same order whatever the batch size; [`Sent`] reports the same values. A batch is one send in flight and
 //! one slot: the schedule, the window and the lateness count requests, the event counters
 //! count events. With several endpoints the [`Sender`] chooses one per attempt; how slots are
 //! taken and how the threads share the engine do not change.
 
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
+
+use common::logging::RateLimited;
 
 use crate::event_set::EventSet;
 use crate::events::Picker;
 use crate::keys_log::KeysLog;
 use crate::schedule::{Schedule, Slot};
-use crate::sender::{Backoff, Delivery, Outcome, Post, Sender, SenderConfig, Target, WarnLimiter};
+use crate::sender::{Delivery, Outcome, Post, Sender};
+use crate::settings::Settings;
 use crate::stats::{End, InFlight, Stats, Summary};
 use crate::stop::Stop;
-use crate::Options;
+use crate::targets::Target;
 
-/// What every sender thread of a run shares.
+/// What every sender thread of a run shares. The settings are the run's one [`Settings`],
+/// shared with the sender.
 #[derive(Debug)]
 pub(crate) struct Engine {
-    options: Options,
+    settings: Arc<Settings>,
     events: EventSet,
     sender: Sender,
     seed: u64,
@@ -72,17 +77,9 @@ struct Turn {
     keys_log: Option<KeysLog>,
     /// Created at the first slot: slot 0 is due when the run starts sending, not when it was set up.
     schedule: Option<Schedule>,
-    skip_warnings: WarnLimiter,
+    skip_warnings: RateLimited,
     /// Slots taken so far: what `--count` counts (requests, each of `batch_size` events).
     taken: u64,
-}
-
-/// One event chosen for a slot: a batch holds several.
-#[derive(Debug)]
-pub(crate) struct Picked {
-    key: String,
-    /// Its position in the events file.
-    event_index: usize,
 }
 
 /// A slot taken: its events picked, their keys logged, its send counted; not yet sent.
@@ -91,12 +88,12 @@ pub(crate) struct Taken {
     /// The send's number in the run (0 for the first).
     number: u64,
     /// One event, or the events of a batch, in the order they were picked.
-    events: Vec<Picked>,
+    events: Vec<SentEvent>,
     slot: Slot,
     lateness: Duration,
 }
 
-/// One event of a send.
+/// One event of a send, from the moment it is picked: a batch holds several.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentEvent {
     pub key: String,
@@ -124,39 +121,19 @@ impl Sent {
 }
 
 impl Engine {
-    /// An engine for `events` (checked, non-empty), with the HTTP agent built from `options`.
+    /// An engine for `events` (checked, non-empty), sending through `sender`.
     pub(crate) fn new(
-        options: Options,
-        targets: Vec<Target>,
-        tls: ureq::tls::TlsConfig,
+        settings: Arc<Settings>,
+        sender: Sender,
         events: EventSet,
         keys_log: Option<KeysLog>,
         seed: u64,
     ) -> Engine {
-        let sender = Sender::new(
-            SenderConfig {
-                endpoints: targets,
-                gzip: options.gzip,
-                auth_token: options.auth_token.clone(),
-                connect_timeout: options.connect_timeout,
-                request_timeout: options.request_timeout,
-                max_retries: options.max_retries,
-                backoff: Backoff {
-                    initial: options.backoff_initial,
-                    max: options.backoff_max,
-                },
-                shutdown_timeout: options.shutdown_timeout,
-                max_in_flight: options.max_in_flight,
-                tls,
-            },
-            // Jitter has its own generator, so retries never change which events are chosen.
-            seed ^ 0x9e37_79b9_7f4a_7c15,
-        );
         let turn = Turn {
             picker: Picker::new(events.len(), seed),
             keys_log,
             schedule: None,
-            skip_warnings: WarnLimiter::new(Duration::from_secs(1)),
+            skip_warnings: RateLimited::new(log::Level::Warn, Duration::from_secs(1), "warnings"),
             taken: 0,
         };
         Engine {
@@ -166,12 +143,12 @@ impl Engine {
             turn: Mutex::new(turn),
             end: OnceLock::new(),
             live: Mutex::default(),
-            options,
+            settings,
         }
     }
 
-    pub(crate) fn options(&self) -> &Options {
-        &self.options
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// The endpoints, in the order of the configuration.
@@ -236,18 +213,18 @@ impl Engine {
             taken,
         } = &mut *turn;
         // --count counts slots (requests): --count 20 --batch-size 50 sends 1000 events.
-        if self.options.count.is_some_and(|n| *taken >= n) {
+        if self.settings.count.is_some_and(|n| *taken >= n) {
             return finish(End::Count);
         }
-        let batch_len = self.options.batch_size;
+        let batch_len = self.settings.batch_size;
         if stop.is_requested() {
             return finish(End::Stopped);
         }
         let now = Instant::now();
-        let schedule = schedule.get_or_insert_with(|| Schedule::new(now, self.options.period));
+        let schedule = schedule.get_or_insert_with(|| Schedule::new(now, self.settings.period));
         let start = schedule.start();
         let slot = schedule.next_slot(now);
-        if let Some(duration) = self.options.duration {
+        if let Some(duration) = self.settings.duration {
             if slot.due.max(now) >= start + duration {
                 return finish(End::Duration);
             }
@@ -256,8 +233,8 @@ impl Engine {
             return finish(End::Stopped);
         }
 
-        let events: Vec<Picked> = (0..batch_len)
-            .map(|_| Picked {
+        let events: Vec<SentEvent> = (0..batch_len)
+            .map(|_| SentEvent {
                 event_index: picker.pick(),
                 key: uuid::Uuid::new_v4().to_string(),
             })
@@ -293,7 +270,7 @@ impl Engine {
             stats.mark_start(start);
             let busy = stats.in_flight();
             // Full now (every other sender busy), or full at some time since the slot was due.
-            let window_was_full = busy + 1 >= self.options.max_in_flight
+            let window_was_full = busy + 1 >= self.settings.max_in_flight
                 || live.full_until.is_some_and(|full| full >= slot.due);
             let stats = &mut live.stats;
             let number = stats.record_send(sent_at, lateness, slot.skipped, in_flight);
@@ -303,22 +280,22 @@ impl Engine {
             (number, stats.skipped_slots, busy, window_was_full)
         };
         if slot.skipped > 0 {
-            if let Some(held_back) = skip_warnings.allow(sent_at) {
-                // Whether the window was full tells an operator if a larger one would help.
-                let cause = if window_was_full {
-                    "every sender was busy"
-                } else {
-                    "senders to spare: this process was held up"
-                };
-                log::warn!(
+            // Whether the window was full tells an operator if a larger one would help.
+            let cause = if window_was_full {
+                "every sender was busy"
+            } else {
+                "senders to spare: this process was held up"
+            };
+            skip_warnings.log(
+                sent_at,
+                format_args!(
                     "sending {:.3}s late with {busy} other send(s) in flight, max_in_flight {} \
-                     ({cause}): skipped {} slot(s) (total {skipped_total}, {held_back} warnings \
-                     held back)",
+                     ({cause}): skipped {} slot(s), total {skipped_total}",
                     lateness.as_secs_f64(),
-                    self.options.max_in_flight,
+                    self.settings.max_in_flight,
                     slot.skipped,
-                );
-            }
+                ),
+            );
         }
         Ok(Taken {
             number,
@@ -331,7 +308,7 @@ impl Engine {
     /// Sends a taken slot's event (or batch) with its retries, on the calling thread, and
     /// records how it ended (unless the run already counted it as abandoned).
     pub(crate) fn send(&self, taken: Taken, stop: &Stop) -> Sent {
-        let delivery = if self.options.batch_size == 1 {
+        let delivery = if self.settings.batch_size == 1 {
             let event = &taken.events[0];
             let body = self.events.body(event.event_index);
             self.sender.deliver(body, &event.key, stop)
@@ -347,7 +324,7 @@ impl Engine {
     }
 
     /// The JSON array of a batch: each event with its `idempotency_key`.
-    fn batch_body(&self, events: &[Picked]) -> Vec<u8> {
+    fn batch_body(&self, events: &[SentEvent]) -> Vec<u8> {
         let length: usize = events
             .iter()
             .map(|e| self.events.body(e.event_index).len() + e.key.len() + 24)
@@ -369,7 +346,7 @@ impl Engine {
     fn finish(&self, taken: Taken, delivery: Delivery) -> Sent {
         let counted = {
             let mut live = lock(&self.live);
-            if live.stats.in_flight() >= self.options.max_in_flight {
+            if live.stats.in_flight() >= self.settings.max_in_flight {
                 live.full_until = Some(Instant::now());
             }
             live.stats.record_delivery(taken.number, &delivery)
@@ -386,13 +363,8 @@ impl Engine {
                 self.log_batch_outcome(&taken.events, &delivery);
             }
         }
-        let events = taken
-            .events
-            .into_iter()
-            .map(|Picked { key, event_index }| SentEvent { key, event_index })
-            .collect();
         Sent {
-            events,
+            events: taken.events,
             slot: taken.slot,
             lateness: taken.lateness,
             delivery,
@@ -401,7 +373,7 @@ impl Engine {
 
     /// A delivered batch is one debug line; a batch that was not delivered is one error line
     /// per event, as for single events, so every lost key is in the log.
-    fn log_batch_outcome(&self, events: &[Picked], delivery: &Delivery) {
+    fn log_batch_outcome(&self, events: &[SentEvent], delivery: &Delivery) {
         let duplicates = match delivery.outcome {
             Outcome::Delivered => 0,
             Outcome::Duplicate => events.len(),
@@ -463,29 +435,31 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn targets() -> Vec<Target> {
-        vec![Target {
+    /// An engine over one event for `settings`, whose sends are never made: slots are only
+    /// taken (and their ends recorded by hand).
+    fn engine_with(settings: Settings) -> Engine {
+        let settings = Arc::new(settings);
+        let target = Target {
             event_url: common::config::DEFAULT_ENDPOINT.into(),
             batch_url: None,
             name: common::config::DEFAULT_ENDPOINT.into(),
             batch_name: None,
-        }]
+        };
+        let sender = Sender::new(Arc::clone(&settings), vec![target], Default::default(), 1);
+        let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
+        Engine::new(settings, sender, EventSet::from_events(&[event]), None, 1)
     }
 
-    /// An engine over one event whose sends are never made: slots are only taken.
+    fn settings() -> Settings {
+        Settings::from_config(&common::Config::default().propagator)
+    }
+
+    /// An engine whose slots are all due at once, ending after `count`.
     fn engine(count: u64) -> Engine {
-        let mut options = Options::from_config(&common::Config::default().propagator);
-        options.period = Duration::ZERO;
-        options.count = Some(count);
-        let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
-        Engine::new(
-            options,
-            targets(),
-            Default::default(),
-            EventSet::from_events(&[event]),
-            None,
-            1,
-        )
+        let mut settings = settings();
+        settings.period = Duration::ZERO;
+        settings.count = Some(count);
+        engine_with(settings)
     }
 
     #[test]
@@ -506,18 +480,10 @@ mod tests {
 
     #[test]
     fn slots_skipped_while_the_window_was_full_count_as_window_full_after_it_empties() {
-        let mut options = Options::from_config(&common::Config::default().propagator);
-        options.period = Duration::from_millis(5);
-        options.max_in_flight = 2;
-        let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
-        let engine = Engine::new(
-            options,
-            targets(),
-            Default::default(),
-            EventSet::from_events(&[event]),
-            None,
-            1,
-        );
+        let mut settings = settings();
+        settings.period = Duration::from_millis(5);
+        settings.max_in_flight = 2;
+        let engine = engine_with(settings);
         let stop = Stop::new();
         let first = engine.take_slot(&stop).unwrap();
         let second = engine.take_slot(&stop).unwrap();
@@ -544,18 +510,10 @@ mod tests {
 
     #[test]
     fn slots_skipped_with_senders_to_spare_are_not_counted_as_window_full() {
-        let mut options = Options::from_config(&common::Config::default().propagator);
-        options.period = Duration::from_millis(5);
-        options.max_in_flight = 2;
-        let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
-        let engine = Engine::new(
-            options,
-            targets(),
-            Default::default(),
-            EventSet::from_events(&[event]),
-            None,
-            1,
-        );
+        let mut settings = settings();
+        settings.period = Duration::from_millis(5);
+        settings.max_in_flight = 2;
+        let engine = engine_with(settings);
         let stop = Stop::new();
         let first = engine.take_slot(&stop).unwrap();
         let delivered = Delivery {

@@ -20,9 +20,11 @@
 //! With `batch_size` above 1 each slot is one request of that many events (`POST /events`,
 //! each item with its own key), retried whole; with `gzip` every body is compressed.
 //!
-//! This file is the façade (options, [`Propagator`], [`run`]). Taking a slot and sending it is
-//! the engine's (`engine.rs`), the same code whether one tick or a sender thread calls it;
-//! [`window`] runs it on threads.
+//! This file is the façade ([`Propagator`], [`run`], [`SetupError`]). What a run needs is one
+//! [`Settings`] value (`settings.rs`: the config section with the flags on top), shared by
+//! the engine, the window and the sender through one `Arc`; its endpoints are resolved once,
+//! at setup (`targets.rs`). Taking a slot and sending it is the engine's (`engine.rs`), the same
+//! code whether one tick or a sender thread calls it; [`window`] runs it on threads.
 //!
 //! What it does not do: it keeps no queue of unsent events (a stopped propagator simply stops
 //! generating; slots that a busy window or a stall left more than 20 ms behind are skipped, not
@@ -38,99 +40,33 @@ pub mod events;
 pub mod keys_log;
 pub mod schedule;
 pub mod sender;
+pub mod settings;
 pub mod stats;
 pub mod stop;
+pub mod targets;
 pub mod tls;
 pub mod window;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use common::config::PropagatorConfig;
 use common::tls::TlsError;
-use common::Secret;
 
 pub use engine::{Sent, SentEvent};
 pub use schedule::Slot;
 pub use sender::{Delivery, Outcome};
+pub use settings::Settings;
 pub use stats::{End, Stats, Summary};
 pub use stop::Stop;
 
 use engine::Engine;
 use events::EventsFileError;
 use keys_log::KeysLog;
-use sender::Target;
-use tls::TlsFiles;
+use sender::Sender;
+use targets::Target;
 
-/// Everything a run needs: the `propagator` config section with the command-line overrides.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Options {
-    /// The consumers, round-robin (at least one; several share one database).
-    pub endpoints: Vec<String>,
-    pub period: Duration,
-    pub events_file: PathBuf,
-    pub auth_token: Option<Secret>,
-    pub max_retries: u32,
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    pub backoff_initial: Duration,
-    pub backoff_max: Duration,
-    pub shutdown_timeout: Duration,
-    /// Most sends in flight at once (1 to 1024).
-    pub max_in_flight: usize,
-    /// Events per request (1 to 1000): above 1, each slot POSTs that many as one batch.
-    pub batch_size: usize,
-    /// Where batches go (with one endpoint only); `None`: the sibling `events` of each
-    /// endpoint, derived at start.
-    pub batch_endpoint: Option<String>,
-    /// Compress request bodies with gzip.
-    pub gzip: bool,
-    /// Send this many events, then end.
-    pub count: Option<u64>,
-    /// Start no send after this long.
-    pub duration: Option<Duration>,
-    /// Seed for choosing events; random (and logged) when absent.
-    pub seed: Option<u64>,
-    pub keys_log: Option<PathBuf>,
-    /// CA file and client certificate for `https://` endpoints.
-    pub tls: TlsFiles,
-}
-
-impl Options {
-    /// Options from a checked config section (`Config::check` bounds every number of seconds).
-    pub fn from_config(config: &PropagatorConfig) -> Options {
-        Options {
-            endpoints: config.endpoint_list(),
-            period: Duration::from_secs_f64(config.period_seconds),
-            events_file: config.events_file.clone(),
-            auth_token: config.auth_token().cloned(),
-            max_retries: config.max_retries,
-            connect_timeout: sender::CONNECT_TIMEOUT,
-            request_timeout: Duration::from_secs_f64(config.request_timeout_seconds),
-            backoff_initial: sender::BACKOFF_INITIAL,
-            backoff_max: Duration::from_secs_f64(config.backoff_max_seconds),
-            shutdown_timeout: Duration::from_secs_f64(config.shutdown_timeout_seconds),
-            max_in_flight: config.max_in_flight,
-            batch_size: config.batch_size,
-            batch_endpoint: config.batch_endpoint().map(str::to_owned),
-            gzip: config.gzip,
-            count: None,
-            duration: None,
-            seed: None,
-            keys_log: None,
-            tls: TlsFiles {
-                ca_file: config.tls_ca_file().map(PathBuf::from),
-                client_identity: config
-                    .tls_client_identity_files()
-                    .map(|(cert, key)| (cert.to_owned(), key.to_owned())),
-            },
-        }
-    }
-}
-
-/// Why a run cannot start. Each is a configuration or input error (exit code 2).
+/// Why a run cannot start. Each is a configuration or input error ([`common::exit::CONFIG`]).
 #[derive(Debug)]
 pub enum SetupError {
     Events(EventsFileError),
@@ -181,20 +117,28 @@ pub struct Propagator {
 impl Propagator {
     /// Checks the endpoint, the TLS files, the events file and the keys log, and builds the
     /// HTTP agent.
-    pub fn new(options: Options) -> Result<Propagator, SetupError> {
-        let targets = targets(&options)?;
-        let tls = options.tls.load().map_err(SetupError::Tls)?;
-        let events = events::load(&options.events_file).map_err(SetupError::Events)?;
-        let keys_log = match &options.keys_log {
+    pub fn new(settings: Settings) -> Result<Propagator, SetupError> {
+        let targets = targets::resolve(&settings)?;
+        let tls = settings.tls.load().map_err(SetupError::Tls)?;
+        let events = events::load(&settings.events_file).map_err(SetupError::Events)?;
+        let keys_log = match &settings.keys_log {
             Some(path) => Some(KeysLog::open(path).map_err(|error| SetupError::KeysLog {
                 path: path.clone(),
                 error,
             })?),
             None => None,
         };
-        let seed = options.seed.unwrap_or_else(events::random_seed);
+        let seed = settings.seed.unwrap_or_else(events::random_seed);
+        let settings = Arc::new(settings);
+        // Jitter has its own generator, so retries never change which events are chosen.
+        let sender = Sender::new(
+            Arc::clone(&settings),
+            targets,
+            tls,
+            seed ^ 0x9e37_79b9_7f4a_7c15,
+        );
         Ok(Propagator {
-            engine: Arc::new(Engine::new(options, targets, tls, events, keys_log, seed)),
+            engine: Arc::new(Engine::new(settings, sender, events, keys_log, seed)),
         })
     }
 
@@ -225,30 +169,30 @@ impl Propagator {
     /// still unanswered then are counted as abandoned and logged with their keys, and their
     /// threads are left to their request timeouts (the process is about to exit anyway).
     pub fn run_until_stopped(self, stop: &Stop) -> Summary {
-        let options = self.engine.options();
+        let settings = self.engine.settings();
         let urls = |url: fn(&Target) -> Option<&str>| {
             let urls: Vec<&str> = self.engine.targets().iter().filter_map(url).collect();
             urls.join(", ")
         };
-        let target = match options.batch_size {
+        let target = match settings.batch_size {
             1 => format!("to {}", urls(|t| Some(&t.name))),
             n => format!("batches of {n} to {}", urls(|t| t.batch_name.as_deref())),
         };
         log::info!(
             "sending {target}{} every {}s, at most {} in flight: {} events from {}, seed {} \
              (replay with --seed {}){}{}",
-            if options.gzip { " gzipped" } else { "" },
-            options.period.as_secs_f64(),
-            options.max_in_flight,
+            if settings.gzip { " gzipped" } else { "" },
+            settings.period.as_secs_f64(),
+            settings.max_in_flight,
             self.engine.event_count(),
-            options.events_file.display(),
+            settings.events_file.display(),
             self.seed(),
             self.seed(),
-            options
+            settings
                 .count
                 .map(|n| format!(", count {n}"))
                 .unwrap_or_default(),
-            options
+            settings
                 .duration
                 .map(|d| format!(", duration {}s", d.as_secs_f64()))
                 .unwrap_or_default(),
@@ -266,119 +210,6 @@ impl Propagator {
 }
 
 /// Sets up and runs until the count, the duration or a stop request ends it.
-pub fn run(options: Options, stop: &Stop) -> Result<Summary, SetupError> {
-    Ok(Propagator::new(options)?.run_until_stopped(stop))
-}
-
-/// Each endpoint checked, with where its batches go when batches are sent, and its name for
-/// logs. Several endpoints (from `--endpoint` flags, which the config check did not see) must
-/// differ, and take their batch URLs from their own paths.
-fn targets(options: &Options) -> Result<Vec<Target>, SetupError> {
-    let several = options.endpoints.len() > 1;
-    if options.endpoints.is_empty() {
-        return Err(SetupError::Endpoint {
-            endpoint: String::new(),
-            problem: "no endpoint: set propagator.endpoint(s) or --endpoint".into(),
-        });
-    }
-    let mut targets: Vec<Target> = Vec::with_capacity(options.endpoints.len());
-    for endpoint in &options.endpoints {
-        check_endpoint(endpoint)?;
-        let name = redact_userinfo(endpoint);
-        if targets.iter().any(|t| t.name == name) {
-            return Err(SetupError::Endpoint {
-                endpoint: name,
-                problem: "is listed twice".into(),
-            });
-        }
-        let batch_url = match (options.batch_size, &options.batch_endpoint) {
-            (1, _) => None,
-            (_, Some(_)) if several => {
-                return Err(SetupError::Endpoint {
-                    endpoint: name,
-                    problem: "with several endpoints batches go to each one's sibling \
-                              `events`: remove propagator.batch_endpoint (or --batch-endpoint)"
-                        .into(),
-                })
-            }
-            (_, Some(url)) => Some(url.clone()),
-            (_, None) => Some(common::config::sibling_batch_endpoint(endpoint).map_err(
-                |problem| SetupError::Endpoint {
-                    endpoint: name.clone(),
-                    problem,
-                },
-            )?),
-        };
-        if let Some(url) = &batch_url {
-            check_endpoint(url)?;
-        }
-        targets.push(Target {
-            event_url: endpoint.clone(),
-            batch_name: batch_url.as_deref().map(redact_userinfo),
-            batch_url,
-            name,
-        });
-    }
-    Ok(targets)
-}
-
-/// Refuses an endpoint ureq could not use, at start rather than at the first send.
-fn check_endpoint(endpoint: &str) -> Result<(), SetupError> {
-    let problem = |problem: &str| {
-        Err(SetupError::Endpoint {
-            endpoint: endpoint.to_owned(),
-            problem: problem.to_owned(),
-        })
-    };
-    let uri = match endpoint.parse::<ureq::http::Uri>() {
-        Ok(uri) => uri,
-        Err(e) => return problem(&format!("not a valid URL: {e}")),
-    };
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => return problem("must start with http:// or https://"),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return problem("has no host");
-    }
-    Ok(())
-}
-
-/// The endpoint without any `user:password@` part, for logging.
-fn redact_userinfo(endpoint: &str) -> String {
-    let Some((scheme, rest)) = endpoint.split_once("://") else {
-        return endpoint.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => endpoint.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_ureq_cannot_use_are_refused_at_start() {
-        assert!(check_endpoint("http://127.0.0.1:8080/event").is_ok());
-        assert!(check_endpoint("https://consumer.example:8443/event").is_ok());
-        for (endpoint, reason) in [
-            ("http://", "no host"),
-            ("ftp://h/e", "another scheme"),
-            ("http://exa mple/e", "a space"),
-        ] {
-            assert!(check_endpoint(endpoint).is_err(), "{reason}");
-        }
-    }
-
-    #[test]
-    fn credentials_in_the_endpoint_are_not_logged() {
-        assert_eq!(
-            redact_userinfo("http://u:secret@h:1/e@x"),
-            "http://***@h:1/e@x"
-        );
-        assert_eq!(redact_userinfo("http://h:1/e"), "http://h:1/e");
-    }
+pub fn run(settings: Settings, stop: &Stop) -> Result<Summary, SetupError> {
+    Ok(Propagator::new(settings)?.run_until_stopped(stop))
 }

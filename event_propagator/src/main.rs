@@ -6,31 +6,32 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use common::config::{ConfigSource, DEFAULT_CONFIG_FILE};
-use common::EXIT_CONFIG;
+use common::exit;
+use common::signals::Signals;
 use event_propagator::cli::{self, Command};
-use event_propagator::{Options, Stop};
+use event_propagator::Stop;
 
 fn main() -> ExitCode {
-    ExitCode::from(real_main() as u8)
+    ExitCode::from(real_main())
 }
 
-fn real_main() -> i32 {
+fn real_main() -> u8 {
     let args = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(args)) => args,
         Ok(Command::Help) => {
             print!("{}", cli::USAGE);
-            return 0;
+            return exit::OK;
         }
         Ok(Command::Version) => {
             println!("event_propagator {}", env!("CARGO_PKG_VERSION"));
-            return 0;
+            return exit::OK;
         }
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&e, exit::CONFIG),
     };
     // `.env` in the working directory only; real environment variables win over it. Loading
     // sets variables, so it happens before any thread starts.
     if let Err(e) = common::load_dotenv(Path::new(".env")) {
-        return fail(&e);
+        return fail(&e, exit::CONFIG);
     }
     common::logging::init();
     let config = match common::Config::load_chosen(args.config.as_deref()) {
@@ -41,29 +42,35 @@ fn real_main() -> i32 {
             );
             config
         }
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&e, exit::CONFIG),
     };
-    let mut options = Options::from_config(&config.propagator);
-    args.apply(&mut options);
-    if options.auth_token.is_some() && log::max_level() > log::LevelFilter::Debug {
+    let settings = args.settings(&config.propagator);
+    if settings.auth_token.is_some() && log::max_level() > log::LevelFilter::Debug {
         // ureq's trace output hex-dumps every byte it sends, the Authorization header included;
         // its debug output redacts headers, so debug is as far as it may go.
         log::set_max_level(log::LevelFilter::Debug);
         log::warn!("LOG_LEVEL=trace lowered to debug: trace output would contain the auth token");
     }
+    // The first stop signal arms the forced exit: a second one exits at once.
+    let signals = match Signals::register(true) {
+        Ok(signals) => signals,
+        Err(e) => return fail(&e, exit::FAILURE),
+    };
     let stop = Stop::new();
-    if let Err(e) = stop.on_signals() {
-        return fail(&format!(
-            "cannot install the SIGTERM/SIGINT/SIGHUP handlers: {e}"
-        ));
+    if let Err(e) = stop.on_signals(signals) {
+        return fail(
+            &format!("cannot start the signal thread: {e}"),
+            exit::FAILURE,
+        );
     }
-    match event_propagator::run(options, &stop) {
+    match event_propagator::run(settings, &stop) {
         Ok(summary) => summary.exit_code(),
-        Err(e) => fail(&e),
+        Err(e) => fail(&e, exit::CONFIG),
     }
 }
 
-fn fail(error: &dyn std::fmt::Display) -> i32 {
+/// Prints a fatal error, once, and gives the exit code for it.
+fn fail(error: &dyn std::fmt::Display, code: u8) -> u8 {
     eprintln!("event_propagator: {error}");
-    EXIT_CONFIG
+    code
 }

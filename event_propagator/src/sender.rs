@@ -31,16 +31,19 @@
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use common::logging::RateLimited;
 use common::Secret;
 
 use crate::answer::{
     classify, classify_batch, classify_error, consumer_message, Answer, REPLAYED_HEADER,
 };
 use crate::endpoints::{Failed, Pick, Rotation};
+use crate::settings::Settings;
 use crate::stop::Stop;
+use crate::targets::Target;
 
 /// Longest answer body read: the consumer's error bodies are a few hundred bytes.
 const MAX_ANSWER_BYTES: u64 = 64 * 1024;
@@ -54,37 +57,6 @@ const MAX_ANSWER_BYTES_PER_ITEM: u64 = 256;
 /// must hold a whole answer head, hence the same cap on that.
 const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
 
-/// What the sender needs to know, taken from the configuration.
-#[derive(Debug, Clone)]
-pub struct SenderConfig {
-    /// The consumers, each as a [`Target`]; at least one.
-    pub endpoints: Vec<Target>,
-    /// Compress request bodies with gzip and say so in `Content-Encoding`.
-    pub gzip: bool,
-    pub auth_token: Option<Secret>,
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    pub max_retries: u32,
-    pub backoff: Backoff,
-    pub shutdown_timeout: Duration,
-    /// Sends that may run at once: the connection pool keeps this many idle connections.
-    pub max_in_flight: usize,
-    /// For `https://` endpoints: trusted CAs, client certificate.
-    pub tls: ureq::tls::TlsConfig,
-}
-
-/// One endpoint: where its events and batches go, and its name in logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub event_url: String,
-    /// Where batches are POSTed (`POST /events`): set when batches are sent.
-    pub batch_url: Option<String>,
-    /// The endpoint as configured, without any `user:password@`.
-    pub name: String,
-    /// `batch_url` without any `user:password@`.
-    pub batch_name: Option<String>,
-}
-
 /// Builds the one agent used for the whole run: explicit timeouts (ureq has none by default),
 /// statuses as answers rather than errors so `Retry-After` and the error body can be read, no
 /// redirects (a POST must reach the configured endpoint, not wherever it points), and room in
@@ -94,7 +66,6 @@ pub struct Target {
 /// a thread of its own when a timeout is set): a test with two stalls saw 30 connections where
 /// 16 suffice, and skipped slots.
 pub fn build_agent(
-    connect_timeout: Duration,
     request_timeout: Duration,
     max_in_flight: usize,
     hosts: usize,
@@ -103,7 +74,7 @@ pub fn build_agent(
     ureq::Agent::config_builder()
         .tls_config(tls)
         .http_status_as_error(false)
-        .timeout_connect(Some(connect_timeout))
+        .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_global(Some(request_timeout))
         .max_idle_connections(max_in_flight.saturating_mul(hosts.max(1)))
         .max_idle_connections_per_host(max_in_flight)
@@ -221,49 +192,19 @@ impl Backoff {
     }
 }
 
-/// Lets the first warning through, then at most one per interval, counting the rest, so an
-/// outage at 1000 sends per second does not write 1000 lines per second.
-#[derive(Debug)]
-pub struct WarnLimiter {
-    interval: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl WarnLimiter {
-    pub fn new(interval: Duration) -> WarnLimiter {
-        WarnLimiter {
-            interval,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// Whether to log a warning now; if so, how many were held back since the last one.
-    pub fn allow(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now.saturating_duration_since(last) < self.interval => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
 /// Sends events with retries over one keep-alive agent, on the calling thread; shared by
 /// every sender thread of a run.
 #[derive(Debug)]
 pub struct Sender {
-    config: SenderConfig,
+    settings: Arc<Settings>,
+    /// The endpoints, resolved at setup, in the order of the configuration.
+    targets: Vec<Target>,
     agent: ureq::Agent,
     /// `Bearer <token>`, built once.
     authorization: Option<Secret>,
     jitter: Mutex<fastrand::Rng>,
-    warnings: Mutex<WarnLimiter>,
+    /// The retry warnings: one line per second however many sends are failing.
+    warnings: Mutex<RateLimited>,
     /// Failed attempts since an answer last ended an event, for the recovery message.
     failing_since: Mutex<Option<(Instant, u64)>>,
     /// Whether a batch answer without readable results was logged (once per run).
@@ -274,26 +215,35 @@ pub struct Sender {
 
 impl Sender {
     /// `jitter_seed` makes backoff waits reproducible (with one sender thread).
-    pub fn new(config: SenderConfig, jitter_seed: u64) -> Sender {
+    pub fn new(
+        settings: Arc<Settings>,
+        targets: Vec<Target>,
+        tls: ureq::tls::TlsConfig,
+        jitter_seed: u64,
+    ) -> Sender {
         let agent = build_agent(
-            config.connect_timeout,
-            config.request_timeout,
-            config.max_in_flight,
-            config.endpoints.len(),
-            config.tls.clone(),
+            settings.request_timeout,
+            settings.max_in_flight,
+            targets.len(),
+            tls,
         );
-        let authorization = config
+        let authorization = settings
             .auth_token
             .as_ref()
             .filter(|t| !t.is_empty())
             .map(|t| Secret::new(format!("Bearer {}", t.expose())));
-        let rotation = Mutex::new(Rotation::new(config.endpoints.len()));
+        let rotation = Mutex::new(Rotation::new(targets.len()));
         Sender {
-            config,
+            settings,
+            targets,
             agent,
             authorization,
             jitter: Mutex::new(fastrand::Rng::with_seed(jitter_seed)),
-            warnings: Mutex::new(WarnLimiter::new(Duration::from_secs(1))),
+            warnings: Mutex::new(RateLimited::new(
+                log::Level::Warn,
+                Duration::from_secs(1),
+                "warnings",
+            )),
             failing_since: Mutex::new(None),
             unreadable_results_logged: AtomicBool::new(false),
             rotation,
@@ -302,7 +252,15 @@ impl Sender {
 
     /// The endpoints, in the order of the configuration.
     pub fn targets(&self) -> &[Target] {
-        &self.config.endpoints
+        &self.targets
+    }
+
+    /// The retry policy: [`BACKOFF_INITIAL`] doubling up to `backoff_max`.
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: BACKOFF_INITIAL,
+            max: self.settings.backoff_max,
+        }
     }
 
     /// Sends one event until it is delivered, rejected, given up or abandoned.
@@ -320,7 +278,7 @@ impl Sender {
     /// is retried whole, with the same body and so the same keys.
     pub fn deliver_post(&self, body: &[u8], post: Post<'_>, stop: &Stop) -> Delivery {
         let compressed;
-        let body = if self.config.gzip {
+        let body = if self.settings.gzip {
             compressed = gzip(body);
             &compressed[..]
         } else {
@@ -348,7 +306,7 @@ impl Sender {
                     if left.is_zero() {
                         return self.finish(Outcome::Abandoned, attempts, last);
                     }
-                    Some(left.min(self.config.request_timeout))
+                    Some(left.min(self.settings.request_timeout))
                 }
             };
             attempts += 1;
@@ -383,7 +341,7 @@ impl Sender {
             }
             lock(&self.failing_since).get_or_insert((now, 0)).1 += 1;
             let retry = attempts; // the retry this failure would lead to
-            if retry > self.config.max_retries {
+            if retry > self.settings.max_retries {
                 return self.finish(Outcome::GaveUp { reason }, attempts, last);
             }
             // Another endpoint that is up takes the retry at once (its Retry-After, if any,
@@ -393,28 +351,24 @@ impl Sender {
                 Duration::ZERO
             } else {
                 let mut jitter = lock(&self.jitter);
-                self.config.backoff.delay(retry, retry_after, &mut jitter)
+                self.backoff().delay(retry, retry_after, &mut jitter)
             };
-            let allowed = lock(&self.warnings).allow(now);
-            if let Some(held_back) = allowed {
-                let held_back = match held_back {
-                    0 => String::new(),
-                    n => format!("; {n} similar warnings held back"),
-                };
-                let at = match self.config.endpoints.len() {
-                    1 => String::new(),
-                    _ => format!(" at {}", self.config.endpoints[index].name),
-                };
-                let when = match fail_over {
-                    true => "at once on another endpoint".to_owned(),
-                    false => format!("in {:.3}s", wait.as_secs_f64()),
-                };
-                log::warn!(
-                    "{}{at}: {reason}; retry {retry} of {} {when}{held_back}",
+            let at = match self.targets.len() {
+                1 => String::new(),
+                _ => format!(" at {}", self.targets[index].name),
+            };
+            let when = match fail_over {
+                true => "at once on another endpoint".to_owned(),
+                false => format!("in {:.3}s", wait.as_secs_f64()),
+            };
+            lock(&self.warnings).log(
+                now,
+                format_args!(
+                    "{}{at}: {reason}; retry {retry} of {} {when}",
                     post.describe(),
-                    self.config.max_retries,
-                );
-            }
+                    self.settings.max_retries,
+                ),
+            );
             if !fail_over && !self.wait_for_retry(now + wait, stop) {
                 return self.finish(Outcome::Abandoned, attempts, last);
             }
@@ -427,7 +381,7 @@ impl Sender {
         if let Failed::Rests(rest) = lock(&self.rotation).failed(index, now) {
             log::warn!(
                 "endpoint {} is out ({reason}): sending to the others for {}s",
-                self.config.endpoints[index].name,
+                self.targets[index].name,
                 rest.as_secs_f64()
             );
         }
@@ -441,7 +395,7 @@ impl Sender {
         post: Post<'_>,
         limit: Option<Duration>,
     ) -> Answer {
-        let target = &self.config.endpoints[endpoint];
+        let target = &self.targets[endpoint];
         let (url, items) = match post {
             Post::Event { .. } => (&target.event_url, None),
             Post::Batch { items, .. } => match &target.batch_url {
@@ -460,7 +414,7 @@ impl Sender {
         if let Post::Event { key } = post {
             request = request.header("Idempotency-Key", key);
         }
-        if self.config.gzip {
+        if self.settings.gzip {
             request = request.header("Content-Encoding", "gzip");
         }
         if let Some(authorization) = &self.authorization {
@@ -517,7 +471,7 @@ impl Sender {
     /// When the event in flight must be finished by, once a stop has been requested.
     fn shutdown_deadline(&self, stop: &Stop) -> Option<Instant> {
         stop.requested_at()
-            .map(|requested| requested + self.config.shutdown_timeout)
+            .map(|requested| requested + self.settings.shutdown_timeout)
     }
 
     /// Waits until `retry_at`. Returns false when a stop request means the event must be
@@ -548,10 +502,7 @@ impl Sender {
         );
         if let (true, Some(index)) = (answered, endpoint) {
             if lock(&self.rotation).answered(index) {
-                log::info!(
-                    "endpoint {} answering again",
-                    self.config.endpoints[index].name
-                );
+                log::info!("endpoint {} answering again", self.targets[index].name);
             }
         }
         if answered {
@@ -644,18 +595,5 @@ mod tests {
             .read_to_end(&mut inflated)
             .unwrap();
         assert_eq!(inflated, body);
-    }
-
-    #[test]
-    fn warnings_are_limited_to_one_per_interval_with_a_count_of_the_rest() {
-        let mut limiter = WarnLimiter::new(Duration::from_secs(1));
-        let t0 = Instant::now();
-        assert_eq!(limiter.allow(t0), Some(0));
-        let held: Vec<_> = (1..=999)
-            .map(|ms| limiter.allow(t0 + Duration::from_millis(ms)))
-            .collect();
-        assert!(held.iter().all(Option::is_none));
-        assert_eq!(limiter.allow(t0 + Duration::from_millis(1_000)), Some(999));
-        assert_eq!(limiter.allow(t0 + Duration::from_millis(1_001)), None);
     }
 }

@@ -245,12 +245,12 @@ impl Summary {
 
     /// 0 when every event sent was delivered, 1 otherwise (rejected, given up, abandoned, or the
     /// keys log failed).
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> u8 {
         let all_delivered = self.delivered == self.sent;
         if all_delivered && self.end != End::KeysLogFailed {
-            0
+            common::exit::OK
         } else {
-            1
+            common::exit::FAILURE
         }
     }
 }

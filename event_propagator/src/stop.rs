@@ -1,16 +1,18 @@
 //! Stopping: a request that SIGTERM or SIGINT makes, and sleeps that end as soon as it is made.
 //! SIGHUP does not stop the propagator: it is logged and ignored.
 //!
-//! The signal handler only writes a byte to a socket (signal-hook's self-pipe); a small thread
-//! reads it and wakes every sleeper through a condition variable. Waiting on the condition
-//! variable with a timeout gives both: a prompt wake-up on a signal and a plain timed sleep
-//! otherwise, with no polling slices.
+//! The signal handlers are `common::signals`' (the consumer's too, with the same exit codes);
+//! a small thread of this module waits for what they leave, logs it and makes the request,
+//! which wakes every sleeper through a condition variable. Waiting on the condition variable
+//! with a timeout gives both: a prompt wake-up on a signal and a plain timed sleep otherwise,
+//! with no polling slices.
 
-use std::io::{self, Read};
-use std::os::unix::net::UnixStream;
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use common::signals::Signals;
 
 /// How long before a deadline a sleep stops trusting the OS timer and yields in a loop instead.
 /// A timed wait on Linux oversleeps by the timer slack (50 µs) plus the wake-up latency:
@@ -19,8 +21,9 @@ use std::time::{Duration, Instant};
 /// 1000 sends per second, nothing worth noting at one per second).
 pub const SPIN_MARGIN: Duration = Duration::from_micros(150);
 
-/// Exit status when a second SIGTERM/SIGINT arrives while the first is still being honoured.
-pub const EXIT_FORCED: i32 = 1;
+/// How long the signal thread waits for a stop signal before it looks at the SIGHUP flag
+/// again: a SIGHUP's log line may come this late, nothing else waits for it.
+const HANGUP_POLL: Duration = Duration::from_millis(50);
 
 /// A shared stop request. Clones refer to the same request.
 #[derive(Debug, Clone, Default)]
@@ -92,44 +95,30 @@ impl Stop {
         self.is_requested()
     }
 
-    /// Makes SIGTERM and SIGINT request this stop. A second signal while stopping exits the
-    /// process at once with [`EXIT_FORCED`], for an operator who does not want to wait.
-    /// SIGHUP (a closed terminal, `systemctl reload`) is logged and otherwise ignored.
-    pub fn on_signals(&self) -> io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        ignore_sighup()?;
-        let (mut reader, writer) = UnixStream::pair()?;
-        let armed = Arc::new(AtomicBool::new(false));
-        for signal in [SIGTERM, SIGINT] {
-            // Order matters: the conditional exit is registered first, so on the first signal it
-            // still sees `armed` false, and only a later signal finds it set.
-            signal_hook::flag::register_conditional_shutdown(
-                signal,
-                EXIT_FORCED,
-                Arc::clone(&armed),
-            )?;
-            signal_hook::flag::register(signal, Arc::clone(&armed))?;
-            signal_hook::low_level::pipe::register(signal, writer.try_clone()?)?;
-        }
+    /// Makes the stop signals of `signals` (registered with the forced exit armed by the first
+    /// one, so a second exits at once with `common::exit::FAILURE`) request this stop, on a
+    /// thread of their own. SIGHUP (a closed terminal, `systemctl reload`) is logged and
+    /// otherwise ignored: the propagator has nothing to reload, and a run should not end
+    /// because its terminal closed.
+    pub fn on_signals(&self, signals: Signals) -> io::Result<()> {
         let stop = self.clone();
         std::thread::Builder::new()
             .name("signals".into())
-            .spawn(move || {
-                let mut byte = [0u8; 1];
-                loop {
-                    match reader.read(&mut byte) {
-                        Ok(0) => return,
-                        Ok(_) => {
-                            log::info!(
-                                "stop signal received: no new sends; those in flight may finish \
-                                 (a second signal exits at once)"
-                            );
-                            stop.request();
-                            return;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(_) => return,
-                    }
+            .spawn(move || loop {
+                let stops = signals.stops_within(HANGUP_POLL);
+                // Looked at after the wait, so a SIGHUP just before a stop is logged before it.
+                if signals.take_hangup() {
+                    log::info!(
+                        "SIGHUP received: ignored (nothing to reload; SIGTERM or SIGINT stops \
+                         the propagator)"
+                    );
+                }
+                if stops > 0 && !stop.is_requested() {
+                    log::info!(
+                        "stop signal received: no new sends; those in flight may finish \
+                         (a second signal exits at once)"
+                    );
+                    stop.request();
                 }
             })?;
         Ok(())
@@ -141,30 +130,6 @@ impl Stop {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// Replaces SIGHUP's default action (ending the process with status 129) with a log line: the
-/// propagator has nothing to reload, and a run should not end because its terminal closed.
-fn ignore_sighup() -> io::Result<()> {
-    let (mut reader, writer) = UnixStream::pair()?;
-    signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, writer)?;
-    std::thread::Builder::new()
-        .name("sighup".into())
-        .spawn(move || {
-            let mut byte = [0u8; 1];
-            loop {
-                match reader.read(&mut byte) {
-                    Ok(0) => return,
-                    Ok(_) => log::info!(
-                        "SIGHUP received: ignored (nothing to reload; SIGTERM or SIGINT stops \
-                         the propagator)"
-                    ),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => return,
-                }
-            }
-        })?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -71,10 +71,10 @@ impl Shared {
 
 /// Runs the sender threads until the run is over and says why it ended.
 pub(crate) fn run(engine: Arc<Engine>, stop: &Stop) -> End {
-    let options = engine.options();
-    let max = options.max_in_flight.max(1);
-    let shutdown_timeout = options.shutdown_timeout;
-    let ahead = SPAWN_AHEAD.min(options.period);
+    let settings = engine.settings();
+    let max = settings.max_in_flight.max(1);
+    let shutdown_timeout = settings.shutdown_timeout;
+    let ahead = SPAWN_AHEAD.min(settings.period);
     let shared = Arc::new(Shared {
         engine,
         stop: stop.clone(),

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use event_propagator::{run, End, Options, Outcome, Propagator, Stop, Tick};
+use event_propagator::{run, End, Outcome, Propagator, Settings, Stop, Tick};
 
 use crate::helpers::*;
 
@@ -19,10 +19,10 @@ fn accepting_batches() -> Receiver {
     })
 }
 
-fn batch_options(dir: &TempDir, receiver: &Receiver, batch_size: usize) -> Options {
-    let mut options = options(dir, &receiver.url());
-    options.batch_size = batch_size;
-    options
+fn batch_settings(dir: &TempDir, receiver: &Receiver, batch_size: usize) -> Settings {
+    let mut settings = settings(dir, &receiver.url());
+    settings.batch_size = batch_size;
+    settings
 }
 
 fn one_tick(propagator: &mut Propagator) -> event_propagator::Sent {
@@ -36,11 +36,11 @@ fn one_tick(propagator: &mut Propagator) -> event_propagator::Sent {
 fn a_batch_of_five_is_one_post_to_events_with_five_keyed_items_and_five_logged_keys() {
     let dir = TempDir::new();
     let receiver = accepting_batches();
-    let mut options = batch_options(&dir, &receiver, 5);
+    let mut settings = batch_settings(&dir, &receiver, 5);
     // --count counts sends: one send of a batch of five.
-    options.count = Some(1);
-    options.keys_log = Some(dir.path().join("keys.log"));
-    let summary = run(options, &Stop::new()).unwrap();
+    settings.count = Some(1);
+    settings.keys_log = Some(dir.path().join("keys.log"));
+    let summary = run(settings, &Stop::new()).unwrap();
     assert_eq!(
         (
             summary.sent,
@@ -97,9 +97,9 @@ fn a_batch_of_five_is_one_post_to_events_with_five_keyed_items_and_five_logged_k
 fn count_counts_requests_each_with_a_full_batch() {
     let dir = TempDir::new();
     let receiver = accepting_batches();
-    let mut options = batch_options(&dir, &receiver, 3);
-    options.count = Some(4);
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = batch_settings(&dir, &receiver, 3);
+    settings.count = Some(4);
+    let summary = run(settings, &Stop::new()).unwrap();
     assert_eq!(
         (summary.sent, summary.batches, summary.delivered),
         (12, 4, 12)
@@ -118,12 +118,12 @@ fn count_counts_requests_each_with_a_full_batch() {
 fn batch_endpoint_overrides_the_sibling_path() {
     let dir = TempDir::new();
     let receiver = accepting_batches();
-    let mut options = batch_options(&dir, &receiver, 2);
+    let mut settings = batch_settings(&dir, &receiver, 2);
     // The endpoint itself could not give a sibling: the override is all that is used.
-    options.endpoints = vec![receiver.url().replace("/event", "/ingest")];
-    options.batch_endpoint = Some(receiver.url().replace("/event", "/bulk?tenant=a"));
-    options.count = Some(1);
-    let summary = run(options, &Stop::new()).unwrap();
+    settings.endpoints = vec![receiver.url().replace("/event", "/ingest")];
+    settings.batch_endpoint = Some(receiver.url().replace("/event", "/bulk?tenant=a"));
+    settings.count = Some(1);
+    let summary = run(settings, &Stop::new()).unwrap();
     assert_eq!((summary.delivered, summary.batches), (2, 1));
     assert_eq!(receiver.requests()[0].path, "/bulk?tenant=a");
 }
@@ -132,10 +132,10 @@ fn batch_endpoint_overrides_the_sibling_path() {
 fn batch_size_one_keeps_posting_single_events_to_the_endpoint() {
     let dir = TempDir::new();
     let receiver = Receiver::accepting();
-    let mut options = batch_options(&dir, &receiver, 1);
-    options.batch_endpoint = Some(receiver.url().replace("/event", "/bulk"));
-    options.count = Some(2);
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = batch_settings(&dir, &receiver, 1);
+    settings.batch_endpoint = Some(receiver.url().replace("/event", "/bulk"));
+    settings.count = Some(2);
+    let summary = run(settings, &Stop::new()).unwrap();
     assert_eq!(
         (summary.sent, summary.batches, summary.delivered),
         (2, 2, 2)
@@ -154,7 +154,7 @@ fn a_batch_refused_with_503_is_retried_whole_with_the_same_keys() {
         0 => Reply::status(503).header("Retry-After", "0"),
         _ => Reply::batch(request, |_| false),
     });
-    let mut propagator = Propagator::new(batch_options(&dir, &receiver, 4)).unwrap();
+    let mut propagator = Propagator::new(batch_settings(&dir, &receiver, 4)).unwrap();
     let sent = one_tick(&mut propagator);
     assert_eq!(sent.delivery.outcome, Outcome::Delivered);
     assert_eq!(sent.delivery.attempts, 2);
@@ -190,7 +190,7 @@ fn duplicates_are_counted_per_item_from_the_results() {
         1 => Reply::batch(request, |_| true),
         _ => Reply::status(201).body(r#"{"id": 1}"#),
     });
-    let mut propagator = Propagator::new(batch_options(&dir, &receiver, 4)).unwrap();
+    let mut propagator = Propagator::new(batch_settings(&dir, &receiver, 4)).unwrap();
     let outcomes: Vec<Outcome> = (0..3)
         .map(|_| one_tick(&mut propagator).delivery.outcome)
         .collect();
@@ -218,7 +218,7 @@ fn a_batch_refused_with_422_is_not_retried_and_rejects_every_event_in_it() {
             r#"{"error": "field `event_type` must not be empty", "index": 2, "field": "event_type"}"#,
         )
     });
-    let mut propagator = Propagator::new(batch_options(&dir, &receiver, 3)).unwrap();
+    let mut propagator = Propagator::new(batch_settings(&dir, &receiver, 3)).unwrap();
     let sent = one_tick(&mut propagator);
     assert!(
         matches!(&sent.delivery.outcome, Outcome::Rejected { status: 422, message } if message.contains("must not be empty (item 2, field `event_type`)")),
@@ -239,11 +239,11 @@ fn the_same_seed_sends_the_same_events_whatever_the_batch_size() {
     let types = |batch_size: usize| -> Vec<String> {
         let dir = TempDir::new();
         let receiver = accepting_batches();
-        let mut options = batch_options(&dir, &receiver, batch_size);
+        let mut settings = batch_settings(&dir, &receiver, batch_size);
         // 12 events whatever the batch size: --count counts sends.
-        options.count = Some((12 / batch_size) as u64);
-        options.seed = Some(99);
-        run(options, &Stop::new()).unwrap();
+        settings.count = Some((12 / batch_size) as u64);
+        settings.seed = Some(99);
+        run(settings, &Stop::new()).unwrap();
         receiver
             .requests()
             .iter()
@@ -271,10 +271,10 @@ fn gzip_compresses_batches_and_single_events_and_says_so() {
             1 => Reply::status(201),
             _ => Reply::batch(request, |_| false),
         });
-        let mut options = batch_options(&dir, &receiver, batch_size);
-        options.gzip = true;
-        options.count = Some((3 / batch_size) as u64);
-        let summary = run(options, &Stop::new()).unwrap();
+        let mut settings = batch_settings(&dir, &receiver, batch_size);
+        settings.gzip = true;
+        settings.count = Some((3 / batch_size) as u64);
+        let summary = run(settings, &Stop::new()).unwrap();
         assert_eq!(summary.delivered, 3, "batch size {batch_size}");
         for request in receiver.requests() {
             assert_eq!(

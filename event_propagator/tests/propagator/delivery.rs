@@ -20,9 +20,9 @@ fn one_tick(propagator: &mut Propagator) -> event_propagator::Sent {
 fn many_events_share_one_keep_alive_connection() {
     let dir = TempDir::new();
     let receiver = Receiver::accepting();
-    let mut options = options(&dir, &receiver.url());
-    options.count = Some(30);
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    settings.count = Some(30);
+    let summary = run(settings, &Stop::new()).unwrap();
     assert_eq!((summary.sent, summary.delivered), (30, 30));
     assert_eq!(summary.end, End::Count);
     assert_eq!(summary.exit_code(), 0);
@@ -54,7 +54,7 @@ fn an_event_refused_three_times_with_503_is_delivered_once_under_one_key() {
         0..=2 => Reply::status(503).header("Retry-After", "0"),
         _ => Reply::status(201),
     });
-    let mut propagator = Propagator::new(options(&dir, &receiver.url())).unwrap();
+    let mut propagator = Propagator::new(settings(&dir, &receiver.url())).unwrap();
     let sent = one_tick(&mut propagator);
     assert_eq!(sent.delivery.outcome, Outcome::Delivered);
     assert_eq!(sent.delivery.attempts, 4);
@@ -84,9 +84,9 @@ fn an_answer_lost_to_a_timeout_is_retried_and_acknowledged_as_a_duplicate() {
             Reply::status(200).header("Idempotent-Replayed", "true")
         }
     });
-    let mut options = options(&dir, &receiver.url());
-    options.request_timeout = Duration::from_millis(200);
-    let mut propagator = Propagator::new(options).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    settings.request_timeout = Duration::from_millis(200);
+    let mut propagator = Propagator::new(settings).unwrap();
     let sent = one_tick(&mut propagator);
     assert_eq!(sent.delivery.outcome, Outcome::Duplicate);
     assert_eq!(sent.delivery.attempts, 2);
@@ -102,7 +102,7 @@ fn a_422_is_rejected_at_once_with_the_consumers_message() {
         Reply::status(422)
             .body(r#"{"error": "field `event_type` is too long", "field": "event_type"}"#)
     });
-    let mut propagator = Propagator::new(options(&dir, &receiver.url())).unwrap();
+    let mut propagator = Propagator::new(settings(&dir, &receiver.url())).unwrap();
     let sent = one_tick(&mut propagator);
     let Outcome::Rejected { status, message } = &sent.delivery.outcome else {
         panic!("expected a rejection, got {:?}", sent.delivery);
@@ -122,9 +122,9 @@ fn a_422_is_rejected_at_once_with_the_consumers_message() {
 fn an_event_is_given_up_after_max_retries() {
     let dir = TempDir::new();
     let receiver = Receiver::start(|_, _| Reply::status(500));
-    let mut options = options(&dir, &receiver.url());
-    options.max_retries = 2;
-    let mut propagator = Propagator::new(options).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    settings.max_retries = 2;
+    let mut propagator = Propagator::new(settings).unwrap();
     let sent = one_tick(&mut propagator);
     assert!(
         matches!(&sent.delivery.outcome, Outcome::GaveUp { reason } if reason.contains("500")),
@@ -150,15 +150,15 @@ fn a_refused_connection_is_retried_until_the_consumer_appears() {
         .local_addr()
         .unwrap()
         .port();
-    let mut options = options(&dir, &format!("http://127.0.0.1:{port}/event"));
-    options.max_retries = 100;
+    let mut settings = settings(&dir, &format!("http://127.0.0.1:{port}/event"));
+    settings.max_retries = 100;
     let late_receiver = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
         Receiver::on(TcpListener::bind(("127.0.0.1", port)).unwrap(), |_, _| {
             Reply::status(201)
         })
     });
-    let mut propagator = Propagator::new(options).unwrap();
+    let mut propagator = Propagator::new(settings).unwrap();
     let sent = one_tick(&mut propagator);
     let receiver = late_receiver.join().unwrap();
     assert_eq!(sent.delivery.outcome, Outcome::Delivered);
@@ -175,7 +175,7 @@ fn retry_after_is_waited_for_even_when_the_backoff_is_shorter() {
         0 => Reply::status(429).header("Retry-After", "1"),
         _ => Reply::status(201),
     });
-    let mut propagator = Propagator::new(options(&dir, &receiver.url())).unwrap();
+    let mut propagator = Propagator::new(settings(&dir, &receiver.url())).unwrap();
     assert_eq!(
         one_tick(&mut propagator).delivery.outcome,
         Outcome::Delivered
@@ -190,9 +190,9 @@ fn retry_after_is_waited_for_even_when_the_backoff_is_shorter() {
 fn the_auth_token_is_sent_as_a_bearer_header() {
     let dir = TempDir::new();
     let receiver = Receiver::accepting();
-    let mut options = options(&dir, &receiver.url());
-    options.auth_token = Some(common::Secret::new("s3cr3t-t0ken"));
-    let mut propagator = Propagator::new(options).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    settings.auth_token = Some(common::Secret::new("s3cr3t-t0ken"));
+    let mut propagator = Propagator::new(settings).unwrap();
     one_tick(&mut propagator);
     assert_eq!(
         receiver.requests()[0].header("authorization"),
@@ -221,10 +221,10 @@ fn each_key_is_in_the_keys_log_before_its_first_attempt() {
             Reply::status(201)
         }
     });
-    let mut options = options(&dir, &receiver.url());
-    options.count = Some(20);
-    options.keys_log = Some(keys_log.clone());
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    settings.count = Some(20);
+    settings.keys_log = Some(keys_log.clone());
+    let summary = run(settings, &Stop::new()).unwrap();
     assert_eq!((summary.delivered, summary.rejected), (20, 0), "{summary}");
     let logged: Vec<String> = std::fs::read_to_string(&keys_log)
         .unwrap()
@@ -248,10 +248,10 @@ fn the_same_seed_sends_the_same_events_in_the_same_order() {
     let dir = TempDir::new();
     let sequence = |seed| {
         let receiver = Receiver::accepting();
-        let mut options = options(&dir, &receiver.url());
-        options.count = Some(25);
-        options.seed = Some(seed);
-        run(options, &Stop::new()).unwrap();
+        let mut settings = settings(&dir, &receiver.url());
+        settings.count = Some(25);
+        settings.seed = Some(seed);
+        run(settings, &Stop::new()).unwrap();
         receiver
             .requests()
             .iter()
@@ -269,9 +269,9 @@ fn the_same_seed_sends_the_same_events_in_the_same_order() {
 fn a_stop_request_ends_the_wait_for_the_next_slot_at_once() {
     let dir = TempDir::new();
     let receiver = Receiver::accepting();
-    let mut options = options(&dir, &receiver.url());
-    options.period = Duration::from_secs(3600);
-    let mut propagator = Propagator::new(options).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    settings.period = Duration::from_secs(3600);
+    let mut propagator = Propagator::new(settings).unwrap();
     let stop = Stop::new();
     assert!(
         matches!(propagator.tick(&stop), Tick::Sent(_)),
@@ -305,10 +305,10 @@ fn a_send_that_hangs_past_the_shutdown_timeout_is_abandoned() {
         stopper.request();
         Reply::status(201).after(Duration::from_secs(20))
     });
-    let mut options = options(&dir, &receiver.url());
-    options.request_timeout = Duration::from_secs(30);
-    options.shutdown_timeout = Duration::from_millis(300);
-    let summary = run(options, &stop).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    settings.request_timeout = Duration::from_secs(30);
+    settings.shutdown_timeout = Duration::from_millis(300);
+    let summary = run(settings, &stop).unwrap();
     let took = stop.requested_at().unwrap().elapsed();
     // How soon after the allowance it returns depends on the machine; that it did not wait for
     // the 30 s request timeout does not.
@@ -334,10 +334,10 @@ fn an_attempt_started_after_a_stop_is_cut_to_the_shutdown_allowance() {
         }
         _ => Reply::status(201).after(Duration::from_secs(20)),
     });
-    let mut options = options(&dir, &receiver.url());
-    options.request_timeout = Duration::from_secs(30);
-    options.shutdown_timeout = Duration::from_millis(600);
-    let mut propagator = Propagator::new(options).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    settings.request_timeout = Duration::from_secs(30);
+    settings.shutdown_timeout = Duration::from_millis(600);
+    let mut propagator = Propagator::new(settings).unwrap();
     let Tick::Sent(sent) = propagator.tick(&stop) else {
         panic!("expected a send");
     };
@@ -366,18 +366,17 @@ fn a_stop_during_retries_lets_the_event_finish_within_the_shutdown_timeout() {
         }
         _ => Reply::status(201),
     });
-    let mut options = options(&dir, &receiver.url());
-    options.backoff_initial = Duration::from_millis(60);
-    options.backoff_max = Duration::from_millis(60);
+    let mut settings = settings(&dir, &receiver.url());
+    settings.backoff_max = Duration::from_millis(60);
     let stop = Stop::new();
     stop.request();
     // Stop was requested before the tick: nothing new is sent.
-    let mut propagator = Propagator::new(options.clone()).unwrap();
+    let mut propagator = Propagator::new(settings.clone()).unwrap();
     assert_eq!(propagator.tick(&stop), Tick::Finished(End::Stopped));
     assert!(receiver.requests().is_empty());
 
     // Requested while the event is being retried: it still gets its allowance to finish.
-    let mut propagator = Propagator::new(options).unwrap();
+    let mut propagator = Propagator::new(settings).unwrap();
     let stop = during_retries;
     let Tick::Sent(sent) = propagator.tick(&stop) else {
         panic!("expected a send");
@@ -391,12 +390,12 @@ fn a_stop_during_retries_lets_the_event_finish_within_the_shutdown_timeout() {
 fn an_event_larger_than_the_connection_buffers_is_sent_whole() {
     let dir = TempDir::new();
     let receiver = Receiver::accepting();
-    let mut options = options(&dir, &receiver.url());
+    let mut settings = settings(&dir, &receiver.url());
     // 200 KB of payload: more than ten times the client's write buffer.
     let payload = "0123456789".repeat(20_000);
     let events = format!(r#"[{{"event_type": "big", "event_payload": "{payload}"}}]"#);
-    options.events_file = dir.write("big.json", &events);
-    let mut propagator = Propagator::new(options).unwrap();
+    settings.events_file = dir.write("big.json", &events);
+    let mut propagator = Propagator::new(settings).unwrap();
     assert_eq!(
         one_tick(&mut propagator).delivery.outcome,
         Outcome::Delivered
@@ -411,9 +410,9 @@ fn a_200_without_the_replayed_mark_is_delivered_not_a_duplicate() {
     // A server other than ours that answers 200 for an event it stored now.
     let dir = TempDir::new();
     let receiver = Receiver::start(|_, _| Reply::status(200));
-    let mut options = options(&dir, &receiver.url());
-    options.count = Some(2);
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    settings.count = Some(2);
+    let summary = run(settings, &Stop::new()).unwrap();
     assert_eq!((summary.delivered, summary.duplicates), (2, 0), "{summary}");
     assert_eq!(summary.exit_code(), 0);
 }

@@ -39,9 +39,9 @@ fn a_retried_event_is_stored_once_and_acknowledged_as_a_duplicate() {
         }
     });
     let dir = TempDir::new();
-    let mut options = options(&dir, &proxy.url());
-    options.count = Some(1);
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = settings(&dir, &proxy.url());
+    settings.count = Some(1);
+    let summary = run(settings, &Stop::new()).unwrap();
     consumer.shutdown();
     assert_eq!(
         (summary.delivered, summary.duplicates, summary.retries),
@@ -58,12 +58,12 @@ fn a_window_of_sends_back_to_back_stores_exactly_the_logged_keys_once() {
     let dir = TempDir::new();
     let db = TestDb::new();
     let consumer = event_consumer::start(&consumer_config(&db)).unwrap();
-    let mut options = options(&dir, &format!("http://{}/event", consumer.addr()));
-    options.events_file = test_support::repo_root().join("events.json");
-    options.count = Some(100);
-    options.max_in_flight = 8;
-    options.keys_log = Some(dir.path().join("keys.log"));
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = settings(&dir, &format!("http://{}/event", consumer.addr()));
+    settings.events_file = test_support::repo_root().join("events.json");
+    settings.count = Some(100);
+    settings.max_in_flight = 8;
+    settings.keys_log = Some(dir.path().join("keys.log"));
+    let summary = run(settings, &Stop::new()).unwrap();
     consumer.shutdown();
 
     assert_eq!(summary.end, End::Count);
@@ -101,11 +101,11 @@ fn delivers_over_https_to_the_consumer_with_tls_ca_file_and_every_key_is_stored_
     let consumer = https_consumer(&db, &server, None);
     let dir = TempDir::new();
     let url = format!("https://localhost:{}/event", consumer.addr().port());
-    let mut options = options(&dir, &url);
-    options.tls.ca_file = Some(pki.ca_file().to_owned());
-    options.keys_log = Some(dir.path().join("keys.log"));
-    options.count = Some(20);
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = settings(&dir, &url);
+    settings.tls.ca_file = Some(pki.ca_file().to_owned());
+    settings.keys_log = Some(dir.path().join("keys.log"));
+    settings.count = Some(20);
+    let summary = run(settings, &Stop::new()).unwrap();
     consumer.shutdown();
     assert_eq!((summary.sent, summary.delivered), (20, 20), "{summary}");
     let keys: HashSet<String> = logged_keys(&dir).into_iter().collect();
@@ -130,7 +130,7 @@ fn a_device_with_its_client_certificate_delivers_to_an_mtls_consumer_and_one_wit
     let url = format!("https://127.0.0.1:{}/event", consumer.addr().port());
 
     let dir = TempDir::new();
-    let mut with_cert = options(&dir, &url);
+    let mut with_cert = settings(&dir, &url);
     with_cert.tls.ca_file = Some(pki.ca_file().to_owned());
     with_cert.tls.client_identity = Some((device.cert.clone(), device.key.clone()));
     with_cert.count = Some(5);
@@ -138,7 +138,7 @@ fn a_device_with_its_client_certificate_delivers_to_an_mtls_consumer_and_one_wit
     assert_eq!(summary.delivered, 5, "{summary}");
 
     let other = TempDir::new();
-    let mut without = options(&other, &url);
+    let mut without = settings(&other, &url);
     without.tls.ca_file = Some(pki.ca_file().to_owned());
     without.count = Some(1);
     without.max_retries = 1;
@@ -154,12 +154,12 @@ fn count_20_batches_of_50_gzipped_store_1000_rows_whose_keys_are_the_keys_log() 
     let db = TestDb::new();
     let consumer = event_consumer::start(&consumer_config(&db)).unwrap();
     let dir = TempDir::new();
-    let mut options = options(&dir, &format!("http://{}/event", consumer.addr()));
-    options.keys_log = Some(dir.path().join("keys.log"));
-    options.count = Some(20);
-    options.batch_size = 50;
-    options.gzip = true;
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = settings(&dir, &format!("http://{}/event", consumer.addr()));
+    settings.keys_log = Some(dir.path().join("keys.log"));
+    settings.count = Some(20);
+    settings.batch_size = 50;
+    settings.gzip = true;
+    let summary = run(settings, &Stop::new()).unwrap();
     assert_eq!((summary.sent, summary.delivered), (1000, 1000), "{summary}");
     assert_eq!(summary.batches, 20, "{summary}");
     // The same keys again, as a retry would send them: every item a duplicate.

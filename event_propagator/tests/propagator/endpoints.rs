@@ -70,12 +70,12 @@ fn with_one_of_two_endpoints_down_every_event_goes_through_the_other() {
     let consumer = consumer_on(&db, 0);
     let up = format!("http://{}/event", consumer.addr());
     let (_, down) = nobody_listens();
-    let mut options = options(&dir, &down);
-    options.endpoints = vec![down.clone(), up.clone()];
-    options.count = Some(40);
-    options.max_in_flight = 2;
-    options.keys_log = Some(dir.path().join("keys.log"));
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = settings(&dir, &down);
+    settings.endpoints = vec![down.clone(), up.clone()];
+    settings.count = Some(40);
+    settings.max_in_flight = 2;
+    settings.keys_log = Some(dir.path().join("keys.log"));
+    let summary = run(settings, &Stop::new()).unwrap();
     consumer.shutdown();
 
     assert_eq!((summary.sent, summary.delivered), (40, 40), "{summary}");
@@ -106,13 +106,13 @@ fn an_endpoint_that_comes_back_is_used_again() {
     let first = consumer_on(&db, 0);
     let first_url = format!("http://{}/event", first.addr());
     let (later_port, later_url) = nobody_listens();
-    let mut options = options(&dir, &first_url);
-    options.endpoints = vec![later_url.clone(), first_url.clone()];
-    options.period = Duration::from_millis(10);
-    options.max_in_flight = 2;
-    options.keys_log = Some(dir.path().join("keys.log"));
+    let mut settings = settings(&dir, &first_url);
+    settings.endpoints = vec![later_url.clone(), first_url.clone()];
+    settings.period = Duration::from_millis(10);
+    settings.max_in_flight = 2;
+    settings.keys_log = Some(dir.path().join("keys.log"));
     let stop = Stop::new();
-    let propagator = Propagator::new(options).unwrap();
+    let propagator = Propagator::new(settings).unwrap();
     let summary = thread::scope(|scope| {
         let running = scope.spawn(|| propagator.run_until_stopped(&stop));
         // A failed wait must end the run too, or the scope would wait for it forever.
@@ -151,12 +151,12 @@ fn a_retry_after_a_503_goes_to_the_other_endpoint_with_the_same_key() {
     let stored_by_consumer = format!("http://{}/event", consumer.addr());
     // A consumer that cannot store anything now, as one whose database is down answers.
     let unavailable = Receiver::start(|_, _| Reply::status(503).header("Retry-After", "10"));
-    let mut options = options(&dir, &unavailable.url());
-    options.endpoints = vec![unavailable.url(), stored_by_consumer.clone()];
-    options.count = Some(20);
-    options.keys_log = Some(dir.path().join("keys.log"));
+    let mut settings = settings(&dir, &unavailable.url());
+    settings.endpoints = vec![unavailable.url(), stored_by_consumer.clone()];
+    settings.count = Some(20);
+    settings.keys_log = Some(dir.path().join("keys.log"));
     let started = Instant::now();
-    let summary = run(options, &Stop::new()).unwrap();
+    let summary = run(settings, &Stop::new()).unwrap();
     consumer.shutdown();
 
     assert_eq!((summary.sent, summary.delivered), (20, 20), "{summary}");

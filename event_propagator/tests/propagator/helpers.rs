@@ -1,4 +1,4 @@
-//! A recording HTTP/1.1 receiver on 127.0.0.1, temporary directories, options and a runner for
+//! A recording HTTP/1.1 receiver on 127.0.0.1, temporary directories, settings and a runner for
 //! the built binary. Shared by the `propagator` and `soak` test binaries; each uses a part.
 #![allow(dead_code)]
 
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use event_propagator::Options;
+use event_propagator::Settings;
 use test_support::TestDb;
 
 /// Three events, so tests can tell them apart by type.
@@ -90,24 +90,23 @@ impl Drop for TempDir {
     }
 }
 
-/// Options for an in-process run against `endpoint`: fast retries, short timeouts, one send in
+/// Settings for an in-process run against `endpoint`: fast retries, short timeouts, one send in
 /// flight at a time (the single-sender behaviour most tests look at; tests of the window set
 /// `max_in_flight` themselves).
-pub fn options(dir: &TempDir, endpoint: &str) -> Options {
+pub fn settings(dir: &TempDir, endpoint: &str) -> Settings {
     let config = common::Config::default();
-    let mut options = Options::from_config(&config.propagator);
-    options.endpoints = vec![endpoint.to_owned()];
-    options.events_file = dir.write("events.json", EVENTS_JSON);
-    options.period = Duration::ZERO;
-    options.backoff_initial = Duration::from_millis(10);
-    options.backoff_max = Duration::from_millis(50);
-    options.connect_timeout = Duration::from_secs(1);
-    options.request_timeout = Duration::from_secs(5);
-    options.shutdown_timeout = Duration::from_secs(2);
-    options.max_retries = 5;
-    options.max_in_flight = 1;
-    options.seed = Some(1);
-    options
+    let mut settings = Settings::from_config(&config.propagator);
+    settings.endpoints = vec![endpoint.to_owned()];
+    settings.events_file = dir.write("events.json", EVENTS_JSON);
+    settings.period = Duration::ZERO;
+    // Caps every backoff ceiling (the first is `BACKOFF_INITIAL`, 0.1 s): retries within 50 ms.
+    settings.backoff_max = Duration::from_millis(50);
+    settings.request_timeout = Duration::from_secs(5);
+    settings.shutdown_timeout = Duration::from_secs(2);
+    settings.max_retries = 5;
+    settings.max_in_flight = 1;
+    settings.seed = Some(1);
+    settings
 }
 
 /// What the receiver answers.

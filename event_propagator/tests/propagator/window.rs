@@ -24,11 +24,11 @@ fn keys_log(path: &Path) -> Vec<String> {
 fn a_window_of_one_sends_like_a_single_sender() {
     let dir = TempDir::new();
     let receiver = Receiver::start(|_, _| Reply::status(201).after(Duration::from_millis(25)));
-    let mut options = options(&dir, &receiver.url());
-    options.period = Duration::from_millis(10);
-    options.count = Some(12);
-    options.max_in_flight = 1;
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    settings.period = Duration::from_millis(10);
+    settings.count = Some(12);
+    settings.max_in_flight = 1;
+    let summary = run(settings, &Stop::new()).unwrap();
     assert_eq!(summary.delivered, 12, "{summary}");
     let requests = receiver.requests();
     assert_eq!(receiver.max_concurrent(), 1, "one request at a time");
@@ -56,12 +56,12 @@ fn never_more_than_max_in_flight_requests_are_open_at_once() {
     let receiver = Receiver::start(|_, n| {
         Reply::status(201).after(Duration::from_millis((n as u64 * 7) % 13))
     });
-    let mut options = options(&dir, &receiver.url());
+    let mut settings = settings(&dir, &receiver.url());
     // Back to back: the window is full all the time.
-    options.period = Duration::ZERO;
-    options.count = Some(300);
-    options.max_in_flight = 8;
-    let summary = run(options, &Stop::new()).unwrap();
+    settings.period = Duration::ZERO;
+    settings.count = Some(300);
+    settings.max_in_flight = 8;
+    let summary = run(settings, &Stop::new()).unwrap();
     assert_eq!((summary.sent, summary.delivered), (300, 300), "{summary}");
     assert_eq!(receiver.requests().len(), 300);
     assert_eq!(
@@ -89,13 +89,13 @@ fn the_same_seed_picks_the_same_events_in_slot_order_whatever_the_window() {
         let receiver = Receiver::start(|_, n| {
             Reply::status(201).after(Duration::from_millis((n as u64 * 5) % 9))
         });
-        let mut options = options(&dir, &receiver.url());
-        options.period = Duration::from_millis(1);
-        options.count = Some(60);
-        options.seed = Some(seed);
-        options.max_in_flight = max_in_flight;
-        options.keys_log = Some(dir.path().join(log_name));
-        let summary = run(options, &Stop::new()).unwrap();
+        let mut settings = settings(&dir, &receiver.url());
+        settings.period = Duration::from_millis(1);
+        settings.count = Some(60);
+        settings.seed = Some(seed);
+        settings.max_in_flight = max_in_flight;
+        settings.keys_log = Some(dir.path().join(log_name));
+        let summary = run(settings, &Stop::new()).unwrap();
         assert_eq!(summary.delivered, 60, "{summary}");
         let type_of: HashMap<String, String> = receiver
             .requests()
@@ -134,12 +134,12 @@ fn a_count_with_a_window_sends_exactly_n_and_logs_every_key_before_its_send() {
         }
         Reply::status(201).after(Duration::from_millis((n as u64 * 3) % 7))
     });
-    let mut options = options(&dir, &receiver.url());
-    options.period = Duration::from_micros(500);
-    options.count = Some(150);
-    options.max_in_flight = 16;
-    options.keys_log = Some(log_path.clone());
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    settings.period = Duration::from_micros(500);
+    settings.count = Some(150);
+    settings.max_in_flight = 16;
+    settings.keys_log = Some(log_path.clone());
+    let summary = run(settings, &Stop::new()).unwrap();
     assert_eq!(summary.end, End::Count);
     assert_eq!(
         (summary.sent, summary.delivered, summary.rejected),
@@ -165,11 +165,11 @@ fn a_count_with_a_window_sends_exactly_n_and_logs_every_key_before_its_send() {
 fn a_duration_with_a_window_starts_nothing_after_it_and_lets_the_sends_in_flight_finish() {
     let dir = TempDir::new();
     let receiver = Receiver::start(|_, _| Reply::status(201).after(Duration::from_millis(100)));
-    let mut options = options(&dir, &receiver.url());
-    options.period = Duration::from_millis(10);
-    options.duration = Some(Duration::from_millis(250));
-    options.max_in_flight = 32;
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    settings.period = Duration::from_millis(10);
+    settings.duration = Some(Duration::from_millis(250));
+    settings.max_in_flight = 32;
+    let summary = run(settings, &Stop::new()).unwrap();
     // Slots at 0, 10, ..., 240 ms fall inside 250 ms: each is sent or skipped, unless a stall
     // of the machine at the end leaves the last untaken (the soak binary's single-sender
     // duration test counts them exactly).
@@ -203,12 +203,12 @@ fn a_stop_waits_for_the_sends_in_flight_then_abandons_the_rest() {
             Reply::status(201).after(Duration::from_secs(20))
         }
     });
-    let mut options = options(&dir, &receiver.url());
-    options.period = Duration::from_millis(5);
-    options.max_in_flight = 4;
-    options.request_timeout = Duration::from_secs(30);
-    options.shutdown_timeout = Duration::from_millis(300);
-    let summary = run(options, &stop).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    settings.period = Duration::from_millis(5);
+    settings.max_in_flight = 4;
+    settings.request_timeout = Duration::from_secs(30);
+    settings.shutdown_timeout = Duration::from_millis(300);
+    let summary = run(settings, &stop).unwrap();
     let took = stop.requested_at().unwrap().elapsed();
     assert_eq!(
         summary.sent, 7,
@@ -239,12 +239,12 @@ fn slots_skipped_while_a_stalled_consumer_held_every_sender_count_as_window_full
         let at = *release.get_or_init(|| Instant::now() + Duration::from_millis(500));
         Reply::status(201).after(at.saturating_duration_since(Instant::now()))
     });
-    let mut options = options(&dir, &receiver.url());
+    let mut settings = settings(&dir, &receiver.url());
     // Long enough that a machine that is merely slow skips no slot of its own.
-    options.period = Duration::from_millis(50);
-    options.max_in_flight = 4;
-    options.count = Some(6);
-    let summary = run(options, &Stop::new()).unwrap();
+    settings.period = Duration::from_millis(50);
+    settings.max_in_flight = 4;
+    settings.count = Some(6);
+    let summary = run(settings, &Stop::new()).unwrap();
     assert_eq!(summary.delivered, 6, "{summary}");
     assert!(
         summary.skipped_slots > 0,

@@ -14,12 +14,12 @@ fn two_hundred_events_at_10_ms_are_stored_exactly_once_at_the_configured_pace() 
     let dir = TempDir::running_alone();
     let db = TestDb::new();
     let consumer = event_consumer::start(&consumer_config(&db)).unwrap();
-    let mut options = options(&dir, &format!("http://{}/event", consumer.addr()));
-    options.events_file = test_support::repo_root().join("events.json");
-    options.period = Duration::from_millis(10);
-    options.count = Some(200);
-    options.keys_log = Some(dir.path().join("keys.log"));
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = settings(&dir, &format!("http://{}/event", consumer.addr()));
+    settings.events_file = test_support::repo_root().join("events.json");
+    settings.period = Duration::from_millis(10);
+    settings.count = Some(200);
+    settings.keys_log = Some(dir.path().join("keys.log"));
+    let summary = run(settings, &Stop::new()).unwrap();
     consumer.shutdown();
 
     assert_eq!(summary.end, End::Count);
@@ -45,13 +45,13 @@ fn a_window_of_sends_at_1_khz_stores_exactly_the_logged_keys() {
     let dir = TempDir::running_alone();
     let db = TestDb::new();
     let consumer = event_consumer::start(&consumer_config(&db)).unwrap();
-    let mut options = options(&dir, &format!("http://{}/event", consumer.addr()));
-    options.events_file = test_support::repo_root().join("events.json");
-    options.period = Duration::from_millis(1);
-    options.count = Some(500);
-    options.max_in_flight = 16;
-    options.keys_log = Some(dir.path().join("keys.log"));
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = settings(&dir, &format!("http://{}/event", consumer.addr()));
+    settings.events_file = test_support::repo_root().join("events.json");
+    settings.period = Duration::from_millis(1);
+    settings.count = Some(500);
+    settings.max_in_flight = 16;
+    settings.keys_log = Some(dir.path().join("keys.log"));
+    let summary = run(settings, &Stop::new()).unwrap();
     consumer.shutdown();
     eprintln!("window 16 at 1 kHz against the consumer: {summary}");
 

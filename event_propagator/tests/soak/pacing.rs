@@ -12,11 +12,11 @@ use crate::helpers::*;
 fn a_duration_stops_new_sends_once_it_has_passed() {
     let dir = TempDir::running_alone();
     let receiver = Receiver::accepting();
-    let mut options = options(&dir, &receiver.url());
-    options.period = Duration::from_millis(100);
-    options.duration = Some(Duration::from_millis(350));
+    let mut settings = settings(&dir, &receiver.url());
+    settings.period = Duration::from_millis(100);
+    settings.duration = Some(Duration::from_millis(350));
     let started = Instant::now();
-    let summary = run(options, &Stop::new()).unwrap();
+    let summary = run(settings, &Stop::new()).unwrap();
     // Slots at 0, 100, 200 and 300 ms fall inside 350 ms; the one at 400 ms does not.
     assert_eq!((summary.sent, summary.end), (4, End::Duration), "{summary}");
     assert!(started.elapsed() < Duration::from_millis(600));
@@ -26,10 +26,10 @@ fn a_duration_stops_new_sends_once_it_has_passed() {
 fn a_fixed_rate_keeps_its_pace_as_seen_by_the_receiver() {
     let dir = TempDir::running_alone();
     let receiver = Receiver::accepting();
-    let mut options = options(&dir, &receiver.url());
-    options.period = Duration::from_millis(5);
-    options.count = Some(200);
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    settings.period = Duration::from_millis(5);
+    settings.count = Some(200);
+    let summary = run(settings, &Stop::new()).unwrap();
     assert_eq!(summary.delivered, 200);
     // 199 intervals of 5 ms: a fixed-rate schedule lands on 200/s unless sends overran.
     let rate = summary.rate.unwrap();
@@ -63,10 +63,10 @@ fn a_fixed_rate_keeps_its_pace_as_seen_by_the_receiver() {
 fn a_thousand_sends_per_second_keep_to_the_schedule() {
     let dir = TempDir::running_alone();
     let receiver = Receiver::accepting();
-    let mut options = options(&dir, &receiver.url());
-    options.period = Duration::from_millis(1);
-    options.count = Some(3_000);
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    settings.period = Duration::from_millis(1);
+    settings.count = Some(3_000);
+    let summary = run(settings, &Stop::new()).unwrap();
     eprintln!("1 ms period: {summary}");
     assert_eq!(summary.delivered, 3_000, "{summary}");
     assert!(

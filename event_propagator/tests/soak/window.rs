@@ -14,12 +14,12 @@ const HELD: Duration = Duration::from_millis(30);
 fn a_window_rides_out_answers_slower_than_the_period_and_a_single_sender_cannot() {
     let dir = TempDir::running_alone();
     let receiver = Receiver::start(|_, _| Reply::status(201).after(HELD));
-    let mut options = options(&dir, &receiver.url());
+    let mut settings = settings(&dir, &receiver.url());
     // 15 sends are waiting for their answers at any time: 2 ms apart, answered after 30 ms.
-    options.period = Duration::from_millis(2);
-    options.count = Some(100);
-    options.max_in_flight = 32;
-    let summary = run(options.clone(), &Stop::new()).unwrap();
+    settings.period = Duration::from_millis(2);
+    settings.count = Some(100);
+    settings.max_in_flight = 32;
+    let summary = run(settings.clone(), &Stop::new()).unwrap();
     eprintln!("window 32: {summary}");
     assert_eq!((summary.sent, summary.delivered), (100, 100), "{summary}");
     assert_eq!(summary.exit_code(), 0);
@@ -52,10 +52,10 @@ fn a_window_rides_out_answers_slower_than_the_period_and_a_single_sender_cannot(
     // The same consumer and pace with one send in flight: each slot waits for the previous
     // answer, so about 14 of every 15 slots pass unused.
     let receiver = Receiver::start(|_, _| Reply::status(201).after(HELD));
-    options.endpoints = vec![receiver.url()];
-    options.count = Some(20);
-    options.max_in_flight = 1;
-    let summary = run(options, &Stop::new()).unwrap();
+    settings.endpoints = vec![receiver.url()];
+    settings.count = Some(20);
+    settings.max_in_flight = 1;
+    let summary = run(settings, &Stop::new()).unwrap();
     eprintln!("window 1: {summary}");
     assert_eq!(summary.delivered, 20, "{summary}");
     assert!(
@@ -80,11 +80,11 @@ fn the_connections_opened_during_one_stall_are_kept_alive_for_the_next() {
         10..=24 | 60..=74 => Reply::status(201).after(Duration::from_millis(40)),
         _ => Reply::status(201),
     });
-    let mut options = options(&dir, &receiver.url());
-    options.period = Duration::from_millis(2);
-    options.count = Some(90);
-    options.max_in_flight = 32;
-    let summary = run(options, &Stop::new()).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    settings.period = Duration::from_millis(2);
+    settings.count = Some(90);
+    settings.max_in_flight = 32;
+    let summary = run(settings, &Stop::new()).unwrap();
     assert_eq!(summary.delivered, 90, "{summary}");
     let concurrent = receiver.max_concurrent();
     assert!(

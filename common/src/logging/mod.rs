@@ -5,11 +5,17 @@
 //! cron mail, a file) each line starts with an RFC 3339 UTC timestamp and the level.
 //! The level comes from `LOG_LEVEL` (error, warn, info, debug, trace; default info). The
 //! PostgreSQL driver's debug records (statements with their parameters) show only at trace.
+//!
+//! Lines that may come in storms go through [`RateLimited`] (`rate_limited.rs`).
 
 use std::io::Write;
 use std::time::SystemTime;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
+
+mod rate_limited;
+
+pub use rate_limited::RateLimited;
 
 struct StderrLogger {
     journald: bool,
