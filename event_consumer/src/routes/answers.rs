@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::http::{Response, Status};
 use crate::db::{Outcome, Saved, StoredEvent};
+use crate::http::{Response, Status};
 use crate::pipeline::QueueError;
 
 /// The answer to a job once the pipeline has its outcome.
