@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod calendar;
 pub mod config;
 pub mod dotenv;
 pub mod event;
