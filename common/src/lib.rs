@@ -1,5 +1,6 @@
-//! What both services share: the event with its validation, the configuration, `.env`, the
-//! logger, the TLS files.
+//! What both services share: the event with its validation, a batch of events (`POST /events`
+//! and the propagator's events file), the configuration, `.env`, the logger, the TLS files, the
+//! calendar.
 //!
 //! This crate does no network or database I/O; it reads the files it is pointed at (config,
 //! `.env`, events) and writes log lines to stderr, nothing else.
@@ -14,11 +15,10 @@ pub mod file;
 pub mod logging;
 pub mod tls;
 
+pub use batch::{read_event_list, BatchError};
 pub use config::{Config, ConfigError, Secret};
 pub use dotenv::load_dotenv;
-pub use event::{
-    parse_event, parse_event_list, read_event_list, Event, EventError, EventListError,
-};
+pub use event::{parse_event, Event, EventError};
 
 /// Exit code for a configuration or input error, shared by both binaries.
 pub const EXIT_CONFIG: i32 = 2;
