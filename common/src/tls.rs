@@ -1,6 +1,8 @@
 //! PEM files for TLS, as every TLS side of the system needs them: the consumer's server
 //! certificate, key and client CA, the propagator's CA and client certificate, the database's
-//! root certificate.
+//! root certificate. Every PEM file of the system is read here ([`read_pem`]); each side builds
+//! its TLS library's configuration from what these functions return: the consumer's server side
+//! (`event_consumer/src/https/`) and database side, the propagator's client side.
 //!
 //! Each error names the config key and the file and says what is wrong, never what the file
 //! holds (a key file is a secret). Files are read as the config file is: regular files only,
