@@ -2,6 +2,9 @@
 //!
 //! Parse, don't validate: [`Event`] can only be built through [`Event::new`] or [`parse_event`],
 //! both of which run the rules, so anything holding an `Event` holds a valid one.
+//!
+//! An array of events (`POST /events`, the propagator's events file) is read by
+//! [`batch`](crate::batch), each item checked here (`EventSeed`).
 
 use std::fmt;
 
