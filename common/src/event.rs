@@ -2,9 +2,11 @@
 //!
 //! Parse, don't validate: [`Event`] can only be built through [`Event::new`] or [`parse_event`],
 //! both of which run the rules, so anything holding an `Event` holds a valid one.
+//!
+//! An array of events (`POST /events`, the propagator's events file) is read by
+//! [`batch`](crate::batch), each item checked here (`EventSeed`).
 
 use std::fmt;
-use std::io::{self, BufRead};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -191,102 +193,43 @@ pub fn parse_event(body: &[u8]) -> Result<Event, EventError> {
             valid_up_to: e.valid_up_to(),
         });
     }
-    match serde_json::from_slice::<Checked>(body) {
-        Ok(Checked(outcome)) => outcome,
+    match check_document(body, false) {
+        Ok(checked) => checked.map(|(event, _)| event),
         Err(e) => Err(EventError::InvalidJson {
             message: e.to_string(),
         }),
     }
 }
 
-/// Why an array of events (the propagator's events file) cannot be used.
-#[derive(Debug)]
-pub enum EventListError {
-    InvalidJson(serde_json::Error),
-    NotAnArray { found: &'static str },
-    Empty,
-    Invalid { index: usize, error: EventError },
+/// A JSON value checked against the event rules: the event with the `idempotency_key` that came
+/// with it, or the first rule it breaks. Only with `allow_key` (a batch item) may a key come;
+/// without, `idempotency_key` is an unknown field like any other.
+pub(crate) type Checked = Result<(Event, Option<String>), EventError>;
+
+/// Checks one JSON document (nothing but whitespace may follow it): a request body, or a line
+/// of an NDJSON batch. A serde error means broken JSON, never a broken rule.
+pub(crate) fn check_document(json: &[u8], allow_key: bool) -> Result<Checked, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let checked = EventSeed { allow_key }.deserialize(&mut de)?;
+    de.end()?;
+    Ok(checked)
 }
 
-impl fmt::Display for EventListError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EventListError::InvalidJson(e) => write!(f, "not valid JSON: {e}"),
-            EventListError::NotAnArray { found } => {
-                write!(f, "must be a JSON array of events, found {found}")
-            }
-            EventListError::Empty => write!(f, "holds no events: the array is empty"),
-            EventListError::Invalid { index, error } => {
-                write!(f, "event at index {index}: {error}")
-            }
-        }
-    }
+/// Checks one JSON value where it stands, e.g. an item of an array (`batch.rs`). Rule
+/// violations are carried in the value rather than as serde errors, so a serde error always
+/// means broken JSON syntax.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventSeed {
+    pub(crate) allow_key: bool,
 }
 
-impl std::error::Error for EventListError {}
+impl<'de> DeserializeSeed<'de> for EventSeed {
+    type Value = Checked;
 
-/// Parses a JSON array of events, validating each entry with the same rules as [`parse_event`].
-/// A leading UTF-8 byte order mark is skipped.
-pub fn parse_event_list(json: &[u8]) -> Result<Vec<Event>, EventListError> {
-    let mut events = Vec::new();
-    let mut de = serde_json::Deserializer::from_slice(crate::file::strip_bom(json));
-    parse_list(&mut de, |event| events.push(event))?;
-    Ok(events)
-}
-
-/// Like [`parse_event_list`], but reads from `reader` and hands each valid event to `each` as
-/// soon as it is parsed, so that neither the text nor a list of events is ever held whole.
-/// After a bad entry `each` is not called again. Returns how many events were handed over.
-pub fn read_event_list<R: io::Read>(
-    reader: R,
-    each: impl FnMut(Event),
-) -> Result<usize, EventListError> {
-    let mut reader = io::BufReader::new(reader);
-    let start = reader
-        .fill_buf()
-        .map_err(|e| EventListError::InvalidJson(serde_json::Error::io(e)))?;
-    if start.starts_with(crate::file::UTF8_BOM) {
-        reader.consume(crate::file::UTF8_BOM.len());
-    }
-    parse_list(&mut serde_json::Deserializer::from_reader(reader), each)
-}
-
-/// The one list parser behind both entry points: the array, each entry checked, then the end
-/// of the input (only whitespace may follow).
-fn parse_list<'de, R: serde_json::de::Read<'de>>(
-    de: &mut serde_json::Deserializer<R>,
-    each: impl FnMut(Event),
-) -> Result<usize, EventListError> {
-    let outcome = ListSeed { each }
-        .deserialize(&mut *de)
-        .map_err(EventListError::InvalidJson)?;
-    de.end().map_err(EventListError::InvalidJson)?;
-    match outcome? {
-        0 => Err(EventListError::Empty),
-        n => Ok(n),
-    }
-}
-
-/// A JSON value that was checked against the event rules. Rule violations are carried in the
-/// value rather than as serde errors, so a serde error always means broken JSON syntax.
-struct Checked(Result<Event, EventError>);
-
-impl<'de> Deserialize<'de> for Checked {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_any(EventVisitor { allow_key: false })
-            .map(|outcome| Checked(outcome.map(|(event, _)| event)))
-    }
-}
-
-/// Like [`Checked`], for a batch item: the event may carry an `idempotency_key`.
-pub(crate) struct CheckedItem(pub(crate) Result<(Event, Option<String>), EventError>);
-
-impl<'de> Deserialize<'de> for CheckedItem {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_any(EventVisitor { allow_key: true })
-            .map(CheckedItem)
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Checked, D::Error> {
+        deserializer.deserialize_any(EventVisitor {
+            allow_key: self.allow_key,
+        })
     }
 }
 
@@ -296,7 +239,7 @@ struct EventVisitor {
 }
 
 impl<'de> Visitor<'de> for EventVisitor {
-    type Value = Result<(Event, Option<String>), EventError>;
+    type Value = Checked;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an event object")
@@ -450,88 +393,6 @@ impl<'de> Visitor<'de> for FieldValueVisitor {
     }
 }
 
-/// A JSON array whose entries are each checked and handed to `each`; the first bad entry is
-/// kept with its index. The value is how many events were handed over.
-struct ListSeed<F> {
-    each: F,
-}
-
-impl<'de, F: FnMut(Event)> DeserializeSeed<'de> for ListSeed<F> {
-    type Value = Result<usize, EventListError>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(ListVisitor { each: self.each })
-    }
-}
-
-struct ListVisitor<F> {
-    each: F,
-}
-
-impl<F> ListVisitor<F> {
-    fn not_an_array<E>(found: &'static str) -> Result<Result<usize, EventListError>, E> {
-        Ok(Err(EventListError::NotAnArray { found }))
-    }
-}
-
-impl<'de, F: FnMut(Event)> Visitor<'de> for ListVisitor<F> {
-    type Value = Result<usize, EventListError>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of events")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut index = 0;
-        let mut first_error = None;
-        while let Some(Checked(outcome)) = seq.next_element::<Checked>()? {
-            // Later entries are still parsed after an error, so broken JSON further on is
-            // reported as such; they are no longer handed over.
-            match outcome {
-                Ok(event) if first_error.is_none() => (self.each)(event),
-                Ok(_) => {}
-                Err(error) => {
-                    first_error.get_or_insert(EventListError::Invalid { index, error });
-                }
-            }
-            index += 1;
-        }
-        match first_error {
-            Some(error) => Ok(Err(error)),
-            None => Ok(Ok(index)),
-        }
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Self::not_an_array("an object")
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Self::not_an_array("a string")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Self::not_an_array("a boolean")
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Self::not_an_array("a number")
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Self::not_an_array("a number")
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Self::not_an_array("a number")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Self::not_an_array("null")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,67 +503,5 @@ mod tests {
                 "{reason}: message `{err}` names no field"
             );
         }
-    }
-
-    #[test]
-    fn a_list_error_names_the_index_of_the_bad_entry() {
-        let json =
-            br#"[{"event_type":"a","event_payload":"b"},{"event_type":"","event_payload":"b"}]"#;
-        let err = parse_event_list(json).unwrap_err();
-        assert!(err.to_string().starts_with("event at index 1:"), "{err}");
-    }
-
-    #[test]
-    fn a_list_after_a_utf8_byte_order_mark_is_accepted() {
-        let json = b"\xEF\xBB\xBF[{\"event_type\":\"a\",\"event_payload\":\"b\"}]";
-        assert_eq!(parse_event_list(json).unwrap().len(), 1, "from bytes");
-        let mut types = Vec::new();
-        let read = read_event_list(&json[..], |e| types.push(e.event_type().to_owned()));
-        assert_eq!(read.unwrap(), 1, "from a reader");
-        assert_eq!(types, ["a"]);
-    }
-
-    #[test]
-    fn reading_a_list_from_a_reader_agrees_with_parsing_it_from_bytes() {
-        let cases: [(&[u8], &str); 7] = [
-            (br#"[{"event_type":"a","event_payload":"b"}, {"event_payload":"\u00e9","event_type":"c"}]"#, "two events"),
-            (br#"[{"event_type":"a","event_payload":"b"},{"event_type":"","event_payload":"b"}]"#, "a bad second entry"),
-            (br#"[{"event_type":"","event_payload":"b"},{"#, "a bad entry, then broken JSON"),
-            (b"[]", "empty"),
-            (b"{}", "an object"),
-            (br#"[{"event_type":"a","event_payload":"b"}] x"#, "trailing garbage"),
-            (b"", "nothing at all"),
-        ];
-        for (json, reason) in cases {
-            let from_bytes = parse_event_list(json);
-            let mut events = Vec::new();
-            let from_reader = read_event_list(json, |e| events.push(e));
-            match (from_bytes, from_reader) {
-                (Ok(expected), Ok(n)) => {
-                    assert_eq!(n, expected.len(), "{reason}");
-                    assert_eq!(events, expected, "{reason}");
-                }
-                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{reason}"),
-                (a, b) => panic!("{reason}: from bytes {a:?}, from a reader {b:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn a_list_must_be_a_non_empty_array() {
-        assert!(matches!(
-            parse_event_list(b"[]"),
-            Err(EventListError::Empty)
-        ));
-        assert!(matches!(
-            parse_event_list(b"{}"),
-            Err(EventListError::NotAnArray { .. })
-        ));
-        assert!(matches!(
-            parse_event_list(b"[{]"),
-            Err(EventListError::InvalidJson(_))
-        ));
-        let ok = parse_event_list(br#"[{"event_type":"a","event_payload":"b"}]"#).unwrap();
-        assert_eq!(ok.len(), 1);
     }
 }

@@ -1,6 +1,8 @@
 //! PEM files for TLS, as every TLS side of the system needs them: the consumer's server
 //! certificate, key and client CA, the propagator's CA and client certificate, the database's
-//! root certificate.
+//! root certificate. Every PEM file of the system is read here ([`read_pem`]); each side builds
+//! its TLS library's configuration from what these functions return: the consumer's server side
+//! (`event_consumer/src/https/`) and database side, the propagator's client side.
 //!
 //! Each error names the config key and the file and says what is wrong, never what the file
 //! holds (a key file is a secret). Files are read as the config file is: regular files only,
@@ -123,7 +125,7 @@ pub fn read_certificates(
     key: &'static str,
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let text = read(key, path)?;
+    let text = read_pem(key, path)?;
     let mut certs = Vec::new();
     for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(&text) {
         let (kind, der) = section.map_err(|e| TlsError::new(key, path, bad_pem(&e)))?;
@@ -143,7 +145,7 @@ pub fn read_private_key(
     key: &'static str,
     path: &Path,
 ) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let text = read(key, path)?;
+    let text = read_pem(key, path)?;
     if text
         .windows(b"BEGIN ENCRYPTED PRIVATE KEY".len())
         .any(|w| w == b"BEGIN ENCRYPTED PRIVATE KEY")
@@ -295,7 +297,10 @@ pub fn root_store(key: &'static str, path: Option<&Path>) -> Result<RootCertStor
     }
 }
 
-fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+/// The text of a PEM file named by the config key `key`: a regular file of at most
+/// [`PEM_MAX_BYTES`]. Every reader above starts here; a TLS library that takes PEM text
+/// itself (ureq's client key) is given it from here too.
+pub fn read_pem(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     crate::file::read_limited(path, PEM_MAX_BYTES)
         .map_err(|e| TlsError::new(key, path, TlsProblem::Read(e)))
 }

@@ -7,7 +7,6 @@
 #![forbid(unsafe_code)]
 
 pub mod answer;
-pub mod cert_summary;
 pub mod content_coding;
 pub mod db;
 pub mod http;

@@ -1,6 +1,6 @@
 //! The events file and the random choice among its events.
 //!
-//! The file is checked entry by entry with the same rules the consumer applies
+//! The file is a batch without keys, checked item by item by the parser of `POST /events`
 //! ([`common::read_event_list`]), so the propagator never sends an event the consumer would
 //! refuse for its content. Choice is uniform, from a seedable generator so that a run can be
 //! replayed with `--seed`.
@@ -9,11 +9,12 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use common::EventListError;
+use common::BatchError;
 
 use crate::event_set::EventSet;
 
-/// Why the events file cannot be used. The message names the file (and the entry, if one is bad).
+/// Why the events file cannot be used. The message names the file (and the item's index and
+/// field, if one is bad).
 #[derive(Debug)]
 pub enum EventsFileError {
     Read {
@@ -22,7 +23,7 @@ pub enum EventsFileError {
     },
     Invalid {
         path: PathBuf,
-        error: EventListError,
+        error: BatchError,
     },
 }
 
@@ -33,9 +34,25 @@ impl fmt::Display for EventsFileError {
                 write!(f, "cannot read events file {}: {error}", path.display())
             }
             EventsFileError::Invalid { path, error } => {
-                write!(f, "events file {}: {error}", path.display())
+                write!(f, "events file {}: ", path.display())?;
+                describe(error, f)
             }
         }
+    }
+}
+
+/// What is wrong with the file's contents, worded for a file (`BatchError`'s own words are the
+/// answers of `POST /events`, about a request body).
+fn describe(error: &BatchError, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match error {
+        BatchError::Invalid { index, error } => write!(f, "event at index {index}: {error}"),
+        BatchError::Empty => f.write_str("holds no events: the array is empty"),
+        BatchError::NotAnArray { found } => {
+            write!(f, "must be a JSON array of events, found {found}")
+        }
+        BatchError::InvalidJson { message, .. } => write!(f, "not valid JSON: {message}"),
+        // Not produced for a file: it is read as JSON text, and has no item limit.
+        BatchError::NotUtf8 { .. } | BatchError::TooMany { .. } => write!(f, "{error}"),
     }
 }
 
@@ -80,12 +97,11 @@ fn load_limited(path: &Path, limit: u64) -> Result<EventSet, EventsFileError> {
     if reader.limit() == 0 {
         return Err(read_error(common::file::too_large(limit)));
     }
-    match parsed {
+    match parsed.map_err(read_error)? {
         Ok(_) => {
             events.shrink_to_fit();
             Ok(events)
         }
-        Err(EventListError::InvalidJson(e)) if e.is_io() => Err(read_error(e.into())),
         Err(error) => Err(EventsFileError::Invalid {
             path: path.to_owned(),
             error,
@@ -96,11 +112,15 @@ fn load_limited(path: &Path, limit: u64) -> Result<EventSet, EventsFileError> {
 /// Validates the contents of an events file; `path` is used only in messages.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<EventSet, EventsFileError> {
     let mut events = EventSet::default();
-    common::read_event_list(bytes, |event| events.push(&event)).map_err(|error| {
-        EventsFileError::Invalid {
-            path: path.to_owned(),
-            error,
-        }
+    let parsed = common::read_event_list(bytes, |event| events.push(&event));
+    // A slice never fails to read; the error is mapped all the same rather than unwrapped.
+    let parsed = parsed.map_err(|error| EventsFileError::Read {
+        path: path.to_owned(),
+        error,
+    })?;
+    parsed.map_err(|error| EventsFileError::Invalid {
+        path: path.to_owned(),
+        error,
     })?;
     Ok(events)
 }

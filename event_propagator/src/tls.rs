@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::tls::{read_ca_certificates, Identity, TlsError, TlsProblem, PEM_MAX_BYTES};
+use common::tls::{read_ca_certificates, read_pem, Identity, TlsError, TlsProblem};
+use rustls::pki_types::CertificateDer;
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 
 /// The TLS files of a run (from `propagator.tls_*`).
@@ -25,11 +26,7 @@ impl TlsFiles {
         let mut builder = TlsConfig::builder();
         if let Some(ca_file) = &self.ca_file {
             let certs = read_ca_certificates("propagator.tls_ca_file", ca_file)?;
-            let certs: Vec<Certificate<'static>> = certs
-                .iter()
-                .map(|c| Certificate::from_der(c).to_owned())
-                .collect();
-            builder = builder.root_certs(RootCerts::Specific(Arc::new(certs)));
+            builder = builder.root_certs(RootCerts::Specific(Arc::new(for_ureq(&certs))));
         }
         if let Some((cert_file, key_file)) = &self.client_identity {
             builder = builder.client_cert(Some(client_cert(cert_file, key_file)?));
@@ -45,21 +42,22 @@ fn client_cert(cert_file: &Path, key_file: &Path) -> Result<ClientCert, TlsError
         "propagator.tls_client_key_file",
         key_file,
     )?;
-    let chain: Vec<Certificate<'static>> = identity
-        .certs
-        .iter()
-        .map(|c| Certificate::from_der(c).to_owned())
-        .collect();
     // ureq takes the key only as PEM (its key-kind type is not public): the file once more,
     // now that it is known to hold a good key.
     let key_key = "propagator.tls_client_key_file";
-    let problem = |problem| TlsError {
+    let pem = read_pem(key_key, key_file)?;
+    let key = PrivateKey::from_pem(&pem).map_err(|_| TlsError {
         key: key_key,
         path: key_file.to_owned(),
-        problem,
-    };
-    let pem = common::file::read_limited(key_file, PEM_MAX_BYTES)
-        .map_err(|e| problem(TlsProblem::Read(e)))?;
-    let key = PrivateKey::from_pem(&pem).map_err(|_| problem(TlsProblem::NoPrivateKey))?;
-    Ok(ClientCert::new_with_certs(&chain, key))
+        problem: TlsProblem::NoPrivateKey,
+    })?;
+    Ok(ClientCert::new_with_certs(&for_ureq(&identity.certs), key))
+}
+
+/// rustls's certificates as ureq's type (the same DER, copied).
+fn for_ureq(certs: &[CertificateDer<'static>]) -> Vec<Certificate<'static>> {
+    certs
+        .iter()
+        .map(|c| Certificate::from_der(c).to_owned())
+        .collect()
 }

@@ -1,11 +1,20 @@
-//! The two facts of an X.509 certificate the log needs: its subject and when it expires.
+//! What the log says about the server's certificate: its subject and when it expires, read
+//! from the certificate, and the line written at start and at each reload (a warning within
+//! [`EXPIRY_WARNING`] of the expiry).
 //!
 //! A short DER walk down to `tbsCertificate.validity` and `subject` (RFC 5280 §4.1) rather
 //! than an X.509 crate: those parse every extension and pull in a parser framework, for two
 //! fields read once at start and at each reload. Anything unexpected is an error, never a panic.
 
 use std::fmt;
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::calendar::days_from_civil;
+use common::config::ServerTlsFiles;
+
+/// Under this much validity left, start and reload log a warning.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
 
 /// Subject and expiry of one certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,22 +167,55 @@ fn time(tag: u8, value: &[u8]) -> Result<SystemTime, NotACertificate> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
         return Err(bad);
     }
-    let seconds =
-        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second.min(60);
+    // Month and day were checked to be small and positive just above.
+    let days = days_from_civil(year, month as u32, day as u32);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second.min(60);
     u64::try_from(seconds)
         .map(|s| UNIX_EPOCH + Duration::from_secs(s))
         .map_err(|_| NotACertificate("expires before 1970"))
 }
 
-/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let shifted_month = (month + 9) % 12;
-    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+/// Logs what the configuration just built serves: `what` says whether at start or at a reload.
+pub(super) fn log_certificate(what: &str, summary: Option<&CertSummary>, files: &ServerTlsFiles) {
+    let mutual = files.client_ca.is_some();
+    let (level, line) = certificate_line(what, summary, &files.cert, mutual, SystemTime::now());
+    log::log!(level, "{line}");
+}
+
+/// The certificate's line and its level: a warning when it expires within [`EXPIRY_WARNING`].
+/// Without a summary (a certificate the DER walk could not read) only the file is named.
+fn certificate_line(
+    what: &str,
+    summary: Option<&CertSummary>,
+    cert: &Path,
+    mutual: bool,
+    now: SystemTime,
+) -> (log::Level, String) {
+    let mutual = if mutual {
+        ", client certificates required"
+    } else {
+        ""
+    };
+    let Some(summary) = summary else {
+        return (
+            log::Level::Info,
+            format!("{what} {}{mutual}", cert.display()),
+        );
+    };
+    let expires = humantime::format_rfc3339_seconds(summary.not_after);
+    let left = summary.remaining(now);
+    let days = match left.as_secs() / 86_400 {
+        1 => "1 day".to_owned(),
+        n => format!("{n} days"),
+    };
+    let (subject, cert) = (&summary.subject, cert.display());
+    if left < EXPIRY_WARNING {
+        let line = format!("{what} {subject} ({cert}), which expires {expires}: in {days}{mutual}");
+        (log::Level::Warn, line)
+    } else {
+        let line = format!("{what} {subject} ({cert}), expires {expires} (in {days}){mutual}");
+        (log::Level::Info, line)
+    }
 }
 
 #[cfg(test)]
@@ -261,5 +303,42 @@ mod tests {
         assert!(time(UTC_TIME, b"7001010000Z").is_err());
         assert!(time(UTC_TIME, b"700101000000+0100").is_err());
         assert!(time(GENERALIZED_TIME, b"20001301000000Z").is_err());
+    }
+
+    #[test]
+    fn the_line_warns_within_fourteen_days_of_the_expiry() {
+        let summary = CertSummary {
+            subject: "CN=events.example.org".into(),
+            not_after: UNIX_EPOCH + Duration::from_secs(2_111_535_517),
+        };
+        let cert = Path::new("/etc/events/cert.pem");
+        let days_before = |days: u64| summary.not_after - Duration::from_secs(days * 86_400);
+        let (level, line) = certificate_line(
+            "serving HTTPS with",
+            Some(&summary),
+            cert,
+            false,
+            days_before(30),
+        );
+        assert_eq!(level, log::Level::Info);
+        assert_eq!(
+            line,
+            "serving HTTPS with CN=events.example.org (/etc/events/cert.pem), expires \
+             2036-11-29T01:38:37Z (in 30 days)"
+        );
+        let (level, line) =
+            certificate_line("reloaded:", Some(&summary), cert, true, days_before(1));
+        assert_eq!(level, log::Level::Warn);
+        assert_eq!(
+            line,
+            "reloaded: CN=events.example.org (/etc/events/cert.pem), which expires \
+             2036-11-29T01:38:37Z: in 1 day, client certificates required"
+        );
+        let (level, line) = certificate_line("serving HTTPS with", None, cert, false, UNIX_EPOCH);
+        assert_eq!(
+            (level, line.as_str()),
+            (log::Level::Info, "serving HTTPS with /etc/events/cert.pem"),
+            "a certificate the walk cannot read is named by its file"
+        );
     }
 }

@@ -1,6 +1,8 @@
-//! The consumer's HTTPS identity: the rustls server configuration built from
-//! `consumer.tls_cert_file`, `tls_key_file` and `tls_client_ca_file`, what the log says about
-//! its certificate, and its reload on SIGHUP.
+//! The server side of the consumer's TLS: the rustls server configuration built from
+//! `consumer.tls_cert_file`, `tls_key_file` and `tls_client_ca_file` (the files read by
+//! `common::tls`), and its reload on SIGHUP; [`certificate`] says what the log tells of the
+//! certificate (subject, expiry, the warning before it expires). One connection's session is
+//! `http::tls`.
 //!
 //! Each new connection takes the configuration current when it is accepted; a reload swaps it
 //! for the connections that follow, and connections already open keep the one they started
@@ -9,16 +11,14 @@
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
 
 use common::config::{ServerTls, ServerTlsFiles};
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 
-use crate::cert_summary::{summarize, CertSummary};
+pub mod certificate;
 
-/// Under this much validity left, start and reload log a warning.
-pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
+use certificate::{log_certificate, summarize, CertSummary};
 
 /// Why the HTTPS configuration could not be built.
 #[derive(Debug)]
@@ -49,7 +49,7 @@ pub struct Https {
 
 impl Https {
     /// Reads the files and builds the configuration; logs the certificate's subject and
-    /// expiry (a warning when it expires within [`EXPIRY_WARNING`]).
+    /// expiry (a warning when it expires within [`certificate::EXPIRY_WARNING`]).
     pub fn load(files: ServerTlsFiles) -> Result<Https, HttpsError> {
         let (config, summary) = build(&files)?;
         log_certificate("serving HTTPS with", summary.as_ref(), &files);
@@ -110,35 +110,4 @@ fn build(files: &ServerTlsFiles) -> Result<(Arc<ServerConfig>, Option<CertSummar
         .map_err(|e| HttpsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((Arc::new(config), summary))
-}
-
-fn log_certificate(what: &str, summary: Option<&CertSummary>, files: &ServerTlsFiles) {
-    let mutual = if files.client_ca.is_some() {
-        ", client certificates required"
-    } else {
-        ""
-    };
-    let Some(summary) = summary else {
-        log::info!("{what} {}{mutual}", files.cert.display());
-        return;
-    };
-    let expires = humantime::format_rfc3339_seconds(summary.not_after);
-    let left = summary.remaining(SystemTime::now());
-    let days = match left.as_secs() / 86_400 {
-        1 => "1 day".to_owned(),
-        n => format!("{n} days"),
-    };
-    if left < EXPIRY_WARNING {
-        log::warn!(
-            "{what} {} ({}), which expires {expires}: in {days}{mutual}",
-            summary.subject,
-            files.cert.display()
-        );
-    } else {
-        log::info!(
-            "{what} {} ({}), expires {expires} (in {days}){mutual}",
-            summary.subject,
-            files.cert.display()
-        );
-    }
 }
