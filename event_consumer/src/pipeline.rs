@@ -26,8 +26,10 @@
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use common::sync::{lock, wait_timeout};
 
 use crate::db::{Counts, Database, DbConnection, Health, Outcome, Saved, Task};
 use crate::metrics::Metrics;
@@ -146,16 +148,12 @@ impl Pipeline {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Leaves the task to the submitting thread when a database connection is idle, no job
     /// waits and no batch is being stored ([`Submitted::Lead`]); otherwise queues it (behind the
     /// waiting ones), its outcome to go to `reply`, and wakes a worker thread if a batch may
     /// start now (`may_start_batch`).
     pub fn submit(&self, task: Task, reply: &Arc<Reply>) -> Result<Submitted, QueueError> {
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         if state.closed {
             return Err(QueueError::Closed);
         }
@@ -200,7 +198,7 @@ impl Pipeline {
         let mut outcomes = Vec::with_capacity(1);
         self.store_with(&mut connection, std::slice::from_ref(&task), &mut outcomes);
         {
-            let mut state = self.lock();
+            let mut state = lock(&self.state);
             state.leading.retain(|r| !Arc::ptr_eq(r, &reply));
         }
         self.give_back(connection, true);
@@ -211,7 +209,7 @@ impl Pipeline {
     /// coming back is proof of life for the systemd watchdog.
     fn give_back(&self, connection: DbConnection, from_batch: bool) {
         self.notifier.watchdog_tick();
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         state.idle.push(connection);
         if from_batch {
             state.committing -= 1;
@@ -226,7 +224,7 @@ impl Pipeline {
     /// Waits up to `wait` for queued jobs and an idle connection; moves up to `max_batch` jobs
     /// into `batch`.
     fn next_work(&self, wait: Duration, batch: &mut Batch) -> Work {
-        let mut state = self.lock();
+        let mut state = lock(&self.state);
         let mut waited = false;
         loop {
             if self.may_start_batch(&state) {
@@ -265,11 +263,7 @@ impl Pipeline {
                 };
             }
             state.waiting += 1;
-            state = self
-                .work
-                .wait_timeout(state, wait)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            state = wait_timeout(&self.work, state, wait);
             state.waiting -= 1;
             waited = true;
         }
@@ -285,7 +279,7 @@ impl Pipeline {
 
     /// Jobs waiting for a connection.
     pub fn len(&self) -> usize {
-        self.lock().jobs.len()
+        lock(&self.state).jobs.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -294,7 +288,7 @@ impl Pipeline {
 
     /// Refuses new jobs; the worker threads store what is queued, then stop.
     pub fn close(&self) {
-        self.lock().closed = true;
+        lock(&self.state).closed = true;
         self.work.notify_all();
     }
 
@@ -305,7 +299,7 @@ impl Pipeline {
     pub fn abandon(&self) -> (usize, Vec<Arc<Reply>>) {
         self.abandoned.store(true, Ordering::SeqCst);
         let (jobs, leading): (Vec<Job>, Vec<Arc<Reply>>) = {
-            let mut state = self.lock();
+            let mut state = lock(&self.state);
             self.metrics.queued.store(0, Ordering::Relaxed);
             (state.jobs.drain(..).collect(), state.leading.clone())
         };
@@ -323,7 +317,7 @@ impl Pipeline {
 
     /// Closes the database connections (after the worker threads stopped).
     pub fn disconnect(&self) {
-        self.lock().idle.clear();
+        lock(&self.state).idle.clear();
     }
 
     /// A worker thread: opens one database connection, then stores queued batches until the
@@ -351,7 +345,7 @@ impl Pipeline {
                 // Alive as long as some connection is not stuck in the database: when every one
                 // is (a lock, a hung server), the pings stop and systemd restarts the service.
                 Work::Nothing => {
-                    if !self.lock().idle.is_empty() {
+                    if !lock(&self.state).idle.is_empty() {
                         self.notifier.watchdog_tick();
                     }
                 }

@@ -15,8 +15,10 @@
 //! is stuck in the database.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
+
+use common::sync::{lock, wait_timeout};
 
 use crate::answer::Answer;
 use crate::db::Outcome;
@@ -45,13 +47,9 @@ struct Slot {
 }
 
 impl Reply {
-    fn lock(&self) -> MutexGuard<'_, Slot> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Puts the outcome of the request in the slot; wakes the connection thread if it waits.
     fn fill(&self, outcome: Outcome) {
-        let mut slot = self.lock();
+        let mut slot = lock(&self.state);
         slot.outcome = Some(outcome);
         let wake = slot.waiting;
         drop(slot);
@@ -63,7 +61,7 @@ impl Reply {
     /// Waits for the outcome; `None` when the stop abandoned the request (the pipeline's
     /// `abandoned` flag, or this slot's) first.
     pub fn wait(&self, abandoned: &AtomicBool) -> Option<Outcome> {
-        let mut slot = self.lock();
+        let mut slot = lock(&self.state);
         loop {
             if let Some(outcome) = slot.outcome.take() {
                 slot.waiting = false;
@@ -74,28 +72,24 @@ impl Reply {
                 return None;
             }
             slot.waiting = true;
-            slot = self
-                .filled
-                .wait_timeout(slot, ABANDON_POLL)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            slot = wait_timeout(&self.filled, slot, ABANDON_POLL);
         }
     }
 
     /// Parks the connection while its own thread stores its event (see the module docs).
     pub fn park(&self, conn: Connection, answer: Answer) {
-        self.lock().parked = Some((conn, answer));
+        lock(&self.state).parked = Some((conn, answer));
     }
 
     /// Takes the connection back after storing; `None` when the stop answered for it meanwhile.
     pub fn unpark(&self) -> Option<(Connection, Answer)> {
-        self.lock().parked.take()
+        lock(&self.state).parked.take()
     }
 
     /// Gives up on the request: wakes a waiting connection thread (it answers 503), or returns
     /// the parked connection, which the caller answers on.
     pub fn abandon(&self) -> Option<(Connection, Answer)> {
-        let mut slot = self.lock();
+        let mut slot = lock(&self.state);
         slot.abandoned = true;
         let parked = slot.parked.take();
         let wake = slot.waiting;

@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::config::{ConsumerConfig, Secret};
+use common::logging::RateLimited;
+use common::sync::lock;
 
 use crate::answer::Answer;
 use crate::db::Task;
@@ -58,7 +60,7 @@ pub struct Server {
     /// Set: the port serves HTTPS only.
     pub https: Option<Https>,
     /// Plain HTTP on the TLS port is logged at most once per 5 s (with a count).
-    plain_http_log: Mutex<ErrorLog>,
+    plain_http_log: Mutex<RateLimited>,
 }
 
 impl Server {
@@ -93,7 +95,7 @@ impl Server {
             busy_answer,
             https,
             body_rules: BodyRules::from_config(config),
-            plain_http_log: Mutex::new(ErrorLog::default()),
+            plain_http_log: Mutex::new(error_log()),
         }
     }
 }
@@ -101,7 +103,7 @@ impl Server {
 /// Accepts until `stopping` is set. Errors such as EMFILE (out of file descriptors) are logged
 /// and retried after a short pause: the listener never ends because of them.
 pub fn accept_loop(listener: TcpListener, server: Arc<Server>) {
-    let mut errors = ErrorLog::default();
+    let mut errors = error_log();
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
@@ -136,7 +138,10 @@ pub fn accept_loop(listener: TcpListener, server: Arc<Server>) {
                         .metrics
                         .open_connections
                         .fetch_sub(1, Ordering::SeqCst);
-                    errors.log(&format!("cannot start a connection thread: {e}"));
+                    errors.log(
+                        Instant::now(),
+                        format_args!("cannot start a connection thread: {e}"),
+                    );
                 }
             }
             Err(e) => {
@@ -149,7 +154,10 @@ pub fn accept_loop(listener: TcpListener, server: Arc<Server>) {
                 ) {
                     continue;
                 }
-                errors.log(&format!("accept failed (retrying): {e}"));
+                errors.log(
+                    Instant::now(),
+                    format_args!("accept failed (retrying): {e}"),
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -157,32 +165,10 @@ pub fn accept_loop(listener: TcpListener, server: Arc<Server>) {
     log::debug!("listener closed");
 }
 
-/// Logs the first error at once and then at most one line per 5 seconds with a count, so an
-/// error storm (EMFILE under load) cannot flood the journal.
-#[derive(Debug, Default)]
-struct ErrorLog {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl ErrorLog {
-    fn log(&mut self, message: &str) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(5))
-        {
-            if self.suppressed > 0 {
-                log::warn!("{message} ({} similar errors not logged)", self.suppressed);
-            } else {
-                log::warn!("{message}");
-            }
-            self.last = Some(now);
-            self.suppressed = 0;
-        } else {
-            self.suppressed += 1;
-        }
-    }
+/// Error storms (EMFILE under load, a scanner speaking plain HTTP to the TLS port) are logged
+/// at once and then at most one line per 5 s with a count, so they cannot flood the journal.
+fn error_log() -> RateLimited {
+    RateLimited::new(log::Level::Warn, Duration::from_secs(5), "errors")
 }
 
 /// Keeps `open_connections` right however the connection thread ends.
@@ -261,13 +247,10 @@ fn refuse_tls(conn: Connection, refusal: TlsRefusal, server: &Server) {
     match refusal {
         TlsRefusal::PlainHttp => {
             server.metrics.record_tls_plain_http();
-            server
-                .plain_http_log
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .log(&format!(
-                    "plain HTTP from {peer} on the HTTPS port: answered 400, closed"
-                ));
+            lock(&server.plain_http_log).log(
+                Instant::now(),
+                format_args!("plain HTTP from {peer} on the HTTPS port: answered 400, closed"),
+            );
             conn.refuse_plain_http();
         }
         TlsRefusal::Failed(why) => {

@@ -17,10 +17,11 @@
 //! count events. With several endpoints the [`Sender`] chooses one per attempt; how slots are
 //! taken and how the threads share the engine do not change.
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::logging::RateLimited;
+use common::sync::lock;
 
 use crate::event_set::EventSet;
 use crate::events::Picker;
@@ -425,10 +426,6 @@ fn log_abandoned(key: &str, event_type: &str, event_index: usize) {
         "event {key} ({event_type}, entry {event_index}) abandoned at shutdown without an \
          answer: the consumer may or may not have it"
     );
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -9,10 +9,11 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use common::signals::Signals;
+use common::sync::{lock, wait_timeout};
 
 /// How long before a deadline a sleep stops trusting the OS timer and yields in a loop instead.
 /// A timed wait on Linux oversleeps by the timer slack (50 µs) plus the wake-up latency:
@@ -46,7 +47,7 @@ impl Stop {
 
     /// Asks everything that holds this `Stop` to finish. Later requests keep the first time.
     pub fn request(&self) {
-        let mut at = self.lock();
+        let mut at = lock(&self.inner.requested_at);
         if at.is_none() {
             *at = Some(Instant::now());
         }
@@ -60,7 +61,7 @@ impl Stop {
 
     /// When the stop was first requested.
     pub fn requested_at(&self) -> Option<Instant> {
-        *self.lock()
+        *lock(&self.inner.requested_at)
     }
 
     /// Sleeps until `deadline` unless a stop is requested first. Returns true when stopped.
@@ -69,7 +70,7 @@ impl Stop {
     /// a loop for the rest, so the return is close to the deadline even at millisecond periods.
     pub fn sleep_until(&self, deadline: Instant) -> bool {
         let coarse_end = deadline.checked_sub(SPIN_MARGIN).unwrap_or(deadline);
-        let mut at = self.lock();
+        let mut at = lock(&self.inner.requested_at);
         loop {
             if at.is_some() {
                 return true;
@@ -78,12 +79,7 @@ impl Stop {
             if now >= coarse_end {
                 break;
             }
-            at = self
-                .inner
-                .wake
-                .wait_timeout(at, coarse_end - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            at = wait_timeout(&self.inner.wake, at, coarse_end - now);
         }
         drop(at);
         while Instant::now() < deadline {
@@ -122,13 +118,6 @@ impl Stop {
                 }
             })?;
         Ok(())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        self.inner
-            .requested_at
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -20,8 +20,10 @@
 //! every thread has seen the end (count, duration, stop), or, after a stop request,
 //! `shutdown_timeout` after it, abandoning the sends still unanswered.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use common::sync::{lock, wait_timeout};
 
 use crate::engine::Engine;
 use crate::stats::End;
@@ -56,7 +58,7 @@ struct Shared {
 
 impl Shared {
     fn crew(&self) -> MutexGuard<'_, Crew> {
-        self.crew.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.crew)
     }
 
     /// Threads not sending (waiting for their turn, or for the next slot), and when the next
@@ -128,11 +130,7 @@ pub(crate) fn run(engine: Arc<Engine>, stop: &Stop) -> End {
                 wait = wait.min(due - now);
             }
         }
-        crew = shared
-            .changed
-            .wait_timeout(crew, wait)
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
+        crew = wait_timeout(&shared.changed, crew, wait);
     }
 }
 

@@ -19,10 +19,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::mpsc::{sync_channel, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::config::{DatabaseConfig, DbEndpoint, TargetSessionAttrs};
+use common::sync::lock;
 use postgres::error::SqlState;
 use postgres::{Client, NoTls, SimpleQueryMessage};
 
@@ -136,7 +137,7 @@ pub fn open(
 static HANGING: Mutex<Option<HashMap<DbEndpoint, usize>>> = Mutex::new(None);
 
 fn hanging() -> std::sync::MutexGuard<'static, Option<HashMap<DbEndpoint, usize>>> {
-    HANGING.lock().unwrap_or_else(PoisonError::into_inner)
+    lock(&HANGING)
 }
 
 /// Where one attempt stands; changed only with [`HANGING`] locked, so the attempt's end and
@@ -172,7 +173,7 @@ fn connect_within(
         .spawn(move || {
             let result = connect_checked(&pg, &tls, attrs);
             let mut hanging = hanging();
-            let mut state = thread_state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = lock(&thread_state);
             if *state == Attempt::GivenUp {
                 if let Some(n) = hanging.as_mut().and_then(|h| h.get_mut(&thread_endpoint)) {
                     *n = n.saturating_sub(1);
@@ -192,7 +193,7 @@ fn connect_within(
         Ok(result) => result,
         Err(RecvTimeoutError::Timeout) => {
             let mut hanging = hanging();
-            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = lock(&state);
             if *state == Attempt::Running {
                 *state = Attempt::GivenUp;
                 *hanging

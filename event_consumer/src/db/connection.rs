@@ -3,10 +3,11 @@
 //! outage: once per backoff interval) is decided by [`Health`], shared by every connection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::config::{DatabaseConfig, DbEndpoint};
+use common::sync::lock;
 
 use super::health::Health;
 use super::store::{NewEvent, Saved, Store, StoreError};
@@ -44,10 +45,7 @@ impl Database {
     /// host took over (with why the hosts before it were skipped).
     fn connected(&self, store: &Store) {
         let endpoint = store.endpoint();
-        let mut last = self
-            .last_endpoint
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut last = lock(&self.last_endpoint);
         if last.as_ref() == Some(endpoint) {
             return;
         }

@@ -16,8 +16,11 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use common::logging::RateLimited;
+use common::sync::lock;
 
 use super::connect::HostCause;
 use super::store::StoreError;
@@ -119,7 +122,9 @@ struct Outage {
     cause: Cause,
     /// Requests answered 503 because of it.
     refused: u64,
-    last_logged: Instant,
+    /// The lasting outage's reminder line: at most one per [`REMINDER_EVERY`] after the last
+    /// line about this outage.
+    reminder: RateLimited,
     next_attempt: Instant,
     delay: Duration,
     /// When a write last succeeded: the outage is over unless a failure follows within
@@ -131,6 +136,13 @@ struct Outage {
 /// writes and refuses others (a disk with room for a small row but not for a large one) would
 /// otherwise log a start and an end line per flap.
 pub const SETTLE: Duration = Duration::from_secs(5);
+
+/// A reminder line due [`REMINDER_EVERY`] after `now`, when an outage line was just written.
+fn reminder_from(now: Instant) -> RateLimited {
+    let mut reminder = RateLimited::new(log::Level::Warn, REMINDER_EVERY, "reminders");
+    reminder.logged_at(now);
+    reminder
+}
 
 /// See the module docs. Shared by every database connection.
 #[derive(Debug)]
@@ -154,10 +166,6 @@ impl Health {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Outage>> {
-        self.outage.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Whether an outage is going on.
     pub fn is_down(&self) -> bool {
         self.down.load(Ordering::Relaxed)
@@ -169,7 +177,7 @@ impl Health {
         if !self.is_down() {
             return true;
         }
-        let mut outage = self.lock();
+        let mut outage = lock(&self.outage);
         match outage.as_mut() {
             Some(o) if o.ended.is_none() => {
                 if now < o.next_attempt {
@@ -186,8 +194,7 @@ impl Health {
     /// Whether an outage is going on and its next attempt is due (without taking it).
     pub fn attempt_due(&self, now: Instant) -> bool {
         self.is_down()
-            && self
-                .lock()
+            && lock(&self.outage)
                 .as_ref()
                 .is_some_and(|o| o.ended.is_none() && now >= o.next_attempt)
     }
@@ -197,7 +204,7 @@ impl Health {
     pub fn failed(&self, error: &StoreError) {
         let cause = Cause::of(error);
         let now = Instant::now();
-        let mut outage = self.lock();
+        let mut outage = lock(&self.outage);
         match outage.as_mut() {
             None => {
                 log::error!(
@@ -209,7 +216,7 @@ impl Health {
                     started: now,
                     cause,
                     refused: 0,
-                    last_logged: now,
+                    reminder: reminder_from(now),
                     // The first retry may follow at once (a restarted server takes a new
                     // connection); the backoff starts after it.
                     next_attempt: now,
@@ -232,7 +239,7 @@ impl Health {
                         o.refused
                     );
                     o.cause = cause;
-                    o.last_logged = now;
+                    o.reminder.logged_at(now);
                 }
             }
         }
@@ -241,7 +248,7 @@ impl Health {
 
     /// `n` requests were answered 503 because of the outage.
     pub fn refused(&self, n: usize) {
-        if let Some(o) = self.lock().as_mut() {
+        if let Some(o) = lock(&self.outage).as_mut() {
             o.refused += n as u64;
         }
     }
@@ -252,7 +259,7 @@ impl Health {
         if !self.is_down() {
             return;
         }
-        let mut outage = self.lock();
+        let mut outage = lock(&self.outage);
         if let Some(o) = outage.as_mut() {
             o.ended.get_or_insert_with(Instant::now);
         }
@@ -266,7 +273,7 @@ impl Health {
         if !self.pending.load(Ordering::Relaxed) {
             return false;
         }
-        let mut outage = self.lock();
+        let mut outage = lock(&self.outage);
         let Some(o) = outage.as_mut() else {
             return false;
         };
@@ -278,7 +285,11 @@ impl Health {
                 true
             }
             Some(_) => false,
-            None if now.duration_since(o.last_logged) >= REMINDER_EVERY => {
+            // Asked on every worker tick: what `allow` holds back is not a line left out.
+            None => {
+                if o.reminder.allow(now).is_none() {
+                    return false;
+                }
                 log::warn!(
                     "database {} still unavailable after {:.0} s: {} ({} requests answered 503 so far)",
                     self.target,
@@ -286,16 +297,14 @@ impl Health {
                     o.cause.text,
                     o.refused
                 );
-                o.last_logged = now;
                 true
             }
-            None => false,
         }
     }
 
     /// Logs the end of an outage that is over but not logged yet (at shutdown).
     pub fn flush(&self) {
-        let mut outage = self.lock();
+        let mut outage = lock(&self.outage);
         if let Some(ended) = outage.as_ref().and_then(|o| o.ended) {
             if let Some(o) = outage.take() {
                 self.log_end(&o, ended);
@@ -316,7 +325,7 @@ impl Health {
     /// Requests answered 503 in the current outage, or the last one if its end is not logged
     /// yet (0 otherwise).
     pub fn refused_so_far(&self) -> u64 {
-        self.lock().as_ref().map_or(0, |o| o.refused)
+        lock(&self.outage).as_ref().map_or(0, |o| o.refused)
     }
 }
 

@@ -27,10 +27,11 @@ use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use common::config::{DatabaseConfig, SslMode};
+use common::sync::lock;
 use common::tls::{self, TlsError};
 use postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -80,7 +81,7 @@ impl DbTls {
             config.sslrootcert().map(PathBuf::from),
             unix_socket,
         );
-        let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = lock(&CACHE);
         if let Some((_, tls)) = cache.iter().find(|(k, _)| *k == key) {
             return Ok(tls.clone());
         }

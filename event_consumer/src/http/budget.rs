@@ -12,7 +12,8 @@
 //! Without it, memory grew with the number of slow uploaders (each holding a buffer of its
 //! declared `Content-Length`): issue 12 measured 175 MB for 2,000 of them.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use common::sync::{lock, wait_timeout};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 /// A small VM's share: 8 MiB of bodies in memory at once, whatever the number of slow
@@ -51,12 +52,12 @@ impl BodyBudget {
 
     /// Bytes reserved at the moment (for tests and metrics).
     pub fn reserved(&self) -> usize {
-        self.capacity - *self.lock()
+        self.capacity - *lock(&self.available)
     }
 
     /// Reserves `bytes` at once if they are free.
     pub fn try_reserve(self: &Arc<Self>, bytes: usize) -> Option<Reservation> {
-        let mut available = self.lock();
+        let mut available = lock(&self.available);
         take(&mut available, bytes).then(|| Reservation {
             budget: Arc::clone(self),
             bytes,
@@ -73,7 +74,7 @@ impl BodyBudget {
         if bytes > self.capacity {
             return None;
         }
-        let mut available = self.lock();
+        let mut available = lock(&self.available);
         loop {
             if take(&mut available, bytes) {
                 return Some(Reservation {
@@ -85,10 +86,7 @@ impl BodyBudget {
             if left.is_zero() {
                 return None;
             }
-            available = self
-                .released
-                .wait_timeout(available, left)
-                .map_or_else(|p| p.into_inner().0, |(guard, _)| guard);
+            available = wait_timeout(&self.released, available, left);
         }
     }
 
@@ -96,16 +94,11 @@ impl BodyBudget {
         if bytes == 0 {
             return;
         }
-        let mut available = self.lock();
+        let mut available = lock(&self.available);
         *available = available.saturating_add(bytes).min(self.capacity);
         drop(available);
         // Every waiter looks again: the bytes may fit a small body but not the first in line.
         self.released.notify_all();
-    }
-
-    fn lock(&self) -> MutexGuard<'_, usize> {
-        // The count stays consistent under a panic (one subtraction or addition).
-        self.available.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

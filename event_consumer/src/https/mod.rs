@@ -13,6 +13,7 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use common::config::{ServerTls, ServerTlsFiles};
+use common::sync;
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 
@@ -61,7 +62,7 @@ impl Https {
 
     /// The configuration for a connection accepted now.
     pub fn current(&self) -> Arc<ServerConfig> {
-        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+        Arc::clone(&sync::read(&self.current))
     }
 
     /// Reads the files again; on success the next connections use them, on failure the
@@ -69,7 +70,7 @@ impl Https {
     pub fn reload(&self) -> Result<(), HttpsError> {
         match build(&self.files) {
             Ok((config, summary)) => {
-                *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
+                *sync::write(&self.current) = config;
                 log_certificate(
                     "reloaded the TLS certificate:",
                     summary.as_ref(),
