@@ -10,22 +10,16 @@
 //! it; exit status 1, 2 for bad usage.
 #![forbid(unsafe_code)]
 
-mod batches;
-mod inputs;
-mod report;
-mod rounds;
-mod stats;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use lexopt::prelude::*;
 
-use batches::{BatchRound, LoadGenerator};
-use inputs::{Fields, InputError, Pacer};
-use report::Report;
-use rounds::Round;
-use stats::Latency;
+use bench::batches::{BatchRound, LoadGenerator};
+use bench::inputs::{self, Fields, InputError, Pacer};
+use bench::report::Report;
+use bench::rounds::Round;
+use bench::stats::Latency;
 
 const USAGE: &str = "usage: bench_report latency LOG...
        bench_report report --dir DIR --rounds N";
