@@ -5,10 +5,11 @@
 //!   the load tools; `shapes`: the event rows `write_paths` and `batch_load` both write.
 //! - `inputs`: the raw outputs of scripts/bench.sh and scripts/bench-compare.sh, read into
 //!   typed measurements; `rounds`, `batches`, `report`: `make bench`'s report
-//!   (bench/RESULTS.md).
+//!   (bench/RESULTS.md); `compare`: `make bench-compare`'s report of two consumer binaries.
 #![forbid(unsafe_code)]
 
 pub mod batches;
+pub mod compare;
 pub mod inputs;
 pub mod report;
 pub mod rounds;
