@@ -77,32 +77,18 @@ bin=${CARGO_TARGET_DIR:-$repo/target}/release
 # ---------------------------------------------------------------------------------------------
 # Cleanup, armed before anything is started.
 
-tmp=$(mktemp -d /tmp/events-compare.XXXXXX)
-chmod 755 "$tmp"
-raw=$tmp/raw
-mkdir -p "$raw"
-# pgbench's per-transaction log goes to memory when it can, so it adds no disk writes next to
-# the WAL's fsyncs.
-logs=$(mktemp -d /dev/shm/events-compare.XXXXXX 2>/dev/null || mktemp -d "$tmp/logs.XXXXXX")
-load_pid=
+bench_make_dirs compare
 declare -A pid=() port=()
 
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
     set +e
-    [[ -n $load_pid ]] && kill "$load_pid" 2>/dev/null
-    stop_processes "${pid[@]}"
-    bench_stop_cluster
-    # The raw outputs, for a closer look (bench/out-compare/ is not committed).
-    rm -rf "$repo/bench/out-compare" && mkdir -p "$repo/bench/out-compare" &&
-        cp -r "$raw"/. "$repo/bench/out-compare/" 2>/dev/null
-    rm -rf "$tmp" "$logs"
+    # The raw outputs are kept in bench/out-compare/ for a closer look.
+    bench_cleanup "$repo/bench/out-compare" "${pid[@]}"
     exit "$status"
 }
-trap cleanup EXIT
-trap 'say "interrupted"; exit 130' INT
-trap 'say "terminated"; exit 143' TERM
+bench_traps
 
 bench_start_cluster "$tmp/pg"
 

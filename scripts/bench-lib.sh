@@ -10,10 +10,39 @@
 #   measure_batch OUT PORT PID CONNS [ARG...]  batch_load's BATCH line, OUT.facts, OUT.cpu
 # The .facts and .cpu files are what bench/src/inputs.rs reads.
 #
-# The caller sets before use: tmp (its temporary directory; consumers run in it, so no .env of
-# the repository is read), logs (where pgbench's per-transaction logs go), seconds (per
-# measurement), bin (the release binaries of the bench crate); and it keeps load_pid, the
-# running load generator, to stop it in its cleanup.
+# The caller makes its directories with bench_make_dirs (tmp: consumers run in it, so no .env
+# of the repository is read; raw; logs) and sets seconds (per measurement) and bin (the
+# release binaries of the bench crate); load_pid is the running load generator, for cleanup.
+
+# Makes the run's temporary directories: tmp (raw under it, for the raw outputs) and logs (in
+# memory when it can, so pgbench's per-transaction logs add no disk writes next to the WAL's
+# fsyncs). NAME tells the runs apart in /tmp.
+bench_make_dirs() { # NAME
+    tmp=$(mktemp -d "/tmp/events-$1.XXXXXX")
+    chmod 755 "$tmp"
+    raw=$tmp/raw
+    mkdir -p "$raw"
+    logs=$(mktemp -d "/dev/shm/events-$1.XXXXXX" 2>/dev/null || mktemp -d "$tmp/logs.XXXXXX")
+    load_pid=
+}
+
+# The end of a run, also on Ctrl-C (the caller's `cleanup`, armed by bench_traps before anything
+# starts): stops the load generator, the processes PID... and the cluster, keeps the raw outputs
+# in KEEP (a folder of the repository git ignores) and removes the temporary directories.
+bench_cleanup() { # KEEP PID...
+    local keep=$1
+    shift
+    [[ -n ${load_pid:-} ]] && kill "$load_pid" 2>/dev/null
+    stop_processes "$@"
+    bench_stop_cluster
+    rm -rf "$keep" && mkdir -p "$keep" && cp -r "$raw"/. "$keep/" 2>/dev/null
+    rm -rf "$tmp" "$logs"
+}
+bench_traps() {
+    trap cleanup EXIT
+    trap 'say "interrupted"; exit 130' INT
+    trap 'say "terminated"; exit 143' TERM
+}
 
 # Installs wrk from Debian when missing and root; checks openssl, curl and PostgreSQL's client
 # tools; puts the server's bindir first on PATH.

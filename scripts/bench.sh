@@ -80,34 +80,20 @@ propagator_built=yes
 # ---------------------------------------------------------------------------------------------
 # Cleanup, armed before anything is started.
 
-tmp=$(mktemp -d /tmp/events-bench.XXXXXX)
-chmod 755 "$tmp"
-raw=$tmp/raw
-mkdir -p "$raw"
-# pgbench's per-transaction log goes to memory when it can, so it adds no disk writes next to
-# the WAL's fsyncs.
-logs=$(mktemp -d /dev/shm/events-bench.XXXXXX 2>/dev/null || mktemp -d "$tmp/logs.XXXXXX")
+bench_make_dirs bench
 consumer_pid=
 tls_pid=
 null_pid=
-load_pid=
 
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
     set +e
-    [[ -n $load_pid ]] && kill "$load_pid" 2>/dev/null
-    [[ -n $null_pid ]] && kill "$null_pid" 2>/dev/null
-    stop_processes "$consumer_pid" "$tls_pid"
-    bench_stop_cluster
-    # The raw outputs, for a closer look (bench/out/ is not committed).
-    rm -rf "$repo/bench/out" && mkdir -p "$repo/bench/out" && cp -r "$raw"/. "$repo/bench/out/" 2>/dev/null
-    rm -rf "$tmp" "$logs"
+    # The raw outputs are kept in bench/out/ for a closer look.
+    bench_cleanup "$repo/bench/out" "$null_pid" "$consumer_pid" "$tls_pid"
     exit "$status"
 }
-trap cleanup EXIT
-trap 'say "interrupted"; exit 130' INT
-trap 'say "terminated"; exit 143' TERM
+bench_traps
 
 # ---------------------------------------------------------------------------------------------
 # The cluster (bench_start_cluster: default durability, checked).

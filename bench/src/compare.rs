@@ -15,39 +15,16 @@ pub const PGBENCH_POINT: &str = "pgbench-32";
 /// The consumer point compared with [`PGBENCH_POINT`]: "64 connections ÷ pgbench 32".
 pub const PGBENCH_PAIR: &str = "plain-64";
 
-/// One table of the report: a value of every sample, shown with `digits` decimals.
-struct Measure {
-    title: &'static str,
-    value: fn(&Sample) -> f64,
-    digits: usize,
-}
+/// One table of the report: its title, the value of a sample it shows, and with how many
+/// decimals.
+struct Measure(&'static str, fn(&Sample) -> f64, usize);
 
 const MEASURES: [Measure; 5] = [
-    Measure {
-        title: "Stored events a second",
-        value: |s| s.rate,
-        digits: 0,
-    },
-    Measure {
-        title: "Latency p50 (ms)",
-        value: |s| s.p50_ms,
-        digits: 2,
-    },
-    Measure {
-        title: "Latency p99 (ms)",
-        value: |s| s.p99_ms,
-        digits: 2,
-    },
-    Measure {
-        title: "Consumer CPU per stored event (µs)",
-        value: |s| s.consumer_us,
-        digits: 1,
-    },
-    Measure {
-        title: "PostgreSQL CPU per stored event (µs)",
-        value: |s| s.pg_us,
-        digits: 1,
-    },
+    Measure("Stored events a second", |s| s.rate, 0),
+    Measure("Latency p50 (ms)", |s| s.p50_ms, 2),
+    Measure("Latency p99 (ms)", |s| s.p99_ms, 2),
+    Measure("Consumer CPU per stored event (µs)", |s| s.consumer_us, 1),
+    Measure("PostgreSQL CPU per stored event (µs)", |s| s.pg_us, 1),
 ];
 
 /// The two sides, as the raw outputs name them.
@@ -179,12 +156,7 @@ impl Comparison {
             m.text("load_end")?,
         )
         .ok();
-        for &Measure {
-            title,
-            value,
-            digits,
-        } in &MEASURES
-        {
+        for &Measure(title, value, digits) in &MEASURES {
             writeln!(o, "\n## {title}\n").ok();
             writeln!(
                 o,
