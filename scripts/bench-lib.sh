@@ -173,11 +173,17 @@ metric() {
     exec 3<&-
 }
 
-# CPU time in clock ticks (utime + stime) of one process, and of all PostgreSQL's processes.
+# CPU time in clock ticks (utime + stime) of one process, and of this cluster: its postmaster,
+# the live processes it started (backends, background workers; no other cluster's, though
+# several may run as the same user) and what its ended children used, which the postmaster
+# has collected (cutime + cstime). Without the latter the sum would drop whenever a backend (a
+# psql of this script, an autovacuum worker) ends during a measurement.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # PID
 pg_cpu_ticks() {
-    local pid total=0
-    for pid in $(pgrep -u "$(stat -c %U "$pg_dir/data")" postgres); do
+    local pid postmaster total
+    postmaster=$(head -n 1 "$pg_dir/data/postmaster.pid")
+    total=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$postmaster/stat")
+    for pid in $(pgrep -P "$postmaster"); do
         total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
     done
     echo "$total"

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use crate::stats::Latency;
 
-/// A raw output that is missing or not what bench.sh writes.
+/// A raw output that is missing or not what the bench scripts write.
 #[derive(Debug)]
 pub struct InputError {
     pub file: PathBuf,
@@ -39,7 +39,7 @@ impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {} (bench.sh writes it; run make bench again, or look at the raw outputs in bench/out/)",
+            "{}: {} (scripts/bench.sh or bench-compare.sh writes it; run it again, or look at the raw outputs it kept in bench/out/ or bench/out-compare/)",
             self.file.display(),
             self.what
         )
