@@ -78,14 +78,16 @@ bin=${CARGO_TARGET_DIR:-$repo/target}/release
 # Cleanup, armed before anything is started.
 
 bench_make_dirs compare
-declare -A pid=() port=()
+# Named apart from the locals of bench-lib.sh's functions (pid, port): bash scopes names
+# dynamically, so the cleanup, when a signal lands inside one of them, would see its locals.
+declare -A consumer_pid=() consumer_port=()
 
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
     set +e
     # The raw outputs are kept in bench/out-compare/ for a closer look.
-    bench_cleanup "$repo/bench/out-compare" "${pid[@]}"
+    bench_cleanup "$repo/bench/out-compare" "${consumer_pid[@]}"
     exit "$status"
 }
 bench_traps
@@ -98,20 +100,20 @@ bench_start_cluster "$tmp/pg"
 
 pki=$tmp/pki
 make_test_pki "$pki"
-{ read -r 'port[a-plain]' && read -r 'port[a-tls]' && read -r 'port[b-plain]' && read -r 'port[b-tls]'; } \
+{ read -r 'consumer_port[a-plain]' && read -r 'consumer_port[a-tls]' && read -r 'consumer_port[b-plain]' && read -r 'consumer_port[b-tls]'; } \
     < <(pg_cluster free-port 4) || die "found no free ports"
 for side in a b; do
     if [[ $side == a ]]; then consumer=$COMPARE_A side_env=("${env_a[@]}"); else consumer=$COMPARE_B side_env=("${env_b[@]}"); fi
-    write_config "$tmp/config-$side-plain.yaml" "${port[$side-plain]}"
-    write_config "$tmp/config-$side-tls.yaml" "${port[$side-tls]}" "  tls_cert_file: $pki/server.pem
+    write_config "$tmp/config-$side-plain.yaml" "${consumer_port[$side-plain]}"
+    write_config "$tmp/config-$side-tls.yaml" "${consumer_port[$side-tls]}" "  tls_cert_file: $pki/server.pem
   tls_key_file: $pki/server.key"
-    say "starting $side's consumers ($consumer${side_env[*]:+ with ${side_env[*]}}) on ports ${port[$side-plain]} and ${port[$side-tls]} (HTTPS)"
+    say "starting $side's consumers ($consumer${side_env[*]:+ with ${side_env[*]}}) on ports ${consumer_port[$side-plain]} and ${consumer_port[$side-tls]} (HTTPS)"
     start_consumer "$consumer" "$tmp/config-$side-plain.yaml" "$raw/consumer-$side-plain.log" \
-        "${port[$side-plain]}" "" "${side_env[@]}"
-    pid[$side-plain]=$started_pid
+        "${consumer_port[$side-plain]}" "" "${side_env[@]}"
+    consumer_pid[$side-plain]=$started_pid
     start_consumer "$consumer" "$tmp/config-$side-tls.yaml" "$raw/consumer-$side-tls.log" \
-        "${port[$side-tls]}" "$pki/ca.pem" "${side_env[@]}"
-    pid[$side-tls]=$started_pid
+        "${consumer_port[$side-tls]}" "$pki/ca.pem" "${side_env[@]}"
+    consumer_pid[$side-tls]=$started_pid
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -124,13 +126,13 @@ measure() {
     quiet
     case $point in
     plain-*)
-        measure_wrk "$raw/r$round-wrk-$side-$point" "$conns" "http://127.0.0.1:${port[$side-plain]}" \
-            "${pid[$side-plain]}" ;;
+        measure_wrk "$raw/r$round-wrk-$side-$point" "$conns" "http://127.0.0.1:${consumer_port[$side-plain]}" \
+            "${consumer_pid[$side-plain]}" ;;
     tls-*)
-        measure_wrk "$raw/r$round-wrk-$side-$point" "$conns" "https://127.0.0.1:${port[$side-tls]}" \
-            "${pid[$side-tls]}" "$pki/ca.pem" ;;
+        measure_wrk "$raw/r$round-wrk-$side-$point" "$conns" "https://127.0.0.1:${consumer_port[$side-tls]}" \
+            "${consumer_pid[$side-tls]}" "$pki/ca.pem" ;;
     batch-*)
-        measure_batch "$raw/r$round-batch-$side-$conns" "${port[$side-plain]}" "${pid[$side-plain]}" "$conns" ;;
+        measure_batch "$raw/r$round-batch-$side-$conns" "${consumer_port[$side-plain]}" "${consumer_pid[$side-plain]}" "$conns" ;;
     esac
 }
 
