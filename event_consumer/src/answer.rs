@@ -7,7 +7,7 @@
 //! a batch answers each request right after the commit, through the connection's
 //! [`Writer`], and the connection thread does not wait for the outcome: it goes back to reading
 //! at once. Waking the connection thread to write every answer instead is simpler, and was
-//! measured slower at 64 connections: bench/notes/ANSWER_PATH.md.
+//! measured slower at 64 connections: bench/ANSWER_PATH.md.
 //!
 //! Exactly once: `send` takes the answer by value, and an answer dropped unsent (only after a
 //! bug, e.g. a panic between queueing and answering) sends a 500 from its `Drop`, so the
