@@ -23,7 +23,9 @@
 # then the propagator as a 1 kHz pacer and as a load generator (--period 0 --batch-size 100), the time from start to ready, idle RSS and binary
 # sizes. This script only runs things and collects their raw outputs; bench_report (bench/src)
 # computes the percentiles, medians, ratios and targets and writes bench/RESULTS.md
-# (BENCH_RESULTS moves it). The raw outputs are kept in bench/out/ (not committed).
+# (BENCH_RESULTS moves it). The raw outputs are kept in bench/out/ (not committed). What this
+# script shares with make bench-compare (the cluster, the consumers, the measurements) is
+# scripts/bench-lib.sh's.
 #
 # Settings (environment): BENCH_SECONDS per measurement (default 10), BENCH_ROUNDS of the
 # measurements (default 3; the median round is reported), PG_BINDIR (initdb, pg_ctl, pgbench,

@@ -309,7 +309,7 @@ pub fn render_cpu(dir: &Path, round: usize, clk_tck: f64, o: &mut String) {
             format!("r{round}-batch-gzip-8"),
         ),
     ];
-    writeln!(o, "\nCPU per stored event in round {round} (utime + stime of the consumer and of every PostgreSQL process over the run, ÷ rows added; the load generator's own CPU is not counted): what the two cores can carry once nothing else runs on them.\n").ok();
+    writeln!(o, "\nCPU per stored event in round {round} (utime + stime of the consumer and of the cluster's PostgreSQL processes, those that ended during the run included, ÷ rows added; the load generator's own CPU is not counted): what the two cores can carry once nothing else runs on them.\n").ok();
     writeln!(
         o,
         "| run | consumer µs | PostgreSQL µs | events/s per core (both) |"
