@@ -16,6 +16,9 @@
 #   make test       the test suite, without soak sizes or wall-clock bounds (those are make soak)
 #   make soak       the soak binaries: hostile clients by the thousand, wall-clock bounds
 #   make bench      throughput vs PostgreSQL's own INSERT ceiling, written to bench/RESULTS.md
+#   make bench-compare  two consumer binaries interleaved, round by round (COMPARE_A=path
+#                   COMPARE_B=path; scripts/bench-compare.sh lists the settings), written to
+#                   bench/notes/compare-<date>.md
 #   make chaos      kill/stop consumers and restart PostgreSQL under load; check every event is
 #                   stored exactly once (CHAOS_SECONDS=60 by default; CI runs 15)
 #   make ha         3 consumers behind HAProxy on a primary + synchronous standby; kill, drain, stop
@@ -63,6 +66,10 @@ soak:
 
 bench:
 	scripts/bench.sh
+
+.PHONY: bench-compare
+bench-compare:
+	scripts/bench-compare.sh
 
 .PHONY: deb deb-check
 deb:

@@ -23,7 +23,9 @@
 # then the propagator as a 1 kHz pacer and as a load generator (--period 0 --batch-size 100), the time from start to ready, idle RSS and binary
 # sizes. This script only runs things and collects their raw outputs; bench_report (bench/src)
 # computes the percentiles, medians, ratios and targets and writes bench/RESULTS.md
-# (BENCH_RESULTS moves it). The raw outputs are kept in bench/out/ (not committed).
+# (BENCH_RESULTS moves it). The raw outputs are kept in bench/out/ (not committed). What this
+# script shares with make bench-compare (the cluster, the consumers, the measurements) is
+# scripts/bench-lib.sh's.
 #
 # Settings (environment): BENCH_SECONDS per measurement (default 10), BENCH_ROUNDS of the
 # measurements (default 3; the median round is reported), PG_BINDIR (initdb, pg_ctl, pgbench,
@@ -39,6 +41,8 @@ set -euo pipefail
 me=bench.sh
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 seconds=${BENCH_SECONDS:-10}
 rounds=${BENCH_ROUNDS:-3}
 results=${BENCH_RESULTS:-$repo/bench/RESULTS.md}
@@ -51,30 +55,7 @@ if [[ -n ${BENCH_CONSUMER_BIN:-} ]]; then
     [[ -x $BENCH_CONSUMER_BIN ]] || die "BENCH_CONSUMER_BIN=$BENCH_CONSUMER_BIN is not an executable file: point it at an event_consumer binary"
 fi
 
-# ---------------------------------------------------------------------------------------------
-# Tools.
-
-if ! command -v wrk >/dev/null; then
-    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-        say "wrk is missing; installing it from Debian (apt-get install wrk)"
-        if ! { apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null; }; then
-            die "could not install wrk with apt-get; install it by hand (apt-get install wrk)"
-        fi
-    else
-        die "wrk is missing: install it (Debian/Ubuntu: sudo apt-get install wrk; macOS: brew install wrk)"
-    fi
-fi
-
-for program in openssl curl; do
-    command -v "$program" >/dev/null || die "$program is missing: install it (Debian/Ubuntu: apt-get install $program); the HTTPS measurements need it"
-done
-
-need_pg_cluster
-pg_bin=$(pg_cluster bindir) || die "no PostgreSQL server binaries (the reason is above)"
-for program in pgbench psql; do
-    [[ -x $pg_bin/$program ]] || die "$pg_bin has no $program: install the PostgreSQL client tools (Debian: apt-get install postgresql-client) or set PG_BINDIR"
-done
-export PATH=$pg_bin:$PATH
+bench_need_tools
 
 # ---------------------------------------------------------------------------------------------
 # Build.
@@ -101,84 +82,36 @@ propagator_built=yes
 # ---------------------------------------------------------------------------------------------
 # Cleanup, armed before anything is started.
 
-tmp=$(mktemp -d /tmp/events-bench.XXXXXX)
-chmod 755 "$tmp"
-raw=$tmp/raw
-mkdir -p "$raw"
-# pgbench's per-transaction log goes to memory when it can, so it adds no disk writes next to
-# the WAL's fsyncs.
-logs=$(mktemp -d /dev/shm/events-bench.XXXXXX 2>/dev/null || mktemp -d "$tmp/logs.XXXXXX")
+bench_make_dirs bench
 consumer_pid=
 tls_pid=
 null_pid=
-load_pid=
 
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
     set +e
-    [[ -n $load_pid ]] && kill "$load_pid" 2>/dev/null
-    [[ -n $null_pid ]] && kill "$null_pid" 2>/dev/null
-    for pid in $consumer_pid $tls_pid; do
-        kill -0 "$pid" 2>/dev/null || continue
-        kill -TERM "$pid" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null
-    done
-    pg_cluster stop --dir "$tmp/pg" --mode immediate >/dev/null 2>&1
-    # The raw outputs, for a closer look (bench/out/ is not committed).
-    rm -rf "$repo/bench/out" && mkdir -p "$repo/bench/out" && cp -r "$raw"/. "$repo/bench/out/" 2>/dev/null
-    rm -rf "$tmp" "$logs"
+    # The raw outputs are kept in bench/out/ for a closer look.
+    bench_cleanup "$repo/bench/out" "$null_pid" "$consumer_pid" "$tls_pid"
     exit "$status"
 }
-trap cleanup EXIT
-trap 'say "interrupted"; exit 130' INT
-trap 'say "terminated"; exit 143' TERM
+bench_traps
 
 # ---------------------------------------------------------------------------------------------
-# The cluster: initdb defaults, so fsync, synchronous_commit and full_page_writes are on.
+# The cluster (bench_start_cluster: default durability, checked).
 
-say "starting PostgreSQL (default durability)"
-start_cluster "$tmp/pg" --fsync on
-pg_port=$cluster_port
-say "PostgreSQL on 127.0.0.1:$pg_port"
-
-export PGHOST=127.0.0.1 PGPORT=$pg_port PGUSER=postgres PGDATABASE=events
-(cd "$tmp" && DB_HOST=127.0.0.1 DB_PORT=$pg_port DB_USER=postgres DB_PASSWORD="" DB_NAME=events \
-    "$repo/db_init_script.sh" >/dev/null) || die "db_init_script.sh failed"
-sql() { psql -X -q -tA -v ON_ERROR_STOP=1 -c "$1"; }
-count_rows() { sql "SELECT count(*) FROM events"; }
+bench_start_cluster "$tmp/pg"
 # The staging table of the measured COPY-then-INSERT write path (write_paths --path staging).
 # Only this benchmark creates it: the consumer does not use that path (see bench/RESULTS.md), so
 # schema.sql stays one table.
 sql "CREATE UNLOGGED TABLE IF NOT EXISTS events_staging (n bigint NOT NULL,
     event_type text NOT NULL, event_payload text NOT NULL, idempotency_key text)"
-durability="fsync=$(sql 'SHOW fsync'), synchronous_commit=$(sql 'SHOW synchronous_commit')"
-[[ $durability == "fsync=on, synchronous_commit=on" ]] || die "the cluster does not run with default durability: $durability"
 
 # ---------------------------------------------------------------------------------------------
 # The consumer and the round-trip reference.
 
 { read -r consumer_port && read -r null_port && read -r tls_port; } < <(pg_cluster free-port 3) ||
     die "found no free ports"
-write_config() { # FILE PORT [TLS lines]
-    cat >"$1" <<EOF
-database:
-  host: 127.0.0.1
-  port: $pg_port
-  user: postgres
-  password: ""
-  dbname: events
-consumer:
-  host: 127.0.0.1
-  port: $2
-${BENCH_WORKERS:+  workers: $BENCH_WORKERS}
-${3:-}
-propagator:
-  endpoint: http://127.0.0.1:$consumer_port/event
-  events_file: $repo/events.json
-EOF
-}
 write_config "$tmp/config.yaml" "$consumer_port"
 base=http://127.0.0.1:$consumer_port
 # The HTTPS consumer: the same configuration with a certificate for localhost and 127.0.0.1.
@@ -188,61 +121,17 @@ write_config "$tmp/config-tls.yaml" "$tls_port" "  tls_cert_file: $pki/server.pe
   tls_key_file: $pki/server.key"
 tls_base=https://127.0.0.1:$tls_port
 
-# GET over bash's /dev/tcp (no curl needed; polling /readyz costs no process per try).
-http_open() {
-    { exec 3<>"/dev/tcp/127.0.0.1/$consumer_port"; } 2>/dev/null || return 1
-    printf 'GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' "$1" >&3
-}
-metric() { # [--tls] NAME: value of one line of /metrics (of the HTTPS consumer), 0 when absent
-    if [[ $1 == --tls ]]; then
-        curl -sf --max-time 5 --cacert "$pki/ca.pem" "$tls_base/metrics" >"$tmp/metrics" ||
-            die "cannot reach the HTTPS consumer's /metrics"
-        awk -v k="$2" '$1 == k { v = $2 } END { print v + 0 }' "$tmp/metrics"
-        return
-    fi
-    http_open /metrics || die "cannot reach the consumer's /metrics"
-    awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' <&3
-    exec 3<&-
-}
-# CPU time in clock ticks (utime + stime) of one process, and of all PostgreSQL's processes.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # PID
-pg_cpu_ticks() {
-    local pid total=0
-    for pid in $(pgrep -u "$(stat -c %U "$tmp/pg/data")" postgres); do
-        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
-    done
-    echo "$total"
-}
-rss_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; } # PID KEY
-# Microseconds since the epoch, from bash's clock (no process).
-now_us() { local t=$EPOCHREALTIME; echo $((10#${t/[.,]/})); }
-
 say "starting the consumer on $base${BENCH_CONSUMER_BIN:+ ($consumer_bin)}"
-start=$(now_us)
-# The temporary directory as working directory: no .env of the repository is read.
-(cd "$tmp" && exec env LOG_LEVEL=warn "$consumer_bin" --config "$tmp/config.yaml") \
-    >"$raw/consumer.log" 2>&1 &
-consumer_pid=$!
-until [[ $(http_status 127.0.0.1 "$consumer_port" /readyz) == 200 ]]; do
-    kill -0 "$consumer_pid" 2>/dev/null || { cat "$raw/consumer.log" >&2; die "the consumer exited"; }
-    (($(now_us) - start < 20000000)) || die "the consumer was not ready within 20 s"
-done
-ready_us=$(($(now_us) - start))
+start_consumer "$consumer_bin" "$tmp/config.yaml" "$raw/consumer.log" "$consumer_port" ""
+consumer_pid=$started_pid
 ready_ms=$((ready_us / 1000)).$((ready_us % 1000 / 100))
 sleep 1
 idle_rss_kb=$(rss_kb "$consumer_pid" VmRSS)
 say "ready after $ready_ms ms; idle RSS $idle_rss_kb kB"
 
 say "starting the HTTPS consumer on $tls_base"
-start=$(now_us)
-(cd "$tmp" && exec env LOG_LEVEL=warn "$consumer_bin" --config "$tmp/config-tls.yaml") \
-    >"$raw/consumer-tls.log" 2>&1 &
-tls_pid=$!
-until [[ $(https_status 127.0.0.1 "$tls_port" /readyz "$pki/ca.pem") == 200 ]]; do
-    kill -0 "$tls_pid" 2>/dev/null || { cat "$raw/consumer-tls.log" >&2; die "the HTTPS consumer exited"; }
-    (($(now_us) - start < 20000000)) || die "the HTTPS consumer was not ready within 20 s"
-    sleep 0.05
-done
+start_consumer "$consumer_bin" "$tmp/config-tls.yaml" "$raw/consumer-tls.log" "$tls_port" "$pki/ca.pem"
+tls_pid=$started_pid
 # What an OpenSSL client (wrk's library) and the consumer agree on (s_client -brief: protocol,
 # cipher suite, key exchange), for the report.
 tls_negotiated=$(openssl s_client -brief -connect "127.0.0.1:$tls_port" -servername localhost \
@@ -258,63 +147,18 @@ port_in_use "$null_port" || { cat "$raw/null_http.log" >&2; die "null_http did n
 # Measurements: each writes its raw output to $raw/r<round>-<tool>-<name>.* (see bench/src/inputs.rs).
 
 # run_pgbench ROUND NAME SCRIPT CLIENTS
-run_pgbench() {
-    local round=$1 name=$2 script=$3 clients=$4 threads out
-    threads=$(($4 < $(nproc) ? $4 : $(nproc)))
-    out=$raw/r$round-pgbench-$name
-    say "pgbench $name: $clients clients, $threads threads, ${seconds}s"
-    pgbench -n -M prepared -f "$repo/bench/$script" -c "$clients" -j "$threads" -T "$seconds" \
-        -l --log-prefix="$logs/pgbench" events >"$out.out" 2>&1 || { cat "$out.out" >&2; die "pgbench failed"; }
-    "$bin/bench_report" latency "$logs"/pgbench.* >"$out.latency" || die "bench_report latency failed"
-    rm -f "$logs"/pgbench.*
-    say "  $(grep '^tps = ' "$out.out" | cut -d' ' -f3) tps; $(cat "$out.latency")"
-}
-
-# The consumer's peak RSS during one run: the kernel's high-water mark (VmHWM), reset before
-# the run by writing 5 to clear_refs (as root; otherwise it is the peak since start). Nothing
-# samples during the run, so the measurement costs the consumer nothing.
-reset_peak_rss() { # PID
-    if [[ $peak_since == run ]] && ! { echo 5 >"/proc/$1/clear_refs"; } 2>/dev/null; then
-        peak_since=start
-    fi
-}
-peak_since=run
+run_pgbench() { measure_pgbench "$raw/r$1-pgbench-$2" "$3" "$4"; }
 
 # run_wrk ROUND NAME TARGET CONNS: wrk with bench/post_event.lua against TARGET (consumer,
 # tls: the HTTPS consumer, null: null_http); for a consumer also the rows it added, its own
-# count of stored events and its peak RSS.
+# count of stored events, its peak RSS and the CPU (bench-lib.sh's measure_wrk).
 run_wrk() {
-    local round=$1 name=$2 target=$3 conns=$4 threads out rows_before stored_before url pid="" tls=()
-    local cpu_before pg_before
-    threads=$(($4 < 2 ? 1 : 2))
-    out=$raw/r$round-wrk-$name
-    case $target in
-    consumer) url=$base pid=$consumer_pid ;;
-    tls) url=$tls_base pid=$tls_pid tls=(--tls) ;;
-    null) url=http://127.0.0.1:$null_port ;;
+    local out=$raw/r$1-wrk-$2 conns=$4
+    case $3 in
+    consumer) measure_wrk "$out" "$conns" "$base" "$consumer_pid" ;;
+    tls) measure_wrk "$out" "$conns" "$tls_base" "$tls_pid" "$pki/ca.pem" ;;
+    null) measure_wrk "$out" "$conns" "http://127.0.0.1:$null_port" ;;
     esac
-    say "wrk $name: $conns connections, $threads threads, ${seconds}s"
-    if [[ -n $pid ]]; then
-        rows_before=$(count_rows)
-        stored_before=$(metric "${tls[@]}" event_consumer_events_stored_total)
-        reset_peak_rss "$pid"
-        cpu_before=$(cpu_ticks "$pid") pg_before=$(pg_cpu_ticks)
-    fi
-    # -d is a safety net: the script stops each thread once its events are answered.
-    wrk -t "$threads" -c "$conns" -d "$((seconds + 2))s" --timeout 5s --latency \
-        -s "$repo/bench/post_event.lua" "$url" -- "$seconds" "r$round-$name-$RANDOM" \
-        >"$out.out" 2>&1 &
-    load_pid=$!
-    wait "$load_pid" || { cat "$out.out" >&2; die "wrk failed"; }
-    load_pid=
-    grep '^BENCH ' "$out.out" >&2 || { cat "$out.out" >&2; die "wrk printed no BENCH line"; }
-    if [[ -n $pid ]]; then
-        printf 'consumer_cpu_ticks=%s\npg_cpu_ticks=%s\n' "$(($(cpu_ticks "$pid") - cpu_before))" \
-            "$(($(pg_cpu_ticks) - pg_before))" >"$out.cpu"
-        printf 'peak_rss_kb=%s\nrows_added=%s\nstored_delta=%s\n' "$(rss_kb "$pid" VmHWM)" \
-            "$(($(count_rows) - rows_before))" \
-            "$(($(metric "${tls[@]}" event_consumer_events_stored_total) - stored_before))" >"$out.facts"
-    fi
 }
 
 # run_connect ROUND MODE CONNS: bench's connect_rate, a new connection per GET /healthz, over
@@ -346,32 +190,12 @@ run_write() {
 }
 
 # run_batch ROUND NAME CONNS [--gzip]: bench's batch_load, batches of 100 to POST /events on
-# the plain consumer, with the rows it added, its own count of stored events and its peak RSS.
+# the plain consumer (bench-lib.sh's measure_batch).
 run_batch() {
-    local round=$1 name=$2 conns=$3 out rows_before stored_before lsn_before cpu_before pg_before
+    local round=$1 name=$2 conns=$3
     shift 3
-    out=$raw/r$round-batch-$name
-    say "batch_load $name: $conns connections, batches of 100 $*, ${seconds}s"
-    rows_before=$(count_rows)
-    stored_before=$(metric event_consumer_events_stored_total)
-    lsn_before=$(sql "SELECT pg_current_wal_lsn()")
-    reset_peak_rss "$consumer_pid"
-    cpu_before=$(cpu_ticks "$consumer_pid") pg_before=$(pg_cpu_ticks)
-    "$bin/batch_load" --port "$consumer_port" --connections "$conns" --seconds "$seconds" \
-        --run "r$round-$name-$RANDOM" "$@" >"$out.out" 2>&1 ||
-        { cat "$out.out" >&2; die "batch_load failed"; }
-    grep '^BATCH ' "$out.out" >&2 || { cat "$out.out" >&2; die "batch_load printed no BATCH line"; }
-    printf 'consumer_cpu_ticks=%s\npg_cpu_ticks=%s\n' "$(($(cpu_ticks "$consumer_pid") - cpu_before))" \
-        "$(($(pg_cpu_ticks) - pg_before))" >"$out.cpu"
-    printf 'peak_rss_kb=%s\nrows_added=%s\nstored_delta=%s\nwal_bytes=%s\n' \
-        "$(rss_kb "$consumer_pid" VmHWM)" "$(($(count_rows) - rows_before))" \
-        "$(($(metric event_consumer_events_stored_total) - stored_before))" \
-        "$(sql "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn_before')::bigint")" >"$out.facts"
+    measure_batch "$raw/r$round-batch-$name" "$consumer_port" "$consumer_pid" "$conns" "$@"
 }
-
-# A checkpoint before each measurement: none inherits another's dirty pages and WAL, so a
-# checkpoint's I/O does not land in one of them by chance.
-quiet() { sql "CHECKPOINT"; sleep 1; }
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 # Pairs close in time: (pgbench clients, consumer connections), in BENCH_ROUNDS rounds; the

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::inputs::{per_second, Fields, InputError};
+use crate::inputs::{per_second, Cpu, Fields, InputError};
 use crate::stats::{median_index, Latency};
 
 /// Events per request and rows per transaction in every batch measurement.
@@ -63,7 +63,8 @@ pub struct BatchRun {
 }
 
 impl BatchRun {
-    fn read(dir: &Path, round: usize, name: &str) -> Result<BatchRun, InputError> {
+    /// The run `rR-batch-NAME`, e.g. `plain-8` (make bench) or `a-8` (make bench-compare).
+    pub fn read(dir: &Path, round: usize, name: &str) -> Result<BatchRun, InputError> {
         let f = Fields::tagged_line(&dir.join(format!("r{round}-batch-{name}.out")), "BATCH")?;
         let facts = Fields::lines(&dir.join(format!("r{round}-batch-{name}.facts")))?;
         Ok(BatchRun {
@@ -286,23 +287,6 @@ pub fn targets(rounds: &[BatchRound]) -> Vec<(String, String, bool)> {
     rows
 }
 
-/// CPU time of the consumer and of all PostgreSQL processes during one run (`.cpu` files).
-#[derive(Debug, Clone, Copy)]
-struct Cpu {
-    consumer_ticks: u64,
-    pg_ticks: u64,
-}
-
-impl Cpu {
-    fn read(file: &Path) -> Option<Cpu> {
-        let f = Fields::lines(file).ok()?;
-        Some(Cpu {
-            consumer_ticks: f.number("consumer_cpu_ticks").ok()?,
-            pg_ticks: f.number("pg_cpu_ticks").ok()?,
-        })
-    }
-}
-
 /// What one stored event costs in CPU, consumer and PostgreSQL, for the runs of round
 /// `round` (1-based) in `dir`: single events under wrk and batches under batch_load. The
 /// figure for "how far one PostgreSQL goes" (ARCHITECTURE.md).
@@ -325,7 +309,7 @@ pub fn render_cpu(dir: &Path, round: usize, clk_tck: f64, o: &mut String) {
             format!("r{round}-batch-gzip-8"),
         ),
     ];
-    writeln!(o, "\nCPU per stored event in round {round} (utime + stime of the consumer and of every PostgreSQL process over the run, ÷ rows added; the load generator's own CPU is not counted): what the two cores can carry once nothing else runs on them.\n").ok();
+    writeln!(o, "\nCPU per stored event in round {round} (utime + stime of the consumer and of the cluster's PostgreSQL processes, those that ended during the run included, ÷ rows added; the load generator's own CPU is not counted): what the two cores can carry once nothing else runs on them.\n").ok();
     writeln!(
         o,
         "| run | consumer µs | PostgreSQL µs | events/s per core (both) |"
@@ -334,7 +318,7 @@ pub fn render_cpu(dir: &Path, round: usize, clk_tck: f64, o: &mut String) {
     writeln!(o, "|---|---:|---:|---:|").ok();
     for (name, base) in runs {
         let (Some(cpu), Ok(facts)) = (
-            Cpu::read(&dir.join(format!("{base}.cpu"))),
+            Cpu::read(&dir.join(format!("{base}.cpu"))).ok(),
             Fields::lines(&dir.join(format!("{base}.facts"))),
         ) else {
             continue;

@@ -1,20 +1,24 @@
-//! The raw outputs scripts/bench.sh collects, read into typed measurements.
+//! The raw outputs scripts/bench.sh and scripts/bench-compare.sh collect, read into typed
+//! measurements.
 //!
 //! Files in the output directory, per round R (1-based):
 //! - `rR-pgbench-NAME.out`: pgbench's report (tps, failed transactions), and
 //!   `rR-pgbench-NAME.latency`: `bench_report latency` of its per-transaction log;
 //!   NAME is `insert-1`, `insert-8`, `insert-32`, `statement-1`, `keyed-1`.
-//! - `rR-wrk-NAME.out`: wrk's output with bench/post_event.lua's `BENCH` line, and for the
-//!   consumer `rR-wrk-NAME.facts` (`rows_added=`, `stored_delta=`, `peak_rss_kb=`);
-//!   NAME is `consumer-1`, `consumer-8`, `consumer-64`, the HTTPS consumer's `tls-1`, `tls-8`,
-//!   `tls-64`, and `null-1`.
+//! - `rR-wrk-NAME.out`: wrk's output with bench/post_event.lua's `BENCH` line, and for a
+//!   consumer `rR-wrk-NAME.facts` (`rows_added=`, `stored_delta=`, `peak_rss_kb=`) and
+//!   `rR-wrk-NAME.cpu` (`consumer_cpu_ticks=`, `pg_cpu_ticks=`); NAME is `consumer-1`,
+//!   `consumer-8`, `consumer-64`, the HTTPS consumer's `tls-1`, `tls-8`, `tls-64`, and
+//!   `null-1` (make bench), or SIDE-`plain-N` and SIDE-`tls-N` with SIDE `a` or `b`
+//!   (make bench-compare).
 //! - `rR-connect-MODE-8.out`: bench's connect_rate with its `CONNECT` line, a new connection
 //!   per request at 8 connections; MODE is `tls` (a full handshake each) or `plain`.
 //! - `rR-write-PATH-N.out`: bench's write_paths with its `WRITE` line, batches of 100 rows
 //!   straight into PostgreSQL at N connections; PATH is `copy`, `unnest`, `values`, `staging`.
-//! - `rR-batch-NAME.out`: bench's batch_load with its `BATCH` line, and `rR-batch-NAME.facts`
-//!   (`rows_added=`, `stored_delta=`, `peak_rss_kb=`); NAME is `plain-1`, `plain-8`,
-//!   `plain-64`, `gzip-8` (batches of 100 to `POST /events`).
+//! - `rR-batch-NAME.out`: bench's batch_load with its `BATCH` line, `rR-batch-NAME.facts`
+//!   (`rows_added=`, `stored_delta=`, `peak_rss_kb=`, `wal_bytes=`) and `rR-batch-NAME.cpu`;
+//!   NAME is `plain-1`, `plain-8`, `plain-64`, `gzip-8` (make bench) or SIDE-N (make
+//!   bench-compare), batches of 100 to `POST /events`.
 //! - `meta.env`: one `key=value` a line about the run and the machine.
 //! - `propagator.err` and `propagator.facts` (`rows_added=`) when the pacer ran.
 
@@ -24,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use crate::stats::Latency;
 
-/// A raw output that is missing or not what bench.sh writes.
+/// A raw output that is missing or not what the bench scripts write.
 #[derive(Debug)]
 pub struct InputError {
     pub file: PathBuf,
@@ -35,7 +39,7 @@ impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {} (bench.sh writes it; run make bench again, or look at the raw outputs in bench/out/)",
+            "{}: {} (scripts/bench.sh or bench-compare.sh writes it; run it again, or look at the raw outputs it kept in bench/out/ or bench/out-compare/)",
             self.file.display(),
             self.what
         )
@@ -284,6 +288,24 @@ impl Connect {
     /// Connections completed a second.
     pub fn rate(&self) -> f64 {
         per_second(self.completed, self.window_s)
+    }
+}
+
+/// CPU time of the consumer and of all PostgreSQL processes during one run (a `.cpu` file:
+/// `consumer_cpu_ticks=`, `pg_cpu_ticks=`), in clock ticks.
+#[derive(Debug, Clone, Copy)]
+pub struct Cpu {
+    pub consumer_ticks: u64,
+    pub pg_ticks: u64,
+}
+
+impl Cpu {
+    pub fn read(file: &Path) -> Result<Cpu, InputError> {
+        let f = Fields::lines(file)?;
+        Ok(Cpu {
+            consumer_ticks: f.number("consumer_cpu_ticks")?,
+            pg_ticks: f.number("pg_cpu_ticks")?,
+        })
     }
 }
 

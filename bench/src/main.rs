@@ -1,34 +1,33 @@
-//! `bench_report`: the statistics and the report of `make bench`, from the raw outputs that
-//! scripts/bench.sh collects (it runs the cluster, pgbench and wrk; this computes).
+//! `bench_report`: the statistics and the reports of `make bench` and `make bench-compare`,
+//! from the raw outputs that scripts/bench.sh and scripts/bench-compare.sh collect (they run
+//! the cluster, pgbench and the load; this computes).
 //!
 //! ```text
 //! bench_report latency LOG...              p50_ms= p99_ms= max_ms= count= of pgbench logs
 //! bench_report report --dir DIR --rounds N write the report of DIR's raw outputs to stdout
+//! bench_report compare --dir DIR --rounds N  the same for scripts/bench-compare.sh's outputs:
+//!                                          two consumers, point by point, round by round
 //! ```
 //!
 //! The files it reads are listed in `inputs.rs`. Errors name the file and what is wrong with
 //! it; exit status 1, 2 for bad usage.
 #![forbid(unsafe_code)]
 
-mod batches;
-mod inputs;
-mod report;
-mod rounds;
-mod stats;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use lexopt::prelude::*;
 
-use batches::{BatchRound, LoadGenerator};
-use inputs::{Fields, InputError, Pacer};
-use report::Report;
-use rounds::Round;
-use stats::Latency;
+use bench::batches::{BatchRound, LoadGenerator};
+use bench::compare::Comparison;
+use bench::inputs::{self, Fields, InputError, Pacer};
+use bench::report::Report;
+use bench::rounds::Round;
+use bench::stats::Latency;
 
 const USAGE: &str = "usage: bench_report latency LOG...
-       bench_report report --dir DIR --rounds N";
+       bench_report report --dir DIR --rounds N
+       bench_report compare --dir DIR --rounds N";
 
 fn main() -> ExitCode {
     match parse_args() {
@@ -50,6 +49,7 @@ fn main() -> ExitCode {
 enum Task {
     Latency { logs: Vec<PathBuf> },
     Report { dir: PathBuf, rounds: usize },
+    Compare { dir: PathBuf, rounds: usize },
 }
 
 fn run(task: Task) -> Result<(), InputError> {
@@ -85,6 +85,9 @@ fn run(task: Task) -> Result<(), InputError> {
             };
             print!("{}", report.render()?);
         }
+        Task::Compare { dir, rounds } => {
+            print!("{}", Comparison::read(&dir, rounds)?.render()?);
+        }
     }
     Ok(())
 }
@@ -119,6 +122,10 @@ fn parse_args() -> Result<Task, String> {
         "report" => Ok(Task::Report {
             dir: dir.ok_or("report needs --dir DIR")?,
             rounds: rounds.ok_or("report needs --rounds N (a positive number)")?,
+        }),
+        "compare" => Ok(Task::Compare {
+            dir: dir.ok_or("compare needs --dir DIR")?,
+            rounds: rounds.ok_or("compare needs --rounds N (a positive number)")?,
         }),
         other => Err(format!("unknown command `{other}`")),
     }

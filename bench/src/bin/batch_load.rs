@@ -20,14 +20,6 @@
 //! usage.
 #![forbid(unsafe_code)]
 
-#[path = "../shapes.rs"]
-mod shapes;
-#[path = "../stats.rs"]
-#[allow(dead_code)] // the tool needs only the latency part of the report's statistics
-mod stats;
-#[path = "../tool.rs"]
-mod tool;
-
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::process::ExitCode;
@@ -38,7 +30,8 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use lexopt::prelude::*;
 
-use stats::Latency;
+use bench::stats::Latency;
+use bench::{shapes, tool};
 
 const USAGE: &str =
     "usage: batch_load --port P --connections N --seconds S [--batch B] [--gzip] [--run ID]";

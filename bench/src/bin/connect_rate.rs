@@ -18,13 +18,6 @@
 //! The first error is printed to stderr. Exit status 1 when nothing completed, 2 for bad usage.
 #![forbid(unsafe_code)]
 
-#[path = "../stats.rs"]
-#[allow(dead_code)] // the tool needs only the latency part of the report's statistics
-mod stats;
-#[path = "../tool.rs"]
-#[allow(dead_code)] // the flag readers are for the tools with more flags
-mod tool;
-
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::PathBuf;
@@ -38,7 +31,8 @@ use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
-use stats::Latency;
+use bench::stats::Latency;
+use bench::tool;
 
 const USAGE: &str = "usage: connect_rate --port P --connections N --seconds S [--ca FILE]";
 

@@ -27,14 +27,6 @@
 //! nothing was written, 2 for bad usage.
 #![forbid(unsafe_code)]
 
-#[path = "../shapes.rs"]
-mod shapes;
-#[path = "../stats.rs"]
-#[allow(dead_code)] // the tool needs only the latency part of the report's statistics
-mod stats;
-#[path = "../tool.rs"]
-mod tool;
-
 use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -44,8 +36,9 @@ use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls};
 
-use shapes::Row;
-use stats::Latency;
+use bench::shapes::Row;
+use bench::stats::Latency;
+use bench::{shapes, tool};
 
 const USAGE: &str = "usage: write_paths --port P --path unnest|values|staging|copy \
 --connections N --seconds S [--batch B] [--run ID] [--host H] [--user U] [--dbname D]";

@@ -1,0 +1,18 @@
+//! The bench library: what `make bench`'s and `make bench-compare`'s binaries share, so each
+//! binary (src/main.rs is `bench_report`, src/bin/ the load tools) is an entry point over it.
+//!
+//! - `stats`: percentiles and the median of rounds; `tool`: flag reading and exit statuses of
+//!   the load tools; `shapes`: the event rows `write_paths` and `batch_load` both write.
+//! - `inputs`: the raw outputs of scripts/bench.sh and scripts/bench-compare.sh, read into
+//!   typed measurements; `rounds`, `batches`, `report`: `make bench`'s report
+//!   (bench/RESULTS.md); `compare`: `make bench-compare`'s report of two consumer binaries.
+#![forbid(unsafe_code)]
+
+pub mod batches;
+pub mod compare;
+pub mod inputs;
+pub mod report;
+pub mod rounds;
+pub mod shapes;
+pub mod stats;
+pub mod tool;
