@@ -13,6 +13,7 @@ mod helpers;
 mod hostile;
 mod https;
 mod lifecycle;
+mod module_graph;
 mod outages;
 mod parser_props;
 mod readme_examples;
