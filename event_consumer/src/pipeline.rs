@@ -136,7 +136,11 @@ impl Pipeline {
     pub fn submit(&self, job: Job) -> Result<(), Refused> {
         if let Some((mut connection, job)) = self.enqueue_or_lead(job)? {
             let mut outcomes = Vec::with_capacity(1);
-            self.store_with(&mut connection, std::slice::from_ref(&job.task), &mut outcomes);
+            self.store_with(
+                &mut connection,
+                std::slice::from_ref(&job.task),
+                &mut outcomes,
+            );
             self.give_back(connection, true);
             job.answer
                 .send_outcome(&outcomes.pop().unwrap_or(Outcome::Internal));

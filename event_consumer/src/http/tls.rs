@@ -62,7 +62,6 @@ impl Tls {
         })
     }
 
-
     pub fn is_handshaking(&self) -> bool {
         lock(&self.session).connection.is_handshaking()
     }
