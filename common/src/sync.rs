@@ -22,6 +22,12 @@ pub fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Waits on `condvar` until notified (or woken spuriously: callers loop on their own state),
+/// also when a panic poisoned the lock.
+pub fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    condvar.wait(guard).unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Waits on `condvar` for at most `timeout`, also when a panic poisoned the lock; the guard
 /// comes back either way (a timeout is told apart by the caller's own state).
 pub fn wait_timeout<'a, T>(

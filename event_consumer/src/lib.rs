@@ -13,8 +13,8 @@ pub mod http;
 pub mod https;
 pub mod metrics;
 pub mod notify;
+pub mod open_writers;
 pub mod pipeline;
-pub mod reply;
 pub mod routes;
 pub mod server;
 
@@ -216,23 +216,11 @@ impl Running {
         self.server.pipeline.close();
         let left = self.server.metrics.in_flight.load(Ordering::SeqCst);
         if left > 0 {
-            let (waiting, leading) = self.server.pipeline.abandon();
-            // Connection threads stuck in the database with their own event: answered here.
-            for reply in leading {
-                if let Some((mut conn, mut answer)) = reply.abandon() {
-                    answer.set_closing();
-                    let _ = answer.send(&mut conn, &routes::shutting_down());
-                    conn.abort();
-                }
-            }
-            let unanswered = left.saturating_sub(waiting);
-            // The connection threads write their 503s themselves: give them a moment.
-            let answered_by = Instant::now() + ANSWER_GRACE;
-            while self.server.metrics.in_flight.load(Ordering::SeqCst) > 0
-                && Instant::now() < answered_by
-            {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            let waiting = self.server.pipeline.refuse_waiting();
+            let unanswered = self
+                .server
+                .open_writers
+                .abandon_awaited(&routes::shutting_down());
             log::warn!(
                 "{left} requests still in flight after the shutdown timeout: answered 503 to \
                  {waiting} waiting for the database (not stored) and to {unanswered} whose \
@@ -266,10 +254,6 @@ impl Running {
         );
     }
 }
-
-/// How long a stop that gave up on the database waits for the connection threads to write
-/// their 503s (each sees the abandon flag within `reply::ABANDON_POLL`).
-pub const ANSWER_GRACE: Duration = Duration::from_secs(1);
 
 /// How long a stop waits for the worker threads once the queue is closed (a worker may be
 /// storing a batch, or probing an unavailable database).

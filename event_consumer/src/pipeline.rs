@@ -17,30 +17,32 @@
 //! costs no hand-off to another thread and back (two context switches; measured at one client:
 //! about 15 us less CPU and 10 % more requests per second). Otherwise the job is queued, and
 //! the worker threads (one per database connection) store what is queued as soon as a
-//! connection is given back; they also reconnect idle connections. Whoever stores a batch
-//! hands each job its outcome (plain data, through the [`ReplyTo`] it carries) right after the
-//! commit; the connection thread waiting for it writes the answer. The systemd watchdog is
-//! pinged when a connection comes back from a batch
-//! and while one is idle, so the pings stop when every connection is stuck in the database.
+//! connection is given back; they also reconnect idle connections. The database layer gets the
+//! batch's tasks as plain data and returns one outcome each; whoever stored the batch then
+//! answers each job right after the commit, through the [`Answer`] it carries (the connection
+//! thread does not wait for it: it goes back to reading, see [`crate::answer`]). The systemd
+//! watchdog is pinged when a connection comes back from a batch and while one is idle, so the
+//! pings stop when every connection is stuck in the database.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use common::sync::{lock, wait_timeout};
 
+use crate::answer::Answer;
 use crate::db::{Counts, Database, DbConnection, Health, Outcome, Saved, Task};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::reply::{Reply, ReplyTo};
+use crate::routes;
 
-/// A task and where its outcome goes, decided by the connection that made it.
+/// A task and how its request is answered, decided by the connection that made it.
 #[derive(Debug)]
 pub struct Job {
     pub task: Task,
-    pub reply: ReplyTo,
+    pub answer: Answer,
 }
 
 /// Why a job was not queued.
@@ -50,31 +52,16 @@ pub enum QueueError {
     Closed,
 }
 
-/// What became of a submitted task.
-// Moved once per request, on the stack: boxing the lead would cost an allocation instead.
-#[allow(clippy::large_enum_variant)]
+/// A job the queue did not take, given back so its request can be answered.
 #[derive(Debug)]
-pub enum Submitted {
-    /// Queued: its outcome arrives in the connection's [`Reply`].
-    Queued,
-    /// A database connection was idle and nothing waited: the submitting thread stores the task
-    /// itself with [`Pipeline::store_lead`].
-    Lead(Lead),
-}
-
-/// A task its own connection thread stores, with the connection it took.
-#[derive(Debug)]
-pub struct Lead {
-    connection: DbConnection,
-    task: Task,
-    reply: Arc<Reply>,
+pub struct Refused {
+    pub error: QueueError,
+    pub answer: Answer,
 }
 
 #[derive(Debug)]
 struct State {
     jobs: VecDeque<Job>,
-    /// The slots of connection threads storing their own task, for a stop that cannot wait.
-    leading: Vec<Arc<Reply>>,
     /// Database connections not in use.
     idle: Vec<DbConnection>,
     closed: bool,
@@ -106,8 +93,6 @@ pub struct Pipeline {
     db: Arc<Database>,
     metrics: Arc<Metrics>,
     notifier: Arc<Notifier>,
-    /// Set by a stop that cannot wait any longer: waiting connection threads answer 503.
-    pub abandoned: AtomicBool,
 }
 
 /// While a batch is being stored, another one starts only once this many jobs wait.
@@ -132,7 +117,6 @@ impl Pipeline {
         Pipeline {
             state: Mutex::new(State {
                 jobs: VecDeque::with_capacity(queue_capacity),
-                leading: Vec::new(),
                 idle: Vec::new(),
                 closed: false,
                 waiting: 0,
@@ -144,39 +128,53 @@ impl Pipeline {
             db,
             metrics,
             notifier,
-            abandoned: AtomicBool::new(false),
         }
     }
 
-    /// Leaves the task to the submitting thread when a database connection is idle, no job
-    /// waits and no batch is being stored ([`Submitted::Lead`]); otherwise queues it (behind the
-    /// waiting ones), its outcome to go to `reply`, and wakes a worker thread if a batch may
-    /// start now (`may_start_batch`).
-    pub fn submit(&self, task: Task, reply: &Arc<Reply>) -> Result<Submitted, QueueError> {
+    /// Stores the job right here when a database connection is idle (and answers it), or
+    /// queues it for a worker thread. A full or closed queue gives the job's answer back.
+    pub fn submit(&self, job: Job) -> Result<(), Refused> {
+        if let Some((mut connection, job)) = self.enqueue_or_lead(job)? {
+            let mut outcomes = Vec::with_capacity(1);
+            self.store_with(
+                &mut connection,
+                std::slice::from_ref(&job.task),
+                &mut outcomes,
+            );
+            self.give_back(connection, true);
+            job.answer
+                .send_outcome(&outcomes.pop().unwrap_or(Outcome::Internal));
+        }
+        Ok(())
+    }
+
+    /// With a connection idle, no job waiting and no batch being stored: takes the connection
+    /// and returns it with the job, for the submitting thread to store itself (no hand-off to
+    /// another thread and back). Otherwise queues the job (behind the waiting ones) and wakes a
+    /// worker thread if a batch may start now (`may_start_batch`).
+    fn enqueue_or_lead(&self, job: Job) -> Result<Option<(DbConnection, Job)>, Refused> {
         let mut state = lock(&self.state);
         if state.closed {
-            return Err(QueueError::Closed);
+            return Err(Refused {
+                error: QueueError::Closed,
+                answer: job.answer,
+            });
         }
         if state.jobs.is_empty() && state.committing == 0 {
             if let Some(connection) = state.idle.pop() {
                 state.committing += 1;
-                state.leading.push(Arc::clone(reply));
-                return Ok(Submitted::Lead(Lead {
-                    connection,
-                    task,
-                    reply: Arc::clone(reply),
-                }));
+                return Ok(Some((connection, job)));
             }
         }
         if state.jobs.len() >= self.capacity {
             drop(state);
             self.metrics.record_queue_full();
-            return Err(QueueError::Full);
+            return Err(Refused {
+                error: QueueError::Full,
+                answer: job.answer,
+            });
         }
-        state.jobs.push_back(Job {
-            task,
-            reply: ReplyTo::new(reply),
-        });
+        state.jobs.push_back(job);
         self.metrics
             .queued
             .store(state.jobs.len(), Ordering::Relaxed);
@@ -185,24 +183,7 @@ impl Pipeline {
         if wake {
             self.work.notify_one();
         }
-        Ok(Submitted::Queued)
-    }
-
-    /// Stores a task its own connection thread leads with (see [`Submitted::Lead`]).
-    pub fn store_lead(&self, lead: Lead) -> Outcome {
-        let Lead {
-            mut connection,
-            task,
-            reply,
-        } = lead;
-        let mut outcomes = Vec::with_capacity(1);
-        self.store_with(&mut connection, std::slice::from_ref(&task), &mut outcomes);
-        {
-            let mut state = lock(&self.state);
-            state.leading.retain(|r| !Arc::ptr_eq(r, &reply));
-        }
-        self.give_back(connection, true);
-        outcomes.pop().unwrap_or(Outcome::Internal)
+        Ok(None)
     }
 
     /// Returns a connection; wakes a worker thread when jobs queued up meanwhile. A connection
@@ -244,7 +225,7 @@ impl Pipeline {
                     }
                     for job in state.jobs.drain(..n) {
                         batch.tasks.push(job.task);
-                        batch.replies.push(job.reply);
+                        batch.answers.push(job.answer);
                     }
                     self.metrics
                         .queued
@@ -292,22 +273,19 @@ impl Pipeline {
         self.work.notify_all();
     }
 
-    /// For a stop that cannot wait any longer (after [`Pipeline::close`]): sets the abandon
-    /// flag (connection threads waiting for a batch in the database answer 503), abandons every
-    /// job still queued (none reached the database), and returns how many there were with the
-    /// slots of connection threads storing their own task (the caller answers for those stuck).
-    pub fn abandon(&self) -> (usize, Vec<Arc<Reply>>) {
-        self.abandoned.store(true, Ordering::SeqCst);
-        let (jobs, leading): (Vec<Job>, Vec<Arc<Reply>>) = {
+    /// Takes every job still waiting (after [`Pipeline::close`]) and answers it 503: none of
+    /// them reached the database. Returns how many there were.
+    pub fn refuse_waiting(&self) -> usize {
+        let jobs: Vec<Job> = {
             let mut state = lock(&self.state);
             self.metrics.queued.store(0, Ordering::Relaxed);
-            (state.jobs.drain(..).collect(), state.leading.clone())
+            state.jobs.drain(..).collect()
         };
         let n = jobs.len();
         for job in jobs {
-            job.reply.abandon();
+            let _ = job.answer.send(&routes::shutting_down());
         }
-        (n, leading)
+        n
     }
 
     /// Whether the database works, as the connections found it.
@@ -355,15 +333,15 @@ impl Pipeline {
         log::debug!("worker thread {id}: stopped");
     }
 
-    /// Stores a batch, gives the connection back, then hands every job its outcome (also when
-    /// storing panics): the next batch need not wait for the connection threads.
+    /// Stores a batch, gives the connection back, then answers every job of the batch (also
+    /// when storing panics): the next batch need not wait for the answers to be sent.
     fn store_batch(&self, mut connection: DbConnection, batch: &mut Batch) {
         self.store_with(&mut connection, &batch.tasks, &mut batch.outcomes);
         self.give_back(connection, true);
         // One outcome per job in order; none (only after a panic) means 500.
         let mut outcomes = batch.outcomes.drain(..);
-        for reply in batch.replies.drain(..) {
-            reply.send(outcomes.next().unwrap_or(Outcome::Internal));
+        for answer in batch.answers.drain(..) {
+            answer.send_outcome(&outcomes.next().unwrap_or(Outcome::Internal));
         }
         drop(outcomes);
         batch.tasks.clear();
@@ -423,7 +401,7 @@ impl Pipeline {
 #[derive(Debug)]
 struct Batch {
     tasks: Vec<Task>,
-    replies: Vec<ReplyTo>,
+    answers: Vec<Answer>,
     outcomes: Vec<Outcome>,
 }
 
@@ -431,7 +409,7 @@ impl Batch {
     fn with_capacity(n: usize) -> Batch {
         Batch {
             tasks: Vec::with_capacity(n),
-            replies: Vec::with_capacity(n),
+            answers: Vec::with_capacity(n),
             outcomes: Vec::with_capacity(n),
         }
     }
@@ -441,10 +419,39 @@ impl Batch {
 mod tests {
     use super::*;
 
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::OnceLock;
+
     use common::config::DatabaseConfig;
 
-    fn ping(pipeline: &Pipeline) -> Result<Submitted, QueueError> {
-        pipeline.submit(Task::Ping, &Arc::new(Reply::default()))
+    use crate::http::{ResponseFraming, Route, Writer};
+
+    /// The writing half of one loopback connection that every test job answers on; its client
+    /// end stays open (and unread) for the whole test process.
+    fn test_writer() -> &'static Arc<Writer> {
+        static WRITER: OnceLock<(TcpStream, Arc<Writer>)> = OnceLock::new();
+        &WRITER
+            .get_or_init(|| {
+                let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+                let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+                let (server, _) = listener.accept().unwrap();
+                let writer = Arc::new(Writer::new(Arc::new(server), Duration::from_secs(1)));
+                (client, writer)
+            })
+            .1
+    }
+
+    fn ping_job() -> Job {
+        let metrics = Arc::new(Metrics::default());
+        Job {
+            task: Task::Ping,
+            answer: Answer::new(
+                test_writer(),
+                ResponseFraming::CLOSING,
+                Route::Readyz,
+                &metrics,
+            ),
+        }
     }
 
     fn pipeline(capacity: usize, max_batch: usize) -> Pipeline {
@@ -463,12 +470,26 @@ mod tests {
         DbConnection::new(0, Arc::clone(&pipeline.db))
     }
 
+    /// Forgets a batch's jobs without answering them (their answers would write 500s).
+    fn forget(batch: &mut Batch) {
+        batch.tasks.clear();
+        for answer in batch.answers.drain(..) {
+            let _ = answer.send(&routes::shutting_down());
+        }
+    }
+
     #[test]
     fn the_queue_refuses_jobs_past_its_capacity_and_after_close() {
         let pipeline = pipeline(2, 10);
-        assert!(matches!(ping(&pipeline), Ok(Submitted::Queued)));
-        assert!(matches!(ping(&pipeline), Ok(Submitted::Queued)));
-        assert!(matches!(ping(&pipeline), Err(QueueError::Full)));
+        assert!(matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)));
+        assert!(matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)));
+        assert!(matches!(
+            pipeline.enqueue_or_lead(ping_job()),
+            Err(Refused {
+                error: QueueError::Full,
+                ..
+            })
+        ));
         pipeline.close();
         pipeline.give_back(idle_connection(&pipeline), false);
         let mut batch = Batch::with_capacity(0);
@@ -477,20 +498,25 @@ mod tests {
             Work::Batch(_)
         ));
         assert_eq!(batch.tasks.len(), 2);
-        batch.tasks.clear();
-        batch.replies.clear();
+        forget(&mut batch);
         assert!(matches!(
             pipeline.next_work(Duration::ZERO, &mut batch),
             Work::Stop
         ));
-        assert!(matches!(ping(&pipeline), Err(QueueError::Closed)));
+        assert!(matches!(
+            pipeline.enqueue_or_lead(ping_job()),
+            Err(Refused {
+                error: QueueError::Closed,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn a_batch_takes_what_is_waiting_up_to_the_maximum() {
         let pipeline = pipeline(10, 3);
         for _ in 0..5 {
-            ping(&pipeline).unwrap();
+            pipeline.enqueue_or_lead(ping_job()).unwrap();
         }
         pipeline.give_back(idle_connection(&pipeline), false);
         let mut batch = Batch::with_capacity(0);
@@ -498,26 +524,29 @@ mod tests {
         assert!(matches!(work, Work::Batch(_)));
         assert_eq!(batch.tasks.len(), 3);
         assert_eq!(pipeline.len(), 2);
+        forget(&mut batch);
+        pipeline.refuse_waiting();
     }
 
     #[test]
     fn a_job_that_finds_a_connection_idle_and_nobody_waiting_is_stored_by_its_own_thread() {
         let pipeline = pipeline(10, 3);
         pipeline.give_back(idle_connection(&pipeline), false);
-        let Ok(Submitted::Lead(lead)) = ping(&pipeline) else {
+        let Ok(Some((worker, lead))) = pipeline.enqueue_or_lead(ping_job()) else {
             panic!("an idle connection must be taken by the submitting thread");
         };
-        let worker = lead.connection;
+        let _ = lead.answer.send(&routes::shutting_down());
         assert!(
-            matches!(ping(&pipeline), Ok(Submitted::Queued)),
+            matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)),
             "no connection left idle: queued"
         );
         pipeline.give_back(worker, true);
         assert!(
-            matches!(ping(&pipeline), Ok(Submitted::Queued)),
+            matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)),
             "jobs are waiting: queued behind them, for a worker thread"
         );
         assert_eq!(pipeline.len(), 2);
+        pipeline.refuse_waiting();
     }
 
     #[test]
@@ -525,14 +554,12 @@ mod tests {
         let pipeline = pipeline(10, 8);
         pipeline.give_back(idle_connection(&pipeline), false);
         pipeline.give_back(idle_connection(&pipeline), false);
-        let Ok(Submitted::Lead(Lead {
-            connection: first, ..
-        })) = ping(&pipeline)
-        else {
+        let Ok(Some((first, lead))) = pipeline.enqueue_or_lead(ping_job()) else {
             panic!("nothing is being stored: the job takes an idle connection");
         };
+        let _ = lead.answer.send(&routes::shutting_down());
         // A connection is idle, but a commit is in progress: one job waits to share the next.
-        assert!(matches!(ping(&pipeline), Ok(Submitted::Queued)));
+        assert!(matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)));
         let mut batch = Batch::with_capacity(0);
         match pipeline.next_work(Duration::ZERO, &mut batch) {
             Work::Batch(_) => panic!("a single job must wait for the commit in progress"),
@@ -542,16 +569,18 @@ mod tests {
         }
         assert!(batch.tasks.is_empty());
         // Two waiting: worth a commit of their own.
-        assert!(matches!(ping(&pipeline), Ok(Submitted::Queued)));
+        assert!(matches!(pipeline.enqueue_or_lead(ping_job()), Ok(None)));
         let Work::Batch(second) = pipeline.next_work(Duration::ZERO, &mut batch) else {
             panic!("two jobs waiting start a batch next to the one in progress");
         };
         assert_eq!(batch.tasks.len(), 2);
-        batch.tasks.clear();
-        batch.replies.clear();
+        forget(&mut batch);
         // Back to nothing in progress: a single job is stored at once again.
         pipeline.give_back(first, true);
         pipeline.give_back(second, true);
-        assert!(matches!(ping(&pipeline), Ok(Submitted::Lead(_))));
+        let Ok(Some((_, lead))) = pipeline.enqueue_or_lead(ping_job()) else {
+            panic!("nothing in progress: the job takes an idle connection");
+        };
+        let _ = lead.answer.send(&routes::shutting_down());
     }
 }

@@ -1,15 +1,15 @@
 //! The listener and the connections: one acceptor thread, one thread per open connection
 //! (bounded by `max_connections`), and the hand-off of validated events to the pipeline.
 //!
-//! A connection thread reads a request, routes it, and either answers it at once or submits
-//! its task to the pipeline. When the pipeline lets it (a database connection idle, nothing
-//! waiting) it stores the task itself; otherwise the task is queued and the thread waits in
-//! its connection's [`Reply`] slot for the outcome. Either way it turns the outcome into the
-//! response (`routes::answer_to`) and writes it itself, so every answer of a connection leaves
-//! from its own thread, in request order, and at most one request per connection is with the
-//! pipeline. A database connection is given back before the answer is written: slow or idle
-//! clients hold only their own small thread, never a database connection, and the read/idle
-//! deadlines of the HTTP layer end them.
+//! A connection thread reads a request, routes it, and either answers it at once or hands it
+//! to the pipeline as a [`Job`] that carries its [`Answer`]; it does not wait for the outcome
+//! but goes straight back to reading (the thread that stores the event answers it). Before it
+//! handles the next request it waits until the previous answer has left
+//! ([`Connection::settle`]), so answers stay in order and at most one request per connection
+//! is with the pipeline. It uses a database connection only when the pipeline lets it store
+//! its own event (nothing else waiting), and gives it back before it answers: slow or idle
+//! clients therefore hold only their own small thread, never a database connection, and the
+//! read/idle deadlines of the HTTP layer end them.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -30,8 +30,8 @@ use crate::http::{
 };
 use crate::https::Https;
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, Submitted};
-use crate::reply::Reply;
+use crate::open_writers::OpenWriters;
+use crate::pipeline::{Job, Pipeline, QueueError, Refused};
 use crate::routes::{self, route, Action, BodyRules};
 
 /// Stack of a connection thread: parsing and validation need little, and a small stack keeps
@@ -55,6 +55,8 @@ pub struct Server {
     /// The answer past `max_connections`, encoded once at start (without a `Date`, which a 5xx
     /// may omit) so the acceptor writes it without building anything.
     pub busy_answer: Vec<u8>,
+    /// The writers of open connections, for a stop that cannot wait any longer.
+    pub open_writers: OpenWriters,
     /// Limits on decoded bodies and batches, for the router.
     pub body_rules: BodyRules,
     /// Set: the port serves HTTPS only.
@@ -93,6 +95,7 @@ impl Server {
             stopping: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             busy_answer,
+            open_writers: OpenWriters::default(),
             https,
             body_rules: BodyRules::from_config(config),
             plain_http_log: Mutex::new(error_log()),
@@ -199,22 +202,25 @@ fn serve_connection(stream: TcpStream, server: &Server) {
         Some(https) => Connection::with_tls(stream, limits, budget, https.current()),
         None => Connection::new(stream, limits, budget),
     };
-    // One slot for the connection's life: a connection has one request at a time with the
-    // pipeline.
-    let reply = Arc::new(Reply::default());
+    let _registered = server.open_writers.register(conn.writer());
     // Checked when the head is complete, before any of the body is read or buffered.
     let admit = |head: RequestHead<'_>| routes::refuse_head(head, server.auth_token.as_ref());
     loop {
-        let mut request = match conn.read_request(&admit) {
+        let read = conn.read_request(&admit);
+        // The answer to the previous request may still be on its way from the thread that
+        // stored its event: it leaves first, before this thread answers anything or closes.
+        if conn.settle().is_err() {
+            return;
+        }
+        let mut request = match read {
             Ok(request) => request,
             Err(ReadError::Closed) | Err(ReadError::Io(_)) => return,
             Err(ReadError::Reject(rejection)) => return refuse(conn, rejection, server),
             Err(ReadError::Tls(refusal)) => return refuse_tls(conn, refusal, server),
         };
-        let Some((back, stopping)) = answer_request(&mut request, conn, &reply, server) else {
+        let Ok(stopping) = answer_request(&mut request, &conn, server) else {
             return;
         };
-        conn = back;
         if !request.keep_alive || stopping {
             // Shut our side (after the answer has left), then drain briefly, so the client
             // reads the answer rather than a reset caused by requests it pipelined after it.
@@ -230,10 +236,15 @@ fn serve_connection(stream: TcpStream, server: &Server) {
 
 /// Answers a request the framer refused, then closes.
 #[inline(never)]
-fn refuse(mut conn: Connection, rejection: Rejection, server: &Server) {
+fn refuse(conn: Connection, rejection: Rejection, server: &Server) {
     let route = rejection.path.as_deref().map_or(Route::Other, Route::of);
-    let answer = Answer::new(ResponseFraming::CLOSING, route, &server.metrics);
-    let _ = answer.send(&mut conn, &rejection.response);
+    let answer = Answer::new(
+        conn.writer(),
+        ResponseFraming::CLOSING,
+        route,
+        &server.metrics,
+    );
+    let _ = answer.send(&rejection.response);
     conn.linger_close();
 }
 
@@ -260,17 +271,14 @@ fn refuse_tls(conn: Connection, refusal: TlsRefusal, server: &Server) {
     }
 }
 
-/// Routes one request and answers it, storing its task on the way when it has one. Returns
-/// the connection for the next request and whether the service is stopping (then it closes
-/// after this answer), or `None` when it is finished (broken, or answered and closed by a stop
-/// that could not wait for it).
+/// Routes one request and answers it, or hands it to the pipeline. Returns whether the service
+/// is stopping (then the connection closes after this answer).
 #[inline(never)]
 fn answer_request(
     request: &mut Request,
-    mut conn: Connection,
-    reply: &Arc<Reply>,
+    conn: &Connection,
     server: &Server,
-) -> Option<(Connection, bool)> {
+) -> std::io::Result<bool> {
     // Counted in flight (by `Answer::new`) before `stopping` is read: shutdown either
     // waits for this request or the request sees `stopping` and is refused.
     let framing = ResponseFraming {
@@ -278,49 +286,46 @@ fn answer_request(
         http10: request.http10,
         head_only: request.method == Method::Head,
     };
-    let mut answer = Answer::new(framing, Route::of(&request.path), &server.metrics);
+    let mut answer = Answer::new(
+        conn.writer(),
+        framing,
+        Route::of(&request.path),
+        &server.metrics,
+    );
     if server.stopping.load(Ordering::SeqCst) {
         answer.set_closing();
-        return answer
-            .send(&mut conn, &routes::shutting_down())
-            .ok()
-            .map(|()| (conn, true));
+        answer.send(&routes::shutting_down())?;
+        return Ok(true);
     }
-    let action = match catch_unwind(AssertUnwindSafe(|| {
+    match catch_unwind(AssertUnwindSafe(|| {
         route(request, server.auth_token.as_ref(), &server.body_rules)
     })) {
-        Ok(action) => action,
+        Ok(action) => act(action, answer, server)?,
         Err(_) => {
             log::error!(
                 "panic while handling {:?} {}; answered 500",
                 request.method,
                 request.path
             );
-            Action::Respond(routes::internal_error())
+            answer.send(&routes::internal_error())?
         }
-    };
+    }
+    Ok(false)
+}
+
+/// Carries out the router's decision: answers at once, or hands the request to the pipeline.
+#[inline(never)]
+fn act(action: Action, answer: Answer, server: &Server) -> std::io::Result<()> {
     let task = match action {
-        Action::Respond(response) => {
-            return answer
-                .send(&mut conn, &response)
-                .ok()
-                .map(|()| (conn, false))
-        }
+        Action::Respond(response) => return answer.send(&response),
         Action::Metrics => {
             let down = server.pipeline.health().is_down();
             let text = server.metrics.render(down).into_bytes();
-            let response = crate::http::Response::metrics_text(text);
-            return answer
-                .send(&mut conn, &response)
-                .ok()
-                .map(|()| (conn, false));
+            return answer.send(&crate::http::Response::metrics_text(text));
         }
         // No probe write: whatever the database says, this consumer is leaving.
         Action::CheckReady if server.draining.load(Ordering::SeqCst) => {
-            return answer
-                .send(&mut conn, &routes::draining())
-                .ok()
-                .map(|()| (conn, false));
+            return answer.send(&routes::draining());
         }
         Action::CheckReady => Task::Ping,
         Action::StoreBatch { items } => Task::StoreBatch { items },
@@ -332,32 +337,17 @@ fn answer_request(
             idempotency_key,
         },
     };
-    let response = match server.pipeline.submit(task, reply) {
-        Err(error) => routes::refused(error),
-        Ok(Submitted::Lead(lead)) => {
-            // Parked meanwhile, so a stop that cannot wait for the database can answer it.
-            reply.park(conn, answer);
-            let outcome = server.pipeline.store_lead(lead);
-            let (back, parked_answer) = reply.unpark()?;
-            conn = back;
-            answer = parked_answer;
-            routes::answer_to(&outcome)
-        }
-        Ok(Submitted::Queued) => match reply.wait(&server.pipeline.abandoned) {
-            Some(outcome) => routes::answer_to(&outcome),
-            None => {
-                // A stop that cannot wait any longer: the batch may or may not be stored.
-                answer.set_closing();
-                let _ = answer.send(&mut conn, &routes::shutting_down());
-                conn.abort();
-                return None;
-            }
-        },
+    let job = Job {
+        task,
+        answer: answer.hand_over(),
     };
-    answer
-        .send(&mut conn, &response)
-        .ok()
-        .map(|()| (conn, false))
+    match server.pipeline.submit(job) {
+        Ok(()) => Ok(()),
+        Err(Refused { error, answer }) => answer.send(&match error {
+            QueueError::Full => routes::queue_full(),
+            QueueError::Closed => routes::shutting_down(),
+        }),
+    }
 }
 
 /// Wakes a blocked `accept` so the acceptor sees `stopping`.

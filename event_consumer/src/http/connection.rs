@@ -1,7 +1,5 @@
 //! One client connection: the socket loop that drives the [`Framer`] with reads against
-//! absolute deadlines, and the [`Writer`] every answer leaves through. Both belong to the
-//! connection's thread; nothing here is shared with another thread but the socket's
-//! [`Connection::shutdown_handle`].
+//! absolute deadlines, and the [`Writer`] every answer leaves through.
 //!
 //! Deadlines: up to `idle_timeout` for the first byte of a request, then `read_timeout` for the
 //! whole head, then `read_timeout` again for the whole body. Each is absolute, so a client
@@ -103,14 +101,15 @@ enum ReadStop {
 pub struct Connection {
     /// Read from here only; writes go through `writer`.
     stream: Arc<TcpStream>,
-    /// Over HTTPS it owns the TLS session, which reads borrow.
-    writer: Writer,
+    writer: Arc<Writer>,
     framer: Framer,
     /// Shared by all connections; the framer holds this request's share of it.
     budget: Arc<BodyBudget>,
     /// The read timeout currently set on the socket, to skip needless `setsockopt` calls.
     read_timeout_set: Option<Duration>,
     peer: Option<SocketAddr>,
+    /// Over HTTPS: the session, shared with the writer.
+    tls: Option<Arc<Tls>>,
     /// The handshake must be done by then (`read_timeout` after the accept), like a head.
     handshake_deadline: Instant,
 }
@@ -157,12 +156,14 @@ impl Connection {
         let stream = Arc::new(stream);
         // A session cannot fail to start with a config rustls built; if it did, the
         // connection would be plain, so it fails at the first TLS byte instead.
-        let tls = tls_config.and_then(|config| Tls::new(Arc::clone(&stream), config).ok());
-        let writer = Writer::new(
+        let tls = tls_config
+            .and_then(|config| Tls::new(Arc::clone(&stream), config).ok())
+            .map(Arc::new);
+        let writer = Arc::new(Writer::with_tls(
             Arc::clone(&stream),
             limits.write_timeout.max(MIN_TIMEOUT),
-            tls,
-        );
+            tls.clone(),
+        ));
         let handshake_deadline = deadline_after(limits.read_timeout);
         Connection {
             stream,
@@ -171,8 +172,14 @@ impl Connection {
             budget,
             read_timeout_set: None,
             peer,
+            tls,
             handshake_deadline,
         }
+    }
+
+    /// The writing half, for a thread that answers a request of this connection.
+    pub fn writer(&self) -> &Arc<Writer> {
+        &self.writer
     }
 
     /// Reads the next request. Bytes past it stay buffered for the next call.
@@ -227,20 +234,23 @@ impl Connection {
                         phase = now;
                         deadline = self.deadline_for(phase);
                     }
-                    let handshaking = self.writer.tls().is_some_and(|t| t.is_handshaking());
+                    let handshaking = self.tls.as_ref().is_some_and(|t| t.is_handshaking());
                     if handshaking {
                         deadline = deadline.min(self.handshake_deadline);
                     }
                     let dst = self.framer.space().map_err(ReadError::Reject)?;
-                    let read = match self.writer.tls() {
+                    let read = match &self.tls {
                         None => {
                             read_before(&self.stream, &mut self.read_timeout_set, dst, deadline)
                         }
                         Some(tls) => {
                             let timeout_set = &mut self.read_timeout_set;
-                            match tls
-                                .read(dst, |tcp, raw| read_before(tcp, timeout_set, raw, deadline))
-                            {
+                            let writer = &self.writer;
+                            match tls.read(
+                                dst,
+                                |tcp, raw| read_before(tcp, timeout_set, raw, deadline),
+                                || writer.flush_tls(),
+                            ) {
                                 Ok(n) => Ok(n),
                                 Err(TlsReadError::Raw(stop)) if handshaking => {
                                     let why = match stop {
@@ -293,22 +303,18 @@ impl Connection {
         })
     }
 
-    /// Writes one answer.
-    pub fn write_response(
-        &mut self,
-        response: &Response,
-        framing: ResponseFraming,
-    ) -> io::Result<()> {
+    /// Waits until the answer handed to another thread has left; see [`Writer::settle`].
+    pub fn settle(&self) -> io::Result<()> {
+        self.writer.settle()
+    }
+
+    /// Writes one answer from this thread, after any awaited one.
+    pub fn write_response(&self, response: &Response, framing: ResponseFraming) -> io::Result<()> {
         self.writer.send(response, framing)
     }
 
-    /// Ends the connection at once, both ways, after its last answer (a stop that cannot wait).
-    pub fn abort(mut self) {
-        self.writer.abort();
-    }
-
     /// Answers a rejected request (with `Connection: close`) and closes with a lingering close.
-    pub fn reject_and_close(mut self, response: &Response) {
+    pub fn reject_and_close(self, response: &Response) {
         // A client that is gone cannot be answered; closing is all that is left.
         let _ = self.write_response(response, ResponseFraming::CLOSING);
         self.linger_close();

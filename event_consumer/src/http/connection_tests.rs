@@ -24,6 +24,106 @@ enum Seen {
     Io,
 }
 
+#[test]
+fn settling_waits_for_the_awaited_answer_and_wakes_when_another_thread_sends_it() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let connection = Connection::new(server, limits(), unlimited());
+    let writer = Arc::clone(connection.writer());
+    writer.await_answer();
+    let (settled_tx, settled) = mpsc::channel();
+    let settler = thread::spawn(move || {
+        let result = connection.settle();
+        settled_tx.send(()).expect("the test waits");
+        result
+    });
+    // The connection's thread must still be waiting: nothing has been sent.
+    assert!(
+        settled.recv_timeout(Duration::from_millis(50)).is_err(),
+        "settle returned before the awaited answer was sent"
+    );
+    let framing = ResponseFraming {
+        keep_alive: true,
+        http10: false,
+        head_only: false,
+    };
+    writer.send_awaited(&Response::json(Status::Created, b"{}".to_vec()), framing);
+    settled
+        .recv_timeout(Duration::from_secs(10))
+        .expect("settle was not woken by the awaited answer");
+    settler.join().unwrap().expect("settled without error");
+    let mut head = [0u8; 12];
+    client.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 201");
+}
+
+#[test]
+fn an_awaited_answer_never_blocks_on_a_client_that_does_not_read_and_all_arrive_in_order() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let connection = Connection::new(server, limits(), unlimited());
+    let framing = ResponseFraming {
+        keep_alive: true,
+        http10: false,
+        head_only: false,
+    };
+    // The client reads nothing while 16 MiB of answers are sent: far more than the socket
+    // buffers hold, so the borrowed sends must give up rather than wait.
+    let answers = 64;
+    let writer = Arc::clone(connection.writer());
+    let sender = thread::spawn(move || {
+        for i in 0..answers {
+            let body = vec![b'a' + (i % 26) as u8; 256 * 1024];
+            let response = Response::json(Status::Ok, body);
+            writer.await_answer();
+            let started = Instant::now();
+            writer.send_awaited(&response, framing);
+            assert!(
+                started.elapsed() < Duration::from_millis(500),
+                "send {i} blocked"
+            );
+        }
+    });
+    sender.join().expect("the borrowed sends return");
+    // The connection's thread writes the rest (blocking) while the client reads it all.
+    let reader = thread::spawn(move || {
+        let mut all = Vec::new();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match client.read(&mut chunk) {
+                Ok(0) | Err(_) => break all,
+                Ok(n) => all.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    connection.writer().close().expect("the rest is written");
+    let all = reader.join().unwrap();
+    let mut rest = &all[..];
+    for i in 0..answers {
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut response = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(head) = response.parse(rest).expect("a response") else {
+            panic!("answer {i} is cut short");
+        };
+        let body = &rest[head..head + 256 * 1024];
+        assert!(
+            body.iter().all(|&b| b == b'a' + (i % 26) as u8),
+            "answer {i} is out of order or mixed with another"
+        );
+        rest = &rest[head + 256 * 1024..];
+    }
+    assert!(
+        rest.is_empty(),
+        "{} bytes more than the answers",
+        rest.len()
+    );
+}
+
 /// A server on 127.0.0.1:0 serving every connection with `Connection` in a loop: each
 /// request is answered 200 with the path and the body length. Threads are left to end
 /// with the test process.

@@ -12,8 +12,8 @@
 //! | `chunked.rs` | the chunked transfer coding, decoded incrementally |
 //! | `framer.rs` | [`Framer`]: bytes in, requests out, no I/O (the fuzz target drives it) |
 //! | `encode.rs` | a response into bytes, the `Date` cache |
-//! | `tls.rs` | [`Tls`]: one connection's rustls session (the server config is `crate::https`'s) |
-//! | `writer.rs` | [`Writer`]: the writing half, owned by the connection's thread; every byte sent goes through it |
+//! | `tls.rs` | [`Tls`]: one connection's rustls session, shared by the reading half and the writer (the server config is `crate::https`'s) |
+//! | `writer.rs` | [`Writer`]: the writing half behind one lock, shared with the thread that stores the request's event; every byte sent goes through it |
 //! | `connection.rs` | [`Connection`]: the socket loop around the framer, deadlines, lingering close |
 //!
 //! Every limit in [`Limits`] is enforced before memory is spent on it, request bodies together

@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 
 use crate::db::{Outcome, Saved, StoredEvent};
 use crate::http::{Response, Status};
-use crate::pipeline::QueueError;
 
 /// The answer to a job once the pipeline has its outcome.
 pub fn answer_to(outcome: &Outcome) -> Response {
@@ -30,15 +29,12 @@ pub fn internal_error() -> Response {
     )
 }
 
-/// The answer to a request the queue did not take.
-pub fn refused(error: QueueError) -> Response {
-    match error {
-        QueueError::Full => retry_later(
-            "server busy: too many events waiting to be stored, retry in a moment",
-            "1",
-        ),
-        QueueError::Closed => shutting_down(),
-    }
+/// The answer to a request the full queue did not take.
+pub fn queue_full() -> Response {
+    retry_later(
+        "server busy: too many events waiting to be stored, retry in a moment",
+        "1",
+    )
 }
 
 pub fn shutting_down() -> Response {

@@ -19,7 +19,7 @@ mod router;
 mod token;
 
 pub use answers::{
-    answer_to, draining, internal_error, refused, shutting_down, too_many_connections,
+    answer_to, draining, internal_error, queue_full, shutting_down, too_many_connections,
 };
 pub use bodies::BodyRules;
 pub use openapi::OPENAPI_YAML;
