@@ -10,11 +10,11 @@
 //! | `route.rs` | [`Route`]: the API's routes, listed once (path, method, token, body, metrics label) |
 //! | `head.rs` | finding the end of a head, checking it, how its body is framed |
 //! | `chunked.rs` | the chunked transfer coding, decoded incrementally |
-//! | `framer.rs` | [`Framer`]: bytes in, requests out, no I/O (the fuzz target drives it) |
+//! | `framer/` | [`Framer`]: bytes in, requests out, no I/O (the fuzz target drives it) |
 //! | `encode.rs` | a response into bytes, the `Date` cache |
 //! | `tls.rs` | [`Tls`]: one connection's rustls session, shared by the reading half and the writer (the server config is `crate::https`'s) |
 //! | `writer.rs` | [`Writer`]: the writing half behind one lock, shared with the thread that stores the request's event; every byte sent goes through it |
-//! | `connection.rs` | [`Connection`]: the socket loop around the framer, deadlines, lingering close |
+//! | `connection/` | [`Connection`]: the socket loop around the framer, deadlines, lingering close |
 //!
 //! Every limit in [`Limits`] is enforced before memory is spent on it, request bodies together
 //! stay within the shared [`BodyBudget`], and every read runs against an absolute deadline, so

@@ -421,5 +421,4 @@ fn read_before(
 }
 
 #[cfg(test)]
-#[path = "connection_tests.rs"]
 mod tests;

@@ -1,4 +1,4 @@
-//! Tests of `framer.rs`, kept beside it so that file stays one concept.
+//! Tests of the framer, kept beside it so that file stays one concept.
 
 use super::*;
 use crate::http::Method;

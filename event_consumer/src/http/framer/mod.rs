@@ -474,5 +474,4 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<(Request, usi
 }
 
 #[cfg(test)]
-#[path = "framer_tests.rs"]
 mod tests;

@@ -1,4 +1,4 @@
-//! Tests of `connection.rs`, kept beside it so that file stays one concept.
+//! Tests of the connection, kept beside it so that file stays one concept.
 
 use super::*;
 use crate::http::Method;
