@@ -132,7 +132,7 @@ def ndjson(ctx, value):
         return "".join(json.dumps(item) + "\n" for item in value).encode()
     return json.dumps(value, indent=1).encode()
 HOOKS
-# The statuses that reject invalid data: the README's contract answers a batch over maxItems
+# The statuses that reject invalid data: the documented contract (docs/http-api.md) answers a batch over maxItems
 # (consumer.max_batch_events) with 413, which schemathesis does not expect by default.
 cat >"$work/schemathesis.toml" <<'TOML'
 [checks.negative_data_rejection]

@@ -1,4 +1,4 @@
-//! The public HTTP contract: every answer the README promises.
+//! The public HTTP contract: every answer docs/http-api.md promises.
 
 use test_support::Cluster;
 

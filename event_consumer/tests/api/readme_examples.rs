@@ -1,19 +1,20 @@
-//! The README's HTTP examples, run as written: they cannot drift from what the consumer says.
+//! The HTTP examples of the README and of docs/http-api.md, run as written: they cannot drift
+//! from what the consumer says.
 //!
-//! Every `curl` command in a ```` ```sh ```` block of README.md that talks to `localhost:8080`
+//! Every `curl` command in a ```` ```sh ```` block of either document that talks to `localhost:8080`
 //! is an example, and the `# ` lines right under it are its answer as `curl -i` prints it: the
 //! status line (`# HTTP/1.1 201 Created`), then any headers that must be there
-//! (`# Allow: POST`), then the body. Each command runs with bash (`set -o pipefail`), in README
-//! order, against consumers started with the configuration's defaults on fresh databases, with
+//! (`# Allow: POST`), then the body. Each command runs with bash (`set -o pipefail`), in document
+//! order, each document against consumers of its own started with the configuration's defaults on fresh databases, with
 //! `localhost:8080` pointed at them: a command that sends `Authorization:` goes to one with
-//! `consumer.auth_token` set (the README's example says so), every other plain one to one
-//! without. The `https://` examples run in a directory where the README's own openssl recipe
-//! (the `bash` block of its HTTPS section) made the certificates, against a consumer with those
+//! `consumer.auth_token` set (the example's text says so), every other plain one to one
+//! without. The `https://` examples run in a directory where the documented openssl recipe
+//! (the `bash` block of docs/http-api.md's HTTPS section) made the certificates, against a consumer with those
 //! files, `tls_client_ca_file` added for the command that presents `--cert`.
 //! Bodies compare as JSON where the expected body is JSON: a string `"..."` stands for any
 //! value, and a `received_at`-shaped timestamp for any timestamp (ids are exact: a fresh
-//! database gives the README's ids when the examples run in order). An example without its
-//! answer fails, so every example states one. Needs curl, gzip and bash, as the README does.
+//! database gives the documented ids when the examples run in order). An example without its
+//! answer fails, so every example states one. Needs curl, gzip, bash and openssl, as the examples do.
 
 use std::path::Path;
 use std::process::Command;
@@ -217,8 +218,12 @@ fn check(example: &Example, addr: &str, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn readme() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+/// The documents whose examples run: the README's first event, then the API reference. Each
+/// runs against consumers of its own, so each document's ids count from 1.
+const DOCUMENTS: [&str; 2] = ["README.md", "docs/http-api.md"];
+
+fn document(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -256,15 +261,33 @@ fn tools_present() {
 #[test]
 fn every_http_example_in_the_readme_gives_the_answer_shown_under_it() {
     tools_present();
-    let examples = examples(&readme()).unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        examples.len() >= 15,
-        "found only {} examples: has the README's format changed?",
-        examples.len()
-    );
     let certificates = std::env::temp_dir().join(format!("readme-pki-{}", std::process::id()));
     std::fs::create_dir_all(&certificates).unwrap();
-    make_readme_certificates(&readme(), &certificates);
+    make_readme_certificates(&document("docs/http-api.md"), &certificates);
+    let (mut total, mut https, mut failures) = (0, 0, Vec::new());
+    for name in DOCUMENTS {
+        let examples = examples(&document(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!examples.is_empty(), "{name} has no HTTP example");
+        total += examples.len();
+        https += examples.iter().filter(|e| e.https()).count();
+        failures.extend(run_examples(name, &examples, &certificates));
+    }
+    std::fs::remove_dir_all(&certificates).ok();
+    assert!(
+        total >= 15,
+        "found only {total} examples: has the documents' format changed?"
+    );
+    assert!(
+        https >= 2,
+        "the HTTPS examples are gone from docs/http-api.md"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Runs one document's examples in order, each against the consumer its text names: one with
+/// `consumer.auth_token` for the `Authorization` examples, HTTPS ones for `https://` (with a
+/// client CA for `--cert`), a plain one without a token for the rest.
+fn run_examples(name: &str, examples: &[Example], certificates: &Path) -> Vec<String> {
     let open = TestApp::spawn();
     let with_token = TestApp::spawn_with(|c| c.consumer.auth_token = Some(Secret::new("s3cret")));
     let tls = |c: &mut common::Config| {
@@ -276,27 +299,22 @@ fn every_http_example_in_the_readme_gives_the_answer_shown_under_it() {
         tls(c);
         c.consumer.tls_client_ca_file = Some(certificates.join("ca.crt"));
     });
-    assert!(
-        examples.iter().filter(|e| e.https()).count() >= 2,
-        "the HTTPS examples are gone from the README"
-    );
     let mut failures = Vec::new();
-    for example in &examples {
+    for example in examples {
         let app = match (example.https(), example.command.contains("--cert ")) {
             (true, true) => &mutual,
             (true, false) => &https,
             _ if example.command.contains("Authorization:") => &with_token,
             _ => &open,
         };
-        if let Err(e) = check(example, &app.addr.to_string(), &certificates) {
+        if let Err(e) = check(example, &app.addr.to_string(), certificates) {
             failures.push(format!(
-                "README.md line {}: {e}\n  {}",
+                "{name} line {}: {e}\n  {}",
                 example.line, example.command
             ));
         }
     }
-    std::fs::remove_dir_all(&certificates).ok();
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    failures
 }
 
 #[test]
