@@ -54,8 +54,13 @@ fn against(line: &str) -> Result<Against, String> {
     let mut settings = Vec::new();
     for (start, _) in text.match_indices("consumer.") {
         let rest = &text[start + "consumer.".len()..];
-        let Some((key, value)) = rest.split_once(": ") else {
-            return Err(format!("`{line}`: `consumer.` without `KEY: VALUE`"));
+        let key_length = rest
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or(rest.len());
+        // `consumer.crt` (a file name in a value) is no setting: a key is followed by `: `.
+        let (key, Some(value)) = (&rest[..key_length], rest[key_length..].strip_prefix(": "))
+        else {
+            continue;
         };
         let value: String = value
             .chars()
@@ -342,7 +347,10 @@ fn run_examples(name: &str, examples: &[Example], certificates: &Path) -> Vec<St
     let mut consumers: BTreeMap<Against, TestApp> = BTreeMap::new();
     let mut failures = Vec::new();
     for example in examples {
-        let against = example.against.clone().expect("examples() refuses unnamed ones");
+        let against = example
+            .against
+            .clone()
+            .expect("examples() refuses unnamed ones");
         if !consumers.contains_key(&against) {
             match consumer(&against, certificates) {
                 Ok(app) => {
@@ -428,11 +436,14 @@ fn an_example_whose_answer_differs_fails_and_one_without_an_answer_is_refused() 
 fn the_consumer_of_an_example_is_read_from_its_block_and_one_without_it_is_refused() {
     let text = "```sh\n# against: a consumer with consumer.auth_token: s3cret\n\
                 curl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n\n\
-                # against: one with consumer.tls_cert_file: c.crt, consumer.tls_key_file: c.key (above)\n\
+                # against: one with consumer.tls_cert_file: consumer.crt, consumer.tls_key_file: c.key (above)\n\
                 curl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n```\n\
                 ```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n```\n";
     let error = examples(text).unwrap_err();
-    assert!(error.contains("line 10") && error.contains("names no consumer"), "{error}");
+    assert!(
+        error.contains("line 11") && error.contains("names no consumer"),
+        "{error}"
+    );
     let named = examples(&text[..text.rfind("```sh").unwrap()]).unwrap();
     assert_eq!(
         named[0].against,
@@ -441,13 +452,16 @@ fn the_consumer_of_an_example_is_read_from_its_block_and_one_without_it_is_refus
     assert_eq!(
         named[1].against,
         Some(Against(vec![
-            ("tls_cert_file".into(), "c.crt".into()),
+            ("tls_cert_file".into(), "consumer.crt".into()),
             ("tls_key_file".into(), "c.key".into())
         ]))
     );
     assert_eq!(named[0].expected, ["HTTP/1.1 200 OK"]);
     assert!(against("# against: somewhere").is_err());
-    assert_eq!(against("# against: the defaults (make)"), Ok(Against(vec![])));
+    assert_eq!(
+        against("# against: the defaults (make)"),
+        Ok(Against(vec![]))
+    );
 }
 
 #[test]
