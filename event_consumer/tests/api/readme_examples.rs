@@ -5,21 +5,22 @@
 //! is an example, and the `# ` lines right under it are its answer as `curl -i` prints it: the
 //! status line (`# HTTP/1.1 201 Created`), then any headers that must be there
 //! (`# Allow: POST`), then the body. Each command runs with bash (`set -o pipefail`), in document
-//! order, each document against consumers of its own started with the configuration's defaults on fresh databases, with
-//! `localhost:8080` pointed at them: a command that sends `Authorization:` goes to one with
-//! `consumer.auth_token` set (the example's text says so), every other plain one to one
-//! without. The `https://` examples run in a directory where the documented openssl recipe
-//! (the `bash` block of docs/http-api.md's HTTPS section) made the certificates, against a consumer with those
-//! files, `tls_client_ca_file` added for the command that presents `--cert`.
+//! order, with `localhost:8080` pointed at a consumer on a fresh database of its own document.
+//! Which consumer is written in the block, above the examples: a line
+//! `# against: a consumer with consumer.auth_token: s3cret` (settings as `consumer.KEY: VALUE`,
+//! parsed by the config parser itself) or `# against: ... the defaults ...` (no settings), so
+//! the reader sees what the test runs. An example with no such line before it in its block
+//! fails. File settings name files of the certificate directory, where the documented openssl
+//! recipe (the `bash` block of docs/http-api.md's HTTPS section) made the certificates, and
+//! where every command runs.
 //! Bodies compare as JSON where the expected body is JSON: a string `"..."` stands for any
 //! value, and a `received_at`-shaped timestamp for any timestamp (ids are exact: a fresh
 //! database gives the documented ids when the examples run in order). An example without its
 //! answer fails, so every example states one. Needs curl, gzip, bash and openssl, as the examples do.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-
-use common::config::Secret;
 
 use crate::helpers::TestApp;
 
@@ -29,12 +30,50 @@ struct Example {
     line: usize,
     command: String,
     expected: Vec<String>,
+    /// The consumer its block names (`# against:`); None when the block names none.
+    against: Option<Against>,
 }
 
 impl Example {
     fn https(&self) -> bool {
         self.command.contains("https://")
     }
+}
+
+/// The consumer settings a `# against:` line names, as `consumer.KEY: VALUE` pairs in order;
+/// empty for the defaults.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Against(Vec<(String, String)>);
+
+const AGAINST: &str = "# against:";
+
+/// Reads a `# against:` line: every `consumer.KEY: VALUE` in it (a value ends at a comma, a
+/// space or a parenthesis), or none when it says "the defaults"; Err when it says neither.
+fn against(line: &str) -> Result<Against, String> {
+    let text = line.trim_start().trim_start_matches(AGAINST);
+    let mut settings = Vec::new();
+    for (start, _) in text.match_indices("consumer.") {
+        let rest = &text[start + "consumer.".len()..];
+        let key_length = rest
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or(rest.len());
+        // `consumer.crt` (a file name in a value) is no setting: a key is followed by `: `.
+        let (key, Some(value)) = (&rest[..key_length], rest[key_length..].strip_prefix(": "))
+        else {
+            continue;
+        };
+        let value: String = value
+            .chars()
+            .take_while(|c| !matches!(c, ',' | ' ' | ')'))
+            .collect();
+        settings.push((key.to_owned(), value));
+    }
+    if settings.is_empty() && !text.contains("the defaults") {
+        return Err(format!(
+            "`{line}` names neither `consumer.KEY: VALUE` settings nor the defaults"
+        ));
+    }
+    Ok(Against(settings))
 }
 
 const README_ADDRESS: &str = "localhost:8080";
@@ -44,11 +83,18 @@ fn examples(readme: &str) -> Result<Vec<Example>, String> {
     let lines: Vec<&str> = readme.lines().collect();
     let mut found = Vec::new();
     let mut in_sh = false;
+    let mut current: Option<Against> = None;
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
         if line.trim_start().starts_with("```") {
             in_sh = !in_sh && line.trim() == "```sh";
+            current = None;
+            i += 1;
+            continue;
+        }
+        if in_sh && line.trim_start().starts_with(AGAINST) {
+            current = Some(against(line).map_err(|e| format!("line {}: {e}", i + 1))?);
             i += 1;
             continue;
         }
@@ -68,7 +114,7 @@ fn examples(readme: &str) -> Result<Vec<Example>, String> {
         }
         i += 1;
         let mut expected = Vec::new();
-        while i < lines.len() && lines[i].starts_with("# ") {
+        while i < lines.len() && lines[i].starts_with("# ") && !lines[i].starts_with(AGAINST) {
             expected.push(lines[i][2..].to_string());
             i += 1;
         }
@@ -77,6 +123,7 @@ fn examples(readme: &str) -> Result<Vec<Example>, String> {
                 line: start + 1,
                 command,
                 expected,
+                against: current.clone(),
             });
         }
     }
@@ -85,14 +132,24 @@ fn examples(readme: &str) -> Result<Vec<Example>, String> {
         .filter(|e| !e.expected.first().is_some_and(|s| s.starts_with("HTTP/")))
         .map(|e| format!("line {}", e.line))
         .collect();
-    if silent.is_empty() {
-        Ok(found)
-    } else {
-        Err(format!(
-            "README examples without their answer (`# HTTP/1.1 NNN ...` under the command): {}",
+    if !silent.is_empty() {
+        return Err(format!(
+            "examples without their answer (`# HTTP/1.1 NNN ...` under the command): {}",
             silent.join(", ")
-        ))
+        ));
     }
+    let unnamed: Vec<String> = found
+        .iter()
+        .filter(|e| e.against.is_none())
+        .map(|e| format!("line {}", e.line))
+        .collect();
+    if !unnamed.is_empty() {
+        return Err(format!(
+            "examples whose block names no consumer (a `{AGAINST} ...` line above them): {}",
+            unnamed.join(", ")
+        ));
+    }
+    Ok(found)
 }
 
 /// What `curl -i` printed of the final answer.
@@ -284,29 +341,28 @@ fn every_http_example_in_the_readme_gives_the_answer_shown_under_it() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Runs one document's examples in order, each against the consumer its text names: one with
-/// `consumer.auth_token` for the `Authorization` examples, HTTPS ones for `https://` (with a
-/// client CA for `--cert`), a plain one without a token for the rest.
+/// Runs one document's examples in order, each against the consumer its block names: one
+/// consumer per distinct `# against:` settings, started when first named.
 fn run_examples(name: &str, examples: &[Example], certificates: &Path) -> Vec<String> {
-    let open = TestApp::spawn();
-    let with_token = TestApp::spawn_with(|c| c.consumer.auth_token = Some(Secret::new("s3cret")));
-    let tls = |c: &mut common::Config| {
-        c.consumer.tls_cert_file = Some(certificates.join("consumer.crt"));
-        c.consumer.tls_key_file = Some(certificates.join("consumer.key"));
-    };
-    let https = TestApp::spawn_with(tls);
-    let mutual = TestApp::spawn_with(|c| {
-        tls(c);
-        c.consumer.tls_client_ca_file = Some(certificates.join("ca.crt"));
-    });
+    let mut consumers: BTreeMap<Against, TestApp> = BTreeMap::new();
     let mut failures = Vec::new();
     for example in examples {
-        let app = match (example.https(), example.command.contains("--cert ")) {
-            (true, true) => &mutual,
-            (true, false) => &https,
-            _ if example.command.contains("Authorization:") => &with_token,
-            _ => &open,
-        };
+        let against = example
+            .against
+            .clone()
+            .expect("examples() refuses unnamed ones");
+        if !consumers.contains_key(&against) {
+            match consumer(&against, certificates) {
+                Ok(app) => {
+                    consumers.insert(against.clone(), app);
+                }
+                Err(e) => {
+                    failures.push(format!("{name} line {}: {e}", example.line));
+                    continue;
+                }
+            }
+        }
+        let app = &consumers[&against];
         if let Err(e) = check(example, &app.addr.to_string(), certificates) {
             failures.push(format!(
                 "{name} line {}: {e}\n  {}",
@@ -317,17 +373,47 @@ fn run_examples(name: &str, examples: &[Example], certificates: &Path) -> Vec<St
     failures
 }
 
+/// A consumer with the settings of `against`, parsed as a config file would be; file names
+/// are taken in `certificates`.
+fn consumer(against: &Against, certificates: &Path) -> Result<TestApp, String> {
+    let mut text = String::from("consumer:\n");
+    for (key, value) in &against.0 {
+        text.push_str(&format!("  {key}: {value}\n"));
+    }
+    let parsed = common::Config::from_yaml(&text, Path::new("# against:"), |_| None)
+        .map_err(|e| format!("the `# against:` settings do not parse: {e}"))?
+        .consumer;
+    let file = |path: &Option<std::path::PathBuf>| path.as_ref().map(|p| certificates.join(p));
+    for (key, _) in &against.0 {
+        if !matches!(
+            key.as_str(),
+            "auth_token" | "tls_cert_file" | "tls_key_file" | "tls_client_ca_file"
+        ) {
+            return Err(format!(
+                "`# against:` names consumer.{key}: this test starts consumers with \
+                 auth_token and the tls_* files only; add it to consumer()"
+            ));
+        }
+    }
+    Ok(TestApp::spawn_with(|c| {
+        c.consumer.auth_token = parsed.auth_token.clone();
+        c.consumer.tls_cert_file = file(&parsed.tls_cert_file);
+        c.consumer.tls_key_file = file(&parsed.tls_key_file);
+        c.consumer.tls_client_ca_file = file(&parsed.tls_client_ca_file);
+    }))
+}
+
 #[test]
 fn an_example_whose_answer_differs_fails_and_one_without_an_answer_is_refused() {
     tools_present();
     let app = TestApp::spawn();
     let broken =
-        "```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 500 Internal Server Error\n```\n";
+        "```sh\n# against: the defaults\ncurl -si localhost:8080/healthz\n# HTTP/1.1 500 Internal Server Error\n```\n";
     let found = examples(broken).unwrap();
     let error = check(&found[0], &app.addr.to_string(), Path::new(".")).unwrap_err();
     assert!(error.contains("HTTP/1.1 200 OK"), "{error}");
     let right =
-        "```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n# {\"status\":\"...\"}\n```\n";
+        "```sh\n# against: the defaults\ncurl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n# {\"status\":\"...\"}\n```\n";
     check(
         &examples(right).unwrap()[0],
         &app.addr.to_string(),
@@ -335,15 +421,47 @@ fn an_example_whose_answer_differs_fails_and_one_without_an_answer_is_refused() 
     )
     .unwrap();
     let wrong_body =
-        "```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n# {\"status\":\"down\"}\n```\n";
+        "```sh\n# against: the defaults\ncurl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n# {\"status\":\"down\"}\n```\n";
     assert!(check(
         &examples(wrong_body).unwrap()[0],
         &app.addr.to_string(),
         Path::new(".")
     )
     .is_err());
-    let silent = "```sh\ncurl -si localhost:8080/healthz\n```\n";
-    assert!(examples(silent).unwrap_err().contains("line 2"));
+    let silent = "```sh\n# against: the defaults\ncurl -si localhost:8080/healthz\n```\n";
+    assert!(examples(silent).unwrap_err().contains("line 3"));
+}
+
+#[test]
+fn the_consumer_of_an_example_is_read_from_its_block_and_one_without_it_is_refused() {
+    let text = "```sh\n# against: a consumer with consumer.auth_token: s3cret\n\
+                curl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n\n\
+                # against: one with consumer.tls_cert_file: consumer.crt, consumer.tls_key_file: c.key (above)\n\
+                curl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n```\n\
+                ```sh\ncurl -si localhost:8080/healthz\n# HTTP/1.1 200 OK\n```\n";
+    let error = examples(text).unwrap_err();
+    assert!(
+        error.contains("line 11") && error.contains("names no consumer"),
+        "{error}"
+    );
+    let named = examples(&text[..text.rfind("```sh").unwrap()]).unwrap();
+    assert_eq!(
+        named[0].against,
+        Some(Against(vec![("auth_token".into(), "s3cret".into())]))
+    );
+    assert_eq!(
+        named[1].against,
+        Some(Against(vec![
+            ("tls_cert_file".into(), "consumer.crt".into()),
+            ("tls_key_file".into(), "c.key".into())
+        ]))
+    );
+    assert_eq!(named[0].expected, ["HTTP/1.1 200 OK"]);
+    assert!(against("# against: somewhere").is_err());
+    assert_eq!(
+        against("# against: the defaults (make)"),
+        Ok(Against(vec![]))
+    );
 }
 
 #[test]
