@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime};
 
 /// Longest consumer message quoted in a log line.
 const MAX_MESSAGE_CHARS: usize = 300;
-/// A `Retry-After` beyond a day is taken as a day.
+/// A `Retry-After` beyond a day is taken as a day, so the figure a log line quotes stays
+/// readable; the wait itself is capped far lower, at `backoff_max_seconds` (see `sender.rs`).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
 /// The result of one attempt.

@@ -10,7 +10,8 @@
 //! each retry waits a random time between zero and a ceiling that
 //! starts at [`BACKOFF_INITIAL`] and doubles up to `backoff_max_seconds` ("full jitter":
 //! many propagators recovering from the same outage do not come back in lockstep), and at least
-//! as long as the consumer's `Retry-After`. Every attempt carries the event's `Idempotency-Key`,
+//! as long as the consumer's `Retry-After`, which `backoff_max_seconds` caps too (one line says
+//! so). Every attempt carries the event's `Idempotency-Key`,
 //! so an attempt whose answer was lost and that is then retried is stored once and acknowledged
 //! with 200. Any other answer is final: 201 and 200 are delivered, the rest is rejected (the
 //! consumer says why in `{"error": ..., "field": ...}`) and not retried, since resending the
@@ -178,7 +179,7 @@ impl Backoff {
     }
 
     /// The wait before retry number `retry`: uniform between zero and the ceiling, and never
-    /// shorter than the consumer's `Retry-After`.
+    /// shorter than the consumer's `Retry-After` up to `max` (see [`Backoff::capped`]).
     pub fn delay(
         &self,
         retry: u32,
@@ -187,10 +188,29 @@ impl Backoff {
     ) -> Duration {
         let jittered = self.ceiling(retry).mul_f64(rng.f64());
         match retry_after {
-            Some(floor) => jittered.max(floor),
+            Some(floor) => jittered.max(floor.min(self.max)),
             None => jittered,
         }
     }
+
+    /// The log text for a `Retry-After` longer than `max`, which the wait does not honour in
+    /// full: `backoff_max_seconds` bounds every wait between attempts, so one 429 or 503 with
+    /// `Retry-After: 3600` (a rate limiter, a maintenance page) cannot park an event and its
+    /// sender for an hour, and a run with `--count` ends within `max_retries` such waits.
+    pub fn capped(&self, retry_after: Option<Duration>) -> Option<String> {
+        let asked = retry_after.filter(|asked| *asked > self.max)?;
+        Some(format!(
+            "Retry-After {} s capped to {} s (backoff_max_seconds)",
+            seconds(asked),
+            seconds(self.max)
+        ))
+    }
+}
+
+/// Seconds for a log line, to the millisecond and without trailing zeros: `3600`, `0.05`.
+fn seconds(duration: Duration) -> String {
+    let text = format!("{:.3}", duration.as_secs_f64());
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// Sends events with retries over one keep-alive agent, on the calling thread; shared by
@@ -348,19 +368,22 @@ impl Sender {
             // Another endpoint that is up takes the retry at once (its Retry-After, if any,
             // was this endpoint's); with none, the retry waits its backoff.
             let fail_over = lock(&self.rotation).other_is_up(index, now);
-            let wait = if fail_over {
-                Duration::ZERO
+            let (wait, capped) = if fail_over {
+                (Duration::ZERO, None)
             } else {
                 let mut jitter = lock(&self.jitter);
-                self.backoff().delay(retry, retry_after, &mut jitter)
+                let backoff = self.backoff();
+                let wait = backoff.delay(retry, retry_after, &mut jitter);
+                (wait, backoff.capped(retry_after))
             };
             let at = match self.targets.len() {
                 1 => String::new(),
                 _ => format!(" at {}", self.targets[index].name),
             };
-            let when = match fail_over {
-                true => "at once on another endpoint".to_owned(),
-                false => format!("in {:.3}s", wait.as_secs_f64()),
+            let when = match (fail_over, capped) {
+                (true, _) => "at once on another endpoint".to_owned(),
+                (false, None) => format!("in {:.3}s", wait.as_secs_f64()),
+                (false, Some(capped)) => format!("in {:.3}s: {capped}", wait.as_secs_f64()),
             };
             lock(&self.warnings).log(
                 now,
@@ -567,12 +590,35 @@ mod tests {
         for _ in 0..100 {
             assert!(b.delay(1, Some(Duration::from_secs(3)), &mut rng) >= Duration::from_secs(3));
         }
+        assert_eq!(b.capped(Some(Duration::from_secs(3))), None, "under the cap");
         // A Retry-After shorter than the jitter does not shorten it below the random draw.
         let mut a = fastrand::Rng::with_seed(9);
         let mut c = fastrand::Rng::with_seed(9);
         assert_eq!(
             b.delay(4, Some(Duration::ZERO), &mut a),
             b.delay(4, None, &mut c)
+        );
+    }
+
+    #[test]
+    fn a_retry_after_beyond_backoff_max_is_capped_to_it_and_says_so() {
+        let b = backoff();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let hour = Some(Duration::from_secs(3600));
+        for retry in [1, 5, 40] {
+            assert_eq!(b.delay(retry, hour, &mut rng), Duration::from_secs(5), "retry {retry}");
+        }
+        assert_eq!(
+            b.capped(hour).as_deref(),
+            Some("Retry-After 3600 s capped to 5 s (backoff_max_seconds)")
+        );
+        let short = Backoff {
+            initial: BACKOFF_INITIAL,
+            max: Duration::from_millis(50),
+        };
+        assert_eq!(
+            short.capped(Some(Duration::from_millis(86_399_495))).as_deref(),
+            Some("Retry-After 86399.495 s capped to 0.05 s (backoff_max_seconds)")
         );
     }
 
