@@ -13,9 +13,10 @@
 //! as long as the consumer's `Retry-After`, which `backoff_max_seconds` caps too (one line says
 //! so). Every attempt carries the event's `Idempotency-Key`,
 //! so an attempt whose answer was lost and that is then retried is stored once and acknowledged
-//! with 200. Any other answer is final: 201 and 200 are delivered, the rest is rejected (the
-//! consumer says why in `{"error": ..., "field": ...}`) and not retried, since resending the
-//! same bytes would get the same answer.
+//! with 200. Any other answer is final: a 2xx with the consumer's answer is delivered, a 2xx
+//! without it unconfirmed (one warning per run names the endpoint and what came back), the rest
+//! is rejected (the consumer says why in `{"error": ..., "field": ...}`) and not retried, since
+//! resending the same bytes would get the same answer.
 //!
 //! A batch (`POST /events`, a JSON array whose items carry their own `idempotency_key`) follows
 //! the same rules as a whole: it is retried with the same body, so with the same keys, and a
@@ -40,7 +41,8 @@ use common::sync::lock;
 use common::Secret;
 
 use crate::answer::{
-    classify, classify_batch, classify_error, consumer_message, Answer, REPLAYED_HEADER,
+    classify, classify_batch, classify_error, describe_body, status_text, Answer, Head,
+    REPLAYED_HEADER,
 };
 use crate::endpoints::{Failed, Pick, Rotation};
 use crate::settings::Settings;
@@ -99,6 +101,9 @@ pub enum Outcome {
     PartlyDuplicate {
         duplicates: usize,
     },
+    /// A 2xx without the consumer's answer (an empty 200, a 204, a proxy's or login page):
+    /// something took it, nothing says it was stored. Not retried, not counted delivered.
+    Unconfirmed,
     Rejected {
         status: u16,
         message: String,
@@ -228,8 +233,8 @@ pub struct Sender {
     warnings: Mutex<RateLimited>,
     /// Failed attempts since an answer last ended an event, for the recovery message.
     failing_since: Mutex<Option<(Instant, u64)>>,
-    /// Whether a batch answer without readable results was logged (once per run).
-    unreadable_results_logged: AtomicBool,
+    /// Whether a 2xx that is not the consumer's answer was logged (once per run).
+    unconfirmed_logged: AtomicBool,
     /// Which endpoint is up, and whose turn it is.
     rotation: Mutex<Rotation>,
 }
@@ -266,7 +271,7 @@ impl Sender {
                 "warnings",
             )),
             failing_since: Mutex::new(None),
-            unreadable_results_logged: AtomicBool::new(false),
+            unconfirmed_logged: AtomicBool::new(false),
             rotation,
         }
     }
@@ -340,6 +345,7 @@ impl Sender {
                     let outcome = Outcome::PartlyDuplicate { duplicates };
                     return self.finish(outcome, attempts, last);
                 }
+                Answer::Unconfirmed => return self.finish(Outcome::Unconfirmed, attempts, last),
                 Answer::Rejected { status, message } => {
                     let outcome = Outcome::Rejected { status, message };
                     return self.finish(outcome, attempts, last);
@@ -451,45 +457,74 @@ impl Sender {
         }
         match request.send(body) {
             Ok(mut response) => {
+                let header = |name: &str| {
+                    let value = response.headers().get(name)?.to_str().ok()?;
+                    Some(value.to_owned())
+                };
+                let retry_after = header("retry-after");
+                let location = header("location");
+                let content_type = header("content-type");
+                let replayed =
+                    header(REPLAYED_HEADER).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
                 let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                let replayed = response
-                    .headers()
-                    .get(REPLAYED_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
                 // Read the body to the end so the connection can go back to the pool; a failure
-                // here does not change what the status said.
+                // here does not change what the status said, but leaves a 2xx unconfirmed.
                 let limit =
                     MAX_ANSWER_BYTES + MAX_ANSWER_BYTES_PER_ITEM * items.unwrap_or(0) as u64;
-                let body = response
-                    .body_mut()
-                    .with_config()
-                    .limit(limit)
-                    .read_to_vec()
-                    .unwrap_or_default();
-                let now = SystemTime::now();
-                let Some(items) = items else {
-                    return classify(status, retry_after.as_deref(), replayed, &body, now);
+                let (body, unread) =
+                    match response.body_mut().with_config().limit(limit).read_to_vec() {
+                        Ok(body) => (body, None),
+                        Err(error) => (Vec::new(), Some(error.to_string())),
+                    };
+                let head = Head {
+                    status,
+                    retry_after: retry_after.as_deref(),
+                    replayed,
+                    location: location.as_deref(),
                 };
-                let (answer, readable) =
-                    classify_batch(status, retry_after.as_deref(), &body, items, now);
-                if !readable && !self.unreadable_results_logged.swap(true, Ordering::Relaxed) {
-                    log::warn!(
-                        "the consumer answered a batch of {items} with {status} but no results \
-                         array of {items} entries; counting such batches as delivered without \
-                         duplicates (logged once): {}",
-                        consumer_message(&body)
-                    );
+                let now = SystemTime::now();
+                let answer = match items {
+                    None => classify(&head, &body, now),
+                    Some(items) => classify_batch(&head, &body, items, now),
+                };
+                if answer == Answer::Unconfirmed {
+                    let what = match unread {
+                        Some(error) => format!("a body that could not be read ({error})"),
+                        None => describe_body(content_type.as_deref(), &body),
+                    };
+                    self.warn_unconfirmed(endpoint, post, status, &what);
                 }
                 answer
             }
             Err(error) => classify_error(&error),
         }
+    }
+
+    /// The one warning of a run about 2xx answers that are not the consumer's, single events
+    /// and batches alike: which endpoint, what came back (`what`), and that such sends are
+    /// counted as unconfirmed. Once per run: a proxy's page answers every send the same way.
+    fn warn_unconfirmed(&self, endpoint: usize, post: Post<'_>, status: u16, what: &str) {
+        if self.unconfirmed_logged.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let target = &self.targets[endpoint];
+        let (url, expected) = match post {
+            Post::Event { .. } => (
+                &target.name,
+                "a JSON object with the stored row's `id`".into(),
+            ),
+            Post::Batch { items, .. } => (
+                target.batch_name.as_ref().unwrap_or(&target.name),
+                format!("a JSON object with a results array of {items} entries"),
+            ),
+        };
+        log::warn!(
+            "{url} answered {} with {} and {what}: not the consumer's answer ({expected}), so \
+             nothing confirms it was stored; counting such sends as unconfirmed, not delivered \
+             (logged once)",
+            post.describe(),
+            status_text(status),
+        );
     }
 
     /// When the event in flight must be finished by, once a stop has been requested.
@@ -522,6 +557,7 @@ impl Sender {
             Outcome::Delivered
                 | Outcome::Duplicate
                 | Outcome::PartlyDuplicate { .. }
+                | Outcome::Unconfirmed
                 | Outcome::Rejected { .. }
         );
         if let (true, Some(index)) = (answered, endpoint) {
@@ -590,7 +626,11 @@ mod tests {
         for _ in 0..100 {
             assert!(b.delay(1, Some(Duration::from_secs(3)), &mut rng) >= Duration::from_secs(3));
         }
-        assert_eq!(b.capped(Some(Duration::from_secs(3))), None, "under the cap");
+        assert_eq!(
+            b.capped(Some(Duration::from_secs(3))),
+            None,
+            "under the cap"
+        );
         // A Retry-After shorter than the jitter does not shorten it below the random draw.
         let mut a = fastrand::Rng::with_seed(9);
         let mut c = fastrand::Rng::with_seed(9);
@@ -606,7 +646,11 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         let hour = Some(Duration::from_secs(3600));
         for retry in [1, 5, 40] {
-            assert_eq!(b.delay(retry, hour, &mut rng), Duration::from_secs(5), "retry {retry}");
+            assert_eq!(
+                b.delay(retry, hour, &mut rng),
+                Duration::from_secs(5),
+                "retry {retry}"
+            );
         }
         assert_eq!(
             b.capped(hour).as_deref(),
@@ -617,7 +661,9 @@ mod tests {
             max: Duration::from_millis(50),
         };
         assert_eq!(
-            short.capped(Some(Duration::from_millis(86_399_495))).as_deref(),
+            short
+                .capped(Some(Duration::from_millis(86_399_495)))
+                .as_deref(),
             Some("Retry-After 86399.495 s capped to 0.05 s (backoff_max_seconds)")
         );
     }

@@ -3,6 +3,10 @@
 //! the consumer's answer, a redirect, a consumer that never answers. Each test runs the built
 //! binary, since what it checks is what an operator reads: the log lines and the summary.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::helpers::*;
@@ -29,4 +33,125 @@ fn a_retry_after_of_an_hour_is_capped_to_backoff_max_and_the_cap_is_logged() {
         stderr.contains("Retry-After 3600 s capped to 0.05 s (backoff_max_seconds)"),
         "{stderr}"
     );
+}
+
+/// A server that answers request `n` with the raw bytes `answers[n]` (the last one for any
+/// later request) and closes the connection: what no well-behaved test receiver sends, a 204
+/// without a Content-Type, a body delimited by the close.
+struct RawServer {
+    url: String,
+    answered: Arc<AtomicUsize>,
+}
+
+impl RawServer {
+    fn start(answers: Vec<String>) -> RawServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/event", listener.local_addr().unwrap());
+        let answered = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&answered);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                if read_request(&mut stream).is_err() {
+                    continue;
+                }
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let answer = &answers[n.min(answers.len() - 1)];
+                let _ = stream.write_all(answer.as_bytes());
+                // Dropping the stream closes it: the end of a close-delimited body.
+            }
+        });
+        RawServer { url, answered }
+    }
+}
+
+/// Reads one request (head and a Content-Length body) and discards it.
+fn read_request(stream: &mut TcpStream) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream);
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)
+}
+
+/// The lines of `stderr` that are warnings.
+fn warnings(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.contains("WARN")).collect()
+}
+
+#[test]
+fn an_empty_200_a_204_an_html_201_and_a_close_delimited_200_are_unconfirmed_with_one_warning() {
+    let dir = TempDir::new();
+    let page = "<html><body><form>Sign in</form></body></html>";
+    let server = RawServer::start(vec![
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".into(),
+        "HTTP/1.1 204 No Content\r\n\r\n".into(),
+        format!(
+            "HTTP/1.1 201 Created\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{page}",
+            page.len()
+        ),
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nok".into(),
+    ]);
+    write_config(&dir, &server.url, "");
+    let (code, stderr) = run_binary(&dir, &["--count", "4"], LIMIT);
+    assert_eq!(server.answered.load(Ordering::SeqCst), 4, "{stderr}");
+    assert_eq!(code, 1, "nothing is confirmed stored: {stderr}");
+    let summary = summary_line(&stderr);
+    assert!(summary.contains(" delivered=0 "), "{summary}");
+    assert!(summary.ends_with(" unconfirmed=4"), "{summary}");
+    let warnings = warnings(&stderr);
+    assert_eq!(warnings.len(), 1, "one warning per run: {stderr}");
+    for needle in [
+        server.url.as_str(),
+        "200 OK",
+        "no Content-Type, empty body",
+        "not the consumer's answer",
+        "unconfirmed",
+    ] {
+        assert!(warnings[0].contains(needle), "{needle}: {}", warnings[0]);
+    }
+}
+
+#[test]
+fn a_login_page_answering_a_batch_is_named_in_the_warning_and_its_events_unconfirmed() {
+    let dir = TempDir::new();
+    let page = "<html>\r\n<title>Sign in</title>\r\n</html>";
+    let server = RawServer::start(vec![format!(
+        "HTTP/1.1 201 Created\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{page}",
+        page.len()
+    )]);
+    write_config(&dir, &server.url, "");
+    let (code, stderr) = run_binary(&dir, &["--count", "2", "--batch-size", "3"], LIMIT);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        summary_line(&stderr).ends_with(" unconfirmed=6"),
+        "{stderr}"
+    );
+    let warnings = warnings(&stderr);
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    let batch_url = server.url.replace("/event", "/events");
+    for needle in [
+        batch_url.as_str(),
+        "batch of 3 events",
+        "201 Created",
+        "Content-Type `text/html`",
+        r#""<html>\r\n<title>Sign in</title>\r\n</html>""#,
+    ] {
+        assert!(warnings[0].contains(needle), "{needle}: {}", warnings[0]);
+    }
 }
