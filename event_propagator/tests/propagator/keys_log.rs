@@ -80,9 +80,10 @@ fn read_lines(path: &Path) -> (String, Vec<String>) {
 }
 
 fn assert_whole_keys(text: &str, lines: &[String]) {
+    let tail = &text[text.len().saturating_sub(80)..];
     assert!(
         text.is_empty() || text.ends_with('\n'),
-        "a torn line: {text:?}"
+        "a torn line at the end: …{tail:?}"
     );
     for line in lines {
         assert!(
