@@ -172,9 +172,56 @@ fn batch_duplicates(body: &[u8], items: usize) -> Option<usize> {
     Some(results.iter().filter(|r| duplicate(r)).count())
 }
 
+/// The bounds on one attempt, to say which one ran out: ureq names only its phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits<'a> {
+    /// The whole attempt: `request_timeout_seconds`, or what is left of the shutdown allowance.
+    pub request: Duration,
+    /// `request` is what was left of `shutdown_timeout_seconds`, less than the request timeout.
+    pub shutdown: bool,
+    pub resolve: Duration,
+    pub connect: Duration,
+    /// The endpoint's host, as the name lookup saw it.
+    pub host: &'a str,
+}
+
+/// What a timeout means, named by the setting that bounded it and its value: `timeout: global`
+/// does not tell an operator which knob to turn, nor that a name lookup hung.
+fn timeout_text(timeout: ureq::Timeout, limits: &Limits<'_>) -> String {
+    use ureq::Timeout as T;
+    match timeout {
+        T::Global if limits.shutdown => format!(
+            "no answer within the {} s left of shutdown_timeout_seconds",
+            seconds(limits.request)
+        ),
+        T::Global => format!(
+            "no answer within request_timeout_seconds ({} s)",
+            seconds(limits.request)
+        ),
+        T::Resolve => format!(
+            "the name lookup of {} hung: no address within {} s (is the DNS server reachable?)",
+            limits.host,
+            seconds(limits.resolve)
+        ),
+        T::Connect => format!(
+            "no connection to {} within {} s (TCP and TLS connect)",
+            limits.host,
+            seconds(limits.connect)
+        ),
+        other => format!("timed out ({other})"),
+    }
+}
+
+/// Seconds for a log line, to the millisecond and without trailing zeros: `3600`, `0.05`.
+pub fn seconds(duration: Duration) -> String {
+    let text = format!("{:.3}", duration.as_secs_f64());
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 /// Sorts a transport error: anything that can heal (the consumer restarting, a network blip,
-/// a timeout, a half-written answer) is retried; errors in our own setup are not.
-pub fn classify_error(error: &ureq::Error) -> Answer {
+/// a timeout, a half-written answer) is retried; errors in our own setup are not. `limits`
+/// name a timeout.
+pub fn classify_error(error: &ureq::Error, limits: &Limits<'_>) -> Answer {
     use ureq::Error as E;
     let fatal = matches!(
         error,
@@ -193,9 +240,10 @@ pub fn classify_error(error: &ureq::Error) -> Answer {
         E::Rustls(e) => common::tls::verification_failure(e),
         _ => None,
     };
-    let reason = match &tls_failure {
-        Some(failure) => format!("TLS handshake with the consumer: {failure}"),
-        None => one_line(&error.to_string()),
+    let reason = match (&tls_failure, error) {
+        (Some(failure), _) => format!("TLS handshake with the consumer: {failure}"),
+        (None, E::Timeout(timeout)) => timeout_text(*timeout, limits),
+        (None, _) => one_line(&error.to_string()),
     };
     if fatal {
         Answer::Fatal { reason }
@@ -541,6 +589,48 @@ mod tests {
         assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS + 1);
     }
 
+    const LIMITS: Limits<'static> = Limits {
+        request: Duration::from_secs(10),
+        shutdown: false,
+        resolve: Duration::from_secs(5),
+        connect: Duration::from_secs(3),
+        host: "consumer.example",
+    };
+
+    #[test]
+    fn a_timeout_names_the_setting_that_bounded_it_and_its_value() {
+        let reason = |timeout, limits: &Limits<'_>| match classify_error(
+            &ureq::Error::Timeout(timeout),
+            limits,
+        ) {
+            Answer::Retry { reason, .. } => reason,
+            other => panic!("{other:?}"),
+        };
+        use ureq::Timeout as T;
+        assert_eq!(
+            reason(T::Global, &LIMITS),
+            "no answer within request_timeout_seconds (10 s)"
+        );
+        let stopping = Limits {
+            request: Duration::from_millis(1_250),
+            shutdown: true,
+            ..LIMITS
+        };
+        assert_eq!(
+            reason(T::Global, &stopping),
+            "no answer within the 1.25 s left of shutdown_timeout_seconds"
+        );
+        assert_eq!(
+            reason(T::Resolve, &LIMITS),
+            "the name lookup of consumer.example hung: no address within 5 s (is the DNS \
+             server reachable?)"
+        );
+        assert_eq!(
+            reason(T::Connect, &LIMITS),
+            "no connection to consumer.example within 3 s (TCP and TLS connect)"
+        );
+    }
+
     #[test]
     fn transport_errors_are_retried_unless_our_setup_is_wrong() {
         let retried = [
@@ -551,7 +641,7 @@ mod tests {
         ];
         for error in retried {
             assert!(
-                matches!(classify_error(&error), Answer::Retry { .. }),
+                matches!(classify_error(&error, &LIMITS), Answer::Retry { .. }),
                 "{error}"
             );
         }
@@ -563,7 +653,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    classify_error(&error),
+                    classify_error(&error, &LIMITS),
                     Answer::Retry {
                         endpoint_down: true,
                         ..
@@ -578,7 +668,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    classify_error(&error),
+                    classify_error(&error, &LIMITS),
                     Answer::Retry {
                         endpoint_down: false,
                         ..
@@ -589,7 +679,7 @@ mod tests {
         }
         for error in [ureq::Error::TlsRequired, ureq::Error::BadUri("x".into())] {
             assert!(
-                matches!(classify_error(&error), Answer::Fatal { .. }),
+                matches!(classify_error(&error, &LIMITS), Answer::Fatal { .. }),
                 "{error}"
             );
         }

@@ -41,8 +41,8 @@ use common::sync::lock;
 use common::Secret;
 
 use crate::answer::{
-    classify, classify_batch, classify_error, describe_body, status_text, Answer, Head,
-    REPLAYED_HEADER,
+    classify, classify_batch, classify_error, describe_body, seconds, status_text, Answer, Head,
+    Limits, REPLAYED_HEADER,
 };
 use crate::endpoints::{Failed, Pick, Rotation};
 use crate::settings::Settings;
@@ -78,6 +78,7 @@ pub fn build_agent(
     ureq::Agent::config_builder()
         .tls_config(tls)
         .http_status_as_error(false)
+        .timeout_resolve(Some(resolve_timeout(request_timeout)))
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_global(Some(request_timeout))
         .max_idle_connections(max_in_flight.saturating_mul(hosts.max(1)))
@@ -163,6 +164,17 @@ impl Post<'_> {
 /// on a host that is gone; the whole request stays bounded by `request_timeout_seconds`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a name lookup may take, at most the request timeout: glibc asks a DNS server again
+/// after 5 s (`timeout:5` in resolv.conf), so a lookup unanswered by then has lost its first
+/// query. Set apart from the request timeout so that a lookup that hangs is reported as one
+/// (ureq names the phase whose own timeout ran out; without one it says `timeout: global`).
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// [`RESOLVE_TIMEOUT`], but never beyond `request_timeout`: at a tie ureq reports the phase.
+fn resolve_timeout(request_timeout: Duration) -> Duration {
+    RESOLVE_TIMEOUT.min(request_timeout)
+}
+
 /// The first retry's longest wait, doubled per retry up to `backoff_max_seconds`: 0.1 s
 /// retries a brief blip at once, and 20 retries still ride out about 45 s of outage.
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
@@ -210,12 +222,6 @@ impl Backoff {
             seconds(self.max)
         ))
     }
-}
-
-/// Seconds for a log line, to the millisecond and without trailing zeros: `3600`, `0.05`.
-fn seconds(duration: Duration) -> String {
-    let text = format!("{:.3}", duration.as_secs_f64());
-    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// Sends events with retries over one keep-alive agent, on the calling thread; shared by
@@ -496,7 +502,20 @@ impl Sender {
                 }
                 answer
             }
-            Err(error) => classify_error(&error),
+            Err(error) => {
+                let host = url.parse::<ureq::http::Uri>().ok();
+                let limits = Limits {
+                    request: limit.unwrap_or(self.settings.request_timeout),
+                    shutdown: limit.is_some_and(|l| l < self.settings.request_timeout),
+                    resolve: resolve_timeout(self.settings.request_timeout),
+                    connect: CONNECT_TIMEOUT,
+                    host: host
+                        .as_ref()
+                        .and_then(|u| u.host())
+                        .unwrap_or("the endpoint"),
+                };
+                classify_error(&error, &limits)
+            }
         }
     }
 

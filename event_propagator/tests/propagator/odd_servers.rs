@@ -108,7 +108,8 @@ fn an_empty_200_a_204_an_html_201_and_a_close_delimited_200_are_unconfirmed_with
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nok".into(),
     ]);
     write_config(&dir, &server.url, "");
-    let (code, stderr) = run_binary(&dir, &["--count", "4"], LIMIT);
+    // One at a time, so the answers come in the order above and the first is the empty 200.
+    let (code, stderr) = run_binary(&dir, &["--count", "4", "--max-in-flight", "1"], LIMIT);
     assert_eq!(server.answered.load(Ordering::SeqCst), 4, "{stderr}");
     assert_eq!(code, 1, "nothing is confirmed stored: {stderr}");
     let summary = summary_line(&stderr);
@@ -123,7 +124,7 @@ fn an_empty_200_a_204_an_html_201_and_a_close_delimited_200_are_unconfirmed_with
         "not the consumer's answer",
         "unconfirmed",
     ] {
-        assert!(warnings[0].contains(needle), "{needle}: {}", warnings[0]);
+        assert!(warnings[0].contains(needle), "{needle}: {stderr}");
     }
 }
 
@@ -152,6 +153,99 @@ fn a_login_page_answering_a_batch_is_named_in_the_warning_and_its_events_unconfi
         "Content-Type `text/html`",
         r#""<html>\r\n<title>Sign in</title>\r\n</html>""#,
     ] {
-        assert!(warnings[0].contains(needle), "{needle}: {}", warnings[0]);
+        assert!(warnings[0].contains(needle), "{needle}: {stderr}");
     }
+}
+
+#[test]
+fn a_request_timeout_is_named_by_its_key_and_value() {
+    let dir = TempDir::new();
+    let receiver = Receiver::start(|_, _| Reply::status(201).after(Duration::from_secs(2)));
+    write_config(&dir, &receiver.url(), "  request_timeout_seconds: 0.3\n");
+    let (code, stderr) = run_binary(&dir, &["--count", "1"], LIMIT);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "given up after 4 attempt(s): no answer within request_timeout_seconds (0.3 s)"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("timeout: global"), "{stderr}");
+}
+
+#[test]
+fn a_redirect_is_rejected_naming_its_location() {
+    let dir = TempDir::new();
+    let receiver = Receiver::start(|_, _| {
+        Reply::status(307).header("Location", "http://elsewhere.example:8080/event")
+    });
+    write_config(&dir, &receiver.url(), "");
+    let (code, stderr) = run_binary(&dir, &["--count", "1"], LIMIT);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(receiver.requests().len(), 1, "not retried, not followed");
+    assert!(
+        stderr.contains("rejected with 307: a redirect, not followed")
+            && stderr.contains("Location: http://elsewhere.example:8080/event"),
+        "{stderr}"
+    );
+}
+
+/// A DNS server that reads queries and never answers, on port 53 of a loopback address (only
+/// root may bind it).
+fn silent_dns_server() -> Option<std::net::UdpSocket> {
+    match std::net::UdpSocket::bind("127.83.0.1:53") {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            eprintln!("SKIPPED: cannot bind a silent DNS server on 127.83.0.1:53 ({e}): run the tests as root");
+            None
+        }
+    }
+}
+
+#[test]
+fn a_name_lookup_that_hangs_is_reported_as_one() {
+    let dir = TempDir::new();
+    let Some(_dns) = silent_dns_server() else {
+        return;
+    };
+    // The binary runs in a mount namespace of its own whose /etc/resolv.conf names the silent
+    // server: the rest of the machine keeps its resolver.
+    let resolv = dir.write("resolv.conf", "nameserver 127.83.0.1\noptions timeout:30\n");
+    write_config(
+        &dir,
+        "http://consumer.hangs.example:8080/event",
+        "  request_timeout_seconds: 0.5\n",
+    );
+    let script = format!(
+        "mount --bind {} /etc/resolv.conf && exec {} --count 1",
+        resolv.display(),
+        env!("CARGO_BIN_EXE_event_propagator")
+    );
+    // The environment of `propagator()`, around `unshare`.
+    let mut unshare = std::process::Command::new("unshare");
+    unshare
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .current_dir(dir.path())
+        .env("LOG_LEVEL", "info")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = match unshare.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot run unshare ({e}): the hanging name lookup is unchecked");
+            return;
+        }
+    };
+    let (status, stderr) = wait_with_timeout(child, LIMIT);
+    if stderr.contains("unshare:") || stderr.contains("mount:") {
+        eprintln!("SKIPPED: no mount namespace here: {stderr}");
+        return;
+    }
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the name lookup of consumer.hangs.example hung: no address within 0.5 s"),
+        "{stderr}"
+    );
 }
