@@ -409,6 +409,17 @@ fn bucket_upper(index: usize) -> u64 {
 mod tests {
     use super::*;
 
+    /// The events of a send of `n`, keyed `k0`, `k1`, ...
+    fn batch(n: usize) -> Vec<InFlight> {
+        (0..n)
+            .map(|i| InFlight {
+                key: format!("k{i}"),
+                event_type: "t".into(),
+                event_index: i,
+            })
+            .collect()
+    }
+
     #[test]
     fn buckets_cover_every_value_in_order() {
         let mut previous = 0;
@@ -578,15 +589,6 @@ mod tests {
     fn a_batch_counts_its_events_and_one_request_and_its_duplicates_per_item() {
         let start = Instant::now();
         let mut stats = Stats::default();
-        let batch = |n: usize| -> Vec<InFlight> {
-            (0..n)
-                .map(|i| InFlight {
-                    key: format!("k{i}"),
-                    event_type: "t".into(),
-                    event_index: i,
-                })
-                .collect()
-        };
         let outcomes = [
             Outcome::PartlyDuplicate { duplicates: 3 },
             Outcome::Duplicate,
@@ -643,17 +645,8 @@ mod tests {
     #[test]
     fn unconfirmed_events_are_counted_apart_from_delivered_and_make_the_exit_code_1() {
         let mut stats = Stats::default();
-        let events = |n: usize| -> Vec<InFlight> {
-            (0..n)
-                .map(|i| InFlight {
-                    key: format!("k{i}"),
-                    event_type: "t".into(),
-                    event_index: i,
-                })
-                .collect()
-        };
         for (n, outcome) in [(1, Outcome::Delivered), (3, Outcome::Unconfirmed)] {
-            let number = stats.record_send(Instant::now(), Duration::ZERO, 0, events(n));
+            let number = stats.record_send(Instant::now(), Duration::ZERO, 0, batch(n));
             let delivery = Delivery {
                 outcome,
                 attempts: 1,

@@ -73,24 +73,22 @@ fn received_keys(receiver: &Receiver) -> HashSet<String> {
         .collect()
 }
 
-fn read_lines(path: &Path) -> (String, Vec<String>) {
+/// The lines of the keys log at `path`, checked to be whole keys, the last one ended.
+fn whole_keys(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap();
-    let lines = text.lines().map(str::to_owned).collect();
-    (text, lines)
-}
-
-fn assert_whole_keys(text: &str, lines: &[String]) {
     let tail = &text[text.len().saturating_sub(80)..];
     assert!(
         text.is_empty() || text.ends_with('\n'),
         "a torn line at the end: …{tail:?}"
     );
-    for line in lines {
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    for line in &lines {
         assert!(
             uuid::Uuid::parse_str(line).is_ok(),
             "not a whole key: {line:?}"
         );
     }
+    lines
 }
 
 #[test]
@@ -111,8 +109,7 @@ fn on_a_full_disk_the_keys_log_keeps_whole_lines_of_the_batches_that_were_sent()
     assert_eq!(summary.end, End::KeysLogFailed, "{summary}");
     assert_eq!(summary.exit_code(), 1);
     assert_eq!((summary.batches, summary.delivered), (2, 100), "{summary}");
-    let (text, lines) = read_lines(&keys_path);
-    assert_whole_keys(&text, &lines);
+    let lines = whole_keys(&keys_path);
     assert_eq!(
         lines.iter().cloned().collect::<HashSet<_>>(),
         received_keys(&receiver),
@@ -130,8 +127,7 @@ fn on_a_full_disk_the_keys_log_keeps_whole_lines_of_the_batches_that_were_sent()
         (End::Count, 50),
         "{summary}"
     );
-    let (text, lines) = read_lines(&keys_path);
-    assert_whole_keys(&text, &lines);
+    let lines = whole_keys(&keys_path);
     assert_eq!(lines.len(), 150);
     assert_eq!(
         lines.iter().cloned().collect::<HashSet<_>>(),
@@ -158,8 +154,7 @@ fn on_a_full_disk_a_single_key_is_never_left_torn() {
         (End::KeysLogFailed, 110),
         "{summary}"
     );
-    let (text, lines) = read_lines(&keys_path);
-    assert_whole_keys(&text, &lines);
+    let lines = whole_keys(&keys_path);
     let sent: Vec<String> = receiver.requests().iter().map(|r| r.key()).collect();
     assert_eq!(lines, sent, "every key sent, in order, and no other");
 }
