@@ -462,61 +462,74 @@ impl Sender {
             request = request.config().timeout_global(Some(limit)).build();
         }
         match request.send(body) {
-            Ok(mut response) => {
-                let header = |name: &str| {
-                    let value = response.headers().get(name)?.to_str().ok()?;
-                    Some(value.to_owned())
-                };
-                let retry_after = header("retry-after");
-                let location = header("location");
-                let content_type = header("content-type");
-                let replayed =
-                    header(REPLAYED_HEADER).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-                let status = response.status().as_u16();
-                // Read the body to the end so the connection can go back to the pool; a failure
-                // here does not change what the status said, but leaves a 2xx unconfirmed.
-                let limit =
-                    MAX_ANSWER_BYTES + MAX_ANSWER_BYTES_PER_ITEM * items.unwrap_or(0) as u64;
-                let (body, unread) =
-                    match response.body_mut().with_config().limit(limit).read_to_vec() {
-                        Ok(body) => (body, None),
-                        Err(error) => (Vec::new(), Some(error.to_string())),
-                    };
-                let head = Head {
-                    status,
-                    retry_after: retry_after.as_deref(),
-                    replayed,
-                    location: location.as_deref(),
-                };
-                let now = SystemTime::now();
-                let answer = match items {
-                    None => classify(&head, &body, now),
-                    Some(items) => classify_batch(&head, &body, items, now),
-                };
-                if answer == Answer::Unconfirmed {
-                    let what = match unread {
-                        Some(error) => format!("a body that could not be read ({error})"),
-                        None => describe_body(content_type.as_deref(), &body),
-                    };
-                    self.warn_unconfirmed(endpoint, post, status, &what);
-                }
-                answer
-            }
-            Err(error) => {
-                let host = url.parse::<ureq::http::Uri>().ok();
-                let limits = Limits {
-                    request: limit.unwrap_or(self.settings.request_timeout),
-                    shutdown: limit.is_some_and(|l| l < self.settings.request_timeout),
-                    resolve: resolve_timeout(self.settings.request_timeout),
-                    connect: CONNECT_TIMEOUT,
-                    host: host
-                        .as_ref()
-                        .and_then(|u| u.host())
-                        .unwrap_or("the endpoint"),
-                };
-                classify_error(&error, &limits)
-            }
+            Ok(response) => self.sort_answer(endpoint, post, items, response),
+            Err(error) => self.sort_failure(url, limit, &error),
         }
+    }
+
+    /// Reads an answer (a batch's of `items` events) and sorts it, with the run's one warning
+    /// when a 2xx is not the consumer's answer.
+    fn sort_answer(
+        &self,
+        endpoint: usize,
+        post: Post<'_>,
+        items: Option<usize>,
+        mut response: ureq::http::Response<ureq::Body>,
+    ) -> Answer {
+        let header = |name: &str| {
+            let value = response.headers().get(name)?.to_str().ok()?;
+            Some(value.to_owned())
+        };
+        let retry_after = header("retry-after");
+        let location = header("location");
+        let content_type = header("content-type");
+        let replayed =
+            header(REPLAYED_HEADER).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let status = response.status().as_u16();
+        // Read the body to the end so the connection can go back to the pool; a failure here
+        // does not change what the status said, but leaves a 2xx unconfirmed.
+        let limit = MAX_ANSWER_BYTES + MAX_ANSWER_BYTES_PER_ITEM * items.unwrap_or(0) as u64;
+        let (body, unread) = match response.body_mut().with_config().limit(limit).read_to_vec() {
+            Ok(body) => (body, None),
+            Err(error) => (Vec::new(), Some(error.to_string())),
+        };
+        let head = Head {
+            status,
+            retry_after: retry_after.as_deref(),
+            replayed,
+            location: location.as_deref(),
+        };
+        let now = SystemTime::now();
+        let answer = match items {
+            None => classify(&head, &body, now),
+            Some(items) => classify_batch(&head, &body, items, now),
+        };
+        if answer == Answer::Unconfirmed {
+            let what = match unread {
+                Some(error) => format!("a body that could not be read ({error})"),
+                None => describe_body(content_type.as_deref(), &body),
+            };
+            self.warn_unconfirmed(endpoint, post, status, &what);
+        }
+        answer
+    }
+
+    /// Sorts a request to `url` that got no answer; `limit`, the shutdown's cut of the request
+    /// timeout, names a timeout that ran out.
+    fn sort_failure(&self, url: &str, limit: Option<Duration>, error: &ureq::Error) -> Answer {
+        let request_timeout = self.settings.request_timeout;
+        let uri = url.parse::<ureq::http::Uri>().ok();
+        let limits = Limits {
+            request: limit.unwrap_or(request_timeout),
+            shutdown: limit.is_some_and(|l| l < request_timeout),
+            resolve: resolve_timeout(request_timeout),
+            connect: CONNECT_TIMEOUT,
+            host: uri
+                .as_ref()
+                .and_then(|u| u.host())
+                .unwrap_or("the endpoint"),
+        };
+        classify_error(error, &limits)
     }
 
     /// The one warning of a run about 2xx answers that are not the consumer's, single events
