@@ -4,15 +4,21 @@
 //!
 //! Connection errors, timeouts and the answers 408, 429, 500, 502, 503 and 504 mean "try again
 //! later"; a refused, reset or timed-out connection, or a 503, also means "this endpoint is
-//! out for now" (see `endpoints.rs`). Any other answer is final: 201 and 200 are delivered, the
-//! rest is rejected (the consumer says why in `{"error": ..., "field": ...}`), since resending
-//! the same bytes would get the same answer.
+//! out for now" (see `endpoints.rs`). Any other answer is final: a 2xx carrying the consumer's
+//! answer (the stored row's `id`, or a batch's results) is delivered, a 2xx without it is
+//! unconfirmed (a proxy's default page, a login page: nothing says the event was stored), the
+//! rest is rejected (the consumer says why in `{"error": ..., "field": ...}`; a redirect, where
+//! it points), since resending the same bytes would get the same answer.
 
 use std::time::{Duration, SystemTime};
 
 /// Longest consumer message quoted in a log line.
 const MAX_MESSAGE_CHARS: usize = 300;
-/// A `Retry-After` beyond a day is taken as a day.
+/// How much of a 2xx body that is not the consumer's answer a warning quotes: enough to tell a
+/// login page from a proxy's default page.
+const MAX_QUOTED_BODY_CHARS: usize = 120;
+/// A `Retry-After` beyond a day is taken as a day, so the figure a log line quotes stays
+/// readable; the wait itself is capped far lower, at `backoff_max_seconds` (see `sender.rs`).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
 /// The result of one attempt.
@@ -25,6 +31,9 @@ pub enum Answer {
     Duplicate,
     /// A batch stored, of whose items the consumer already had this many (some, not all).
     PartlyDuplicate { duplicates: usize },
+    /// A 2xx without the consumer's answer in its body: whoever sent it took the request, and
+    /// nothing says the consumer stored it. Not retried (the same server would answer the same).
+    Unconfirmed,
     /// Worth another attempt later.
     Retry {
         reason: String,
@@ -42,53 +51,112 @@ pub enum Answer {
 /// The header our consumer sends with a 200 for a key it already had (Stripe's name for it).
 pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
 
-/// Sorts an HTTP answer. `replayed`: the answer carried `Idempotent-Replayed: true`. A 200
-/// without it is delivered, not a duplicate: a server other than ours may answer 200 for an
-/// event it stored now. `now` is used for a `Retry-After` given as a date.
-pub fn classify(
-    status: u16,
-    retry_after: Option<&str>,
-    replayed: bool,
-    body: &[u8],
-    now: SystemTime,
-) -> Answer {
-    match status {
-        200 if replayed => Answer::Duplicate,
-        // Any 2xx means the consumer took the event.
+/// What sorting an answer needs from its head.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Head<'a> {
+    pub status: u16,
+    pub retry_after: Option<&'a str>,
+    /// The answer carried `Idempotent-Replayed: true`.
+    pub replayed: bool,
+    /// A redirect's target, quoted when it is refused.
+    pub location: Option<&'a str>,
+}
+
+#[cfg(test)]
+impl Head<'_> {
+    /// A head with only a status.
+    pub fn status(status: u16) -> Head<'static> {
+        Head {
+            status,
+            ..Head::default()
+        }
+    }
+}
+
+/// Sorts an HTTP answer to one event. A 2xx is delivered only with the consumer's answer in
+/// its body (see [`is_consumer_answer`]); a 200 so answered without `Idempotent-Replayed:
+/// true` is delivered, not a duplicate: a server other than ours may answer 200 for an event
+/// it stored now. `now` is used for a `Retry-After` given as a date.
+pub fn classify(head: &Head<'_>, body: &[u8], now: SystemTime) -> Answer {
+    match head.status {
+        200..=299 if !is_consumer_answer(body) => Answer::Unconfirmed,
+        200 if head.replayed => Answer::Duplicate,
         200..=299 => Answer::Created,
         408 | 429 | 500 | 502 | 503 | 504 => Answer::Retry {
-            reason: status_text(status),
-            retry_after: retry_after.and_then(|v| parse_retry_after(v, now)),
+            reason: status_text(head.status),
+            retry_after: head.retry_after.and_then(|v| parse_retry_after(v, now)),
             // The consumer's word for "not me, not now": database down, stopping, full.
-            endpoint_down: status == 503,
+            endpoint_down: head.status == 503,
         },
-        _ => Answer::Rejected {
+        300..=399 => Answer::Rejected {
+            status: head.status,
+            message: redirect_message(head.location),
+        },
+        status => Answer::Rejected {
             status,
             message: consumer_message(body),
         },
     }
 }
 
+/// Whether a 2xx body is the consumer's answer to one event: a JSON object with the stored
+/// row's integer `id` (`{"id":1,"received_at":"…"}`). An empty body, a page, or JSON without
+/// it came from something else in front of, or instead of, the consumer.
+pub fn is_consumer_answer(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|answer| {
+        answer
+            .get("id")
+            .is_some_and(|id| id.is_i64() || id.is_u64())
+    })
+}
+
 /// Sorts the answer to a batch of `items` events: as [`classify`], and a 2xx by its results
 /// (`{"results": [{"status": "created" | "duplicate", ...}, ...]}`, one per item): only items
-/// the consumer calls `duplicate` are duplicates. The flag is false when a 2xx has no results
-/// array of `items` entries: the consumer took the batch (it said 2xx), so it counts as
-/// delivered without duplicates, and the caller says so.
-pub fn classify_batch(
-    status: u16,
-    retry_after: Option<&str>,
-    body: &[u8],
-    items: usize,
-    now: SystemTime,
-) -> (Answer, bool) {
-    match classify(status, retry_after, false, body, now) {
-        Answer::Created => match batch_duplicates(body, items) {
-            Some(0) => (Answer::Created, true),
-            Some(d) if d == items => (Answer::Duplicate, true),
-            Some(duplicates) => (Answer::PartlyDuplicate { duplicates }, true),
-            None => (Answer::Created, false),
-        },
-        other => (other, true),
+/// the consumer calls `duplicate` are duplicates. A 2xx without a results array of `items`
+/// entries is not the consumer's answer: unconfirmed.
+pub fn classify_batch(head: &Head<'_>, body: &[u8], items: usize, now: SystemTime) -> Answer {
+    if !(200..=299).contains(&head.status) {
+        return classify(head, body, now);
+    }
+    match batch_duplicates(body, items) {
+        Some(0) => Answer::Created,
+        Some(d) if d == items => Answer::Duplicate,
+        Some(duplicates) => Answer::PartlyDuplicate { duplicates },
+        None => Answer::Unconfirmed,
+    }
+}
+
+/// What came back, for the warning about a 2xx that is not the consumer's answer: its
+/// `Content-Type` and the start of its body on one line, control characters escaped, so a
+/// proxy's page or a login form can be recognised without flooding the log.
+pub fn describe_body(content_type: Option<&str>, body: &[u8]) -> String {
+    let content_type = match content_type {
+        Some(value) => format!("Content-Type `{}`", one_line(value)),
+        None => "no Content-Type".to_owned(),
+    };
+    if body.is_empty() {
+        return format!("{content_type}, empty body");
+    }
+    let text = String::from_utf8_lossy(body);
+    let start: String = text.chars().take(MAX_QUOTED_BODY_CHARS).collect();
+    let more = if start.len() < text.len() { "…" } else { "" };
+    format!(
+        "{content_type}, {} bytes: \"{}{more}\"",
+        body.len(),
+        start.escape_debug()
+    )
+}
+
+/// The message of a refused redirect: redirects are not followed, since a POST must reach the
+/// configured endpoint, so the operator needs to know where it pointed.
+fn redirect_message(location: Option<&str>) -> String {
+    let advice = "a redirect, not followed (point the endpoint at the consumer itself)";
+    match location {
+        Some(location) => format!(
+            "{advice}: Location: {}",
+            crate::targets::redact_userinfo(&one_line(location))
+        ),
+        None => format!("{advice}: no Location given"),
     }
 }
 
@@ -104,9 +172,56 @@ fn batch_duplicates(body: &[u8], items: usize) -> Option<usize> {
     Some(results.iter().filter(|r| duplicate(r)).count())
 }
 
+/// The bounds on one attempt, to say which one ran out: ureq names only its phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits<'a> {
+    /// The whole attempt: `request_timeout_seconds`, or what is left of the shutdown allowance.
+    pub request: Duration,
+    /// `request` is what was left of `shutdown_timeout_seconds`, less than the request timeout.
+    pub shutdown: bool,
+    pub resolve: Duration,
+    pub connect: Duration,
+    /// The endpoint's host, as the name lookup saw it.
+    pub host: &'a str,
+}
+
+/// What a timeout means, named by the setting that bounded it and its value: `timeout: global`
+/// does not tell an operator which knob to turn, nor that a name lookup hung.
+fn timeout_text(timeout: ureq::Timeout, limits: &Limits<'_>) -> String {
+    use ureq::Timeout as T;
+    match timeout {
+        T::Global if limits.shutdown => format!(
+            "no answer within the {} s left of shutdown_timeout_seconds",
+            seconds(limits.request)
+        ),
+        T::Global => format!(
+            "no answer within request_timeout_seconds ({} s)",
+            seconds(limits.request)
+        ),
+        T::Resolve => format!(
+            "the name lookup of {} hung: no address within {} s (is the DNS server reachable?)",
+            limits.host,
+            seconds(limits.resolve)
+        ),
+        T::Connect => format!(
+            "no connection to {} within {} s (TCP and TLS connect)",
+            limits.host,
+            seconds(limits.connect)
+        ),
+        other => format!("timed out ({other})"),
+    }
+}
+
+/// Seconds for a log line, to the millisecond and without trailing zeros: `3600`, `0.05`.
+pub fn seconds(duration: Duration) -> String {
+    let text = format!("{:.3}", duration.as_secs_f64());
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 /// Sorts a transport error: anything that can heal (the consumer restarting, a network blip,
-/// a timeout, a half-written answer) is retried; errors in our own setup are not.
-pub fn classify_error(error: &ureq::Error) -> Answer {
+/// a timeout, a half-written answer) is retried; errors in our own setup are not. `limits`
+/// name a timeout.
+pub fn classify_error(error: &ureq::Error, limits: &Limits<'_>) -> Answer {
     use ureq::Error as E;
     let fatal = matches!(
         error,
@@ -125,9 +240,10 @@ pub fn classify_error(error: &ureq::Error) -> Answer {
         E::Rustls(e) => common::tls::verification_failure(e),
         _ => None,
     };
-    let reason = match &tls_failure {
-        Some(failure) => format!("TLS handshake with the consumer: {failure}"),
-        None => one_line(&error.to_string()),
+    let reason = match (&tls_failure, error) {
+        (Some(failure), _) => format!("TLS handshake with the consumer: {failure}"),
+        (None, E::Timeout(timeout)) => timeout_text(*timeout, limits),
+        (None, _) => one_line(&error.to_string()),
     };
     if fatal {
         Answer::Fatal { reason }
@@ -218,7 +334,8 @@ pub fn consumer_message(body: &[u8]) -> String {
     }
 }
 
-fn status_text(status: u16) -> String {
+/// `503 Service Unavailable`: the status with its reason phrase, for log lines.
+pub fn status_text(status: u16) -> String {
     let reason = ureq::http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason());
@@ -261,20 +378,25 @@ mod tests {
     #[test]
     fn answers_are_sorted_into_delivered_retried_and_rejected() {
         let now = SystemTime::now();
-        assert_eq!(classify(201, None, false, b"", now), Answer::Created);
-        assert_eq!(classify(200, None, true, b"", now), Answer::Duplicate);
+        let stored = br#"{"id": 7, "received_at": "2026-12-07T02:00:00.000000Z"}"#;
+        assert_eq!(classify(&Head::status(201), stored, now), Answer::Created);
+        let replayed = Head {
+            replayed: true,
+            ..Head::status(200)
+        };
+        assert_eq!(classify(&replayed, stored, now), Answer::Duplicate);
         assert_eq!(
-            classify(200, None, false, b"", now),
+            classify(&Head::status(200), stored, now),
             Answer::Created,
             "a 200 the consumer does not mark as replayed is delivered, not a duplicate"
         );
         for status in [408, 429, 500, 502, 503, 504] {
             assert!(
-                matches!(classify(status, Some("2"), false, b"", now), Answer::Retry { retry_after: Some(d), .. } if d == Duration::from_secs(2)),
+                matches!(classify(&Head { retry_after: Some("2"), ..Head::status(status) }, b"", now), Answer::Retry { retry_after: Some(d), .. } if d == Duration::from_secs(2)),
                 "{status} is retried"
             );
             let down = matches!(
-                classify(status, None, false, b"", now),
+                classify(&Head::status(status), b"", now),
                 Answer::Retry {
                     endpoint_down: true,
                     ..
@@ -288,10 +410,77 @@ mod tests {
         }
         for status in [400, 401, 403, 404, 409, 413, 415, 422, 501, 301] {
             assert!(
-                matches!(classify(status, None, false, b"", now), Answer::Rejected { status: s, .. } if s == status),
+                matches!(classify(&Head::status(status), b"", now), Answer::Rejected { status: s, .. } if s == status),
                 "{status} is not retried"
             );
         }
+    }
+
+    #[test]
+    fn a_2xx_without_the_consumers_answer_is_unconfirmed() {
+        let now = SystemTime::now();
+        for (status, body, reason) in [
+            (200, &b""[..], "an empty 200"),
+            (204, b"", "a 204"),
+            (201, b"<html><body>Sign in</body></html>", "a login page"),
+            (200, b"{\"ok\": true}", "JSON without the row's id"),
+            (
+                201,
+                b"{\"id\": \"7\"}",
+                "an id that is not the row's number",
+            ),
+            (202, b"[1, 2]", "not an object"),
+        ] {
+            assert_eq!(
+                classify(&Head::status(status), body, now),
+                Answer::Unconfirmed,
+                "{reason}"
+            );
+            let replayed = Head {
+                replayed: true,
+                ..Head::status(status)
+            };
+            assert_eq!(
+                classify(&replayed, body, now),
+                Answer::Unconfirmed,
+                "{reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_came_back_is_described_on_one_line_with_its_start_escaped() {
+        assert_eq!(describe_body(None, b""), "no Content-Type, empty body");
+        assert_eq!(
+            describe_body(Some("text/html; charset=utf-8"), b"<p>\r\nSign in\x1b[31m</p>"),
+            "Content-Type `text/html; charset=utf-8`, 21 bytes: \"<p>\\r\\nSign in\\u{1b}[31m</p>\""
+        );
+        let long = "x".repeat(5_000);
+        let described = describe_body(Some("text/plain"), long.as_bytes());
+        assert!(described.ends_with("x…\""), "{described}");
+        assert!(described.len() < 200, "{described}");
+    }
+
+    #[test]
+    fn a_redirect_is_refused_naming_its_location_without_credentials() {
+        let now = SystemTime::now();
+        let head = Head {
+            location: Some("https://user:pw@other.example/event"),
+            ..Head::status(307)
+        };
+        let Answer::Rejected { status, message } = classify(&head, b"", now) else {
+            panic!("a redirect is not followed");
+        };
+        assert_eq!(status, 307);
+        assert_eq!(
+            message,
+            "a redirect, not followed (point the endpoint at the consumer itself): Location: \
+             https://***@other.example/event"
+        );
+        let Answer::Rejected { message, .. } = classify(&Head::status(301), b"", now) else {
+            panic!("a redirect is not followed");
+        };
+        assert!(message.ends_with(": no Location given"), "{message}");
     }
 
     #[test]
@@ -306,45 +495,49 @@ mod tests {
         };
         let body = results(&["created", "duplicate", "created"]);
         assert_eq!(
-            classify_batch(201, None, body.as_bytes(), 3, now),
-            (Answer::PartlyDuplicate { duplicates: 1 }, true)
+            classify_batch(&Head::status(201), body.as_bytes(), 3, now),
+            Answer::PartlyDuplicate { duplicates: 1 }
         );
         let body = results(&["created", "created"]);
         assert_eq!(
-            classify_batch(201, None, body.as_bytes(), 2, now),
-            (Answer::Created, true)
+            classify_batch(&Head::status(201), body.as_bytes(), 2, now),
+            Answer::Created
         );
         let body = results(&["duplicate", "duplicate"]);
         assert_eq!(
-            classify_batch(201, None, body.as_bytes(), 2, now),
-            (Answer::Duplicate, true),
+            classify_batch(&Head::status(201), body.as_bytes(), 2, now),
+            Answer::Duplicate,
             "every item a duplicate, even under 201"
-        );
-        assert_eq!(
-            classify_batch(200, None, b"not json", 2, now),
-            (Answer::Created, false),
-            "a 200 without results is delivered: only the results can call an item a duplicate"
         );
         for (body, reason) in [
             (&b"{\"id\": 1}"[..], "no results"),
             (b"", "no body"),
+            (b"not json", "not JSON"),
             (
                 br#"{"results": [{"status": "created"}]}"#,
                 "fewer results than items",
             ),
         ] {
             assert_eq!(
-                classify_batch(201, None, body, 2, now),
-                (Answer::Created, false),
-                "{reason}: delivered, flagged unreadable"
+                classify_batch(&Head::status(201), body, 2, now),
+                Answer::Unconfirmed,
+                "{reason}: not the consumer's answer"
             );
         }
         assert!(matches!(
-            classify_batch(503, Some("1"), b"", 2, now).0,
+            classify_batch(
+                &Head {
+                    retry_after: Some("1"),
+                    ..Head::status(503)
+                },
+                b"",
+                2,
+                now
+            ),
             Answer::Retry { .. }
         ));
         assert!(matches!(
-            classify_batch(413, None, b"", 2, now).0,
+            classify_batch(&Head::status(413), b"", 2, now),
             Answer::Rejected { status: 413, .. }
         ));
     }
@@ -352,7 +545,8 @@ mod tests {
     #[test]
     fn a_rejection_quotes_the_consumers_message_on_one_line() {
         let body = br#"{"error": "field `event_type` must not be empty", "field": "event_type"}"#;
-        let Answer::Rejected { message, .. } = classify(422, None, false, body, SystemTime::now())
+        let Answer::Rejected { message, .. } =
+            classify(&Head::status(422), body, SystemTime::now())
         else {
             panic!("not a rejection");
         };
@@ -361,7 +555,8 @@ mod tests {
             "field `event_type` must not be empty (field `event_type`)"
         );
         let body = br#"{"error": "field `event_type` must not be empty", "index": 7, "field": "event_type"}"#;
-        let Answer::Rejected { message, .. } = classify(422, None, false, body, SystemTime::now())
+        let Answer::Rejected { message, .. } =
+            classify(&Head::status(422), body, SystemTime::now())
         else {
             panic!("not a rejection");
         };
@@ -370,7 +565,8 @@ mod tests {
             "a batch's refusal names the item"
         );
         let body = br#"{"error": "item 1: field `event_type` must not be empty", "field": "event_type", "index": 1}"#;
-        let Answer::Rejected { message, .. } = classify(422, None, false, body, SystemTime::now())
+        let Answer::Rejected { message, .. } =
+            classify(&Head::status(422), body, SystemTime::now())
         else {
             panic!("not a rejection");
         };
@@ -379,18 +575,60 @@ mod tests {
             "the consumer's own item prefix is not repeated"
         );
         let Answer::Rejected { message, .. } =
-            classify(400, None, false, b"plain\ntext", SystemTime::now())
+            classify(&Head::status(400), b"plain\ntext", SystemTime::now())
         else {
             panic!("not a rejection");
         };
         assert_eq!(message, "plain text");
         let long = "x".repeat(5_000);
         let Answer::Rejected { message, .. } =
-            classify(400, None, false, long.as_bytes(), SystemTime::now())
+            classify(&Head::status(400), long.as_bytes(), SystemTime::now())
         else {
             panic!("not a rejection");
         };
         assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS + 1);
+    }
+
+    const LIMITS: Limits<'static> = Limits {
+        request: Duration::from_secs(10),
+        shutdown: false,
+        resolve: Duration::from_secs(5),
+        connect: Duration::from_secs(3),
+        host: "consumer.example",
+    };
+
+    #[test]
+    fn a_timeout_names_the_setting_that_bounded_it_and_its_value() {
+        let reason = |timeout, limits: &Limits<'_>| match classify_error(
+            &ureq::Error::Timeout(timeout),
+            limits,
+        ) {
+            Answer::Retry { reason, .. } => reason,
+            other => panic!("{other:?}"),
+        };
+        use ureq::Timeout as T;
+        assert_eq!(
+            reason(T::Global, &LIMITS),
+            "no answer within request_timeout_seconds (10 s)"
+        );
+        let stopping = Limits {
+            request: Duration::from_millis(1_250),
+            shutdown: true,
+            ..LIMITS
+        };
+        assert_eq!(
+            reason(T::Global, &stopping),
+            "no answer within the 1.25 s left of shutdown_timeout_seconds"
+        );
+        assert_eq!(
+            reason(T::Resolve, &LIMITS),
+            "the name lookup of consumer.example hung: no address within 5 s (is the DNS \
+             server reachable?)"
+        );
+        assert_eq!(
+            reason(T::Connect, &LIMITS),
+            "no connection to consumer.example within 3 s (TCP and TLS connect)"
+        );
     }
 
     #[test]
@@ -403,7 +641,7 @@ mod tests {
         ];
         for error in retried {
             assert!(
-                matches!(classify_error(&error), Answer::Retry { .. }),
+                matches!(classify_error(&error, &LIMITS), Answer::Retry { .. }),
                 "{error}"
             );
         }
@@ -415,7 +653,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    classify_error(&error),
+                    classify_error(&error, &LIMITS),
                     Answer::Retry {
                         endpoint_down: true,
                         ..
@@ -430,7 +668,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    classify_error(&error),
+                    classify_error(&error, &LIMITS),
                     Answer::Retry {
                         endpoint_down: false,
                         ..
@@ -441,7 +679,7 @@ mod tests {
         }
         for error in [ureq::Error::TlsRequired, ureq::Error::BadUri("x".into())] {
             assert!(
-                matches!(classify_error(&error), Answer::Fatal { .. }),
+                matches!(classify_error(&error, &LIMITS), Answer::Fatal { .. }),
                 "{error}"
             );
         }

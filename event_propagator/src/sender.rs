@@ -10,11 +10,13 @@
 //! each retry waits a random time between zero and a ceiling that
 //! starts at [`BACKOFF_INITIAL`] and doubles up to `backoff_max_seconds` ("full jitter":
 //! many propagators recovering from the same outage do not come back in lockstep), and at least
-//! as long as the consumer's `Retry-After`. Every attempt carries the event's `Idempotency-Key`,
+//! as long as the consumer's `Retry-After`, which `backoff_max_seconds` caps too (one line says
+//! so). Every attempt carries the event's `Idempotency-Key`,
 //! so an attempt whose answer was lost and that is then retried is stored once and acknowledged
-//! with 200. Any other answer is final: 201 and 200 are delivered, the rest is rejected (the
-//! consumer says why in `{"error": ..., "field": ...}`) and not retried, since resending the
-//! same bytes would get the same answer.
+//! with 200. Any other answer is final: a 2xx with the consumer's answer is delivered, a 2xx
+//! without it unconfirmed (one warning per run names the endpoint and what came back), the rest
+//! is rejected (the consumer says why in `{"error": ..., "field": ...}`) and not retried, since
+//! resending the same bytes would get the same answer.
 //!
 //! A batch (`POST /events`, a JSON array whose items carry their own `idempotency_key`) follows
 //! the same rules as a whole: it is retried with the same body, so with the same keys, and a
@@ -39,7 +41,8 @@ use common::sync::lock;
 use common::Secret;
 
 use crate::answer::{
-    classify, classify_batch, classify_error, consumer_message, Answer, REPLAYED_HEADER,
+    classify, classify_batch, classify_error, describe_body, seconds, status_text, Answer, Head,
+    Limits, REPLAYED_HEADER,
 };
 use crate::endpoints::{Failed, Pick, Rotation};
 use crate::settings::Settings;
@@ -75,6 +78,7 @@ pub fn build_agent(
     ureq::Agent::config_builder()
         .tls_config(tls)
         .http_status_as_error(false)
+        .timeout_resolve(Some(resolve_timeout(request_timeout)))
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_global(Some(request_timeout))
         .max_idle_connections(max_in_flight.saturating_mul(hosts.max(1)))
@@ -98,6 +102,9 @@ pub enum Outcome {
     PartlyDuplicate {
         duplicates: usize,
     },
+    /// A 2xx without the consumer's answer (an empty 200, a 204, a proxy's or login page):
+    /// something took it, nothing says it was stored. Not retried, not counted delivered.
+    Unconfirmed,
     Rejected {
         status: u16,
         message: String,
@@ -157,6 +164,17 @@ impl Post<'_> {
 /// on a host that is gone; the whole request stays bounded by `request_timeout_seconds`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a name lookup may take, at most the request timeout: glibc asks a DNS server again
+/// after 5 s (`timeout:5` in resolv.conf), so a lookup unanswered by then has lost its first
+/// query. Set apart from the request timeout so that a lookup that hangs is reported as one
+/// (ureq names the phase whose own timeout ran out; without one it says `timeout: global`).
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// [`RESOLVE_TIMEOUT`], but never beyond `request_timeout`: at a tie ureq reports the phase.
+fn resolve_timeout(request_timeout: Duration) -> Duration {
+    RESOLVE_TIMEOUT.min(request_timeout)
+}
+
 /// The first retry's longest wait, doubled per retry up to `backoff_max_seconds`: 0.1 s
 /// retries a brief blip at once, and 20 retries still ride out about 45 s of outage.
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
@@ -178,7 +196,7 @@ impl Backoff {
     }
 
     /// The wait before retry number `retry`: uniform between zero and the ceiling, and never
-    /// shorter than the consumer's `Retry-After`.
+    /// shorter than the consumer's `Retry-After` up to `max` (see [`Backoff::capped`]).
     pub fn delay(
         &self,
         retry: u32,
@@ -187,9 +205,22 @@ impl Backoff {
     ) -> Duration {
         let jittered = self.ceiling(retry).mul_f64(rng.f64());
         match retry_after {
-            Some(floor) => jittered.max(floor),
+            Some(floor) => jittered.max(floor.min(self.max)),
             None => jittered,
         }
+    }
+
+    /// The log text for a `Retry-After` longer than `max`, which the wait does not honour in
+    /// full: `backoff_max_seconds` bounds every wait between attempts, so one 429 or 503 with
+    /// `Retry-After: 3600` (a rate limiter, a maintenance page) cannot park an event and its
+    /// sender for an hour, and a run with `--count` ends within `max_retries` such waits.
+    pub fn capped(&self, retry_after: Option<Duration>) -> Option<String> {
+        let asked = retry_after.filter(|asked| *asked > self.max)?;
+        Some(format!(
+            "Retry-After {} s capped to {} s (backoff_max_seconds)",
+            seconds(asked),
+            seconds(self.max)
+        ))
     }
 }
 
@@ -208,8 +239,8 @@ pub struct Sender {
     warnings: Mutex<RateLimited>,
     /// Failed attempts since an answer last ended an event, for the recovery message.
     failing_since: Mutex<Option<(Instant, u64)>>,
-    /// Whether a batch answer without readable results was logged (once per run).
-    unreadable_results_logged: AtomicBool,
+    /// Whether a 2xx that is not the consumer's answer was logged (once per run).
+    unconfirmed_logged: AtomicBool,
     /// Which endpoint is up, and whose turn it is.
     rotation: Mutex<Rotation>,
 }
@@ -246,7 +277,7 @@ impl Sender {
                 "warnings",
             )),
             failing_since: Mutex::new(None),
-            unreadable_results_logged: AtomicBool::new(false),
+            unconfirmed_logged: AtomicBool::new(false),
             rotation,
         }
     }
@@ -320,6 +351,7 @@ impl Sender {
                     let outcome = Outcome::PartlyDuplicate { duplicates };
                     return self.finish(outcome, attempts, last);
                 }
+                Answer::Unconfirmed => return self.finish(Outcome::Unconfirmed, attempts, last),
                 Answer::Rejected { status, message } => {
                     let outcome = Outcome::Rejected { status, message };
                     return self.finish(outcome, attempts, last);
@@ -348,19 +380,22 @@ impl Sender {
             // Another endpoint that is up takes the retry at once (its Retry-After, if any,
             // was this endpoint's); with none, the retry waits its backoff.
             let fail_over = lock(&self.rotation).other_is_up(index, now);
-            let wait = if fail_over {
-                Duration::ZERO
+            let (wait, capped) = if fail_over {
+                (Duration::ZERO, None)
             } else {
                 let mut jitter = lock(&self.jitter);
-                self.backoff().delay(retry, retry_after, &mut jitter)
+                let backoff = self.backoff();
+                let wait = backoff.delay(retry, retry_after, &mut jitter);
+                (wait, backoff.capped(retry_after))
             };
             let at = match self.targets.len() {
                 1 => String::new(),
                 _ => format!(" at {}", self.targets[index].name),
             };
-            let when = match fail_over {
-                true => "at once on another endpoint".to_owned(),
-                false => format!("in {:.3}s", wait.as_secs_f64()),
+            let when = match (fail_over, capped) {
+                (true, _) => "at once on another endpoint".to_owned(),
+                (false, None) => format!("in {:.3}s", wait.as_secs_f64()),
+                (false, Some(capped)) => format!("in {:.3}s: {capped}", wait.as_secs_f64()),
             };
             lock(&self.warnings).log(
                 now,
@@ -427,46 +462,101 @@ impl Sender {
             request = request.config().timeout_global(Some(limit)).build();
         }
         match request.send(body) {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                let replayed = response
-                    .headers()
-                    .get(REPLAYED_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-                // Read the body to the end so the connection can go back to the pool; a failure
-                // here does not change what the status said.
-                let limit =
-                    MAX_ANSWER_BYTES + MAX_ANSWER_BYTES_PER_ITEM * items.unwrap_or(0) as u64;
-                let body = response
-                    .body_mut()
-                    .with_config()
-                    .limit(limit)
-                    .read_to_vec()
-                    .unwrap_or_default();
-                let now = SystemTime::now();
-                let Some(items) = items else {
-                    return classify(status, retry_after.as_deref(), replayed, &body, now);
-                };
-                let (answer, readable) =
-                    classify_batch(status, retry_after.as_deref(), &body, items, now);
-                if !readable && !self.unreadable_results_logged.swap(true, Ordering::Relaxed) {
-                    log::warn!(
-                        "the consumer answered a batch of {items} with {status} but no results \
-                         array of {items} entries; counting such batches as delivered without \
-                         duplicates (logged once): {}",
-                        consumer_message(&body)
-                    );
-                }
-                answer
-            }
-            Err(error) => classify_error(&error),
+            Ok(response) => self.sort_answer(endpoint, post, items, response),
+            Err(error) => self.sort_failure(url, limit, &error),
         }
+    }
+
+    /// Reads an answer (a batch's of `items` events) and sorts it, with the run's one warning
+    /// when a 2xx is not the consumer's answer.
+    fn sort_answer(
+        &self,
+        endpoint: usize,
+        post: Post<'_>,
+        items: Option<usize>,
+        mut response: ureq::http::Response<ureq::Body>,
+    ) -> Answer {
+        let header = |name: &str| {
+            let value = response.headers().get(name)?.to_str().ok()?;
+            Some(value.to_owned())
+        };
+        let retry_after = header("retry-after");
+        let location = header("location");
+        let content_type = header("content-type");
+        let replayed =
+            header(REPLAYED_HEADER).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let status = response.status().as_u16();
+        // Read the body to the end so the connection can go back to the pool; a failure here
+        // does not change what the status said, but leaves a 2xx unconfirmed.
+        let limit = MAX_ANSWER_BYTES + MAX_ANSWER_BYTES_PER_ITEM * items.unwrap_or(0) as u64;
+        let (body, unread) = match response.body_mut().with_config().limit(limit).read_to_vec() {
+            Ok(body) => (body, None),
+            Err(error) => (Vec::new(), Some(error.to_string())),
+        };
+        let head = Head {
+            status,
+            retry_after: retry_after.as_deref(),
+            replayed,
+            location: location.as_deref(),
+        };
+        let now = SystemTime::now();
+        let answer = match items {
+            None => classify(&head, &body, now),
+            Some(items) => classify_batch(&head, &body, items, now),
+        };
+        if answer == Answer::Unconfirmed {
+            let what = match unread {
+                Some(error) => format!("a body that could not be read ({error})"),
+                None => describe_body(content_type.as_deref(), &body),
+            };
+            self.warn_unconfirmed(endpoint, post, status, &what);
+        }
+        answer
+    }
+
+    /// Sorts a request to `url` that got no answer; `limit`, the shutdown's cut of the request
+    /// timeout, names a timeout that ran out.
+    fn sort_failure(&self, url: &str, limit: Option<Duration>, error: &ureq::Error) -> Answer {
+        let request_timeout = self.settings.request_timeout;
+        let uri = url.parse::<ureq::http::Uri>().ok();
+        let limits = Limits {
+            request: limit.unwrap_or(request_timeout),
+            shutdown: limit.is_some_and(|l| l < request_timeout),
+            resolve: resolve_timeout(request_timeout),
+            connect: CONNECT_TIMEOUT,
+            host: uri
+                .as_ref()
+                .and_then(|u| u.host())
+                .unwrap_or("the endpoint"),
+        };
+        classify_error(error, &limits)
+    }
+
+    /// The one warning of a run about 2xx answers that are not the consumer's, single events
+    /// and batches alike: which endpoint, what came back (`what`), and that such sends are
+    /// counted as unconfirmed. Once per run: a proxy's page answers every send the same way.
+    fn warn_unconfirmed(&self, endpoint: usize, post: Post<'_>, status: u16, what: &str) {
+        if self.unconfirmed_logged.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let target = &self.targets[endpoint];
+        let (url, expected) = match post {
+            Post::Event { .. } => (
+                &target.name,
+                "a JSON object with the stored row's `id`".into(),
+            ),
+            Post::Batch { items, .. } => (
+                target.batch_name.as_ref().unwrap_or(&target.name),
+                format!("a JSON object with a results array of {items} entries"),
+            ),
+        };
+        log::warn!(
+            "{url} answered {} with {} and {what}: not the consumer's answer ({expected}), so \
+             nothing confirms it was stored; counting such sends as unconfirmed, not delivered \
+             (logged once)",
+            post.describe(),
+            status_text(status),
+        );
     }
 
     /// When the event in flight must be finished by, once a stop has been requested.
@@ -499,6 +589,7 @@ impl Sender {
             Outcome::Delivered
                 | Outcome::Duplicate
                 | Outcome::PartlyDuplicate { .. }
+                | Outcome::Unconfirmed
                 | Outcome::Rejected { .. }
         );
         if let (true, Some(index)) = (answered, endpoint) {
@@ -567,12 +658,45 @@ mod tests {
         for _ in 0..100 {
             assert!(b.delay(1, Some(Duration::from_secs(3)), &mut rng) >= Duration::from_secs(3));
         }
+        assert_eq!(
+            b.capped(Some(Duration::from_secs(3))),
+            None,
+            "under the cap"
+        );
         // A Retry-After shorter than the jitter does not shorten it below the random draw.
         let mut a = fastrand::Rng::with_seed(9);
         let mut c = fastrand::Rng::with_seed(9);
         assert_eq!(
             b.delay(4, Some(Duration::ZERO), &mut a),
             b.delay(4, None, &mut c)
+        );
+    }
+
+    #[test]
+    fn a_retry_after_beyond_backoff_max_is_capped_to_it_and_says_so() {
+        let b = backoff();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let hour = Some(Duration::from_secs(3600));
+        for retry in [1, 5, 40] {
+            assert_eq!(
+                b.delay(retry, hour, &mut rng),
+                Duration::from_secs(5),
+                "retry {retry}"
+            );
+        }
+        assert_eq!(
+            b.capped(hour).as_deref(),
+            Some("Retry-After 3600 s capped to 5 s (backoff_max_seconds)")
+        );
+        let short = Backoff {
+            initial: BACKOFF_INITIAL,
+            max: Duration::from_millis(50),
+        };
+        assert_eq!(
+            short
+                .capped(Some(Duration::from_millis(86_399_495)))
+                .as_deref(),
+            Some("Retry-After 86399.495 s capped to 0.05 s (backoff_max_seconds)")
         );
     }
 

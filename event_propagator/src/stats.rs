@@ -48,6 +48,8 @@ pub struct Stats {
     pub delivered: u64,
     /// Of `delivered`, the 200 answers: the consumer already had the key.
     pub duplicates: u64,
+    /// Answered 2xx without the consumer's answer: not counted in `delivered`.
+    pub unconfirmed: u64,
     pub rejected: u64,
     pub given_up: u64,
     /// In flight when the shutdown wait ran out; the consumer may or may not have it.
@@ -145,6 +147,7 @@ impl Stats {
                 self.delivered += n;
                 self.duplicates += (duplicates as u64).min(n);
             }
+            Outcome::Unconfirmed => self.unconfirmed += n,
             Outcome::Rejected { .. } => self.rejected += n,
             Outcome::GaveUp { .. } => self.given_up += n,
             Outcome::Abandoned => self.abandoned += n,
@@ -190,6 +193,7 @@ impl Stats {
             batches: self.batches,
             delivered: self.delivered,
             duplicates: self.duplicates,
+            unconfirmed: self.unconfirmed,
             rejected: self.rejected,
             given_up: self.given_up,
             abandoned: self.abandoned,
@@ -216,6 +220,8 @@ pub struct Summary {
     pub batches: u64,
     pub delivered: u64,
     pub duplicates: u64,
+    /// Answered 2xx without the consumer's answer (not in `delivered`).
+    pub unconfirmed: u64,
     pub rejected: u64,
     pub given_up: u64,
     pub abandoned: u64,
@@ -243,8 +249,8 @@ impl Summary {
         (!self.elapsed.is_zero()).then(|| self.delivered as f64 / self.elapsed.as_secs_f64())
     }
 
-    /// 0 when every event sent was delivered, 1 otherwise (rejected, given up, abandoned, or the
-    /// keys log failed).
+    /// 0 when every event sent was delivered, 1 otherwise (unconfirmed, rejected, given up,
+    /// abandoned, or the keys log failed).
     pub fn exit_code(&self) -> u8 {
         let all_delivered = self.delivered == self.sent;
         if all_delivered && self.end != End::KeysLogFailed {
@@ -305,7 +311,7 @@ impl fmt::Display for Summary {
             let name = serde_json::Value::String(name.clone());
             write!(f, "{comma}{name}:{delivered}")?;
         }
-        f.write_str("}")
+        write!(f, "}} unconfirmed={}", self.unconfirmed)
     }
 }
 
@@ -403,6 +409,17 @@ fn bucket_upper(index: usize) -> u64 {
 mod tests {
     use super::*;
 
+    /// The events of a send of `n`, keyed `k0`, `k1`, ...
+    fn batch(n: usize) -> Vec<InFlight> {
+        (0..n)
+            .map(|i| InFlight {
+                key: format!("k{i}"),
+                event_type: "t".into(),
+                event_index: i,
+            })
+            .collect()
+    }
+
     #[test]
     fn buckets_cover_every_value_in_order() {
         let mut previous = 0;
@@ -486,11 +503,14 @@ mod tests {
              lateness_p99=1.500ms lateness_max=1.500ms end=count max_in_flight_used=1 \
              skipped_window_full=2 batches=2 throughput=100.00/s \
              delivered_by_endpoint={\"http://a:1/event\":1,\"http://b:2/event?x=1,y=2\":1,\
-             \"http://c:3/event\":0}"
+             \"http://c:3/event\":0} unconfirmed=0"
         );
         // The new field reads back as JSON, whatever `:`, `,` or `=` its URLs hold.
         let line = summary.to_string();
-        let field = line.rsplit(' ').next().unwrap();
+        let field = line
+            .split(' ')
+            .find(|f| f.starts_with("delivered_by_endpoint="))
+            .unwrap();
         let json = field.strip_prefix("delivered_by_endpoint=").unwrap();
         let counts: serde_json::Value = serde_json::from_str(json).unwrap();
         assert_eq!(counts["http://b:2/event?x=1,y=2"], 1);
@@ -560,7 +580,7 @@ mod tests {
         assert_eq!(summary.max_in_flight_used, 3);
         assert!(summary.to_string().ends_with(
             " max_in_flight_used=3 skipped_window_full=0 batches=3 throughput=- \
-             delivered_by_endpoint={}"
+             delivered_by_endpoint={} unconfirmed=0"
         ));
         assert_eq!(summary.exit_code(), 1);
     }
@@ -569,15 +589,6 @@ mod tests {
     fn a_batch_counts_its_events_and_one_request_and_its_duplicates_per_item() {
         let start = Instant::now();
         let mut stats = Stats::default();
-        let batch = |n: usize| -> Vec<InFlight> {
-            (0..n)
-                .map(|i| InFlight {
-                    key: format!("k{i}"),
-                    event_type: "t".into(),
-                    event_index: i,
-                })
-                .collect()
-        };
         let outcomes = [
             Outcome::PartlyDuplicate { duplicates: 3 },
             Outcome::Duplicate,
@@ -626,8 +637,37 @@ mod tests {
         let line = summary.to_string();
         assert!(line.contains(" rate=1000.00/s "), "{line}");
         assert!(
-            line.ends_with(" batches=4 throughput=500.00/s delivered_by_endpoint={}"),
+            line.ends_with(" batches=4 throughput=500.00/s delivered_by_endpoint={} unconfirmed=0"),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn unconfirmed_events_are_counted_apart_from_delivered_and_make_the_exit_code_1() {
+        let mut stats = Stats::default();
+        for (n, outcome) in [(1, Outcome::Delivered), (3, Outcome::Unconfirmed)] {
+            let number = stats.record_send(Instant::now(), Duration::ZERO, 0, batch(n));
+            let delivery = Delivery {
+                outcome,
+                attempts: 1,
+                endpoint: Some(0),
+            };
+            assert!(stats.record_delivery(number, &delivery));
+        }
+        let summary = stats.summary(Duration::ZERO, End::Count, &["http://a/event".into()]);
+        assert_eq!(
+            (summary.sent, summary.delivered, summary.unconfirmed),
+            (4, 1, 3)
+        );
+        assert_eq!(
+            summary.delivered_by_endpoint,
+            [("http://a/event".into(), 1)]
+        );
+        assert!(summary.to_string().ends_with(" unconfirmed=3"), "{summary}");
+        assert_eq!(
+            summary.exit_code(),
+            1,
+            "not every event is confirmed stored"
         );
     }
 
@@ -642,7 +682,7 @@ mod tests {
         assert!(
             line.ends_with(
                 "end=signal max_in_flight_used=0 skipped_window_full=0 batches=0 throughput=- \
-                 delivered_by_endpoint={}"
+                 delivered_by_endpoint={} unconfirmed=0"
             ),
             "{line}"
         );

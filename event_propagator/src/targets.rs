@@ -91,8 +91,8 @@ fn check_endpoint(endpoint: &str) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// The endpoint without any `user:password@` part, for logging.
-fn redact_userinfo(endpoint: &str) -> String {
+/// A URL (an endpoint, a redirect's `Location`) without any `user:password@` part, for logging.
+pub(crate) fn redact_userinfo(endpoint: &str) -> String {
     let Some((scheme, rest)) = endpoint.split_once("://") else {
         return endpoint.to_owned();
     };

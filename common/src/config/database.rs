@@ -284,7 +284,12 @@ impl DbEndpoint {
 
 impl fmt::Display for DbEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
+        // An IPv6 address takes brackets before its port: `[::1]:5432`, not `::1:5432`.
+        if self.host.contains(':') && !self.is_unix_socket() {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
     }
 }
 

@@ -184,7 +184,7 @@ fn a_batch_refused_with_503_is_retried_whole_with_the_same_keys() {
 fn duplicates_are_counted_per_item_from_the_results() {
     let dir = TempDir::new();
     // Batch 0: items 1 and 3 were already stored (201); batch 1: every item (200); batch 2: a
-    // 201 whose body is not the results array (counted delivered, no duplicates).
+    // 201 whose body is not the results array (not the consumer's answer: unconfirmed).
     let receiver = Receiver::start(|request, n| match n {
         0 => Reply::batch(request, |i| i % 2 == 1),
         1 => Reply::batch(request, |_| true),
@@ -199,15 +199,20 @@ fn duplicates_are_counted_per_item_from_the_results() {
         [
             Outcome::PartlyDuplicate { duplicates: 2 },
             Outcome::Duplicate,
-            Outcome::Delivered
+            Outcome::Unconfirmed
         ]
     );
     let summary = propagator.summary_at(End::Count);
     assert_eq!(
-        (summary.sent, summary.delivered, summary.duplicates),
-        (12, 12, 6)
+        (
+            summary.sent,
+            summary.delivered,
+            summary.duplicates,
+            summary.unconfirmed
+        ),
+        (12, 8, 6, 4)
     );
-    assert_eq!(summary.exit_code(), 0);
+    assert_eq!(summary.exit_code(), 1, "4 events not confirmed stored");
 }
 
 #[test]

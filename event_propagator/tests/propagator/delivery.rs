@@ -175,7 +175,11 @@ fn retry_after_is_waited_for_even_when_the_backoff_is_shorter() {
         0 => Reply::status(429).header("Retry-After", "1"),
         _ => Reply::status(201),
     });
-    let mut propagator = Propagator::new(settings(&dir, &receiver.url())).unwrap();
+    let mut settings = settings(&dir, &receiver.url());
+    // The first retry's backoff is at most 0.1 s; `backoff_max_seconds` (2 s) caps Retry-After
+    // too, and 1 s is under it.
+    settings.backoff_max = Duration::from_secs(2);
+    let mut propagator = Propagator::new(settings).unwrap();
     assert_eq!(
         one_tick(&mut propagator).delivery.outcome,
         Outcome::Delivered

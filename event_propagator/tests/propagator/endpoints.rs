@@ -85,7 +85,7 @@ fn with_one_of_two_endpoints_down_every_event_goes_through_the_other() {
     let line = summary.to_string();
     assert!(
         line.ends_with(&format!(
-            " delivered_by_endpoint={{\"{down}\":0,\"{up}\":40}}"
+            " delivered_by_endpoint={{\"{down}\":0,\"{up}\":40}} unconfirmed=0"
         )),
         "{line}"
     );
@@ -205,7 +205,10 @@ fn repeated_endpoint_flags_send_round_robin_and_the_summary_counts_each() {
     // One sender: strictly in turn, from the first flag's endpoint.
     assert_eq!((a.requests().len(), b.requests().len()), (5, 5));
     let summary = summary_line(&stderr);
-    let field = summary.rsplit(' ').next().unwrap();
+    let field = summary
+        .split(' ')
+        .find(|f| f.starts_with("delivered_by_endpoint="))
+        .unwrap();
     let counts: serde_json::Value =
         serde_json::from_str(field.strip_prefix("delivered_by_endpoint=").unwrap()).unwrap();
     assert_eq!(

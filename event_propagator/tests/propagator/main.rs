@@ -12,5 +12,7 @@ mod delivery;
 mod end_to_end;
 mod endpoints;
 mod helpers;
+mod keys_log;
+mod odd_servers;
 mod tls;
 mod window;

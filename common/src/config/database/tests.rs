@@ -226,3 +226,20 @@ fn bad_host_and_port_lists_are_refused_naming_the_key_and_the_file() {
         assert!(!err.contains('\n'), "{why}: one line: {err}");
     }
 }
+
+#[test]
+fn an_ipv6_host_is_shown_in_brackets_before_its_port() {
+    let endpoint = |host: &str| DbEndpoint {
+        host: host.into(),
+        port: 53141,
+    };
+    assert_eq!(endpoint("::1").to_string(), "[::1]:53141");
+    assert_eq!(endpoint("fd00::5").to_string(), "[fd00::5]:53141");
+    assert_eq!(endpoint("127.0.0.1").to_string(), "127.0.0.1:53141");
+    assert_eq!(endpoint("db1").to_string(), "db1:53141");
+    assert_eq!(
+        endpoint("/var/run/postgresql").to_string(),
+        "/var/run/postgresql:53141",
+        "a socket directory as libpq's host"
+    );
+}
