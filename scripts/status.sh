@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make status`: what runs, and how many events the database holds, by type (psql).
+# `make status`: what runs, and what the database holds (count by type, the newest rows): read
+# whenever the database answers, whether `make` runs or not (psql).
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -18,12 +19,17 @@ else
 fi
 
 if ! out=$(db_psql -d "$DB_NAME" -qtA -c 'SELECT count(*) FROM events' 2>&1); then
-    die "cannot count events in $DB_NAME at $DB_HOST:$DB_PORT: ${out#psql: error: }" \
-        "(is the database running? 'make' starts it)"
+    die "the database $DB_NAME at $DB_HOST:$DB_PORT does not answer: ${out#psql: error: }" \
+        "('make' starts it, and so does 'make psql' for a look at the rows)"
 fi
 echo "events stored in $DB_NAME at $DB_HOST:$DB_PORT: $out"
 if ((out > 0)); then
     db_psql -d "$DB_NAME" -q -P footer=off -c \
         "SELECT event_type, count(*) AS events, max(received_at)::timestamp(0) AS latest
            FROM events GROUP BY event_type ORDER BY count(*) DESC, event_type"
+    echo "the newest rows:"
+    db_psql -d "$DB_NAME" -q -P footer=off -c \
+        "SELECT id, event_type, left(event_payload, 40) AS event_payload,
+                received_at::timestamp(3) AS received_at, idempotency_key
+           FROM events ORDER BY id DESC LIMIT 5"
 fi
