@@ -96,7 +96,7 @@ skipped=()
 failed=()
 for t in "${targets[@]}"; do
     why=
-    if ! add_target "$t" || ! c_compiler_for "$t"; then
+    if ! c_compiler_for "$t" || ! add_target "$t"; then
         if [[ -n $named ]]; then
             say "cannot build $t: $why"
             failed+=("$t")
