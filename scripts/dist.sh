@@ -101,7 +101,7 @@ for t in "${targets[@]}"; do
             say "cannot build $t: $why"
             failed+=("$t")
         else
-            say "skipping $t: $why. Once that is fixed: DIST_TARGETS=$t make dist"
+            say "skipping $t: $why"
             skipped+=("$t")
         fi
         continue
