@@ -71,10 +71,6 @@ EOF
 
 start() {
     find_binaries
-    # initdb and pg_ctl start run to their end (pg_ctl -t 60 bounds it) even on Ctrl-C, which
-    # reaches this process group: cut in half they would leave a half cluster or a server that
-    # nobody knows to stop. run-suite.sh acts on the signal right after.
-    trap '' INT HUP
     local rc=0
     server_state || rc=$?
     if ((rc == 0)); then
@@ -105,10 +101,9 @@ stop_command() {
 }
 
 # Fast shutdown (sessions ended, a clean checkpoint), immediate after 5 s: every wait is
-# bounded, and a further Ctrl-C does not cut it in half. Names the server when it outlives both.
+# bounded. Names the server, and the command that stops it, when it outlives both.
 stop() {
     find_binaries
-    trap '' INT HUP
     server_state || return 0
     say "stopping PostgreSQL in $data"
     if ! pg pg_ctl -D "$data" -m fast -w -t 5 stop >/dev/null 2>&1; then

@@ -148,10 +148,18 @@ shutdown() {
     stop_service propagator "$deadline" || true
     stop_service consumer "$deadline" || failed=1
     if [[ -n $started_db ]]; then
-        "scripts/$started_db-pg.sh" stop || failed=1
+        db_script "$started_db" stop || failed=1
     fi
     rm -f "$run_dir/db-mode" "$run_dir/suite.pid"
     return "$failed"
+}
+
+# db_script MODE start|stop: the database script in a session of its own, so that the terminal's
+# Ctrl-C cannot cut a start (initdb, pg_ctl start) or a stop in half, which would leave a half
+# cluster or a server nobody knows to stop. Both are bounded (pg_ctl -t); a signal is acted upon
+# right after.
+db_script() {
+    setsid -w "scripts/$1-pg.sh" "$2"
 }
 
 on_signal() {
@@ -307,7 +315,7 @@ run() {
 
     echo "$mode" >"$run_dir/db-mode"
     started_db=$mode
-    "scripts/$mode-pg.sh" start || { check_stop; die "the database did not start (the reason is above)"; }
+    db_script "$mode" start || { check_stop; die "the database did not start (the reason is above)"; }
     check_stop
     say "applying the schema (db_init_script.sh)"
     ./db_init_script.sh || { check_stop; die "db_init_script.sh failed (its output is above)"; }
