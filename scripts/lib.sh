@@ -236,7 +236,7 @@ foreign_listeners() {
             pid=${p#/proc/}
             [[ $pid == "$mine" ]] && continue
             if [[ -n $(find "$p/fd" -maxdepth 1 -lname "socket:\\[$inode\\]" -print -quit 2>/dev/null) ]]; then
-                printf 'pid %s (%s)\n' "$pid" "$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null | cut -c1-80 | sed 's/ $//')"
+                printf 'pid %s (%s)\n' "$pid" "$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null | cut -c1-160 | sed 's/ $//')"
                 seen=1
                 break
             fi

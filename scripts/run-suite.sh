@@ -243,7 +243,7 @@ check_port_owner() {
     alive "$pid" || state=', which exited'
     others=$(foreign_listeners "$CONSUMER_PORT" "$pid")
     die "port $CONSUMER_PORT was taken by another program after the check (${others//$'\n'/; }):" \
-        "it answers /readyz, not the consumer make started (pid $pid$state). Not running: stop" \
+        "it answers /readyz, not the consumer make started (pid $pid$state), so make stops here: stop" \
         "that program, or set CONSUMER_PORT in .env to a free port"
 }
 

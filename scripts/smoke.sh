@@ -291,7 +291,7 @@ take_port_round() {
     kill "$foreign" 2>/dev/null || true
     wait_gone_pid "$foreign"
     ((rc != 0)) || fail "make exited 0 although the port was taken by another program ($mode)"
-    ! grep -q 'running:' "$make_log" || fail "make said 'running' with another program on the port ($mode)"
+    ! grep -q '^run-suite.sh: running:' "$make_log" || fail "make said 'running' with another program on the port ($mode)"
     grep -q "port $consumer_port was taken by another program after the check (pid $foreign " "$make_log" ||
         fail "make did not say that port $consumer_port was taken by pid $foreign"
     check_nothing_left "the taken port ($mode)" "${pids_take[@]}"
