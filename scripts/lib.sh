@@ -140,7 +140,9 @@ make_test_pki() {
 alive() {
     local stat
     [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null || return 1
-    if [[ -r /proc/$1/stat ]] && stat=$(<"/proc/$1/stat") 2>/dev/null; then
+    # read, not $(<file): bash exits on a $(<file) whose file vanished (the process just ended)
+    # even in a condition, under set -e.
+    if { read -r stat <"/proc/$1/stat"; } 2>/dev/null; then
         stat=${stat##*) }
         [[ ${stat%% *} != Z ]]
     fi

@@ -9,6 +9,8 @@
 #          it again.
 # Round 3: HTTPS: .env's consumer TLS variables (a throwaway PKI) and PROPAGATOR_TLS_CA_FILE;
 #          make checks /readyz over HTTPS, events flow over HTTPS; `make stop`; nothing left.
+# Round 3b: the running make frozen (SIGSTOP): `make stop` (STOP_GRACE_SECONDS=2) gives up on
+#          it, stops the services and the database itself and kills it; nothing left.
 # Round 4: another program takes the consumer's port right after make's check (a listener that
 #          never answers, started by run-suite.sh's EVENTS_TEST_AFTER_PORT_CHECK hook): the
 #          consumer cannot bind; SIGINT to the make group; make exits non-zero naming the port
@@ -249,6 +251,22 @@ wait_make_exit || rc=$?
 ((rc == 0)) || fail "make exited with status $rc after make stop (HTTPS)"
 check_nothing_left "make stop (HTTPS)" "${pids3[@]}"
 ok "HTTPS from the .env variables: /readyz checked with the CA, events flow over https ($events rows), make stop leaves nothing"
+
+# --- round 3b: make stop when the running make does not respond (SIGSTOP) -------------------------
+start_make 3b-frozen STOP_GRACE_SECONDS=2
+wait_for_events 0
+mapfile -t pids3b < <(suite_pids)
+kill -STOP "$(cat "$sm_state/run/suite.pid")"
+stop_started=$SECONDS
+env "${suite_env[@]}" STOP_GRACE_SECONDS=2 make --no-print-directory stop >"$tmp/stop3b.log" 2>&1 ||
+    { make_log=$tmp/stop3b.log; fail "make stop failed with the running make frozen"; }
+((SECONDS - stop_started <= 40)) || fail "make stop took $((SECONDS - stop_started)) s with the running make frozen"
+grep -q 'did not finish stopping' "$tmp/stop3b.log" || { make_log=$tmp/stop3b.log; fail "make stop did not say the running make did not finish"; }
+rc=0
+wait_make_exit || rc=$?
+((rc != 0)) || fail "make exited 0 although its run-suite.sh was killed"
+check_nothing_left "make stop (frozen run-suite.sh)" "${pids3b[@]}"
+ok "make stop with the running make frozen (SIGSTOP): it stopped the services and the database itself, killed the run, in $((SECONDS - stop_started)) s; nothing left"
 
 # --- rounds 4 and 5: the port taken after make's check -------------------------------------------
 # The other program: a listener that never answers (listen) or an HTTP server answering 200 to
