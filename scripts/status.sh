@@ -9,17 +9,18 @@ load_settings
 require_psql
 
 if pid=$(live_pid "$run_dir/suite.pid"); then
-    services=()
+    services=''
     for name in consumer propagator; do
-        if p=$(live_pid "$run_dir/$name.pid"); then services+=("$name pid $p"); fi
+        if p=$(live_pid "$run_dir/$name.pid"); then services+="${services:+, }$name pid $p"; fi
     done
-    echo "make is running (pid $pid; $(IFS=,; echo "${services[*]:-no service yet}"); database: $(cat "$run_dir/db-mode" 2>/dev/null || echo '?'))"
+    echo "make is running (pid $pid; ${services:-no service yet}; database: $(cat "$run_dir/db-mode" 2>/dev/null || echo '?'))"
 else
     echo "make is not running from $state"
 fi
 
 if ! out=$(db_psql -d "$DB_NAME" -qtA -c 'SELECT count(*) FROM events' 2>&1); then
-    die "the database $DB_NAME at $DB_HOST:$DB_PORT does not answer: ${out#psql: error: }" \
+    out=${out#psql: error: }
+    die "the database $DB_NAME at $DB_HOST:$DB_PORT does not answer: ${out%%$'\n'*}" \
         "('make' starts it, and so does 'make psql' for a look at the rows)"
 fi
 echo "events stored in $DB_NAME at $DB_HOST:$DB_PORT: $out"
