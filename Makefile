@@ -1,8 +1,11 @@
 # Short targets; logic that grows lives in scripts/.
 #
 #   make            build (release), start PostgreSQL + schema + consumer + propagator, stream logs;
-#                   Ctrl-C stops everything (propagator, consumer, database)
-#   make stop       stop a running `make` from another terminal (or what a killed one left)
+#                   Ctrl-C stops everything (propagator, consumer, database). "running" only once
+#                   the consumer's own socket answers /readyz on CONSUMER_PORT; with the consumer's
+#                   TLS on in .env, over HTTPS with PROPAGATOR_TLS_CA_FILE, the propagator too
+#   make stop       stop a running `make` from another terminal (or what a killed one left); names
+#                   what it cannot stop, with the command that will
 #   make status     what runs, and the stored events (count by type, the newest rows) whenever
 #                   the database answers, make running or not
 #   make psql       psql on make's database, started for the session when it is down;

@@ -173,6 +173,17 @@ check_nothing_left() {
     [[ ! -e $sm_state/pg/data/postmaster.pid ]] || fail "$1 left $sm_state/pg/data/postmaster.pid behind"
 }
 
+# stop_and_check WHAT PIDS...: `make stop` from "another terminal"; make must exit 0, and
+# nothing of the suite may be left.
+stop_and_check() {
+    local what=$1 rc=0
+    shift
+    env "${suite_env[@]}" make --no-print-directory stop >"$tmp/stop.log" 2>&1 || { make_log=$tmp/stop.log; fail "$what failed"; }
+    wait_make_exit || rc=$?
+    ((rc == 0)) || fail "make exited with status $rc after $what"
+    check_nothing_left "$what" "$@"
+}
+
 echo "smoke: building (make build)"
 make --no-print-directory build >"$tmp/build.log" 2>&1 || { make_log=$tmp/build.log; fail "make build failed"; }
 echo "smoke: state in $sm_state, PostgreSQL on port $db_port, consumer on port $consumer_port"
@@ -218,11 +229,7 @@ env "${suite_env[@]}" make --no-print-directory psql SQL='SELECT count(*) AS sto
 grep -qE '^ +[0-9]+$' "$tmp/psql.log" || { make_log=$tmp/psql.log; fail "make psql SQL=... printed no count"; }
 ok "make psql SQL='SELECT count(*) ...' while make runs: $(grep -E '^ +[0-9]+$' "$tmp/psql.log" | tr -d ' ') rows"
 mapfile -t pids2 < <(suite_pids)
-env "${suite_env[@]}" make --no-print-directory stop >"$tmp/stop.log" 2>&1 || { make_log=$tmp/stop.log; fail "make stop failed"; }
-rc=0
-wait_make_exit || rc=$?
-((rc == 0)) || fail "make exited with status $rc after make stop"
-check_nothing_left "make stop" "${pids2[@]}"
+stop_and_check "make stop" "${pids2[@]}"
 ok "make stop from another terminal stopped everything; make exited 0; no process left"
 
 env "${suite_env[@]}" make --no-print-directory psql SQL='SELECT count(*) AS stored FROM events' \
@@ -245,11 +252,7 @@ grep -q "waiting for the consumer's /readyz on https://localhost:$consumer_port/
 grep -q "^propagator | .*sending to https://localhost:$consumer_port/event" "$make_log" ||
     fail "the propagator does not send over HTTPS"
 mapfile -t pids3 < <(suite_pids)
-env "${suite_env[@]}" make --no-print-directory stop >"$tmp/stop3.log" 2>&1 || { make_log=$tmp/stop3.log; fail "make stop failed"; }
-rc=0
-wait_make_exit || rc=$?
-((rc == 0)) || fail "make exited with status $rc after make stop (HTTPS)"
-check_nothing_left "make stop (HTTPS)" "${pids3[@]}"
+stop_and_check "make stop (HTTPS)" "${pids3[@]}"
 ok "HTTPS from the .env variables: /readyz checked with the CA, events flow over https ($events rows), make stop leaves nothing"
 
 # --- round 3b: make stop when the running make does not respond (SIGSTOP) -------------------------
