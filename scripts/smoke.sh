@@ -9,6 +9,8 @@
 #          it again.
 # Round 3: HTTPS: .env's consumer TLS variables (a throwaway PKI) and PROPAGATOR_TLS_CA_FILE;
 #          make checks /readyz over HTTPS, events flow over HTTPS; `make stop`; nothing left.
+#          With a CA that did not sign the certificate make stops at once with curl's reason;
+#          without a CA it refuses before starting anything.
 # Round 3b: the running make frozen (SIGSTOP): `make stop` (STOP_GRACE_SECONDS=2) gives up on
 #          it, stops the services and the database itself and kills it; nothing left.
 # Round 4: another program takes the consumer's port right after make's check (a listener that
@@ -254,6 +256,26 @@ grep -q "^propagator | .*sending to https://localhost:$consumer_port/event" "$ma
 mapfile -t pids3 < <(suite_pids)
 stop_and_check "make stop (HTTPS)" "${pids3[@]}"
 ok "HTTPS from the .env variables: /readyz checked with the CA, events flow over https ($events rows), make stop leaves nothing"
+
+# The wrong CA: make says so as soon as the consumer answers, not after the 60 s of /readyz.
+start_make 3-wrong-ca CONSUMER_TLS_CERT_FILE="$tmp/pki/server.pem" CONSUMER_TLS_KEY_FILE="$tmp/pki/server.key" \
+    PROPAGATOR_TLS_CA_FILE="$tmp/pki/client.pem" PROPAGATOR_ENDPOINT="https://localhost:$consumer_port/event"
+stop_started=$SECONDS
+rc=0
+wait_make_exit || rc=$?
+((rc != 0)) || fail "make exited 0 with a CA that did not sign the consumer's certificate"
+grep -q 'the TLS check failed with PROPAGATOR_TLS_CA_FILE' "$make_log" || fail "make did not say the TLS check failed"
+((SECONDS - stop_started <= 40)) || fail "make took $((SECONDS - stop_started)) s to give up on the wrong CA"
+check_nothing_left "the wrong CA"
+# No CA at all: refused before anything starts.
+start_make 3-no-ca CONSUMER_TLS_CERT_FILE="$tmp/pki/server.pem" CONSUMER_TLS_KEY_FILE="$tmp/pki/server.key" \
+    PROPAGATOR_TLS_CA_FILE= PROPAGATOR_ENDPOINT=
+rc=0
+wait_make_exit || rc=$?
+if ((rc == 0)) || ! grep -q 'PROPAGATOR_TLS_CA_FILE is empty' "$make_log" || grep -q 'starting PostgreSQL' "$make_log"; then
+    fail "make did not refuse at once to run HTTPS without PROPAGATOR_TLS_CA_FILE (exit status $rc)"
+fi
+ok "HTTPS with a CA that did not sign the certificate: make stopped with curl's reason in $((SECONDS - stop_started)) s; without a CA it refused before starting anything"
 
 # --- round 3b: make stop when the running make does not respond (SIGSTOP) -------------------------
 start_make 3b-frozen STOP_GRACE_SECONDS=2
