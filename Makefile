@@ -1,11 +1,19 @@
 # Short targets; logic that grows lives in scripts/.
 #
 #   make            build (release), start PostgreSQL + schema + consumer + propagator, stream logs;
-#                   Ctrl-C stops everything (propagator, consumer, database)
-#   make stop       stop a running `make` from another terminal (or what a killed one left)
-#   make status     what runs, and the stored events by type
+#                   Ctrl-C stops everything (propagator, consumer, database). "running" only once
+#                   the consumer's own socket answers /readyz on CONSUMER_PORT; with the consumer's
+#                   TLS on in .env, over HTTPS with PROPAGATOR_TLS_CA_FILE, the propagator too
+#   make stop       stop a running `make` from another terminal (or what a killed one left); names
+#                   what it cannot stop, with the command that will
+#   make status     what runs, and the stored events (count by type, the newest rows) whenever
+#                   the database answers, make running or not
+#   make psql       psql on make's database, started for the session when it is down;
+#                   make psql SQL='select count(*) from events' runs one command and exits
 #   make clean-db   delete the local database (.local/pg, or the container's volume)
-#   make dist       static binaries for x86_64 and aarch64 (musl) in dist/<target>/
+#   make dist       static binaries (musl) in dist/<target>/: x86_64 and aarch64 by default, a
+#                   default target whose toolchain is missing is skipped and said (exit 0);
+#                   DIST_TARGETS='...' names them, and then each must build (else exit 1)
 #   make smoke      the `make` flow end to end on a throwaway state dir and ports
 #   make conformance  the live consumer against openapi.yaml, fuzzed by schemathesis (pip, in
 #                   target/conformance-venv); the table must hold exactly the acknowledged events
@@ -29,7 +37,7 @@
 # The database listens on DB_PORT, default 5433 (see scripts/lib.sh); .env is created from
 # .env.template when missing. EVENTS_DB=local|docker picks the database, EVENTS_STATE_DIR moves .local.
 .DEFAULT_GOAL := run
-.PHONY: run build stop status clean-db dist smoke conformance check-deploy test soak bench
+.PHONY: run build stop status psql clean-db dist smoke conformance check-deploy test soak bench
 
 run: build
 	exec scripts/run-suite.sh run
@@ -42,6 +50,10 @@ stop:
 
 status:
 	scripts/status.sh
+
+# SQL comes from make's command line through the environment (no quoting here to break).
+psql:
+	scripts/psql.sh
 
 clean-db:
 	scripts/run-suite.sh clean-db

@@ -54,8 +54,13 @@ load_settings() {
     export DB_USER=${DB_USER:-postgres}
     export DB_NAME=${DB_NAME:-events}
     export CONSUMER_PORT=${CONSUMER_PORT:-8080}
-    # The propagator follows the consumer when only CONSUMER_PORT was changed.
-    export PROPAGATOR_ENDPOINT=${PROPAGATOR_ENDPOINT:-http://127.0.0.1:$CONSUMER_PORT/event}
+    # The propagator follows the consumer when only CONSUMER_PORT was changed, over HTTPS when
+    # the consumer serves it (localhost: the name a certificate for this machine carries).
+    if consumer_tls; then
+        export PROPAGATOR_ENDPOINT=${PROPAGATOR_ENDPOINT:-https://localhost:$CONSUMER_PORT/event}
+    else
+        export PROPAGATOR_ENDPOINT=${PROPAGATOR_ENDPOINT:-http://127.0.0.1:$CONSUMER_PORT/event}
+    fi
     [[ $DB_PORT =~ ^[0-9]+$ ]] || die "DB_PORT '$DB_PORT' is not a port number"
     [[ $CONSUMER_PORT =~ ^[0-9]+$ ]] || die "CONSUMER_PORT '$CONSUMER_PORT' is not a port number"
 
@@ -71,6 +76,11 @@ load_settings() {
     export EVENTS_STATE_DIR=$state
     # shellcheck disable=SC2034 # used by the scripts that source this file
     run_dir=$state/run log_dir=$state/logs
+}
+
+# True when the settings turn on the consumer's HTTPS (config.yaml: consumer.tls_cert_file).
+consumer_tls() {
+    [[ -n ${CONSUMER_TLS_CERT_FILE:-} || -n ${CONSUMER_TLS_KEY_FILE:-} ]]
 }
 
 # Prints the HTTP status code of GET http://host:port/path, or nothing when there is no answer.
@@ -130,7 +140,9 @@ make_test_pki() {
 alive() {
     local stat
     [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null || return 1
-    if [[ -r /proc/$1/stat ]] && stat=$(<"/proc/$1/stat") 2>/dev/null; then
+    # read, not $(<file): bash exits on a $(<file) whose file vanished (the process just ended)
+    # even in a condition, under set -e.
+    if { read -r stat <"/proc/$1/stat"; } 2>/dev/null; then
         stat=${stat##*) }
         [[ ${stat%% *} != Z ]]
     fi
@@ -192,6 +204,60 @@ wait_for_propagators() { # SECONDS
     done
 }
 
+# The inodes of the sockets that listen on TCP port $1 (IPv4 and IPv6, any address), one a
+# line, from /proc/net/tcp{,6}: the local address ends in :PORT in hex, state 0A is LISTEN.
+listening_inodes() {
+    local hex
+    printf -v hex '%04X' "$1"
+    awk -v port=":$hex" 'FNR > 1 && $4 == "0A" && substr($2, length($2) - 4) == port { print $10 }' \
+        /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# The inodes of the sockets process $1 holds open, one a line.
+socket_inodes_of() {
+    local fd target
+    for fd in /proc/"$1"/fd/*; do
+        target=$(readlink "$fd" 2>/dev/null) || continue
+        [[ $target =~ ^socket:\[([0-9]+)\]$ ]] && printf '%s\n' "${BASH_REMATCH[1]}"
+    done
+}
+
+# "PID (command line)" of every process that holds a socket listening on TCP port $1 and is not
+# process $2, one a line; nothing when none is visible (another user's processes are visible to
+# root only). Listeners whose owner cannot be seen are named by their socket inode.
+foreign_listeners() {
+    local port=$1 mine=${2:-} inode p pid seen=
+    local -A ours=()
+    if [[ -n $mine ]]; then
+        for inode in $(socket_inodes_of "$mine"); do ours[$inode]=1; done
+    fi
+    for inode in $(listening_inodes "$port"); do
+        [[ -n ${ours[$inode]:-} ]] && continue
+        seen=
+        for p in /proc/[0-9]*; do
+            pid=${p#/proc/}
+            [[ $pid == "$mine" ]] && continue
+            if [[ -n $(find "$p/fd" -maxdepth 1 -lname "socket:\\[$inode\\]" -print -quit 2>/dev/null) ]]; then
+                printf 'pid %s (%s)\n' "$pid" "$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null | cut -c1-160 | sed 's/ $//')"
+                seen=1
+                break
+            fi
+        done
+        [[ -n $seen ]] || printf 'a process this user cannot see (socket inode %s)\n' "$inode"
+    done | sort -u
+}
+
+# True when process $1 holds a socket listening on TCP port $2.
+listens_on() {
+    local pid=$1 port=$2 inode
+    local -A ours=()
+    for inode in $(socket_inodes_of "$pid"); do ours[$inode]=1; done
+    for inode in $(listening_inodes "$port"); do
+        [[ -n ${ours[$inode]:-} ]] && return 0
+    done
+    return 1
+}
+
 # The pid stored in a pid file, if that process still runs.
 live_pid() {
     local pid
@@ -237,6 +303,12 @@ need_pg_cluster() {
     [[ -n ${pg_cluster_bin:-} ]] && return 0
     local target=${CARGO_TARGET_DIR:-target}
     [[ $target == /* ]] || target=$repo/$target
+    # A build from scratch takes a while and cargo -q says nothing: one line says what it does.
+    if [[ ! -x $target/release/pg_cluster ]] ||
+        [[ -n $(find "$repo/test_support" "$repo/Cargo.lock" -newer "$target/release/pg_cluster" \
+            \( -name '*.rs' -o -name '*.toml' -o -name Cargo.lock \) -print -quit 2>/dev/null) ]]; then
+        say "building the PostgreSQL harness (cargo build --release -p test_support --bin pg_cluster)"
+    fi
     (cd "$repo" && cargo build --release -q -p test_support --bin pg_cluster) >&2 ||
         die "cannot build the PostgreSQL harness (cargo build --release -p test_support --bin pg_cluster)"
     pg_cluster_bin=$target/release/pg_cluster

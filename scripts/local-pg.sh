@@ -48,15 +48,18 @@ init_cluster() {
     local pwfile=$cluster/initdb-password log=$cluster/initdb.log
     (umask 077 && printf '%s\n' "$DB_PASSWORD" >"$pwfile")
     pg_cluster own "$pwfile" || die "cannot give $pwfile to the server's user"
-    say "creating a PostgreSQL cluster in $data (user $DB_USER, password from DB_PASSWORD)"
-    if ! pg initdb -D "$data" -U "$DB_USER" --pwfile="$pwfile" --auth=scram-sha-256 \
+    say "creating a PostgreSQL cluster in $data (initdb; user $DB_USER, password from DB_PASSWORD)"
+    # Into a side directory, renamed when complete: an interrupted initdb leaves no half cluster.
+    rm -rf "$data.initdb"
+    if ! pg initdb -D "$data.initdb" -U "$DB_USER" --pwfile="$pwfile" --auth=scram-sha-256 \
         -E UTF8 --no-locale >"$log" 2>&1; then
         rm -f "$pwfile"
         cat "$log" >&2
-        rm -rf "$data"
+        rm -rf "$data.initdb"
         die "initdb failed (output above)"
     fi
     rm -f "$pwfile"
+    mv "$data.initdb" "$data"
     # Connections over TCP and the socket both need the password (scram-sha-256, set above).
     cat >>"$data/postgresql.conf" <<EOF
 
@@ -90,11 +93,28 @@ start() {
     fi
 }
 
+# The command that stops the server when this script cannot (as root: as the postgres user).
+stop_command() {
+    local cmd="$bindir/pg_ctl -D $data stop -m immediate"
+    if [[ $(id -u) == 0 ]]; then cmd="runuser -u postgres -- $cmd"; fi
+    printf '%s\n' "$cmd"
+}
+
+# Fast shutdown (sessions ended, a clean checkpoint), immediate after 5 s: every wait is
+# bounded. Names the server, and the command that stops it, when it outlives both.
 stop() {
     find_binaries
+    server_state || return 0
+    say "stopping PostgreSQL in $data"
+    if ! pg pg_ctl -D "$data" -m fast -w -t 5 stop >/dev/null 2>&1; then
+        say "PostgreSQL did not stop within 5 s (fast shutdown): stopping it in immediate mode"
+        pg pg_ctl -D "$data" -m immediate -w -t 5 stop >/dev/null 2>&1 || true
+    fi
     if server_state; then
-        say "stopping PostgreSQL in $data"
-        pg pg_ctl -D "$data" -m fast -w -t 60 stop >/dev/null
+        local pid
+        pid=$(head -n 1 "$data/postmaster.pid" 2>/dev/null || true)
+        die "cannot stop PostgreSQL in $data (postmaster pid ${pid:-?}): run '$(stop_command)'," \
+            "or 'kill -9 ${pid:-PID}' (the next start recovers from the log)"
     fi
 }
 

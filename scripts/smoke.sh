@@ -4,7 +4,23 @@
 # Round 1: `make` in a process group of its own, as in a terminal; once events reach the table,
 #          SIGINT to that group (what Ctrl-C does); then nothing of the suite may be left.
 # Round 2: `make` again on the same data (it must start, and the rows of round 1 must still be
-#          there), `make status`, then `make stop` from "another terminal"; nothing may be left.
+#          there), `make status`, `make psql SQL=...`, then `make stop` from "another terminal";
+#          nothing may be left; `make psql` then starts the database for its session and stops
+#          it again.
+# Round 3: HTTPS: .env's consumer TLS variables (a throwaway PKI) and PROPAGATOR_TLS_CA_FILE;
+#          make checks /readyz over HTTPS, events flow over HTTPS; `make stop`; nothing left.
+#          With a CA that did not sign the certificate make stops at once with curl's reason;
+#          without a CA it refuses before starting anything.
+# Round 3b: the running make frozen (SIGSTOP): `make stop` (STOP_GRACE_SECONDS=2) gives up on
+#          it, stops the services and the database itself and kills it; nothing left.
+# Round 4: another program takes the consumer's port right after make's check (a listener that
+#          never answers, started by run-suite.sh's EVENTS_TEST_AFTER_PORT_CHECK hook): the
+#          consumer cannot bind; SIGINT to the make group; make exits non-zero naming the port
+#          and the program; nothing left.
+# Round 5: the same with a foreign HTTP server answering 200 on /readyz: make refuses to say
+#          "running" and exits non-zero naming the port.
+# Round 6: SIGINT as each start-up phase begins (database, schema, consumer, /readyz,
+#          propagator): everything stops within STOP_GRACE_SECONDS plus a few seconds.
 # Finally `make clean-db` must remove the cluster.
 #
 # It never touches a developer's running suite: its own state directory under /tmp (cluster,
@@ -88,12 +104,24 @@ count_events() {
         PGDATABASE=${DB_NAME:-events} PGCONNECT_TIMEOUT=3 psql -X -qtA -c 'SELECT count(*) FROM events' 2>/dev/null
 }
 
-# Starts `make` as the leader of a new session and process group, like a shell starts a job.
+# start_make NAME [VAR=VALUE...]: `make` as the leader of a new session and process group, like
+# a shell starts a job, with the suite's settings and the extra ones.
 start_make() {
     make_log=$tmp/make-$1.log
-    "${default_signals[@]}" env "${suite_env[@]}" setsid make --no-print-directory run \
+    shift
+    "${default_signals[@]}" env "${suite_env[@]}" "$@" setsid make --no-print-directory run \
         >"$make_log" 2>&1 </dev/null &
     make_pid=$!
+}
+
+# Waits until make's log holds a line matching the regex $1, or make exited (false then).
+wait_for_line() {
+    local deadline=$((SECONDS + 120))
+    until grep -qE "$1" "$make_log" 2>/dev/null; do
+        alive "$make_pid" || return 1
+        ((SECONDS < deadline)) || fail "make printed no line matching '$1' within 120 s"
+        sleep 0.05
+    done
 }
 
 # Waits until the events table holds more than $1 rows; sets `events` to the count.
@@ -147,6 +175,17 @@ check_nothing_left() {
     [[ ! -e $sm_state/pg/data/postmaster.pid ]] || fail "$1 left $sm_state/pg/data/postmaster.pid behind"
 }
 
+# stop_and_check WHAT PIDS...: `make stop` from "another terminal"; make must exit 0, and
+# nothing of the suite may be left.
+stop_and_check() {
+    local what=$1 rc=0
+    shift
+    env "${suite_env[@]}" make --no-print-directory stop >"$tmp/stop.log" 2>&1 || { make_log=$tmp/stop.log; fail "$what failed"; }
+    wait_make_exit || rc=$?
+    ((rc == 0)) || fail "make exited with status $rc after $what"
+    check_nothing_left "$what" "$@"
+}
+
 echo "smoke: building (make build)"
 make --no-print-directory build >"$tmp/build.log" 2>&1 || { make_log=$tmp/build.log; fail "make build failed"; }
 echo "smoke: state in $sm_state, PostgreSQL on port $db_port, consumer on port $consumer_port"
@@ -167,7 +206,9 @@ ok "both services' logs are streamed with a prefix"
 
 kill -INT -- "-$make_pid"
 rc=0
+stop_started=$SECONDS
 wait_make_exit || rc=$?
+((SECONDS - stop_started <= 25)) || fail "make took $((SECONDS - stop_started)) s to stop after SIGINT (STOP_GRACE_SECONDS is 15)"
 grep -q 'everything stopped' "$make_log" || fail "after SIGINT make did not report 'everything stopped' (exit status $rc)"
 [[ $(grep -n 'stopping the propagator (pid' "$make_log" | cut -d: -f1) -lt \
     $(grep -n 'stopping the consumer (pid' "$make_log" | cut -d: -f1) ]] ||
@@ -185,13 +226,141 @@ env "${suite_env[@]}" make --no-print-directory status >"$tmp/status.log" 2>&1 |
     { make_log=$tmp/status.log; fail "make status failed"; }
 grep -q "^events stored in .*: [0-9]" "$tmp/status.log" || { make_log=$tmp/status.log; fail "make status printed no count"; }
 ok "make status: $(grep '^events stored' "$tmp/status.log")"
+env "${suite_env[@]}" make --no-print-directory psql SQL='SELECT count(*) AS stored FROM events' \
+    >"$tmp/psql.log" 2>&1 || { make_log=$tmp/psql.log; fail "make psql SQL=... failed"; }
+grep -qE '^ +[0-9]+$' "$tmp/psql.log" || { make_log=$tmp/psql.log; fail "make psql SQL=... printed no count"; }
+ok "make psql SQL='SELECT count(*) ...' while make runs: $(grep -E '^ +[0-9]+$' "$tmp/psql.log" | tr -d ' ') rows"
 mapfile -t pids2 < <(suite_pids)
-env "${suite_env[@]}" make --no-print-directory stop >"$tmp/stop.log" 2>&1 || { make_log=$tmp/stop.log; fail "make stop failed"; }
+stop_and_check "make stop" "${pids2[@]}"
+ok "make stop from another terminal stopped everything; make exited 0; no process left"
+
+env "${suite_env[@]}" make --no-print-directory psql SQL='SELECT count(*) AS stored FROM events' \
+    >"$tmp/psql-down.log" 2>&1 || { make_log=$tmp/psql-down.log; fail "make psql SQL=... with the database down failed"; }
+if ! grep -qE '^ +[0-9]+$' "$tmp/psql-down.log" || ! grep -q 'starting it for this session' "$tmp/psql-down.log"; then
+    make_log=$tmp/psql-down.log
+    fail "make psql did not start the database and count the rows"
+fi
+check_nothing_left "make psql"
+ok "make psql with the database down started it, counted $(grep -E '^ +[0-9]+$' "$tmp/psql-down.log" | tr -d ' ') rows, stopped it again"
+
+# --- round 3: HTTPS through the .env variables ---------------------------------------------------
+make_test_pki "$tmp/pki"
+count3=$(env "${suite_env[@]}" make --no-print-directory -s psql SQL='SELECT count(*) FROM events' 2>/dev/null | grep -E '^ +[0-9]+$' | tr -d ' ')
+start_make 3-https CONSUMER_TLS_CERT_FILE="$tmp/pki/server.pem" CONSUMER_TLS_KEY_FILE="$tmp/pki/server.key" \
+    PROPAGATOR_TLS_CA_FILE="$tmp/pki/ca.pem" PROPAGATOR_ENDPOINT="https://localhost:$consumer_port/event"
+wait_for_events $((count3 + 5))
+grep -q "waiting for the consumer's /readyz on https://localhost:$consumer_port/readyz" "$make_log" ||
+    fail "make did not check /readyz over HTTPS"
+grep -q "^propagator | .*sending to https://localhost:$consumer_port/event" "$make_log" ||
+    fail "the propagator does not send over HTTPS"
+mapfile -t pids3 < <(suite_pids)
+stop_and_check "make stop (HTTPS)" "${pids3[@]}"
+ok "HTTPS from the .env variables: /readyz checked with the CA, events flow over https ($events rows), make stop leaves nothing"
+
+# The wrong CA: make says so as soon as the consumer answers, not after the 60 s of /readyz.
+start_make 3-wrong-ca CONSUMER_TLS_CERT_FILE="$tmp/pki/server.pem" CONSUMER_TLS_KEY_FILE="$tmp/pki/server.key" \
+    PROPAGATOR_TLS_CA_FILE="$tmp/pki/client.pem" PROPAGATOR_ENDPOINT="https://localhost:$consumer_port/event"
+stop_started=$SECONDS
 rc=0
 wait_make_exit || rc=$?
-((rc == 0)) || fail "make exited with status $rc after make stop"
-check_nothing_left "make stop" "${pids2[@]}"
-ok "make stop from another terminal stopped everything; make exited 0; no process left"
+((rc != 0)) || fail "make exited 0 with a CA that did not sign the consumer's certificate"
+grep -q 'the TLS check failed with PROPAGATOR_TLS_CA_FILE' "$make_log" || fail "make did not say the TLS check failed"
+((SECONDS - stop_started <= 40)) || fail "make took $((SECONDS - stop_started)) s to give up on the wrong CA"
+check_nothing_left "the wrong CA"
+# No CA at all: refused before anything starts.
+start_make 3-no-ca CONSUMER_TLS_CERT_FILE="$tmp/pki/server.pem" CONSUMER_TLS_KEY_FILE="$tmp/pki/server.key" \
+    PROPAGATOR_TLS_CA_FILE= PROPAGATOR_ENDPOINT=
+rc=0
+wait_make_exit || rc=$?
+if ((rc == 0)) || ! grep -q 'PROPAGATOR_TLS_CA_FILE is empty' "$make_log" || grep -q 'starting PostgreSQL' "$make_log"; then
+    fail "make did not refuse at once to run HTTPS without PROPAGATOR_TLS_CA_FILE (exit status $rc)"
+fi
+ok "HTTPS with a CA that did not sign the certificate: make stopped with curl's reason in $((SECONDS - stop_started)) s; without a CA it refused before starting anything"
+
+# --- round 3b: make stop when the running make does not respond (SIGSTOP) -------------------------
+start_make 3b-frozen STOP_GRACE_SECONDS=2
+wait_for_events 0
+mapfile -t pids3b < <(suite_pids)
+kill -STOP "$(cat "$sm_state/run/suite.pid")"
+stop_started=$SECONDS
+env "${suite_env[@]}" STOP_GRACE_SECONDS=2 make --no-print-directory stop >"$tmp/stop3b.log" 2>&1 ||
+    { make_log=$tmp/stop3b.log; fail "make stop failed with the running make frozen"; }
+((SECONDS - stop_started <= 40)) || fail "make stop took $((SECONDS - stop_started)) s with the running make frozen"
+grep -q 'did not finish stopping' "$tmp/stop3b.log" || { make_log=$tmp/stop3b.log; fail "make stop did not say the running make did not finish"; }
+rc=0
+wait_make_exit || rc=$?
+((rc != 0)) || fail "make exited 0 although its run-suite.sh was killed"
+check_nothing_left "make stop (frozen run-suite.sh)" "${pids3b[@]}"
+ok "make stop with the running make frozen (SIGSTOP): it stopped the services and the database itself, killed the run, in $((SECONDS - stop_started)) s; nothing left"
+
+# --- rounds 4 and 5: the port taken after make's check -------------------------------------------
+# The other program: a listener that never answers (listen) or an HTTP server answering 200 to
+# everything (http), on all addresses, so the consumer's bind fails.
+cat >"$tmp/foreign.py" <<'PY'
+import http.server, socket, sys, time
+mode, port = sys.argv[1], int(sys.argv[2])
+if mode == "http":
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"ok\n")
+        def log_message(self, *args):
+            pass
+    http.server.HTTPServer(("0.0.0.0", port), Ok).serve_forever()
+else:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(16)
+    time.sleep(3600)
+PY
+command -v python3 >/dev/null || die "python3 not found: rounds 4 and 5 run a foreign server with it"
+
+# take_port_round NAME MODE: make with the hook that starts the foreign program after the check.
+take_port_round() {
+    local name=$1 mode=$2 foreign rc=0
+    rm -f "$tmp/foreign.pid"
+    start_make "$name" EVENTS_TEST_AFTER_PORT_CHECK="setsid python3 '$tmp/foreign.py' $mode $consumer_port \
+        >/dev/null 2>&1 </dev/null & echo \$! >'$tmp/foreign.pid'
+        for _ in \$(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$consumer_port) 2>/dev/null && break; sleep 0.1; done"
+    wait_for_line "was taken by another program|exited before|running:" || true
+    mapfile -t pids_take < <(suite_pids)
+    kill -INT -- "-$make_pid" 2>/dev/null || true
+    wait_make_exit || rc=$?
+    foreign=$(cat "$tmp/foreign.pid" 2>/dev/null || true)
+    [[ -n $foreign ]] || fail "the hook did not start the foreign $mode server"
+    kill "$foreign" 2>/dev/null || true
+    wait_gone_pid "$foreign"
+    ((rc != 0)) || fail "make exited 0 although the port was taken by another program ($mode)"
+    ! grep -q '^run-suite.sh: running:' "$make_log" || fail "make said 'running' with another program on the port ($mode)"
+    grep -q "port $consumer_port was taken by another program after the check (pid $foreign " "$make_log" ||
+        fail "make did not say that port $consumer_port was taken by pid $foreign"
+    check_nothing_left "the taken port ($mode)" "${pids_take[@]}"
+}
+wait_gone_pid() { for _ in {1..50}; do alive "$1" || return 0; sleep 0.1; done; }
+
+take_port_round 4-taken listen
+ok "another program took the port after the check; after SIGINT make exited non-zero: $(grep -o "port $consumer_port was taken[^:]*" "$make_log" | head -n 1); nothing left"
+take_port_round 5-foreign http
+ok "a foreign server answering 200 on /readyz: make refused to say running and exited non-zero naming port $consumer_port; nothing left"
+
+# --- round 6: SIGINT as each start-up phase begins ------------------------------------------------
+phases=("starting PostgreSQL|is already running" "applying the schema" "starting the consumer"
+    "waiting for the consumer's /readyz" "starting the propagator")
+for i in "${!phases[@]}"; do
+    start_make "6-phase-$i"
+    wait_for_line "${phases[i]}" || fail "make exited before the phase '${phases[i]}'"
+    mapfile -t pids6 < <(suite_pids)
+    kill -INT -- "-$make_pid"
+    stop_started=$SECONDS
+    rc=0
+    wait_make_exit || rc=$?
+    ((SECONDS - stop_started <= 25)) || fail "make took $((SECONDS - stop_started)) s to stop after SIGINT at '${phases[i]}'"
+    check_nothing_left "SIGINT at '${phases[i]}'" "${pids6[@]}"
+done
+ok "SIGINT as each start-up phase began (${#phases[@]} phases): make stopped within 25 s each time; nothing left"
 
 env "${suite_env[@]}" make --no-print-directory clean-db >"$tmp/clean.log" 2>&1 || { make_log=$tmp/clean.log; fail "make clean-db failed"; }
 [[ ! -e $sm_state/pg ]] || fail "make clean-db left $sm_state/pg"
