@@ -53,6 +53,9 @@ pub enum Rfc3339Error {
     OutOfRange { part: &'static str },
     /// A day the month does not have (`2026-02-29`).
     NoSuchDay,
+    /// An instant before 0000-01-01 or after 9999-12-31 in UTC (`0000-01-01T00:00:00+01:00`),
+    /// which RFC 3339 could not write back.
+    BeyondYears,
 }
 
 impl fmt::Display for Rfc3339Error {
@@ -69,6 +72,9 @@ impl fmt::Display for Rfc3339Error {
             }
             Rfc3339Error::OutOfRange { part } => write!(f, "has its {part} out of range"),
             Rfc3339Error::NoSuchDay => write!(f, "names a day its month does not have"),
+            Rfc3339Error::BeyondYears => {
+                write!(f, "names an instant outside the years 0000 to 9999 in UTC")
+            }
         }
     }
 }
@@ -79,7 +85,9 @@ impl std::error::Error for Rfc3339Error {}
 /// a full time, an offset (`Z`, or `+HH:MM`/`-HH:MM`; `-00:00` as `Z`). `T` and `Z` may be
 /// lower case, as RFC 3339 allows. A fraction of any length is kept to the nanosecond (digits
 /// past the ninth are dropped). A leap second (`:60`) is the first second of the next minute,
-/// as PostgreSQL reads it: a `SystemTime` has no room for it. The offset is applied, not kept.
+/// as PostgreSQL reads it: a `SystemTime` has no room for it. The offset is applied, not kept,
+/// and the instant must lie within the years 0000 to 9999 in UTC, so that [`rfc3339_utc`] can
+/// write it back.
 pub fn parse_rfc3339(text: &str) -> Result<SystemTime, Rfc3339Error> {
     let mut cursor = Cursor(text.as_bytes());
     let year = cursor.digits(4)?;
@@ -141,6 +149,10 @@ pub fn parse_rfc3339(text: &str) -> Result<SystemTime, Rfc3339Error> {
     check(second <= 60, "second")?;
     let days = days_from_civil(i64::from(year), month, day);
     let seconds = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_seconds;
+    let utc_years = days_from_civil(0, 1, 1) * 86_400..days_from_civil(10_000, 1, 1) * 86_400;
+    if !utc_years.contains(&seconds) {
+        return Err(Rfc3339Error::BeyondYears);
+    }
     // Four-digit years keep `seconds` within about ±2.6e11: every step below is in range.
     let whole = Duration::from_secs(seconds.unsigned_abs());
     let at_second = if seconds >= 0 {
@@ -369,6 +381,11 @@ mod tests {
                 "the first RFC 3339 instant",
             ),
             (
+                "0000-01-01T01:00:00+01:00",
+                instant(-62_167_219_200, 0),
+                "the first, with an offset",
+            ),
+            (
                 "9999-12-31T23:59:59.999999999Z",
                 instant(253_402_300_799, 999_999_999),
                 "the last",
@@ -455,6 +472,21 @@ mod tests {
                     part: "offset minutes",
                 },
                 "offset :60",
+            ),
+            (
+                "0000-01-01T00:59:59+01:00",
+                BeyondYears,
+                "before year 0 in UTC",
+            ),
+            (
+                "9999-12-31T23:00:00-01:00",
+                BeyondYears,
+                "after year 9999 in UTC",
+            ),
+            (
+                "9999-12-31T23:59:60Z",
+                BeyondYears,
+                "a leap second past the last",
             ),
         ];
         for (text, expected, why) in cases {
