@@ -8,6 +8,29 @@ use test_support::TestDb;
 
 use crate::helpers::*;
 
+/// Sends `request` (one event) on to the consumer at `upstream` and gives back its answer.
+fn forward(upstream: &str, request: &Request) -> Reply {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut answer = agent
+        .post(upstream)
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", request.key())
+        .send(&request.body[..])
+        .unwrap();
+    let status = answer.status().as_u16();
+    let replayed = answer.headers().contains_key("idempotent-replayed");
+    let body = answer.body_mut().read_to_string().unwrap();
+    let reply = Reply::status(status).body(&body);
+    if replayed {
+        reply.header("Idempotent-Replayed", "true")
+    } else {
+        reply
+    }
+}
+
 #[test]
 fn a_retried_event_is_stored_once_and_acknowledged_as_a_duplicate() {
     let db = TestDb::new();
@@ -17,25 +40,11 @@ fn a_retried_event_is_stored_once_and_acknowledged_as_a_duplicate() {
     // recognise the key.
     let upstream = format!("http://{}/event", consumer.addr());
     let proxy = Receiver::start(move |request, n| {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
-        let mut answer = agent
-            .post(&upstream)
-            .header("Content-Type", "application/json")
-            .header("Idempotency-Key", request.key())
-            .send(&request.body[..])
-            .unwrap();
-        let status = answer.status().as_u16();
-        let replayed = answer.headers().contains_key("idempotent-replayed");
-        let body = answer.body_mut().read_to_string().unwrap();
-        match n {
-            0 => Reply::status(504),
-            _ if replayed => Reply::status(status)
-                .header("Idempotent-Replayed", "true")
-                .body(&body),
-            _ => Reply::status(status).body(&body),
+        let reply = forward(&upstream, request);
+        if n == 0 {
+            Reply::status(504)
+        } else {
+            reply
         }
     });
     let dir = TempDir::new();
@@ -59,22 +68,9 @@ fn an_event_delivered_late_is_stored_with_the_time_it_was_generated() {
     // forwarded, and must carry the time of the first attempt's generation, not its own.
     const DELAY: Duration = Duration::from_millis(400);
     let upstream = format!("http://{}/event", consumer.addr());
-    let proxy = Receiver::start(move |request, n| {
-        if n == 0 {
-            return Reply::status(503).after(DELAY);
-        }
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
-        let mut answer = agent
-            .post(&upstream)
-            .header("Content-Type", "application/json")
-            .header("Idempotency-Key", request.key())
-            .send(&request.body[..])
-            .unwrap();
-        let body = answer.body_mut().read_to_string().unwrap();
-        Reply::status(answer.status().as_u16()).body(&body)
+    let proxy = Receiver::start(move |request, n| match n {
+        0 => Reply::status(503).after(DELAY),
+        _ => forward(&upstream, request),
     });
     let dir = TempDir::new();
     let mut settings = settings(&dir, &proxy.url());
