@@ -22,16 +22,22 @@ fn run_init_script_at(
     dbname: &str,
     password: &str,
 ) -> std::process::Output {
+    init_script_at(dir, cluster, dbname, password)
+        .output()
+        .unwrap()
+}
+
+fn init_script_at(dir: &Path, cluster: &Cluster, dbname: &str, password: &str) -> Command {
     let workdir = std::env::temp_dir();
-    Command::new(dir.join("db_init_script.sh"))
+    let mut command = Command::new(dir.join("db_init_script.sh"));
+    command
         .current_dir(workdir)
         .env("DB_HOST", "127.0.0.1")
         .env("DB_PORT", cluster.port.to_string())
         .env("DB_USER", "postgres")
         .env("DB_PASSWORD", password)
-        .env("DB_NAME", dbname)
-        .output()
-        .unwrap()
+        .env("DB_NAME", dbname);
+    command
 }
 
 #[test]
@@ -170,4 +176,31 @@ fn the_init_script_adds_occurred_at_to_a_database_of_the_previous_version_keepin
             &[],
         )
         .unwrap();
+}
+
+#[test]
+fn the_init_script_takes_no_lock_on_a_current_table_so_a_long_transaction_does_not_hold_it_up() {
+    let cluster = Cluster::start();
+    let out = run_init_script(&cluster, "events_locked", "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A transaction reading the table (a pg_dump) holds a lock that ALTER TABLE would wait for.
+    let mut reader = cluster.server().connect("events_locked").unwrap();
+    let mut transaction = reader.transaction().unwrap();
+    transaction
+        .batch_execute("LOCK TABLE events IN ACCESS SHARE MODE")
+        .unwrap();
+    let out = init_script_at(&repo_root(), &cluster, "events_locked", "")
+        .env("PGOPTIONS", "-c lock_timeout=5s")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the second run waited for the lock: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    transaction.commit().unwrap();
 }
