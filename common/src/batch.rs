@@ -3,10 +3,10 @@
 //! item's index, the field at fault) for both readers of such an array:
 //!
 //! - `POST /events` ([`parse_json_batch`], or NDJSON, one item per line: [`parse_ndjson_batch`]):
-//!   an item may carry its `idempotency_key` (the rules of the `Idempotency-Key` header), at
-//!   most `max_batch_events` items.
-//! - The propagator's events file ([`read_event_list`]): a batch without keys (a key is an
-//!   unknown field), of any length, read from the file as it is parsed.
+//!   an item may carry its `idempotency_key` (the rules of the `Idempotency-Key` header) and
+//!   its `occurred_at`, at most `max_batch_events` items.
+//! - The propagator's events file ([`read_event_list`]): a batch without keys or times (either
+//!   is an unknown field), of any length, read from the file as it is parsed.
 //!
 //! All or nothing: the first bad item fails the whole batch, with its index, so a client never
 //! gets "a prefix stored, then an error" and a retry cannot duplicate a stored part. Every item
@@ -18,7 +18,7 @@ use std::io::{self, BufRead};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::event::{check_document, Checked, Event, EventError, EventSeed};
+use crate::event::{check_document, Checked, Event, EventError, EventSeed, Fields};
 
 /// One item of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +126,7 @@ pub fn parse_json_batch(body: &[u8], max_items: usize) -> Result<Vec<BatchItem>,
     let mut items = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(body);
     let rules = Rules {
-        allow_key: true,
+        fields: Fields::BatchItem,
         max_items,
     };
     // First broken JSON (a serde error), then the batch's own verdict.
@@ -153,10 +153,11 @@ pub fn parse_ndjson_batch(body: &[u8], max_items: usize) -> Result<Vec<BatchItem
         if index == max_items {
             return Err(BatchError::TooMany { max: max_items });
         }
-        let checked = check_document(line, true).map_err(|e| BatchError::InvalidJson {
-            index: Some(index),
-            message: e.to_string(),
-        })?;
+        let checked =
+            check_document(line, Fields::BatchItem).map_err(|e| BatchError::InvalidJson {
+                index: Some(index),
+                message: e.to_string(),
+            })?;
         let (event, idempotency_key) =
             checked.map_err(|error| BatchError::Invalid { index, error })?;
         items.push(BatchItem {
@@ -186,7 +187,7 @@ pub fn read_event_list<R: io::Read>(
     }
     let mut de = serde_json::Deserializer::from_reader(reader);
     let rules = Rules {
-        allow_key: false,
+        fields: Fields::EventsFile,
         max_items: usize::MAX,
     };
     match parse_array(&mut de, rules, |item| each(item.event)) {
@@ -210,8 +211,8 @@ fn utf8(body: &[u8]) -> Result<(), BatchError> {
 /// What a reader of the array accepts.
 #[derive(Debug, Clone, Copy)]
 struct Rules {
-    /// Whether an item may carry an `idempotency_key`.
-    allow_key: bool,
+    /// The keys an item may carry besides its type and payload.
+    fields: Fields,
     max_items: usize,
 }
 
@@ -258,13 +259,10 @@ impl<'de, F: FnMut(BatchItem)> Visitor<'de> for ArraySeed<F> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Verdict, A::Error> {
-        let Rules {
-            allow_key,
-            max_items,
-        } = self.rules;
+        let Rules { fields, max_items } = self.rules;
         let mut first_error = None;
         let mut index = 0;
-        while let Some(checked) = seq.next_element_seed(EventSeed { allow_key })? {
+        while let Some(checked) = seq.next_element_seed(EventSeed { fields })? {
             if first_error.is_none() {
                 first_error = if index == max_items {
                     Some(BatchError::TooMany { max: max_items })

@@ -7,15 +7,20 @@
 //! [`batch`](crate::batch), each item checked here (`EventSeed`).
 
 use std::fmt;
+use std::time::SystemTime;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::calendar::{parse_rfc3339, rfc3339_utc, Rfc3339Error};
 
 /// Longest accepted `event_type`, in characters (Unicode scalar values).
 pub const MAX_EVENT_TYPE_CHARS: usize = 255;
 
 pub const EVENT_TYPE: &str = "event_type";
 pub const EVENT_PAYLOAD: &str = "event_payload";
+/// The key of the optional time the event happened (`POST /event` and `POST /events`).
+pub const OCCURRED_AT: &str = "occurred_at";
 /// The key of a batch item's idempotency key (`POST /events`).
 pub const IDEMPOTENCY_KEY: &str = "idempotency_key";
 /// The longest accepted idempotency key, in bytes (all ASCII).
@@ -36,11 +41,28 @@ pub fn check_idempotency_key(key: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A validated event: `event_type` is 1 to 255 characters, neither string contains U+0000.
+/// A validated event: `event_type` is 1 to 255 characters, neither string contains U+0000;
+/// `occurred_at`, when the sender gave it, is the instant it named (its offset applied).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
     event_type: String,
     event_payload: String,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_occurred_at"
+    )]
+    occurred_at: Option<SystemTime>,
+}
+
+/// `occurred_at` as it is read: RFC 3339 in UTC, to the nanosecond a `SystemTime` keeps.
+fn serialize_occurred_at<S: Serializer>(
+    time: &Option<SystemTime>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(time) => serializer.serialize_str(&rfc3339_utc(*time, 9)),
+        None => serializer.serialize_none(),
+    }
 }
 
 impl Event {
@@ -69,7 +91,16 @@ impl Event {
         Ok(Event {
             event_type,
             event_payload,
+            occurred_at: None,
         })
+    }
+
+    /// The same event, happened at `occurred_at` (or at no time given).
+    pub fn with_occurred_at(self, occurred_at: Option<SystemTime>) -> Event {
+        Event {
+            occurred_at,
+            ..self
+        }
     }
 
     pub fn event_type(&self) -> &str {
@@ -78,6 +109,11 @@ impl Event {
 
     pub fn event_payload(&self) -> &str {
         &self.event_payload
+    }
+
+    /// When the event happened, as its sender said; `None` when it did not say.
+    pub fn occurred_at(&self) -> Option<SystemTime> {
+        self.occurred_at
     }
 }
 
@@ -97,8 +133,10 @@ pub enum EventError {
     MissingField {
         field: &'static str,
     },
+    /// A key the reader does not take; `known` lists those it does, for the message.
     UnknownField {
         name: String,
+        known: &'static str,
     },
     DuplicateField {
         field: &'static str,
@@ -117,6 +155,10 @@ pub enum EventError {
     /// A batch item's `idempotency_key` breaks the rules of the `Idempotency-Key` header.
     BadKey {
         problem: &'static str,
+    },
+    /// `occurred_at` is a string but no RFC 3339 date-time with an offset.
+    BadTime {
+        problem: Rfc3339Error,
     },
 }
 
@@ -138,9 +180,10 @@ impl EventError {
             | EventError::DuplicateField { field }
             | EventError::NotAString { field, .. }
             | EventError::ContainsNul { field } => Some(field),
-            EventError::UnknownField { name } => Some(name),
+            EventError::UnknownField { name, .. } => Some(name),
             EventError::EmptyType | EventError::TypeTooLong { .. } => Some(EVENT_TYPE),
             EventError::BadKey { .. } => Some(IDEMPOTENCY_KEY),
+            EventError::BadTime { .. } => Some(OCCURRED_AT),
             EventError::NotUtf8 { .. }
             | EventError::InvalidJson { .. }
             | EventError::NotAnObject { .. } => None,
@@ -159,10 +202,9 @@ impl fmt::Display for EventError {
                 write!(f, "body must be a JSON object with event_type and event_payload, found {found}")
             }
             EventError::MissingField { field } => write!(f, "missing field `{field}`"),
-            EventError::UnknownField { name } => write!(
-                f,
-                "unknown field `{name}`: an event has only `event_type` and `event_payload`"
-            ),
+            EventError::UnknownField { name, known } => {
+                write!(f, "unknown field `{name}`: an event here has only {known}")
+            }
             EventError::DuplicateField { field } => write!(f, "field `{field}` appears twice"),
             EventError::NotAString { field, found } => {
                 write!(f, "field `{field}` must be a string, found {found}")
@@ -177,6 +219,7 @@ impl fmt::Display for EventError {
                 "field `{field}` contains the character U+0000, which cannot be stored"
             ),
             EventError::BadKey { problem } => write!(f, "field `{IDEMPOTENCY_KEY}` {problem}"),
+            EventError::BadTime { problem } => write!(f, "field `{OCCURRED_AT}` {problem}"),
         }
     }
 }
@@ -185,15 +228,16 @@ impl std::error::Error for EventError {}
 
 /// Parses and validates one event from a request body.
 ///
-/// Rules: UTF-8; one JSON object with exactly `event_type` and `event_payload`, both strings;
-/// `event_type` 1 to 255 characters; no U+0000 anywhere. The first broken rule is reported.
+/// Rules: UTF-8; one JSON object with exactly `event_type` and `event_payload`, both strings,
+/// and optionally `occurred_at`, an RFC 3339 date-time with an offset; `event_type` 1 to 255
+/// characters; no U+0000 anywhere. The first broken rule is reported.
 pub fn parse_event(body: &[u8]) -> Result<Event, EventError> {
     if let Err(e) = std::str::from_utf8(body) {
         return Err(EventError::NotUtf8 {
             valid_up_to: e.valid_up_to(),
         });
     }
-    match check_document(body, false) {
+    match check_document(body, Fields::Event) {
         Ok(checked) => checked.map(|(event, _)| event),
         Err(e) => Err(EventError::InvalidJson {
             message: e.to_string(),
@@ -202,15 +246,48 @@ pub fn parse_event(body: &[u8]) -> Result<Event, EventError> {
 }
 
 /// A JSON value checked against the event rules: the event with the `idempotency_key` that came
-/// with it, or the first rule it breaks. Only with `allow_key` (a batch item) may a key come;
-/// without, `idempotency_key` is an unknown field like any other.
+/// with it, or the first rule it breaks.
 pub(crate) type Checked = Result<(Event, Option<String>), EventError>;
+
+/// The keys a reader takes besides `event_type` and `event_payload`; any other is an unknown
+/// field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fields {
+    /// `POST /event`: `occurred_at` (the key comes in a header).
+    Event,
+    /// An item of `POST /events`: `occurred_at` and `idempotency_key`.
+    BatchItem,
+    /// An event of the propagator's events file: nothing else. The propagator stamps each event
+    /// it generates with `occurred_at` and a key, so the file has no use for either.
+    EventsFile,
+}
+
+impl Fields {
+    fn occurred_at(self) -> bool {
+        self != Fields::EventsFile
+    }
+
+    fn idempotency_key(self) -> bool {
+        self == Fields::BatchItem
+    }
+
+    /// The keys taken, for the message about an unknown one.
+    fn known(self) -> &'static str {
+        match self {
+            Fields::Event => "`event_type`, `event_payload` and `occurred_at`",
+            Fields::BatchItem => {
+                "`event_type`, `event_payload`, `occurred_at` and `idempotency_key`"
+            }
+            Fields::EventsFile => "`event_type` and `event_payload`",
+        }
+    }
+}
 
 /// Checks one JSON document (nothing but whitespace may follow it): a request body, or a line
 /// of an NDJSON batch. A serde error means broken JSON, never a broken rule.
-pub(crate) fn check_document(json: &[u8], allow_key: bool) -> Result<Checked, serde_json::Error> {
+pub(crate) fn check_document(json: &[u8], fields: Fields) -> Result<Checked, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(json);
-    let checked = EventSeed { allow_key }.deserialize(&mut de)?;
+    let checked = EventSeed { fields }.deserialize(&mut de)?;
     de.end()?;
     Ok(checked)
 }
@@ -220,7 +297,7 @@ pub(crate) fn check_document(json: &[u8], allow_key: bool) -> Result<Checked, se
 /// means broken JSON syntax.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EventSeed {
-    pub(crate) allow_key: bool,
+    pub(crate) fields: Fields,
 }
 
 impl<'de> DeserializeSeed<'de> for EventSeed {
@@ -228,14 +305,14 @@ impl<'de> DeserializeSeed<'de> for EventSeed {
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Checked, D::Error> {
         deserializer.deserialize_any(EventVisitor {
-            allow_key: self.allow_key,
+            fields: self.fields,
         })
     }
 }
 
-/// The event rules over one JSON value; with `allow_key`, also an optional `idempotency_key`.
+/// The event rules over one JSON value, with the optional keys `fields` takes.
 struct EventVisitor {
-    allow_key: bool,
+    fields: Fields,
 }
 
 impl<'de> Visitor<'de> for EventVisitor {
@@ -249,15 +326,23 @@ impl<'de> Visitor<'de> for EventVisitor {
         let mut event_type: Option<String> = None;
         let mut event_payload: Option<String> = None;
         let mut idempotency_key: Option<String> = None;
+        let mut occurred_at: Option<String> = None;
         let mut first_error: Option<EventError> = None;
+        let fields = self.fields;
         while let Some(key) = map.next_key::<KeyName>()? {
             let (field, slot) = match key.0.as_str() {
                 EVENT_TYPE => (EVENT_TYPE, &mut event_type),
                 EVENT_PAYLOAD => (EVENT_PAYLOAD, &mut event_payload),
-                IDEMPOTENCY_KEY if self.allow_key => (IDEMPOTENCY_KEY, &mut idempotency_key),
+                IDEMPOTENCY_KEY if fields.idempotency_key() => {
+                    (IDEMPOTENCY_KEY, &mut idempotency_key)
+                }
+                OCCURRED_AT if fields.occurred_at() => (OCCURRED_AT, &mut occurred_at),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
-                    first_error.get_or_insert(EventError::UnknownField { name: key.0 });
+                    first_error.get_or_insert(EventError::UnknownField {
+                        name: key.0,
+                        known: fields.known(),
+                    });
                     continue;
                 }
             };
@@ -291,7 +376,11 @@ impl<'de> Visitor<'de> for EventVisitor {
                 return Ok(Err(EventError::BadKey { problem }));
             }
         }
-        Ok(Ok((event, idempotency_key)))
+        let occurred_at = match occurred_at.as_deref().map(parse_rfc3339).transpose() {
+            Ok(time) => time,
+            Err(problem) => return Ok(Err(EventError::BadTime { problem })),
+        };
+        Ok(Ok((event.with_occurred_at(occurred_at), idempotency_key)))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -490,6 +579,36 @@ mod tests {
                 "event_type",
                 "duplicate key",
             ),
+            (
+                br#"{"event_type":"t","event_payload":"p","occurred_at":"2026-12-07T03:00:00"}"#,
+                "occurred_at",
+                "a time without an offset",
+            ),
+            (
+                br#"{"event_type":"t","event_payload":"p","occurred_at":"2026-02-30T03:00:00Z"}"#,
+                "occurred_at",
+                "a day February does not have",
+            ),
+            (
+                br#"{"event_type":"t","event_payload":"p","occurred_at":"yesterday"}"#,
+                "occurred_at",
+                "not a date-time",
+            ),
+            (
+                br#"{"event_type":"t","event_payload":"p","occurred_at":1796612400}"#,
+                "occurred_at",
+                "a number of seconds",
+            ),
+            (
+                br#"{"event_type":"t","event_payload":"p","occurred_at":null}"#,
+                "occurred_at",
+                "null",
+            ),
+            (
+                br#"{"occurred_at":"2026-12-07T03:00:00Z","occurred_at":"2026-12-07T03:00:00Z","event_type":"t","event_payload":"p"}"#,
+                "occurred_at",
+                "occurred_at twice",
+            ),
         ];
         for (body, field, reason) in cases {
             let err = parse_event(body).expect_err(reason);
@@ -502,6 +621,90 @@ mod tests {
                 err.to_string().contains(field),
                 "{reason}: message `{err}` names no field"
             );
+        }
+    }
+
+    #[test]
+    fn an_event_keeps_the_instant_its_occurred_at_names() {
+        let body = br#"{"event_type":"t","event_payload":"p","occurred_at":"2026-12-07T04:00:00.123+01:00"}"#;
+        let event = parse_event(body).unwrap();
+        let expected = crate::calendar::parse_rfc3339("2026-12-07T03:00:00.123Z").unwrap();
+        assert_eq!(event.occurred_at(), Some(expected));
+        let plain = parse_event(br#"{"event_type":"t","event_payload":"p"}"#).unwrap();
+        assert_eq!(plain.occurred_at(), None, "absent stays absent");
+    }
+
+    #[test]
+    fn an_event_is_written_as_json_that_reads_back_the_same() {
+        let at = crate::calendar::parse_rfc3339("2026-12-07T04:00:00.123+01:00").unwrap();
+        let event = Event::new("t", "p").unwrap().with_occurred_at(Some(at));
+        let json = serde_json::to_string(&event).unwrap();
+        assert_eq!(
+            json,
+            r#"{"event_type":"t","event_payload":"p","occurred_at":"2026-12-07T03:00:00.123000000Z"}"#
+        );
+        assert_eq!(parse_event(json.as_bytes()).unwrap(), event);
+        let plain = Event::new("t", "p").unwrap();
+        assert_eq!(
+            serde_json::to_string(&plain).unwrap(),
+            r#"{"event_type":"t","event_payload":"p"}"#,
+            "no occurred_at written when there is none"
+        );
+    }
+
+    #[test]
+    fn a_request_takes_occurred_at_but_no_key_and_an_events_file_neither() {
+        let with_time =
+            br#"{"event_type":"t","event_payload":"p","occurred_at":"2026-12-07T03:00:00Z"}"#;
+        let with_key = br#"{"event_type":"t","event_payload":"p","idempotency_key":"k"}"#;
+        let cases = [
+            (
+                Fields::Event,
+                &with_time[..],
+                None,
+                "a request takes a time",
+            ),
+            (
+                Fields::Event,
+                &with_key[..],
+                Some("idempotency_key"),
+                "a request's key is a header",
+            ),
+            (
+                Fields::BatchItem,
+                &with_time[..],
+                None,
+                "a batch item takes a time",
+            ),
+            (
+                Fields::BatchItem,
+                &with_key[..],
+                None,
+                "a batch item takes a key",
+            ),
+            (
+                Fields::EventsFile,
+                &with_time[..],
+                Some("occurred_at"),
+                "the propagator stamps the time",
+            ),
+            (
+                Fields::EventsFile,
+                &with_key[..],
+                Some("idempotency_key"),
+                "and the key",
+            ),
+        ];
+        for (fields, json, unknown, why) in cases {
+            let checked = check_document(json, fields).unwrap();
+            match (checked, unknown) {
+                (Ok(_), None) => {}
+                (Err(error @ EventError::UnknownField { .. }), Some(field)) => {
+                    assert_eq!(error.field(), Some(field), "{why}");
+                    assert!(error.to_string().contains(fields.known()), "{why}: {error}");
+                }
+                (other, _) => panic!("{why}: {other:?}"),
+            }
         }
     }
 }

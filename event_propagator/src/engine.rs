@@ -10,16 +10,17 @@
 //!
 //! A taken slot is one request: one event to `POST /event`, or with `batch_size` above 1 a
 //! batch of that many events as one `POST /events` whose body is built when it is sent. Each
-//! event is a [`SentEvent`] (its key and its entry in the events file) from the moment it is
-//! picked: picked, keyed and logged in turn, so the seeded choice and the keys log are the same
-//! events in the same order whatever the batch size; [`Sent`] reports the same values. A batch is one send in flight and
-//! one slot: the schedule, the window and the lateness count requests, the event counters
+//! event is a [`SentEvent`] (its key, its entry in the events file, and its generation time, sent
+//! as its `occurred_at`) from the moment it is picked: picked, keyed and logged in turn, so the
+//! seeded choice and the keys log are the same events in the same order whatever the batch
+//! size; [`Sent`] reports the same values. A batch is one send in flight and one slot: the schedule, the window and the lateness count requests, the event counters
 //! count events. With several endpoints the [`Sender`] chooses one per attempt; how slots are
 //! taken and how the threads share the engine do not change.
 
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use common::calendar::rfc3339_utc;
 use common::logging::RateLimited;
 use common::sync::lock;
 
@@ -100,6 +101,9 @@ pub struct SentEvent {
     pub key: String,
     /// Its position in the events file.
     pub event_index: usize,
+    /// When it was generated (its slot taken): sent as its `occurred_at`, so an event
+    /// delivered late does not look younger than it is.
+    pub generated_at: SystemTime,
 }
 
 /// One send (one event, or one batch): what [`crate::Propagator::tick`] reports.
@@ -234,10 +238,12 @@ impl Engine {
             return finish(End::Stopped);
         }
 
+        let generated_at = SystemTime::now();
         let events: Vec<SentEvent> = (0..batch_len)
             .map(|_| SentEvent {
                 event_index: picker.pick(),
                 key: uuid::Uuid::new_v4().to_string(),
+                generated_at,
             })
             .collect();
         *taken += 1;
@@ -311,8 +317,13 @@ impl Engine {
     pub(crate) fn send(&self, taken: Taken, stop: &Stop) -> Sent {
         let delivery = if self.settings.batch_size == 1 {
             let event = &taken.events[0];
-            let body = self.events.body(event.event_index);
-            self.sender.deliver(body, &event.key, stop)
+            let mut body = Vec::with_capacity(self.events.body(event.event_index).len() + 48);
+            self.events.write_event(
+                event.event_index,
+                &occurred_at(event.generated_at),
+                &mut body,
+            );
+            self.sender.deliver(&body, &event.key, stop)
         } else {
             let body = self.batch_body(&taken.events);
             let post = Post::Batch {
@@ -324,11 +335,11 @@ impl Engine {
         self.finish(taken, delivery)
     }
 
-    /// The JSON array of a batch: each event with its `idempotency_key`.
+    /// The JSON array of a batch: each event with its `occurred_at` and `idempotency_key`.
     fn batch_body(&self, events: &[SentEvent]) -> Vec<u8> {
         let length: usize = events
             .iter()
-            .map(|e| self.events.body(e.event_index).len() + e.key.len() + 24)
+            .map(|e| self.events.body(e.event_index).len() + e.key.len() + 72)
             .sum();
         let mut body = Vec::with_capacity(length + 2);
         body.push(b'[');
@@ -336,8 +347,12 @@ impl Engine {
             if i > 0 {
                 body.push(b',');
             }
-            self.events
-                .write_batch_item(event.event_index, &event.key, &mut body);
+            self.events.write_batch_item(
+                event.event_index,
+                &event.key,
+                &occurred_at(event.generated_at),
+                &mut body,
+            );
         }
         body.push(b']');
         body
@@ -403,6 +418,11 @@ impl Engine {
             log_abandoned(&event.key, &event.event_type, event.event_index);
         }
     }
+}
+
+/// An event's `occurred_at`: RFC 3339 in UTC with milliseconds, finer than any schedule.
+fn occurred_at(generated_at: SystemTime) -> String {
+    rfc3339_utc(generated_at, 3)
 }
 
 fn log_outcome(key: &str, event_type: &str, event_index: usize, delivery: &Delivery) {

@@ -5,6 +5,7 @@
 //! lines), so there is one allocation per buffer instead of two `String`s and a body per event.
 //! A 120 MB events file costs about its own size in memory (see [`crate::events::load`]).
 
+use common::event::{IDEMPOTENCY_KEY, OCCURRED_AT};
 use common::Event;
 
 /// The events of a run, by their position in the events file.
@@ -58,21 +59,40 @@ impl EventSet {
         self.body_ends.is_empty()
     }
 
-    /// The JSON body of event `index`, as the consumer receives it.
+    /// The JSON body of event `index` as the events file gave it: its type and payload.
     pub fn body(&self, index: usize) -> &[u8] {
         &self.bodies[span(&self.body_ends, index)]
     }
 
+    /// Appends event `index` to `out` as `POST /event` sends it: its body with
+    /// `"occurred_at": occurred_at` added.
+    pub fn write_event(&self, index: usize, occurred_at: &str, out: &mut Vec<u8>) {
+        self.write_with(index, &[(OCCURRED_AT, occurred_at)], out);
+    }
+
     /// Appends event `index` to `out` as an item of a batch: its body with
-    /// `"idempotency_key": key` added. `key` must need no JSON escaping (a UUID does not).
-    pub fn write_batch_item(&self, index: usize, key: &str, out: &mut Vec<u8>) {
+    /// `"occurred_at": occurred_at` and `"idempotency_key": key` added.
+    pub fn write_batch_item(&self, index: usize, key: &str, occurred_at: &str, out: &mut Vec<u8>) {
+        self.write_with(
+            index,
+            &[(OCCURRED_AT, occurred_at), (IDEMPOTENCY_KEY, key)],
+            out,
+        );
+    }
+
+    /// Event `index`'s body with `fields` added, whose values must need no JSON escaping (a
+    /// UUID and an RFC 3339 time do not).
+    fn write_with(&self, index: usize, fields: &[(&str, &str)], out: &mut Vec<u8>) {
         let body = self.body(index);
         // Every body is a JSON object written by serde_json, so it ends with its closing brace.
         let open = body.strip_suffix(b"}").unwrap_or(body);
         out.extend_from_slice(open);
-        out.extend_from_slice(b",\"idempotency_key\":\"");
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(b"\"}");
+        for (name, value) in fields {
+            for part in [",\"", name, "\":\"", value, "\""] {
+                out.extend_from_slice(part.as_bytes());
+            }
+        }
+        out.push(b'}');
     }
 
     /// The `event_type` of event `index`.
@@ -118,9 +138,9 @@ mod tests {
         ];
         let set = EventSet::from_events(&events);
         let mut out = Vec::new();
-        set.write_batch_item(0, "k-0", &mut out);
+        set.write_batch_item(0, "k-0", "2026-12-07T03:00:00.000Z", &mut out);
         out.push(b',');
-        set.write_batch_item(1, "k-1", &mut out);
+        set.write_batch_item(1, "k-1", "2026-12-07T03:00:00.001Z", &mut out);
         let items: serde_json::Value =
             serde_json::from_slice(&[b"[", &out[..], b"]"].concat()).unwrap();
         for (index, event) in events.iter().enumerate() {
@@ -133,10 +153,28 @@ mod tests {
                 "item {index}"
             );
             assert_eq!(
+                item["occurred_at"],
+                format!("2026-12-07T03:00:00.00{index}Z"),
+                "item {index}"
+            );
+            assert_eq!(
                 item.as_object().unwrap().len(),
-                3,
+                4,
                 "item {index}: no other field"
             );
         }
+    }
+
+    #[test]
+    fn an_event_is_sent_with_its_occurred_at_and_the_consumer_reads_it() {
+        let event = Event::new("gamma", "Température ✓ \"quoted\"").unwrap();
+        let set = EventSet::from_events(std::slice::from_ref(&event));
+        let mut body = Vec::new();
+        set.write_event(0, "2026-12-07T03:00:00.123Z", &mut body);
+        let at = common::calendar::parse_rfc3339("2026-12-07T03:00:00.123Z").unwrap();
+        assert_eq!(
+            common::parse_event(&body).unwrap(),
+            event.with_occurred_at(Some(at))
+        );
     }
 }

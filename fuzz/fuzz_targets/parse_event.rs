@@ -1,5 +1,5 @@
 //! `parse_event` never panics, and an accepted event obeys the rules and survives a JSON round
-//! trip unchanged.
+//! trip unchanged (its `occurred_at`, written back in UTC, names the same instant).
 #![no_main]
 
 use common::parse_event;

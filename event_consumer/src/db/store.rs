@@ -10,9 +10,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use common::calendar::civil_from_days;
+use common::calendar::rfc3339_utc;
 use common::config::{DatabaseConfig, DbEndpoint};
 use common::tls::TlsError;
 use common::Event;
@@ -304,23 +304,28 @@ impl Store {
     fn prepare(mut client: Client, endpoint: DbEndpoint) -> Result<Store, postgres::Error> {
         // `received_at` comes back as a binary timestamp and is formatted here: formatting it
         // with to_char in the statement cost PostgreSQL about 10 % of its throughput.
-        let insert_sql = "INSERT INTO events (event_type, event_payload, idempotency_key) \
-             SELECT t, p, k FROM unnest($1::text[], $2::text[], $3::text[]) \
-                 WITH ORDINALITY AS batch(t, p, k, n) ORDER BY n \
+        // `occurred_at` goes in as a binary timestamptz: the instant, not the offset it was sent
+        // with (PostgreSQL keeps none), to the microsecond.
+        let insert_sql =
+            "INSERT INTO events (event_type, event_payload, idempotency_key, occurred_at) \
+             SELECT t, p, k, o \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) \
+                 WITH ORDINALITY AS batch(t, p, k, o, n) ORDER BY n \
              ON CONFLICT (idempotency_key) DO NOTHING \
              RETURNING id, idempotency_key, received_at";
-        let insert_one_sql = "INSERT INTO events (event_type, event_payload, idempotency_key) \
-             VALUES ($1, $2, $3) \
+        let insert_one_sql =
+            "INSERT INTO events (event_type, event_payload, idempotency_key, occurred_at) \
+             VALUES ($1, $2, $3, $4) \
              ON CONFLICT (idempotency_key) DO NOTHING \
              RETURNING id, idempotency_key, received_at";
         let insert_numbered_sql = "WITH batch AS MATERIALIZED ( \
-                 SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id, t, p, k, n \
-                 FROM unnest($1::text[], $2::text[], $3::text[]) \
-                     WITH ORDINALITY AS numbered(t, p, k, n)), \
+                 SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id, t, p, k, o, n \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) \
+                     WITH ORDINALITY AS numbered(t, p, k, o, n)), \
              inserted AS ( \
-                 INSERT INTO events (id, event_type, event_payload, idempotency_key) \
+                 INSERT INTO events (id, event_type, event_payload, idempotency_key, occurred_at) \
                  OVERRIDING SYSTEM VALUE \
-                 SELECT id, t, p, k FROM batch ORDER BY n \
+                 SELECT id, t, p, k, o FROM batch ORDER BY n \
                  ON CONFLICT (idempotency_key) DO NOTHING \
                  RETURNING id, received_at) \
              SELECT batch.n, inserted.id, inserted.received_at \
@@ -422,12 +427,23 @@ impl Store {
             .map(|&i| batch[i].event.event_payload())
             .collect();
         let keys: Vec<Option<&str>> = written.iter().map(|&i| batch[i].idempotency_key).collect();
+        let times: Vec<Option<SystemTime>> = written
+            .iter()
+            .map(|&i| batch[i].event.occurred_at())
+            .collect();
         let mut outcome: Vec<Option<Saved>> = vec![None; batch.len()];
         let keyless = keys.iter().filter(|k| k.is_none()).count();
         if keyless <= 1 {
-            let rows = match (types.as_slice(), payloads.as_slice(), keys.as_slice()) {
-                ([t], [p], [k]) => self.client.query(&self.insert_one, &[t, p, k]),
-                _ => self.client.query(&self.insert, &[&types, &payloads, &keys]),
+            let rows = match (
+                types.as_slice(),
+                payloads.as_slice(),
+                keys.as_slice(),
+                times.as_slice(),
+            ) {
+                ([t], [p], [k], [o]) => self.client.query(&self.insert_one, &[t, p, k, o]),
+                _ => self
+                    .client
+                    .query(&self.insert, &[&types, &payloads, &keys, &times]),
             }
             .map_err(StoreError::from_postgres)?;
             let lone_keyless = written
@@ -445,7 +461,7 @@ impl Store {
         } else {
             let rows = self
                 .client
-                .query(&self.insert_numbered, &[&types, &payloads, &keys])
+                .query(&self.insert_numbered, &[&types, &payloads, &keys, &times])
                 .map_err(StoreError::from_postgres)?;
             for row in &rows {
                 // WITH ORDINALITY numbers from 1.
@@ -481,7 +497,7 @@ impl Store {
                 if let Some(&index) = first_with_key.get(key) {
                     outcome[index] = Some(Saved::Existing(StoredEvent {
                         id: row.get(0),
-                        received_at: rfc3339_utc(row.get(2)),
+                        received_at: received_at(row.get(2)),
                     }));
                 }
             }
@@ -523,7 +539,7 @@ fn place(
         Some(slot @ None) => {
             *slot = Some(Saved::Created(StoredEvent {
                 id,
-                received_at: rfc3339_utc(received_at),
+                received_at: self::received_at(received_at),
             }));
             Ok(())
         }
@@ -535,30 +551,15 @@ fn place(
 
 /// `received_at` as the API shows it: RFC 3339 in UTC with microseconds,
 /// `2026-11-26T23:56:18.123456Z` (what `to_char(… 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')` gives).
-/// PostgreSQL timestamps have microsecond precision, so nothing is rounded. Not humantime's
-/// `format_rfc3339_micros` (already a dependency): it panics for times before 1970, which a row
-/// written by hand may carry.
-pub fn rfc3339_utc(time: SystemTime) -> String {
-    let micros: i128 = match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => after.as_micros() as i128,
-        Err(before) => -(before.duration().as_micros() as i128),
-    };
-    let seconds = micros.div_euclid(1_000_000);
-    let fraction = micros.rem_euclid(1_000_000);
-    // Days of any `SystemTime` fit an i64 (its seconds do).
-    let days = seconds.div_euclid(86_400) as i64;
-    let of_day = seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{fraction:06}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60
-    )
+/// PostgreSQL timestamps have microsecond precision, so nothing is cut.
+fn received_at(time: SystemTime) -> String {
+    rfc3339_utc(time, 6)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     fn at(micros: i64) -> SystemTime {
@@ -571,29 +572,29 @@ mod tests {
 
     #[test]
     fn received_at_is_rfc3339_utc_with_microseconds() {
-        assert_eq!(rfc3339_utc(at(0)), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(rfc3339_utc(at(1)), "1970-01-01T00:00:00.000001Z");
-        assert_eq!(rfc3339_utc(at(-1)), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(received_at(at(0)), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(received_at(at(1)), "1970-01-01T00:00:00.000001Z");
+        assert_eq!(received_at(at(-1)), "1969-12-31T23:59:59.999999Z");
         // date -u -d @1795737378 → Thu Nov 26 23:56:18 UTC 2026
         assert_eq!(
-            rfc3339_utc(at(1_795_737_378_123_456)),
+            received_at(at(1_795_737_378_123_456)),
             "2026-11-26T23:56:18.123456Z"
         );
         // Leap days, century rules and year ends.
         assert_eq!(
-            rfc3339_utc(at(951_782_400_000_000)),
+            received_at(at(951_782_400_000_000)),
             "2000-02-29T00:00:00.000000Z"
         );
         assert_eq!(
-            rfc3339_utc(at(4_107_542_399_999_999)),
+            received_at(at(4_107_542_399_999_999)),
             "2100-02-28T23:59:59.999999Z"
         );
         assert_eq!(
-            rfc3339_utc(at(4_107_542_400_000_000)),
+            received_at(at(4_107_542_400_000_000)),
             "2100-03-01T00:00:00.000000Z"
         );
         assert_eq!(
-            rfc3339_utc(at(1_704_067_199_000_000)),
+            received_at(at(1_704_067_199_000_000)),
             "2023-12-31T23:59:59.000000Z"
         );
     }

@@ -14,7 +14,12 @@ use crate::helpers::{
     peak_rss_kib, post_event, send, ConsumerProcess, RawResponse, TestApp, GOOD_EVENT,
 };
 
-fn post(addr: SocketAddr, path: &str, body: &[u8], headers: &[(&str, &str)]) -> RawResponse {
+pub(crate) fn post(
+    addr: SocketAddr,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> RawResponse {
     let mut request = format!(
         "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()

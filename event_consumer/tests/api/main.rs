@@ -14,6 +14,7 @@ mod hostile;
 mod https;
 mod lifecycle;
 mod module_graph;
+mod occurred_at;
 mod outages;
 mod parser_props;
 mod readme_examples;

@@ -428,7 +428,7 @@ fn the_queued_events_gauge_counts_the_requests_waiting_behind_a_stuck_database()
                 .query_one(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
                      AND application_name = 'event_consumer' AND state = 'idle' \
-                     AND (query LIKE '%readiness probe%' OR query LIKE '%VALUES ($1, $2, $3)%')",
+                     AND (query LIKE '%readiness probe%' OR query LIKE '%VALUES ($1, $2, $3, $4)%')",
                     &[&db.name],
                 )
                 .unwrap()

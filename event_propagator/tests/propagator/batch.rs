@@ -75,7 +75,12 @@ fn a_batch_of_five_is_one_post_to_events_with_five_keyed_items_and_five_logged_k
     for item in &items {
         assert!(["alpha", "beta", "gamma"].contains(&item["event_type"].as_str().unwrap()));
         assert!(item["event_payload"].is_string(), "{item}");
-        assert_eq!(item.as_object().unwrap().len(), 3, "{item}");
+        let occurred_at = item["occurred_at"].as_str().unwrap_or_default();
+        assert!(
+            common::calendar::parse_rfc3339(occurred_at).is_ok(),
+            "{item}"
+        );
+        assert_eq!(item.as_object().unwrap().len(), 4, "{item}");
     }
     let keys = request.item_keys();
     assert!(keys

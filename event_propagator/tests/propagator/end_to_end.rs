@@ -1,12 +1,35 @@
 //! The propagator against the real consumer and a throwaway PostgreSQL database.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use event_propagator::{run, End, Stop};
 use test_support::TestDb;
 
 use crate::helpers::*;
+
+/// Sends `request` (one event) on to the consumer at `upstream` and gives back its answer.
+fn forward(upstream: &str, request: &Request) -> Reply {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut answer = agent
+        .post(upstream)
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", request.key())
+        .send(&request.body[..])
+        .unwrap();
+    let status = answer.status().as_u16();
+    let replayed = answer.headers().contains_key("idempotent-replayed");
+    let body = answer.body_mut().read_to_string().unwrap();
+    let reply = Reply::status(status).body(&body);
+    if replayed {
+        reply.header("Idempotent-Replayed", "true")
+    } else {
+        reply
+    }
+}
 
 #[test]
 fn a_retried_event_is_stored_once_and_acknowledged_as_a_duplicate() {
@@ -17,25 +40,11 @@ fn a_retried_event_is_stored_once_and_acknowledged_as_a_duplicate() {
     // recognise the key.
     let upstream = format!("http://{}/event", consumer.addr());
     let proxy = Receiver::start(move |request, n| {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
-        let mut answer = agent
-            .post(&upstream)
-            .header("Content-Type", "application/json")
-            .header("Idempotency-Key", request.key())
-            .send(&request.body[..])
-            .unwrap();
-        let status = answer.status().as_u16();
-        let replayed = answer.headers().contains_key("idempotent-replayed");
-        let body = answer.body_mut().read_to_string().unwrap();
-        match n {
-            0 => Reply::status(504),
-            _ if replayed => Reply::status(status)
-                .header("Idempotent-Replayed", "true")
-                .body(&body),
-            _ => Reply::status(status).body(&body),
+        let reply = forward(&upstream, request);
+        if n == 0 {
+            Reply::status(504)
+        } else {
+            reply
         }
     });
     let dir = TempDir::new();
@@ -49,6 +58,48 @@ fn a_retried_event_is_stored_once_and_acknowledged_as_a_duplicate() {
         "{summary}"
     );
     assert_eq!(db.count_events(), 1);
+}
+
+#[test]
+fn an_event_delivered_late_is_stored_with_the_time_it_was_generated() {
+    let db = TestDb::new();
+    let consumer = event_consumer::start(&consumer_config(&db)).unwrap();
+    // The first attempt is answered 503 only after a delay, as an outage would; the retry is
+    // forwarded, and must carry the time of the first attempt's generation, not its own.
+    const DELAY: Duration = Duration::from_millis(400);
+    let upstream = format!("http://{}/event", consumer.addr());
+    let proxy = Receiver::start(move |request, n| match n {
+        0 => Reply::status(503).after(DELAY),
+        _ => forward(&upstream, request),
+    });
+    let dir = TempDir::new();
+    let mut settings = settings(&dir, &proxy.url());
+    settings.count = Some(1);
+    let started = SystemTime::now();
+    let summary = run(settings, &Stop::new()).unwrap();
+    consumer.shutdown();
+    assert_eq!((summary.delivered, summary.retries), (1, 1), "{summary}");
+
+    let requests = proxy.requests();
+    assert_eq!(
+        requests[0].body, requests[1].body,
+        "a retry sends the same body"
+    );
+    let sent = common::parse_event(&requests[0].body).unwrap();
+    let row = db
+        .client()
+        .query_one("SELECT occurred_at, received_at FROM events", &[])
+        .unwrap();
+    let (occurred_at, received_at): (Option<SystemTime>, SystemTime) = (row.get(0), row.get(1));
+    assert_eq!(occurred_at, sent.occurred_at(), "stored as sent");
+    let occurred_at = occurred_at.expect("the propagator always sends occurred_at");
+    // Sent with milliseconds, cut: at most 1 ms before the run started.
+    assert!(occurred_at + Duration::from_millis(1) >= started);
+    let age = received_at.duration_since(occurred_at).unwrap_or_default();
+    assert!(
+        age >= DELAY,
+        "received {age:?} after it occurred, the outage lasted {DELAY:?}"
+    );
 }
 
 /// The exactly-once check of the soak's paced and 1 kHz runs, without a pace: back to back
@@ -159,6 +210,7 @@ fn count_20_batches_of_50_gzipped_store_1000_rows_whose_keys_are_the_keys_log() 
     settings.count = Some(20);
     settings.batch_size = 50;
     settings.gzip = true;
+    let started = SystemTime::now();
     let summary = run(settings, &Stop::new()).unwrap();
     assert_eq!((summary.sent, summary.delivered), (1000, 1000), "{summary}");
     assert_eq!(summary.batches, 20, "{summary}");
@@ -190,6 +242,19 @@ fn count_20_batches_of_50_gzipped_store_1000_rows_whose_keys_are_the_keys_log() 
         .collect();
     assert_eq!(keys.len(), 1000);
     assert_eq!(stored, keys.into_iter().collect::<HashSet<_>>());
+    // Every item carried its generation time: after the start (cut to the millisecond), not
+    // after it was received.
+    let started = started - Duration::from_millis(1);
+    let untimed: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM events \
+             WHERE occurred_at IS NULL OR occurred_at < $1 OR occurred_at > received_at",
+            &[&started],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(untimed, 0, "rows without their generation time");
 }
 
 #[test]
