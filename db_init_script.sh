@@ -89,7 +89,8 @@ if [[ $exists != 1 ]]; then
 fi
 
 # The advisory lock serialises concurrent runs, so two of them never race on CREATE TABLE.
-if ! err=$(psql -X -q -d "$DB_NAME" -v ON_ERROR_STOP=1 \
+# Notices ("relation already exists") are silenced so the one-line reason is the real error.
+if ! err=$(psql -X -q -d "$DB_NAME" -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning" \
         -c "SELECT pg_advisory_lock(7423901)" -f "$schema" 2>&1 >/dev/null); then
     fail "cannot apply $schema to $DB_NAME: $(reason "$err")"
 fi
