@@ -60,7 +60,10 @@ impl Default for ConsumerConfig {
             max_batch_events: 1000,
             max_batch_bytes: 4 * 1024 * 1024,
             auth_token: None,
-            max_connections: 2048,
+            // Each open connection is a thread: 40 to 48 KiB charged to a memory cgroup
+            // (docs/capacity.md). 512 of them, the 8 MiB body budget and the rest fit a
+            // 64 MiB container with room to spare (tests/soak/memory_cgroup.rs).
+            max_connections: 512,
             max_header_bytes: 16 * 1024,
             read_timeout_seconds: 10.0,
             idle_timeout_seconds: 30.0,
