@@ -249,7 +249,8 @@ fn refuse(conn: Connection, rejection: Rejection, server: &Server) {
 }
 
 /// Ends a connection that is not a TLS session we serve; counted, and logged without flooding:
-/// a failed handshake (a scanner, a device without its certificate) only at debug level.
+/// a failed handshake (a scanner, a device without its certificate) at debug level, a refused
+/// client certificate also at warn level, rate-limited per kind (`https::refusal`).
 #[inline(never)]
 fn refuse_tls(conn: Connection, refusal: TlsRefusal, server: &Server) {
     let peer = conn
@@ -263,6 +264,13 @@ fn refuse_tls(conn: Connection, refusal: TlsRefusal, server: &Server) {
                 format_args!("plain HTTP from {peer} on the HTTPS port: answered 400, closed"),
             );
             conn.refuse_plain_http();
+        }
+        TlsRefusal::Refused(error) => {
+            log::debug!("TLS with {peer} failed: {error}");
+            if let Some(https) = &server.https {
+                https.refusals.record(&peer, &error, Instant::now());
+            }
+            server.metrics.record_tls_handshake_failure();
         }
         TlsRefusal::Failed(why) => {
             server.metrics.record_tls_handshake_failure();
