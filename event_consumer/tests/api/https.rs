@@ -512,17 +512,29 @@ fn unusable_https_files_exit_2_naming_the_key_and_the_file() {
     }
 }
 
-/// Runs `openssl` with `args` in `dir`; the test needs it, as an operator would have used it.
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs `openssl` with the words of `command` as arguments, in `dir`: the test needs it, as an
+/// operator would have used it.
+fn openssl(dir: &Path, command: &str) {
     let out = Command::new("openssl")
-        .args(args)
+        .args(command.split_whitespace())
         .current_dir(dir)
         .output()
         .unwrap_or_else(|e| panic!("this test runs openssl, which did not start: {e}"));
     assert!(
         out.status.success(),
-        "openssl {args:?}: {}",
+        "openssl {command}: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Signs `client.csr` with the openssl CA of `dir` into `out`, as the operator's guide would.
+fn openssl_sign(dir: &Path, out: &str, extra: &str) {
+    openssl(
+        dir,
+        &format!(
+            "x509 -req -in client.csr -CA ossl-ca.pem -CAkey ossl-ca.key -CAcreateserial \
+             -days 2 -out {out} {extra}"
+        ),
     );
 }
 
@@ -550,67 +562,24 @@ fn an_x509_v1_client_certificate_is_refused_with_one_warning_that_says_why_and_h
     // As an operator would: a CA, and a client certificate signed with `openssl x509 -req`
     // and no extensions file, which makes an X.509 v1 certificate.
     let dir = pki.dir();
+    let new_key = "req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
     openssl(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ossl-ca.key",
-            "-out",
-            "ossl-ca.pem",
-            "-subj",
-            "/CN=openssl CA",
-            "-days",
-            "2",
-        ],
+        &format!(
+            "{new_key} -x509 -days 2 -keyout ossl-ca.key -out ossl-ca.pem -subj /CN=openssl-CA"
+        ),
     );
     openssl(
         dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "v1.key",
-            "-out",
-            "v1.csr",
-            "-subj",
-            "/CN=device-v1",
-        ],
+        &format!("{new_key} -keyout client.key -out client.csr -subj /CN=device-v1"),
     );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "v1.csr",
-            "-CA",
-            "ossl-ca.pem",
-            "-CAkey",
-            "ossl-ca.key",
-            "-CAcreateserial",
-            "-out",
-            "v1.pem",
-            "-days",
-            "2",
-        ],
-    );
+    openssl_sign(dir, "v1.pem", "");
     let db = TestDb::new();
     let consumer = start(
         &db,
         &https_yaml(&server, Some(&dir.join("ossl-ca.pem")), ""),
     );
-    let config = client_config_sending(pki.ca_file(), &dir.join("v1.pem"), &dir.join("v1.key"));
+    let config = client_config_sending(pki.ca_file(), &dir.join("v1.pem"), &dir.join("client.key"));
     for attempt in 0..3 {
         let mut stream = tls_connect(consumer.addr, Arc::clone(&config));
         assert!(
@@ -626,29 +595,10 @@ fn an_x509_v1_client_certificate_is_refused_with_one_warning_that_says_why_and_h
          extendedKeyUsage = clientAuth\n",
     )
     .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "v1.csr",
-            "-CA",
-            "ossl-ca.pem",
-            "-CAkey",
-            "ossl-ca.key",
-            "-CAcreateserial",
-            "-out",
-            "v3.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "client.ext",
-        ],
-    );
+    openssl_sign(dir, "v3.pem", "-extfile client.ext");
     let v3 = CertFiles {
         cert: dir.join("v3.pem"),
-        key: dir.join("v1.key"),
+        key: dir.join("client.key"),
     };
     let metrics = get_metrics(consumer.addr, client_config(pki.ca_file(), Some(&v3)));
     assert_eq!(
