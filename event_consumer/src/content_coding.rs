@@ -1,5 +1,5 @@
 //! `Content-Encoding` of request bodies: none, `identity` or `gzip` (pure-Rust inflate, see
-//! [`gzip`]).
+//! `content_coding/gzip.rs`).
 //!
 //! The size limit applies to the decompressed body while it is decompressed: the output stops
 //! one byte past the limit, so a small "bomb" that would expand to gigabytes costs at most the
