@@ -1,4 +1,5 @@
-//! `Content-Encoding` of request bodies: none, `identity` or `gzip` (pure-Rust inflate).
+//! `Content-Encoding` of request bodies: none, `identity` or `gzip` (pure-Rust inflate, see
+//! `content_coding/gzip.rs`).
 //!
 //! The size limit applies to the decompressed body while it is decompressed: the output stops
 //! one byte past the limit, so a small "bomb" that would expand to gigabytes costs at most the
@@ -6,9 +7,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::io::Read;
 
-use flate2::read::MultiGzDecoder;
+mod gzip;
 
 /// Why a body could not be decoded.
 #[derive(Debug, PartialEq, Eq)]
@@ -50,22 +50,7 @@ pub fn decode<'a>(
     if !(coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip")) {
         return Err(CodingError::Unsupported(printable(coding)));
     }
-    inflate(body, limit).map(Cow::Owned)
-}
-
-/// Not inlined: the decoder's state would otherwise sit in the caller's stack frame, touched
-/// by every request whatever its coding (a connection thread keeps each page it touched).
-#[inline(never)]
-fn inflate(body: &[u8], limit: usize) -> Result<Vec<u8>, CodingError> {
-    let mut out = Vec::new();
-    let mut decoder = MultiGzDecoder::new(body).take(limit as u64 + 1);
-    decoder
-        .read_to_end(&mut out)
-        .map_err(|e| CodingError::Corrupt(e.to_string()))?;
-    if out.len() > limit {
-        return Err(CodingError::TooLarge { limit });
-    }
-    Ok(out)
+    gzip::inflate(body, limit).map(Cow::Owned)
 }
 
 /// The coding as it may be quoted in an answer: printable ASCII, at most 64 characters.

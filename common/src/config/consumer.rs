@@ -60,7 +60,11 @@ impl Default for ConsumerConfig {
             max_batch_events: 1000,
             max_batch_bytes: 4 * 1024 * 1024,
             auth_token: None,
-            max_connections: 2048,
+            // Each open connection is a thread: 40 to 73 KiB charged to a memory cgroup, up to
+            // 101 KiB over HTTPS (docs/capacity.md). 384 of them, the 8 MiB body budget and the
+            // rest stay under 48 MiB, a quarter below a 64 MiB container's limit
+            // (tests/soak/memory_cgroup.rs).
+            max_connections: 384,
             max_header_bytes: 16 * 1024,
             read_timeout_seconds: 10.0,
             idle_timeout_seconds: 30.0,

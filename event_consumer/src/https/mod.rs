@@ -1,8 +1,8 @@
 //! The server side of the consumer's TLS: the rustls server configuration built from
 //! `consumer.tls_cert_file`, `tls_key_file` and `tls_client_ca_file` (the files read by
 //! `common::tls`), and its reload on SIGHUP; [`certificate`] says what the log tells of the
-//! certificate (subject, expiry, the warning before it expires). One connection's session is
-//! `http::tls`.
+//! certificate (subject, expiry, the warning before it expires); [`refusal`] says why a client
+//! certificate was refused. One connection's session is `http::tls`.
 //!
 //! Each new connection takes the configuration current when it is accepted; a reload swaps it
 //! for the connections that follow, and connections already open keep the one they started
@@ -18,8 +18,10 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 
 pub mod certificate;
+pub mod refusal;
 
 use certificate::{log_certificate, summarize, CertSummary};
+use refusal::RefusalLog;
 
 /// Why the HTTPS configuration could not be built.
 #[derive(Debug)]
@@ -46,6 +48,8 @@ impl std::error::Error for HttpsError {}
 pub struct Https {
     files: ServerTlsFiles,
     current: RwLock<Arc<ServerConfig>>,
+    /// Refused client certificates, logged per kind at warn level.
+    pub refusals: RefusalLog,
 }
 
 impl Https {
@@ -57,6 +61,7 @@ impl Https {
         Ok(Https {
             files,
             current: RwLock::new(config),
+            refusals: RefusalLog::default(),
         })
     }
 

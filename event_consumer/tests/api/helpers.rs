@@ -217,6 +217,9 @@ pub struct ProcessOptions<'a> {
     pub max_open_files: Option<u32>,
     /// Another build of the consumer than this test's (the release binary, for memory).
     pub binary: Option<&'a str>,
+    /// A cgroup's `cgroup.procs`: the binary starts inside that cgroup (same pid), so everything
+    /// it allocates is charged there from its first page.
+    pub cgroup_procs: Option<&'a std::path::Path>,
 }
 
 impl ConsumerProcess {
@@ -260,17 +263,19 @@ impl ConsumerProcess {
         let binary = options
             .binary
             .unwrap_or(env!("CARGO_BIN_EXE_event_consumer"));
-        let mut command = match options.max_open_files {
-            Some(n) => {
-                let mut sh = Command::new("sh");
-                sh.args([
-                    "-c",
-                    &format!("ulimit -n {n} && exec \"$0\" \"$@\""),
-                    binary,
-                ]);
-                sh
-            }
-            None => Command::new(binary),
+        let mut prelude = String::new();
+        if let Some(n) = options.max_open_files {
+            prelude.push_str(&format!("ulimit -n {n} && "));
+        }
+        if let Some(procs) = options.cgroup_procs {
+            prelude.push_str(&format!("echo $$ > '{}' && ", procs.display()));
+        }
+        let mut command = if prelude.is_empty() {
+            Command::new(binary)
+        } else {
+            let mut sh = Command::new("sh");
+            sh.args(["-c", &format!("{prelude}exec \"$0\" \"$@\""), binary]);
+            sh
         };
         command
             .arg("--config")

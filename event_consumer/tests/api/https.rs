@@ -511,3 +511,112 @@ fn unusable_https_files_exit_2_naming_the_key_and_the_file() {
         assert_eq!(stderr.lines().count(), 1, "{what}: one line: {stderr}");
     }
 }
+
+/// Runs `openssl` with the words of `command` as arguments, in `dir`: the test needs it, as an
+/// operator would have used it.
+fn openssl(dir: &Path, command: &str) {
+    let out = Command::new("openssl")
+        .args(command.split_whitespace())
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("this test runs openssl, which did not start: {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Signs `client.csr` with the openssl CA of `dir` into `out`, as the operator's guide would.
+fn openssl_sign(dir: &Path, out: &str, extra: &str) {
+    openssl(
+        dir,
+        &format!(
+            "x509 -req -in client.csr -CA ossl-ca.pem -CAkey ossl-ca.key -CAcreateserial \
+             -days 2 -out {out} {extra}"
+        ),
+    );
+}
+
+/// A client presenting `cert` (PEM) with `key`, sent as it is: rustls' client-side helpers
+/// would refuse to load a certificate that its server side refuses.
+fn client_config_sending(ca: &Path, cert: &Path, key: &Path) -> Arc<ClientConfig> {
+    let certs = common::tls::read_certificates("cert", cert).unwrap();
+    let key = common::tls::read_private_key("key", key).unwrap();
+    let provider = common::tls::provider();
+    let signing_key = provider.key_provider.load_private_key(key).unwrap();
+    let sender =
+        rustls::sign::SingleCertAndKey::from(rustls::sign::CertifiedKey::new(certs, signing_key));
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(common::tls::read_root_store("test ca", ca).unwrap())
+        .with_client_cert_resolver(Arc::new(sender));
+    Arc::new(config)
+}
+
+#[test]
+fn an_x509_v1_client_certificate_is_refused_with_one_warning_that_says_why_and_how_to_fix_it() {
+    let pki = Pki::new();
+    let server = pki.server_cert("server", &["localhost"]);
+    // As an operator would: a CA, and a client certificate signed with `openssl x509 -req`
+    // and no extensions file, which makes an X.509 v1 certificate.
+    let dir = pki.dir();
+    let new_key = "req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    openssl(
+        dir,
+        &format!(
+            "{new_key} -x509 -days 2 -keyout ossl-ca.key -out ossl-ca.pem -subj /CN=openssl-CA"
+        ),
+    );
+    openssl(
+        dir,
+        &format!("{new_key} -keyout client.key -out client.csr -subj /CN=device-v1"),
+    );
+    openssl_sign(dir, "v1.pem", "");
+    let db = TestDb::new();
+    let consumer = start(
+        &db,
+        &https_yaml(&server, Some(&dir.join("ossl-ca.pem")), ""),
+    );
+    let config = client_config_sending(pki.ca_file(), &dir.join("v1.pem"), &dir.join("client.key"));
+    for attempt in 0..3 {
+        let mut stream = tls_connect(consumer.addr, Arc::clone(&config));
+        assert!(
+            handshake(&mut stream).is_err(),
+            "attempt {attempt}: the v1 certificate must be refused"
+        );
+    }
+    // The hint works: the same key signed with an extensions file is let in, and it sees the
+    // three refusals counted (each was logged before it was counted).
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints = CA:FALSE\nkeyUsage = digitalSignature\n\
+         extendedKeyUsage = clientAuth\n",
+    )
+    .unwrap();
+    openssl_sign(dir, "v3.pem", "-extfile client.ext");
+    let v3 = CertFiles {
+        cert: dir.join("v3.pem"),
+        key: dir.join("client.key"),
+    };
+    let metrics = get_metrics(consumer.addr, client_config(pki.ca_file(), Some(&v3)));
+    assert_eq!(
+        metric_in(&metrics, "event_consumer_tls_handshake_failures_total"),
+        Some(3.0),
+        "{metrics}"
+    );
+    consumer.signal("TERM");
+    let (_, log) = consumer.wait(Duration::from_secs(20));
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("client certificate from"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one line for three refusals:\n{log}");
+    let line = warnings[0];
+    assert!(line.contains("WARN"), "at warn level: {line}");
+    assert!(
+        line.contains("X.509 v1 certificate") && line.contains("extensions file"),
+        "the reason and the hint: {line}"
+    );
+}

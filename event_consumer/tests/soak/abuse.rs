@@ -84,10 +84,11 @@ fn a_normal_client_stays_fast_beside_1000_idle_and_200_trickling_connections() {
     // Alone, so that its p99 measures what idle and slow connections cost a normal client.
     let _alone = crate::measuring_alone();
     let db = TestDb::new();
-    // A short head deadline, so the trickling clients are cut off within the test.
+    // A short head deadline, so the trickling clients are cut off within the test; room for
+    // all 1,200 connections and the normal client (the shipped max_connections is 384).
     let mut consumer = start(
         &db,
-        "  read_timeout_seconds: 4\n  idle_timeout_seconds: 60\n",
+        "  read_timeout_seconds: 4\n  idle_timeout_seconds: 60\n  max_connections: 2048\n",
     );
     let addr = consumer.addr;
 

@@ -13,8 +13,10 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 mod helpers;
 
 mod abuse;
+mod cgroup;
 mod deadlines;
 mod disk_full;
+mod memory_cgroup;
 mod slow_uploaders;
 mod watchdog;
 

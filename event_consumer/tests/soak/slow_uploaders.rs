@@ -1,8 +1,10 @@
 //! Memory under slow uploaders (issue 12, part 2): 2,000 connections that each declare a
 //! 60,000-byte body, send 59,000 bytes of it and then trickle; and, separately, 2,000 idle
 //! keep-alive connections. The consumer binary runs with its shipped defaults (8 MiB body
-//! budget, 2,048 connections) as a child process, so its peak resident memory (VmHWM) is its
-//! own; a normal client beside them must still get its 201s.
+//! budget) but room for all 2,000 (`max_connections: 2048`; the shipped default is 384)
+//! as a child process, so its peak resident memory (VmHWM) is its own; a normal client beside
+//! them must still get its 201s. What a memory cgroup charges for the same connections, and
+//! the shipped `max_connections`, are in memory_cgroup.rs.
 //!
 //! Memory is measured on the binary that ships: `scripts/soak.sh` builds the release binary and
 //! names it in `EVENTS_RELEASE_CONSUMER`. The debug build of the tests spends about 1.5 times
@@ -48,6 +50,7 @@ fn start(db: &TestDb) -> ConsumerProcess {
         ProcessOptions {
             env: QUIET,
             binary: Some(&binary),
+            consumer_yaml: "  max_connections: 2048\n",
             ..ProcessOptions::default()
         },
     )

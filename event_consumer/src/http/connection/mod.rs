@@ -58,8 +58,10 @@ pub enum ReadError {
 pub enum TlsRefusal {
     /// Plain HTTP sent to the TLS port: answer with [`Connection::refuse_plain_http`].
     PlainHttp,
-    /// The handshake failed (no client certificate, an unknown CA, an expired certificate, a
-    /// client that sent nothing in time) or a record was bad; the alert, if any, was sent.
+    /// The TLS library refused the handshake (no client certificate, an unknown CA, an expired
+    /// or X.509 v1 certificate) or a record; the alert was sent.
+    Refused(rustls::Error),
+    /// The client sent no handshake in time, or the socket failed during it.
     Failed(String),
 }
 
@@ -76,6 +78,7 @@ impl fmt::Display for ReadError {
             }
             ReadError::Io(_) => write!(f, "connection failed mid-request"),
             ReadError::Tls(TlsRefusal::PlainHttp) => write!(f, "plain HTTP on the TLS port"),
+            ReadError::Tls(TlsRefusal::Refused(e)) => write!(f, "TLS refused: {e}"),
             ReadError::Tls(TlsRefusal::Failed(why)) => write!(f, "TLS failed: {why}"),
         }
     }
@@ -267,7 +270,7 @@ impl Connection {
                                     return Err(ReadError::Tls(TlsRefusal::PlainHttp))
                                 }
                                 Err(TlsReadError::Protocol(e)) => {
-                                    return Err(ReadError::Tls(TlsRefusal::Failed(e.to_string())))
+                                    return Err(ReadError::Tls(TlsRefusal::Refused(e)))
                                 }
                             }
                         }
