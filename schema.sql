@@ -9,3 +9,8 @@ CREATE TABLE IF NOT EXISTS events (
     -- Set from the request's Idempotency-Key header; a retried request finds its first row here.
     idempotency_key text UNIQUE
 );
+
+-- Retention (consumer.retention_days) deletes the oldest rows first, in chunks found through
+-- this index. db_init_script.sh builds it CONCURRENTLY on a database made before it existed,
+-- so a large table keeps taking writes meanwhile; this line then finds it.
+CREATE INDEX IF NOT EXISTS events_received_at ON events (received_at);

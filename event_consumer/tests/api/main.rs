@@ -17,4 +17,5 @@ mod module_graph;
 mod outages;
 mod parser_props;
 mod readme_examples;
+mod retention;
 mod store;
