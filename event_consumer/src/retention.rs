@@ -4,9 +4,10 @@
 //!
 //! With a retention, events whose `received_at` is older are deleted at start and then every
 //! [`prune_interval`]: in chunks of [`CHUNK_ROWS`], oldest first, each chunk its own short
-//! transaction, with a pause after each full chunk as long as the chunk took, so a first prune
-//! of a large backlog holds no long lock, builds no huge transaction, and leaves the database
-//! at least half of this session's time for `POST /event` (the stall it costs: bench/RESULTS.md).
+//! transaction, with a pause after each full chunk of [`PAUSE_PER_CHUNK`] times what the chunk
+//! took, so a first prune of a large backlog holds no long lock, builds no huge transaction,
+//! and keeps this session busy a third of the time at most (the stall it costs `POST /event`:
+//! bench/RESULTS.md).
 //! Several consumers on one database prune one at a time, under an advisory lock; one that
 //! finds it taken skips its turn. The size of the events table (`/metrics`'
 //! `event_consumer_table_size_bytes`) is measured at start and then every [`SIZE_EVERY`], with
@@ -31,6 +32,12 @@ use crate::metrics::Metrics;
 /// Rows deleted per statement. A chunk of 5000 takes PostgreSQL tens of milliseconds here, so
 /// the row locks and the transaction stay small; smaller chunks only add round trips.
 pub const CHUNK_ROWS: i64 = 5000;
+
+/// The pause after a full chunk, in multiples of the time the chunk took. Measured on 2 cores
+/// with a backlog of a million rows (bench/notes/RETENTION.md): a chunk takes 25 to 40 ms, so a
+/// backlog goes at about 50,000 rows a second, far above what one consumer stores, while
+/// pruning takes a third of one PostgreSQL backend's time at most.
+pub const PAUSE_PER_CHUNK: u32 = 2;
 
 /// Longest time between two prunes: the "every minute".
 pub const PRUNE_EVERY_MAX: Duration = Duration::from_secs(60);
@@ -119,6 +126,7 @@ impl Retention {
             store: None,
             pruned_line: RateLimited::new(log::Level::Info, PRUNED_LINE_EVERY, "lines"),
             pruned_unlogged: 0,
+            pruning_unlogged: Duration::ZERO,
             warning: RateLimited::new(log::Level::Warn, PRUNED_LINE_EVERY, "warnings"),
         };
         let thread = std::thread::Builder::new()
@@ -161,8 +169,9 @@ struct Pruner {
     /// so an advisory lock a failed turn may still hold goes with the old one.
     store: Option<Store>,
     pruned_line: RateLimited,
-    /// Events pruned since the last "pruned" line.
+    /// Events pruned since the last "pruned" line, and the time those prunes took.
     pruned_unlogged: u64,
+    pruning_unlogged: Duration,
     warning: RateLimited,
 }
 
@@ -216,20 +225,23 @@ impl Pruner {
 
     /// One prune: under the advisory lock, chunks until one comes back short.
     fn prune(&mut self, retention: Duration) {
+        let start = Instant::now();
         let result = self.prune_chunks(retention);
         match result {
             Ok(Some(0)) | Ok(None) | Err(Skip::Outage) => {}
             Ok(Some(n)) => {
                 self.pruned_unlogged += n;
+                self.pruning_unlogged += start.elapsed();
                 if let Some(left_out) = self.pruned_line.allow(Instant::now()) {
                     let prunes = match left_out {
                         0 => String::new(),
-                        n => format!(" in {} prunes", n + 1),
+                        n => format!(" over {} prunes", n + 1),
                     };
                     log::info!(
-                        "pruned {} events received more than {:.1} s ago{prunes}",
+                        "pruned {} events received more than {:.1} s ago, in {:.1} s{prunes}",
                         std::mem::take(&mut self.pruned_unlogged),
-                        retention.as_secs_f64()
+                        retention.as_secs_f64(),
+                        std::mem::take(&mut self.pruning_unlogged).as_secs_f64()
                     );
                 }
             }
@@ -257,8 +269,7 @@ impl Pruner {
             if deleted < CHUNK_ROWS as u64 || self.stop.requested() {
                 break Ok(());
             }
-            // Half of this session's time at most: see the module docs.
-            if self.stop.sleep(chunk_start.elapsed()) {
+            if self.stop.sleep(chunk_start.elapsed() * PAUSE_PER_CHUNK) {
                 break Ok(());
             }
         };
