@@ -15,6 +15,7 @@ mod helpers;
 mod abuse;
 mod deadlines;
 mod disk_full;
+mod retention;
 mod slow_uploaders;
 mod watchdog;
 
