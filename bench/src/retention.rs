@@ -5,7 +5,8 @@
 //!
 //! Raw outputs in the directory, per point NAME (`wrk-8`, `wrk-64`, `batch-8`):
 //! - `r1-wrk-retention-off-N.out` / `r1-wrk-retention-on-N.out` (post_event.lua's `BENCH`
-//!   line), or `r1-batch-retention-off-8.out` / `…-on-8.out` (batch_load's `BATCH` line);
+//!   line), or `r1-batch-retention-off-8.out` / `…-on-8.out` (batch_load's `BATCH` line); the
+//!   row counts beside them are not read (pruning takes rows away while the load adds some);
 //! - `retention-on-NAME.pruned`: `backlog=` rows expired before the run, `pruned_during=` of
 //!   them deleted while the load ran, `left=` still there when it ended;
 //! - `meta.env`: `backlog=`, `retention_days=`, `seconds=` and the machine.
@@ -13,7 +14,6 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::batches::BatchRun;
 use crate::inputs::{per_second, Fields, InputError, Wrk};
 use crate::stats::Latency;
 
@@ -64,16 +64,13 @@ impl Point {
                 )
             }
             _ => {
-                let off = BatchRun::read(dir, 1, &format!("retention-off-{conns}"))?;
-                let on = BatchRun::read(dir, 1, &format!("retention-on-{conns}"))?;
-                let ok = |b: &BatchRun| b.not_2xx == 0 && b.errors == 0;
-                let all_2xx = ok(&off) && ok(&on);
-                // Created events a second: the table's row count also falls by what is pruned.
-                let rate = |b: &BatchRun| per_second(b.created, b.window_s);
+                let off = Batch::read(dir, &format!("retention-off-{conns}"))?;
+                let on = Batch::read(dir, &format!("retention-on-{conns}"))?;
+                let all_2xx = off.all_2xx && on.all_2xx;
                 (
                     format!("POST /events, batches of 100, {conns} connections"),
-                    (rate(&off), off.latency, all_2xx),
-                    (rate(&on), on.latency),
+                    (off.rate, off.latency, all_2xx),
+                    (on.rate, on.latency),
                 )
             }
         };
@@ -88,6 +85,31 @@ impl Point {
             pruned_during: pruned.number("pruned_during")?,
             left: pruned.number("left")?,
             all_2xx: off.2,
+        })
+    }
+}
+
+/// batch_load's `BATCH` line alone: the row counts around it (`BatchRun`) go negative while
+/// a backlog is pruned.
+struct Batch {
+    /// Created events a second.
+    rate: f64,
+    latency: Latency,
+    all_2xx: bool,
+}
+
+impl Batch {
+    fn read(dir: &Path, name: &str) -> Result<Batch, InputError> {
+        let f = Fields::tagged_line(&dir.join(format!("r1-batch-{name}.out")), "BATCH")?;
+        let ms = |key: &str| f.number::<f64>(key).map(|us| us / 1000.0);
+        Ok(Batch {
+            rate: per_second(f.number("created")?, f.number("window_s")?),
+            latency: Latency {
+                p50_ms: ms("p50_us")?,
+                p99_ms: ms("p99_us")?,
+                max_ms: ms("max_us")?,
+            },
+            all_2xx: f.number::<u64>("not_2xx")? == 0 && f.number::<u64>("errors")? == 0,
         })
     }
 }
@@ -120,7 +142,7 @@ pub fn render(dir: &Path, points: &[Point]) -> Result<String, InputError> {
         o,
         "For each load: a consumer without retention, then {} rows received two days ago \
          inserted and vacuumed, and a second consumer with `retention_days: {}` started, which \
-         begins its first prune at once (chunks of 5000, oldest first), measured from its \
+         begins its first prune at once (chunks of 5000, oldest first, at most 10,000 rows a second), measured from its \
          first second under the same load. Its latency is the stall the first prune costs \
          `POST /event`. Target: with ≥ {TARGET_RATIO} × without at each point.\n",
         meta.text("backlog")?,

@@ -4,10 +4,10 @@
 //!
 //! With a retention, events whose `received_at` is older are deleted at start and then every
 //! [`prune_interval`]: in chunks of [`CHUNK_ROWS`], oldest first, each chunk its own short
-//! transaction, with a pause after each full chunk of [`PAUSE_PER_CHUNK`] times what the chunk
-//! took, so a first prune of a large backlog holds no long lock, builds no huge transaction,
-//! and keeps this session busy a third of the time at most (the stall it costs `POST /event`:
-//! bench/RESULTS.md).
+//! transaction, paced after each full chunk ([`pause_after`]: at most [`MAX_ROWS_PER_SECOND`],
+//! and busy a third of the time at most when chunks are slow), so a first prune of a large
+//! backlog holds no long lock, builds no huge transaction, and leaves `POST /event` most of
+//! its throughput (bench/RESULTS.md, "Retention").
 //! Several consumers on one database prune one at a time, under an advisory lock; one that
 //! finds it taken skips its turn. The size of the events table (`/metrics`'
 //! `event_consumer_table_size_bytes`) is measured at start and then every [`SIZE_EVERY`], with
@@ -33,11 +33,22 @@ use crate::metrics::Metrics;
 /// the row locks and the transaction stay small; smaller chunks only add round trips.
 pub const CHUNK_ROWS: i64 = 5000;
 
-/// The pause after a full chunk, in multiples of the time the chunk took. Measured on 2 cores
-/// with a backlog of a million rows (bench/notes/RETENTION.md): a chunk takes 25 to 40 ms, so a
-/// backlog goes at about 50,000 rows a second, far above what one consumer stores, while
-/// pruning takes a third of one PostgreSQL backend's time at most.
+/// Fastest pruning. Unpaced, a chunk took 25 to 40 ms next to a backlog of a million rows on
+/// 2 cores, and pruning at 68,000 rows a second cut `POST /event` at 8 connections to 0.40x
+/// (its WAL, full pages after each checkpoint, shares the inserts' fsyncs; bench/notes/
+/// RETENTION.md). 10,000 a second is a hundred times the product's rates and works off a
+/// year of one event a second (31 million rows) in under an hour.
+pub const MAX_ROWS_PER_SECOND: u32 = 10_000;
+
+/// When chunks are slow (a loaded database), the pause after one is at least this many times
+/// what it took: pruning then slows down with the database.
 pub const PAUSE_PER_CHUNK: u32 = 2;
+
+/// The pause after a full chunk that took `took`.
+pub fn pause_after(took: Duration) -> Duration {
+    let budget = Duration::from_secs(CHUNK_ROWS as u64) / MAX_ROWS_PER_SECOND;
+    budget.saturating_sub(took).max(took * PAUSE_PER_CHUNK)
+}
 
 /// Longest time between two prunes: the "every minute".
 pub const PRUNE_EVERY_MAX: Duration = Duration::from_secs(60);
@@ -269,7 +280,7 @@ impl Pruner {
             if deleted < CHUNK_ROWS as u64 || self.stop.requested() {
                 break Ok(());
             }
-            if self.stop.sleep(chunk_start.elapsed() * PAUSE_PER_CHUNK) {
+            if self.stop.sleep(pause_after(chunk_start.elapsed())) {
                 break Ok(());
             }
         };
@@ -341,6 +352,21 @@ mod tests {
             Duration::from_millis(500)
         );
         assert_eq!(prune_interval(Duration::from_millis(200)), PRUNE_EVERY_MIN);
+    }
+
+    #[test]
+    fn chunks_are_paced_to_the_rate_bound_and_slow_ones_pause_twice_their_time() {
+        let budget = Duration::from_millis(500);
+        assert_eq!(
+            pause_after(Duration::from_millis(30)),
+            budget - Duration::from_millis(30)
+        );
+        assert_eq!(pause_after(Duration::ZERO), budget);
+        assert_eq!(
+            pause_after(Duration::from_millis(400)),
+            Duration::from_millis(800),
+            "a slow chunk: twice its time"
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use test_support::{repo_root, shared_server, TestDb};
 
 use crate::helpers::{
-    metric_in, post_event, send, wait_until, ConsumerProcess, ProcessOptions, TestApp, GOOD_EVENT,
+    end_consumer_sessions, metric_in, post_event, send, set_read_only, wait_until, ConsumerProcess,
+    ProcessOptions, TestApp, GOOD_EVENT,
 };
 use crate::lifecycle::run_with_config;
 
@@ -201,19 +202,8 @@ fn a_read_only_database_pauses_pruning_and_it_resumes_by_itself() {
     let db = TestDb::new();
     let consumer = ConsumerProcess::start(&db, &retention_yaml(2.0), &[("LOG_LEVEL", "info")]);
     let mut admin = db.client();
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} SET default_transaction_read_only = on",
-            db.name
-        ))
-        .unwrap();
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND application_name LIKE 'event_consumer%'",
-            &[&db.name],
-        )
-        .unwrap();
+    set_read_only(&mut admin, &db.name, true);
+    end_consumer_sessions(&mut admin, &db.name);
     // This session predates the change: it still writes.
     backdated(&mut admin, 100, "1 day");
     wait_until(
@@ -226,12 +216,7 @@ fn a_read_only_database_pauses_pruning_and_it_resumes_by_itself() {
     assert_eq!(db.count_events(), 100);
     assert_eq!(pruned(&consumer), 0.0);
 
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} RESET default_transaction_read_only",
-            db.name
-        ))
-        .unwrap();
+    set_read_only(&mut admin, &db.name, false);
     wait_until(
         "pruning resumes once the database is writable",
         Duration::from_secs(30),
