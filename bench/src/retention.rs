@@ -142,8 +142,8 @@ pub fn render(dir: &Path, points: &[Point]) -> Result<String, InputError> {
         o,
         "For each load: a consumer without retention, then {} rows received two days ago \
          inserted and vacuumed, and a second consumer with `retention_days: {}` started, which \
-         begins its first prune at once (chunks of 5000, oldest first, at most 10,000 rows a second), measured from its \
-         first second under the same load. Its latency is the stall the first prune costs \
+         begins its first prune at once (chunks of 5000, oldest first, at most 10,000 rows a second), measured under \
+         the same load as soon as it is ready. Its latency is the stall the first prune costs \
          `POST /event`. Target: with ≥ {TARGET_RATIO} × without at each point.\n",
         meta.text("backlog")?,
         meta.text("retention_days")?,
