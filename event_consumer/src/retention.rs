@@ -13,11 +13,11 @@
 //! `event_consumer_table_size_bytes`) is measured at start and then every [`SIZE_EVERY`], with
 //! or without a retention.
 //!
-//! The database's outages are [`Health`]'s: while one lasts the thread makes no attempt (the
-//! workers' probes end it), and a failure of its own that every write would meet too (the
-//! session lost, the database read-only) starts one, with the usual log lines. Other failures
-//! (a chunk past `statement_timeout`, say) are a rate-limited warning and the next turn tries
-//! again.
+//! The database's outages are [`Health`](crate::db::Health)'s: while one lasts the thread
+//! makes no attempt (the workers' probes end it), and a failure of its own that every write
+//! would meet too (the session lost, the database read-only) starts one, with the usual log
+//! lines. Other failures (a chunk past `statement_timeout`, say) are a rate-limited warning and
+//! the next turn tries again.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
