@@ -67,23 +67,25 @@ fn rows_past_the_retention_are_deleted_within_a_prune_interval_and_younger_rows_
     let slack = 2.0;
     let app = TestApp::spawn_with(|c| c.consumer.retention_days = Some(days(retention)));
     let mut client = app.db.client();
-    // Each row with its received_at (seconds since 1970), as it was inserted: the expired ones
-    // may be gone by the next query.
-    let mut received: HashMap<i64, f64> = HashMap::new();
+    // Each row with its received_at and the time it was stored (seconds since 1970): a row
+    // stored already expired can go only after it was stored. Read as they are inserted: the
+    // expired ones may be gone by the next query.
+    let mut rows: HashMap<i64, (f64, f64)> = HashMap::new();
     for age in ["1 hour", "2 seconds"] {
-        let rows = client
+        let inserted = client
             .query(
                 "INSERT INTO events (event_type, event_payload, received_at) \
                  SELECT 'old.event', 'n=' || i, now() - $1::text::interval \
                  FROM generate_series(1, 3) AS i \
-                 RETURNING id, extract(epoch FROM received_at)::float8",
+                 RETURNING id, extract(epoch FROM received_at)::float8, \
+                     extract(epoch FROM now())::float8",
                 &[&age],
             )
             .unwrap();
-        received.extend(
-            rows.iter()
-                .map(|row| (row.get::<_, i64>(0), row.get::<_, f64>(1))),
-        );
+        rows.extend(inserted.iter().map(|row| {
+            let id: i64 = row.get(0);
+            (id, (row.get(1), row.get(2)))
+        }));
     }
     // Expire 2 s from now (above), and 4 s from now (POSTed).
     for _ in 0..3 {
@@ -97,10 +99,9 @@ fn rows_past_the_retention_are_deleted_within_a_prune_interval_and_younger_rows_
             )
             .unwrap()
             .get(0);
-        received.insert(id, at);
+        rows.insert(id, (at, at));
     }
-    let ids: Vec<i64> = received.keys().copied().collect();
-    assert_eq!(received.len(), 9);
+    assert_eq!(rows.len(), 9);
 
     let deadline = Instant::now() + Duration::from_secs_f64(retention + 20.0);
     let mut latest = 0.0_f64;
@@ -113,8 +114,8 @@ fn rows_past_the_retention_are_deleted_within_a_prune_interval_and_younger_rows_
             )
             .unwrap();
         let (now, present): (f64, Vec<i64>) = (row.get(0), row.get(1));
-        for &id in &ids {
-            let age = now - received[&id];
+        for (&id, &(received, stored)) in &rows {
+            let age = now - received;
             let here = present.contains(&id);
             assert!(
                 here || age > retention - 0.01,
@@ -123,10 +124,11 @@ fn rows_past_the_retention_are_deleted_within_a_prune_interval_and_younger_rows_
             if !here {
                 continue;
             }
-            latest = latest.max(age - retention);
+            let overdue = now - (received + retention).max(stored);
+            latest = latest.max(overdue);
             assert!(
-                age < retention + interval + slack,
-                "row {id} still there {age:.2} s after it was received ({present:?})"
+                overdue < interval + slack,
+                "row {id} still there {overdue:.2} s after it was due ({present:?})"
             );
         }
         if present.is_empty() {
@@ -135,7 +137,7 @@ fn rows_past_the_retention_are_deleted_within_a_prune_interval_and_younger_rows_
         assert!(Instant::now() < deadline, "rows left: {present:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    eprintln!("latest deletion seen: {latest:.2} s past expiry (interval {interval} s)");
+    eprintln!("latest deletion seen: {latest:.2} s after the row was due (interval {interval} s)");
     assert_eq!(app.metric("event_consumer_pruned_events_total"), Some(9.0));
     let size = app.metric("event_consumer_table_size_bytes").unwrap();
     assert!(size >= 8192.0, "the table's size is measured: {size}");
