@@ -33,10 +33,10 @@ use crate::metrics::Metrics;
 /// the row locks and the transaction stay small; smaller chunks only add round trips.
 pub const CHUNK_ROWS: i64 = 5000;
 
-/// Fastest pruning. Unpaced, a chunk took 25 to 40 ms next to a backlog of a million rows on
-/// 2 cores, and pruning at 68,000 rows a second cut `POST /event` at 8 connections to 0.40x
-/// (its WAL, full pages after each checkpoint, shares the inserts' fsyncs; bench/notes/
-/// RETENTION.md). 10,000 a second is a hundred times the product's rates and works off a
+/// Fastest pruning. A chunk takes 25 to 40 ms next to a backlog of a million rows on 2 cores;
+/// paced only by [`PAUSE_PER_CHUNK`], pruning ran at 68,000 rows a second and cut
+/// `POST /event` at 8 connections to 0.40x (its WAL, full pages after each checkpoint, goes
+/// through the inserts' fsyncs; bench/notes/RETENTION.md). 10,000 a second is a hundred times the product's rates and works off a
 /// year of one event a second (31 million rows) in under an hour.
 pub const MAX_ROWS_PER_SECOND: u32 = 10_000;
 
