@@ -36,6 +36,7 @@
 #
 # The database listens on DB_PORT, default 5433 (see scripts/lib.sh); .env is created from
 # .env.template when missing. EVENTS_DB=local|docker picks the database, EVENTS_STATE_DIR moves .local.
+# RETENTION_DAYS (environment or .env) reaches the consumer's config.yaml; unset, every event is kept.
 .DEFAULT_GOAL := run
 .PHONY: run build stop status psql clean-db dist smoke conformance check-deploy test soak bench
 

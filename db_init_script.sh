@@ -88,6 +88,26 @@ if [[ $exists != 1 ]]; then
     echo "$me: created database $DB_NAME at $primary"
 fi
 
+# Retention: a database made by an earlier version gets the index on received_at here, built
+# CONCURRENTLY so that a large events table keeps taking writes while it is built (schema.sql's
+# CREATE INDEX IF NOT EXISTS would block them). A build that was interrupted leaves an INVALID
+# index behind, which is dropped and built again, unless another run is building it right now
+# (pg_stat_progress_create_index). A new database has no table yet: schema.sql creates both;
+# a current one has the index, and no statement runs on it. Not under the schema's advisory
+# lock: a concurrent build waits for every older snapshot, a run waiting for that lock
+# included, which would be a deadlock.
+if ! err=$(psql -X -q -d "$DB_NAME" -v ON_ERROR_STOP=1 2>&1 >/dev/null <<'SQL'
+SELECT 'DROP INDEX CONCURRENTLY events_received_at'
+    FROM pg_index JOIN pg_class ON pg_class.oid = pg_index.indexrelid
+    WHERE pg_class.oid = to_regclass('events_received_at') AND NOT pg_index.indisvalid
+      AND NOT EXISTS (SELECT FROM pg_stat_progress_create_index p WHERE p.index_relid = pg_class.oid) \gexec
+SELECT 'CREATE INDEX CONCURRENTLY IF NOT EXISTS events_received_at ON events (received_at)'
+    WHERE to_regclass('events') IS NOT NULL AND to_regclass('events_received_at') IS NULL \gexec
+SQL
+); then
+    fail "cannot build the index on events.received_at in $DB_NAME: $(reason "$err")"
+fi
+
 # The advisory lock serialises concurrent runs, so two of them never race on CREATE TABLE.
 # Notices ("relation already exists") are silenced so the one-line reason is the real error.
 if ! err=$(psql -X -q -d "$DB_NAME" -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning" \

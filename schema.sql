@@ -26,3 +26,15 @@ BEGIN
         ALTER TABLE events ADD COLUMN IF NOT EXISTS occurred_at timestamptz;
     END IF;
 END $$;
+
+-- Retention (consumer.retention_days) deletes the oldest rows first, in chunks found through
+-- this index. db_init_script.sh builds it CONCURRENTLY on a database made before it existed,
+-- so a large table keeps taking writes meanwhile. CREATE INDEX locks the table (SHARE, which
+-- waits for and then holds up inserts) even when the index exists, so the catalog is asked
+-- first and a current table is never locked.
+DO $$
+BEGIN
+    IF to_regclass('events_received_at') IS NULL THEN
+        CREATE INDEX IF NOT EXISTS events_received_at ON events (received_at);
+    END IF;
+END $$;

@@ -21,7 +21,8 @@
 # contract (unnest, multi-row VALUES, COPY into a staging table then INSERT), and bench's
 # batch_load posts them to POST /events at 1, 8 and 64 connections, and gzipped at 8;
 # then the propagator as a 1 kHz pacer and as a load generator (--period 0 --batch-size 100), the time from start to ready, idle RSS and binary
-# sizes. This script only runs things and collects their raw outputs; bench_report (bench/src)
+# sizes; last, scripts/bench-retention.sh (throughput while a backlog of expired rows is
+# pruned, appended to the report). This script only runs things and collects their raw outputs; bench_report (bench/src)
 # computes the percentiles, medians, ratios and targets and writes bench/RESULTS.md
 # (BENCH_RESULTS moves it). The raw outputs are kept in bench/out/ (not committed). What this
 # script shares with make bench-compare (the cluster, the consumers, the measurements) is
@@ -320,3 +321,6 @@ echo "$report"
 mkdir -p "$(dirname "$results")"
 printf '%s\n' "$report" >"$results"
 say "written to ${results#"$repo"/}"
+
+# Retention last, on a cluster of its own: throughput while a backlog is pruned, appended.
+BENCH_APPEND=1 BENCH_RESULTS=$results "$repo/scripts/bench-retention.sh"

@@ -7,6 +7,7 @@
 //! bench_report report --dir DIR --rounds N write the report of DIR's raw outputs to stdout
 //! bench_report compare --dir DIR --rounds N  the same for scripts/bench-compare.sh's outputs:
 //!                                          two consumers, point by point, round by round
+//! bench_report retention --dir DIR         the retention section (scripts/bench-retention.sh)
 //! ```
 //!
 //! The files it reads are listed in `inputs.rs`. Errors name the file and what is wrong with
@@ -27,7 +28,8 @@ use bench::stats::Latency;
 
 const USAGE: &str = "usage: bench_report latency LOG...
        bench_report report --dir DIR --rounds N
-       bench_report compare --dir DIR --rounds N";
+       bench_report compare --dir DIR --rounds N
+       bench_report retention --dir DIR";
 
 fn main() -> ExitCode {
     match parse_args() {
@@ -50,6 +52,7 @@ enum Task {
     Latency { logs: Vec<PathBuf> },
     Report { dir: PathBuf, rounds: usize },
     Compare { dir: PathBuf, rounds: usize },
+    Retention { dir: PathBuf },
 }
 
 fn run(task: Task) -> Result<(), InputError> {
@@ -87,6 +90,10 @@ fn run(task: Task) -> Result<(), InputError> {
         }
         Task::Compare { dir, rounds } => {
             print!("{}", Comparison::read(&dir, rounds)?.render()?);
+        }
+        Task::Retention { dir } => {
+            let points = bench::retention::read(&dir)?;
+            print!("{}", bench::retention::render(&dir, &points)?);
         }
     }
     Ok(())
@@ -126,6 +133,9 @@ fn parse_args() -> Result<Task, String> {
         "compare" => Ok(Task::Compare {
             dir: dir.ok_or("compare needs --dir DIR")?,
             rounds: rounds.ok_or("compare needs --rounds N (a positive number)")?,
+        }),
+        "retention" => Ok(Task::Retention {
+            dir: dir.ok_or("retention needs --dir DIR")?,
         }),
         other => Err(format!("unknown command `{other}`")),
     }

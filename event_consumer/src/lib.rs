@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod notify;
 pub mod open_writers;
 pub mod pipeline;
+pub mod retention;
 pub mod routes;
 pub mod server;
 
@@ -32,6 +33,7 @@ use crate::https::{Https, HttpsError};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
+use crate::retention::Retention;
 use crate::server::Server;
 
 /// Why the consumer could not start.
@@ -67,6 +69,7 @@ pub struct Running {
     shutdown_timeout: Duration,
     acceptor: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
+    retention: Retention,
 }
 
 /// Starts the consumer without systemd notifications (tests, embedding).
@@ -95,12 +98,14 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
     let metrics = Arc::new(Metrics::default());
     let db = Arc::new(Database::new(config.database.clone()));
     let pipeline = Arc::new(Pipeline::new(
-        db,
+        Arc::clone(&db),
         pipeline::QUEUE_CAPACITY,
         pipeline::MAX_BATCH,
         Arc::clone(&metrics),
         Arc::clone(&notifier),
     ));
+    let retention =
+        Retention::start(c.retention(), db, Arc::clone(&metrics)).map_err(StartError::Thread)?;
     let server = Arc::new(Server::new(c, metrics, Arc::clone(&pipeline), https));
     let mut workers = Vec::with_capacity(c.workers);
     for id in 0..c.workers {
@@ -133,6 +138,7 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
         shutdown_timeout: Duration::from_secs_f64(c.shutdown_timeout_seconds),
         acceptor: Some(acceptor),
         workers,
+        retention,
     })
 }
 
@@ -208,6 +214,8 @@ impl Running {
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
         }
+        // Retention is no request's business: it stops first (a chunk under way finishes).
+        self.retention.stop(WORKER_GRACE);
         let deadline = Instant::now() + self.shutdown_timeout;
         while self.server.metrics.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline
         {

@@ -32,6 +32,9 @@ pub struct Metrics {
     tls_plain_http: AtomicU64,
     connections_rejected: AtomicU64,
     requests_rejected_busy: AtomicU64,
+    pruned_events: AtomicU64,
+    /// 0 until the retention thread first measured it (a real table is never 0 bytes).
+    table_size_bytes: AtomicU64,
     pub open_connections: AtomicUsize,
     pub queued: AtomicUsize,
     /// Requests read and not yet answered; shutdown waits for these.
@@ -83,6 +86,16 @@ impl Metrics {
 
     pub fn record_queue_full(&self) {
         self.requests_rejected_busy.fetch_add(1, Relaxed);
+    }
+
+    /// Events deleted by retention (`consumer.retention_days`).
+    pub fn record_pruned(&self, n: u64) {
+        self.pruned_events.fetch_add(n, Relaxed);
+    }
+
+    /// The events table's size on disk, as last measured (off the request path).
+    pub fn set_table_size(&self, bytes: u64) {
+        self.table_size_bytes.store(bytes, Relaxed);
     }
 
     pub fn events_stored(&self) -> u64 {
@@ -197,6 +210,11 @@ impl Metrics {
                 "Requests refused with 503 because the queue was full.",
                 self.requests_rejected_busy.load(Relaxed),
             ),
+            (
+                "pruned_events_total",
+                "Events deleted because they were older than consumer.retention_days.",
+                self.pruned_events.load(Relaxed),
+            ),
         ];
         for (name, help, value) in counters {
             writeln!(out, "# HELP event_consumer_{name} {help}")?;
@@ -224,6 +242,13 @@ impl Metrics {
             writeln!(out, "# HELP event_consumer_{name} {help}")?;
             writeln!(out, "# TYPE event_consumer_{name} gauge")?;
             writeln!(out, "event_consumer_{name} {value}")?;
+        }
+        // Absent until first measured: a 0 would read as an empty table.
+        let size = self.table_size_bytes.load(Relaxed);
+        if size > 0 {
+            writeln!(out, "# HELP event_consumer_table_size_bytes Bytes the events table takes on disk with its indexes and TOAST (pg_total_relation_size), measured at most once a minute.")?;
+            writeln!(out, "# TYPE event_consumer_table_size_bytes gauge")?;
+            writeln!(out, "event_consumer_table_size_bytes {size}")?;
         }
         Ok(())
     }
@@ -263,6 +288,32 @@ mod tests {
         );
         assert!(
             text.contains("event_consumer_commit_batch_size_bucket{le=\"2\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn pruned_events_count_up_and_the_table_size_shows_once_measured() {
+        let m = Metrics::default();
+        let text = m.render(false);
+        assert!(
+            text.contains("event_consumer_pruned_events_total 0"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("event_consumer_table_size_bytes"),
+            "not measured yet: {text}"
+        );
+        m.record_pruned(5000);
+        m.record_pruned(17);
+        m.set_table_size(8192 * 3);
+        let text = m.render(false);
+        assert!(
+            text.contains("event_consumer_pruned_events_total 5017"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE event_consumer_table_size_bytes gauge\nevent_consumer_table_size_bytes 24576\n"),
             "{text}"
         );
     }

@@ -44,6 +44,9 @@ pub struct ConsumerConfig {
     pub tls_key_file: Option<PathBuf>,
     /// When set, every client must present a certificate that chains to these CAs (PEM).
     pub tls_client_ca_file: Option<PathBuf>,
+    /// Events whose `received_at` is older than this many days are deleted (fractions allowed);
+    /// None keeps every event forever. An empty `${RETENTION_DAYS:-}` is YAML's null: None.
+    pub retention_days: Option<f64>,
 }
 
 impl Default for ConsumerConfig {
@@ -73,6 +76,7 @@ impl Default for ConsumerConfig {
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
+            retention_days: None,
         }
     }
 }
@@ -80,6 +84,10 @@ impl Default for ConsumerConfig {
 /// Upper bound of `consumer.drain_seconds`: an hour is far beyond any health check's
 /// interval × fall, and a stop that hangs longer is a mistake rather than a drain.
 pub const MAX_DRAIN_SECONDS: f64 = 3600.0;
+
+/// Longest `consumer.retention_days`: a century is beyond any retention, and keeps the
+/// number of seconds far from what a `Duration` cannot hold.
+pub const MAX_RETENTION_DAYS: f64 = 36_500.0;
 
 /// Most database connections: each is a PostgreSQL backend, and past a few the batches only
 /// shrink (see `workers` above).
@@ -109,6 +117,17 @@ impl ConsumerConfig {
             self.max_header_bytes,
             MIN_HEADER_BYTES,
         )?;
+        if let Some(days) = self.retention_days {
+            if !(days.is_finite() && days > 0.0 && days <= MAX_RETENTION_DAYS) {
+                return Err(Invalid::new(
+                    "consumer.retention_days",
+                    format!(
+                        "must be a number of days above 0 and at most {MAX_RETENTION_DAYS} \
+                         (fractions allowed), or absent to keep events forever, got {days}"
+                    ),
+                ));
+            }
+        }
         if self.workers > MAX_WORKERS {
             return Err(Invalid::new(
                 "consumer.workers",
@@ -136,6 +155,14 @@ impl ConsumerConfig {
             tls.load()?;
         }
         Ok(())
+    }
+
+    /// How long events are kept, when `retention_days` is set ([`ConsumerConfig::check`] has
+    /// refused values that are not a positive number of days).
+    pub fn retention(&self) -> Option<std::time::Duration> {
+        self.retention_days
+            .filter(|days| days.is_finite() && *days > 0.0)
+            .map(|days| std::time::Duration::from_secs_f64(days.min(MAX_RETENTION_DAYS) * 86_400.0))
     }
 
     /// The configured token, treating an empty string as "no authentication".

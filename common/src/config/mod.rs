@@ -21,7 +21,9 @@ pub mod rules;
 mod secret;
 mod substitute;
 
-pub use consumer::{ConsumerConfig, ServerTls, ServerTlsFiles, MAX_DRAIN_SECONDS};
+pub use consumer::{
+    ConsumerConfig, ServerTls, ServerTlsFiles, MAX_DRAIN_SECONDS, MAX_RETENTION_DAYS,
+};
 pub use database::{
     DatabaseConfig, DbEndpoint, DbPorts, EndpointsError, SslMode, TargetSessionAttrs,
 };

@@ -63,7 +63,14 @@ impl Database {
         }
     }
 
-    fn failed(&self, error: &StoreError) {
+    /// Where the database is, as configured.
+    pub fn config(&self) -> &DatabaseConfig {
+        &self.config
+    }
+
+    /// A use of the database failed: the other connections check themselves before their
+    /// next use when this one needs replacing, and [`Health`] starts or continues the outage.
+    pub fn failed(&self, error: &StoreError) {
         if error.needs_new_connection() {
             self.failure_epoch.fetch_add(1, Ordering::Relaxed);
         }

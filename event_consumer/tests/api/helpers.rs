@@ -384,14 +384,27 @@ pub fn stop_and_log(consumer: ConsumerProcess) -> String {
     log
 }
 
-/// Ends every session the consumer holds on database `name` (`admin` is another session): its
-/// next write has to reconnect.
+/// Ends every session the consumer holds on database `name` (`admin` is another session), its
+/// workers' and its retention thread's: its next write has to reconnect.
 pub fn end_consumer_sessions(admin: &mut postgres::Client, name: &str) {
     admin
         .execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND application_name = 'event_consumer'",
+             WHERE datname = $1 AND application_name LIKE 'event_consumer%'",
             &[&name],
         )
+        .unwrap();
+}
+
+/// Makes every new session on database `name` read-only (`on`), what a failover to a standby
+/// or `default_transaction_read_only` gives, or writable again. Sessions open already keep
+/// what they had: [`end_consumer_sessions`] ends the consumer's.
+pub fn set_read_only(admin: &mut postgres::Client, name: &str, on: bool) {
+    let change = match on {
+        true => "SET default_transaction_read_only = on",
+        false => "RESET default_transaction_read_only",
+    };
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} {change}"))
         .unwrap();
 }

@@ -11,7 +11,7 @@ use test_support::TestDb;
 
 use crate::helpers::{connect, read_response, wait_until, ConsumerProcess, GOOD_EVENT};
 
-fn run_with_config(yaml: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+pub(crate) fn run_with_config(yaml: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let dir = std::env::temp_dir().join(format!(
         "consumer-cfg-{}-{}",
         std::process::id(),

@@ -18,4 +18,5 @@ mod occurred_at;
 mod outages;
 mod parser_props;
 mod readme_examples;
+mod retention;
 mod store;

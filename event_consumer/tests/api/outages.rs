@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use test_support::{Cluster, TestDb};
 
 use crate::helpers::{
-    connect, end_consumer_sessions, metric_in, post_event, send, wait_until, ConsumerProcess,
-    ProcessOptions, GOOD_EVENT,
+    connect, end_consumer_sessions, metric_in, post_event, send, set_read_only, wait_until,
+    ConsumerProcess, ProcessOptions, GOOD_EVENT,
 };
 
 fn get(consumer: &ConsumerProcess, path: &str) -> crate::helpers::RawResponse {
@@ -45,12 +45,7 @@ fn a_database_turned_read_only_gets_503_and_not_ready_at_the_backoff_pace_and_re
 
     // What a failover to a standby or `default_transaction_read_only` gives: every new session
     // is read-only, and the old ones are gone.
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} SET default_transaction_read_only = on",
-            db.name
-        ))
-        .unwrap();
+    set_read_only(&mut admin, &db.name, true);
     end_consumer_sessions(&mut admin, &db.name);
     let connects_before = metric(&consumer, "event_consumer_db_connects_total");
     let outage = Instant::now();
@@ -82,12 +77,7 @@ fn a_database_turned_read_only_gets_503_and_not_ready_at_the_backoff_pace_and_re
     );
 
     // Writable again: served again without a restart, within the longest backoff.
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {} RESET default_transaction_read_only",
-            db.name
-        ))
-        .unwrap();
+    set_read_only(&mut admin, &db.name, false);
     wait_until(
         "201 again after the database is writable",
         Duration::from_secs(15),

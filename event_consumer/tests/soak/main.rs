@@ -17,6 +17,7 @@ mod cgroup;
 mod deadlines;
 mod disk_full;
 mod memory_cgroup;
+mod retention;
 mod slow_uploaders;
 mod watchdog;
 

@@ -72,3 +72,39 @@ fn https_files_are_both_or_neither_and_client_certificates_need_https() {
         "plain HTTP"
     );
 }
+
+#[test]
+fn retention_days_must_be_a_positive_number_of_days_and_absent_or_empty_keeps_everything() {
+    let cases = [
+        ("0", "zero would delete every event at once"),
+        ("-1", "a negative retention"),
+        (".nan", "NaN"),
+        (".inf", "infinite"),
+        ("36501", "past a century"),
+        ("thirty", "not a number"),
+        ("\"30\"", "a string, not a number"),
+    ];
+    for (value, reason) in cases {
+        let text = format!("consumer:\n  retention_days: {value}\n");
+        refused(&text, "consumer.retention_days", reason);
+    }
+    for (value, seconds) in [
+        ("30", 2_592_000.0),
+        ("0.5", 43_200.0),
+        ("0.0000231481", 2.0),
+    ] {
+        let text = format!("consumer:\n  retention_days: {value}\n");
+        let config = load(&text, &[]).unwrap();
+        let kept = config.consumer.retention().unwrap().as_secs_f64();
+        assert!((kept - seconds).abs() < 0.01, "{value}: {kept}");
+    }
+    let shipped_style = "consumer:\n  retention_days: ${RETENTION_DAYS:-}\n";
+    assert_eq!(
+        load(shipped_style, &[]).unwrap().consumer.retention(),
+        None,
+        "an unset variable keeps everything"
+    );
+    let set = load(shipped_style, &[("RETENTION_DAYS", "7")]).unwrap();
+    assert_eq!(set.consumer.retention_days, Some(7.0));
+    assert_eq!(load("", &[]).unwrap().consumer.retention(), None, "absent");
+}
