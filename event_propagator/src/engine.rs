@@ -18,7 +18,7 @@
 //! taken and how the threads share the engine do not change.
 
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::logging::RateLimited;
 use common::sync::lock;
@@ -29,6 +29,7 @@ use crate::keys_log::KeysLog;
 use crate::schedule::{Schedule, Slot};
 use crate::sender::{Delivery, Outcome, Post, Sender};
 use crate::settings::Settings;
+use crate::spool::{self, AddError, Recovered, Spool, Spooled};
 use crate::stats::{End, InFlight, Stats, Summary};
 use crate::stop::Stop;
 use crate::targets::Target;
@@ -49,6 +50,12 @@ pub(crate) struct Engine {
     end: OnceLock<End>,
     /// Updated by every sender thread.
     live: Mutex<Live>,
+    /// Where events wait until the consumer settles them, with a spool.
+    spool: Option<Spool>,
+    /// What the spool held at start, until the replay takes it.
+    replay: Mutex<Vec<Spooled>>,
+    /// The add record of the largest event: what a slot must find room for in the spool.
+    max_record_bytes: u64,
 }
 
 /// The counters and when the next slot is due, under one lock, so that a [`Load`] never pairs
@@ -79,6 +86,7 @@ struct Turn {
     /// Created at the first slot: slot 0 is due when the run starts sending, not when it was set up.
     schedule: Option<Schedule>,
     skip_warnings: RateLimited,
+    spool_full_warnings: RateLimited,
     /// Slots taken so far: what `--count` counts (requests, each of `batch_size` events).
     taken: u64,
 }
@@ -92,6 +100,8 @@ pub(crate) struct Taken {
     events: Vec<SentEvent>,
     slot: Slot,
     lateness: Duration,
+    /// When it was taken: the events' generation time.
+    generated_at: SystemTime,
 }
 
 /// One event of a send, from the moment it is picked: a batch holds several.
@@ -129,21 +139,38 @@ impl Engine {
         events: EventSet,
         keys_log: Option<KeysLog>,
         seed: u64,
+        spool: Option<(Spool, Recovered)>,
     ) -> Engine {
         let turn = Turn {
             picker: Picker::new(events.len(), seed),
             keys_log,
             schedule: None,
             skip_warnings: RateLimited::new(log::Level::Warn, Duration::from_secs(1), "warnings"),
+            spool_full_warnings: RateLimited::new(
+                log::Level::Warn,
+                Duration::from_secs(1),
+                "warnings",
+            ),
             taken: 0,
         };
+        let max_body = (0..events.len()).map(|i| events.body(i).len()).max();
+        let max_record_bytes = spool::add_len(36, max_body.unwrap_or(0)) as u64;
+        let (spool, replay) = match spool {
+            Some((spool, recovered)) => (Some(spool), recovered.events),
+            None => (None, Vec::new()),
+        };
+        let mut live = Live::default();
+        live.stats.replayed = replay.len() as u64;
         Engine {
+            spool,
+            replay: Mutex::new(replay),
+            max_record_bytes,
+            live: Mutex::new(live),
             events,
             sender,
             seed,
             turn: Mutex::new(turn),
             end: OnceLock::new(),
-            live: Mutex::default(),
             settings,
         }
     }
@@ -187,7 +214,10 @@ impl Engine {
 
     /// The summary so far, as if the run ended now for `end`.
     pub(crate) fn summary_at(&self, end: End) -> Summary {
-        let stats = &lock(&self.live).stats;
+        let stats = &mut lock(&self.live).stats;
+        if let Some(spool) = &self.spool {
+            stats.spooled = Some(spool.pending() as u64);
+        }
         let elapsed = stats.started().map(|s| s.elapsed()).unwrap_or_default();
         let names: Vec<String> = self.targets().iter().map(|t| t.name.clone()).collect();
         stats.summary(elapsed, end, &names)
@@ -205,12 +235,20 @@ impl Engine {
             return Err(ended);
         }
         // Only the thread holding the turn sets the end, so the first reason seen is kept.
-        let finish = |reason: End| -> Result<Taken, End> { Err(*self.end.get_or_init(|| reason)) };
+        let finish = |reason: End| -> Result<Taken, End> {
+            if self.spool.is_some() {
+                // Spooled sends retry without limit: the end of the run gives them the
+                // shutdown allowance, as a stop request does, and leaves the rest spooled.
+                stop.request();
+            }
+            Err(*self.end.get_or_init(|| reason))
+        };
         let Turn {
             picker,
             keys_log,
             schedule,
             skip_warnings,
+            spool_full_warnings,
             taken,
         } = &mut *turn;
         // --count counts slots (requests): --count 20 --batch-size 50 sends 1000 events.
@@ -218,21 +256,45 @@ impl Engine {
             return finish(End::Count);
         }
         let batch_len = self.settings.batch_size;
-        if stop.is_requested() {
-            return finish(End::Stopped);
-        }
-        let now = Instant::now();
-        let schedule = schedule.get_or_insert_with(|| Schedule::new(now, self.settings.period));
-        let start = schedule.start();
-        let slot = schedule.next_slot(now);
-        if let Some(duration) = self.settings.duration {
-            if slot.due.max(now) >= start + duration {
-                return finish(End::Duration);
+        let (slot, start) = loop {
+            if stop.is_requested() {
+                return finish(End::Stopped);
             }
-        }
-        if stop.sleep_until(slot.due) {
-            return finish(End::Stopped);
-        }
+            let now = Instant::now();
+            let schedule = schedule.get_or_insert_with(|| Schedule::new(now, self.settings.period));
+            let start = schedule.start();
+            let slot = schedule.next_slot(now);
+            if let Some(duration) = self.settings.duration {
+                if slot.due.max(now) >= start + duration {
+                    return finish(End::Duration);
+                }
+            }
+            if stop.sleep_until(slot.due) {
+                return finish(End::Stopped);
+            }
+            let room = self.max_record_bytes * batch_len as u64;
+            match &self.spool {
+                Some(spool) if !spool.has_room(room) => {
+                    let skipped = {
+                        let mut live = lock(&self.live);
+                        live.stats.mark_start(start);
+                        live.stats.skipped_spool_full += 1;
+                        live.stats.skipped_spool_full
+                    };
+                    spool_full_warnings.log(
+                        Instant::now(),
+                        format_args!(
+                            "spool {} is full (propagator.spool_max_bytes {}): slot skipped, \
+                             no event generated, total {skipped}",
+                            spool.dir().display(),
+                            self.settings.spool_max_bytes
+                        ),
+                    );
+                }
+                _ => break (slot, start),
+            }
+        };
+        let schedule = schedule.get_or_insert_with(|| Schedule::new(start, self.settings.period));
 
         let events: Vec<SentEvent> = (0..batch_len)
             .map(|_| SentEvent {
@@ -303,12 +365,16 @@ impl Engine {
             events,
             slot,
             lateness,
+            generated_at: SystemTime::now(),
         })
     }
 
     /// Sends a taken slot's event (or batch) with its retries, on the calling thread, and
     /// records how it ended (unless the run already counted it as abandoned).
     pub(crate) fn send(&self, taken: Taken, stop: &Stop) -> Sent {
+        if let Some(spool) = &self.spool {
+            return self.send_spooled(spool, taken, stop);
+        }
         let delivery = if self.settings.batch_size == 1 {
             let event = &taken.events[0];
             let body = self.events.body(event.event_index);
@@ -322,6 +388,90 @@ impl Engine {
             self.sender.deliver_post(&body, post, stop)
         };
         self.finish(taken, delivery)
+    }
+
+    /// Spools a taken slot's events (durable, and their keys logged) before the first attempt,
+    /// then sends them as [`Engine::send`] does and settles them.
+    fn send_spooled(&self, spool: &Spool, taken: Taken, stop: &Stop) -> Sent {
+        let generated_at = Spooled::micros(taken.generated_at);
+        let events: Vec<Spooled> = taken
+            .events
+            .iter()
+            .map(|event| Spooled {
+                key: event.key.clone(),
+                generated_at_micros: generated_at,
+                body: self.events.body(event.event_index).to_vec(),
+            })
+            .collect();
+        match spool.add(&events) {
+            Ok(()) => {}
+            Err(AddError::Io(e)) => log::error!(
+                "cannot write to spool {}: {e}; sending {} without it",
+                spool.dir().display(),
+                taken.events[0].key
+            ),
+            Err(AddError::KeysLog(_)) => {
+                self.end.get_or_init(|| End::KeysLogFailed);
+                stop.request();
+                let unsent = Delivery {
+                    outcome: Outcome::Abandoned,
+                    attempts: 0,
+                    endpoint: None,
+                };
+                return self.finish(taken, unsent);
+            }
+        }
+        let delivery = self.deliver_spooled(spool, &events, stop);
+        self.finish(taken, delivery)
+    }
+
+    /// Takes the events the spool held at start (once; empty after).
+    pub(crate) fn take_replay(&self) -> Vec<Spooled> {
+        std::mem::take(&mut *lock(&self.replay))
+    }
+
+    /// Sends spooled events (one, or a batch) with their retries, and settles them in the
+    /// spool: delivered ones leave it, rejected ones move to `rejected.ndjson`, the rest stay.
+    pub(crate) fn deliver_spooled(
+        &self,
+        spool: &Spool,
+        events: &[Spooled],
+        stop: &Stop,
+    ) -> Delivery {
+        let delivery = match events {
+            [event] => self.sender.deliver(&event.body, &event.key, stop),
+            _ => {
+                let mut body = vec![b'['];
+                for (i, event) in events.iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    crate::event_set::write_batch_item(&event.body, &event.key, &mut body);
+                }
+                body.push(b']');
+                let post = Post::Batch {
+                    items: events.len(),
+                    first_key: &events[0].key,
+                };
+                self.sender.deliver_post(&body, post, stop)
+            }
+        };
+        match &delivery.outcome {
+            Outcome::Delivered | Outcome::Duplicate | Outcome::PartlyDuplicate { .. } => {
+                spool.settle(events, None)
+            }
+            Outcome::Rejected { status, message } => {
+                spool.settle(events, Some((*status, message)));
+                lock(&self.live).stats.dead_lettered += events.len() as u64;
+            }
+            Outcome::GaveUp { .. } | Outcome::Abandoned => {}
+        }
+        delivery
+    }
+
+    /// The spool, if the run has one.
+    pub(crate) fn spool(&self) -> Option<&Spool> {
+        self.spool.as_ref()
     }
 
     /// The JSON array of a batch: each event with its `idempotency_key`.
@@ -398,6 +548,14 @@ impl Engine {
     /// Counts every send still in flight as abandoned and logs each with its key.
     pub(crate) fn abandon_in_flight(&self) {
         let abandoned = lock(&self.live).stats.abandon_in_flight();
+        if let (Some(spool), false) = (&self.spool, abandoned.is_empty()) {
+            log::warn!(
+                "{} event(s) unanswered at shutdown stay in spool {} for the next run",
+                abandoned.len(),
+                spool.dir().display()
+            );
+            return;
+        }
         for (_, event) in abandoned {
             log_abandoned(&event.key, &event.event_type, event.event_index);
         }
@@ -444,7 +602,14 @@ mod tests {
         };
         let sender = Sender::new(Arc::clone(&settings), vec![target], Default::default(), 1);
         let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
-        Engine::new(settings, sender, EventSet::from_events(&[event]), None, 1)
+        Engine::new(
+            settings,
+            sender,
+            EventSet::from_events(&[event]),
+            None,
+            1,
+            None,
+        )
     }
 
     fn settings() -> Settings {

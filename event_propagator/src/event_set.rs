@@ -66,19 +66,24 @@ impl EventSet {
     /// Appends event `index` to `out` as an item of a batch: its body with
     /// `"idempotency_key": key` added. `key` must need no JSON escaping (a UUID does not).
     pub fn write_batch_item(&self, index: usize, key: &str, out: &mut Vec<u8>) {
-        let body = self.body(index);
-        // Every body is a JSON object written by serde_json, so it ends with its closing brace.
-        let open = body.strip_suffix(b"}").unwrap_or(body);
-        out.extend_from_slice(open);
-        out.extend_from_slice(b",\"idempotency_key\":\"");
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(b"\"}");
+        write_batch_item(self.body(index), key, out);
     }
 
     /// The `event_type` of event `index`.
     pub fn event_type(&self, index: usize) -> &str {
         &self.types[span(&self.type_ends, index)]
     }
+}
+
+/// Appends `body` (a JSON object written by serde_json) to `out` as an item of a batch, with
+/// `"idempotency_key": key` added. `key` must need no JSON escaping (a UUID does not).
+pub fn write_batch_item(body: &[u8], key: &str, out: &mut Vec<u8>) {
+    // serde_json writes an object with its closing brace last, and no space after it.
+    let open = body.strip_suffix(b"}").unwrap_or(body);
+    out.extend_from_slice(open);
+    out.extend_from_slice(b",\"idempotency_key\":\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\"}");
 }
 
 /// The range of entry `index` in a buffer whose entries end at `ends`.

@@ -65,6 +65,15 @@ pub struct Stats {
     pub max_in_flight_used: usize,
     /// Of `delivered`, by the endpoint that answered (its index in the configuration).
     pub delivered_by_endpoint: Vec<u64>,
+    /// With a spool: events it held at start, to be replayed.
+    pub replayed: u64,
+    /// With a spool: events refused for good and moved to `rejected.ndjson` (replayed ones
+    /// included).
+    pub dead_lettered: u64,
+    /// With a spool: slots skipped, with no event generated, because the spool was full.
+    pub skipped_spool_full: u64,
+    /// With a spool: events in it, unsettled, when the summary was made; none without one.
+    pub spooled: Option<u64>,
     /// The sends started and not yet finished, by send number (0 for the first), with their
     /// events.
     in_flight: BTreeMap<u64, Vec<InFlight>>,
@@ -203,6 +212,10 @@ impl Stats {
             lateness_max: self.lateness.max(),
             end,
             max_in_flight_used: self.max_in_flight_used,
+            spooled: self.spooled,
+            replayed: self.replayed,
+            dead_lettered: self.dead_lettered,
+            skipped_spool_full: self.skipped_spool_full,
         }
     }
 }
@@ -233,6 +246,14 @@ pub struct Summary {
     pub max_in_flight_used: usize,
     /// Of `delivered`, by endpoint (without any `user:password@`), in the configured order.
     pub delivered_by_endpoint: Vec<(String, u64)>,
+    /// With a spool: events left in it at the end; none without a spool.
+    pub spooled: Option<u64>,
+    /// Events the spool held at start.
+    pub replayed: u64,
+    /// Events moved to the spool's `rejected.ndjson`.
+    pub dead_lettered: u64,
+    /// Slots skipped because the spool was full.
+    pub skipped_spool_full: u64,
 }
 
 impl Summary {
@@ -245,7 +266,21 @@ impl Summary {
 
     /// 0 when every event sent was delivered, 1 otherwise (rejected, given up, abandoned, or the
     /// keys log failed).
+    ///
+    /// With a spool, events left in it are not failures: 3 when nothing failed (nothing
+    /// rejected, nothing given up, the keys log written) but events remain spooled.
     pub fn exit_code(&self) -> u8 {
+        if let Some(spooled) = self.spooled {
+            let failed = self.end == End::KeysLogFailed
+                || self.rejected > 0
+                || self.given_up > 0
+                || self.dead_lettered > 0;
+            return match (failed, spooled) {
+                (true, _) => common::exit::FAILURE,
+                (false, 0) => common::exit::OK,
+                (false, _) => common::exit::SPOOLED,
+            };
+        }
         let all_delivered = self.delivered == self.sent;
         if all_delivered && self.end != End::KeysLogFailed {
             common::exit::OK
@@ -305,7 +340,15 @@ impl fmt::Display for Summary {
             let name = serde_json::Value::String(name.clone());
             write!(f, "{comma}{name}:{delivered}")?;
         }
-        f.write_str("}")
+        f.write_str("}")?;
+        if let Some(spooled) = self.spooled {
+            write!(
+                f,
+                " spooled={spooled} replayed={} dead_lettered={} skipped_spool_full={}",
+                self.replayed, self.dead_lettered, self.skipped_spool_full
+            )?;
+        }
+        Ok(())
     }
 }
 
