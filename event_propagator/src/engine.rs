@@ -198,6 +198,20 @@ impl Engine {
         self.end.get().copied()
     }
 
+    /// With a spool, ends the run once `--duration` has passed, whether or not a sender is free
+    /// to see it (each may be retrying a spooled event without limit): the sends in flight get
+    /// the shutdown allowance from now.
+    pub(crate) fn end_if_duration_passed(&self, stop: &Stop) {
+        let (Some(_), Some(duration)) = (&self.spool, self.settings.duration) else {
+            return;
+        };
+        let started = lock(&self.live).stats.started();
+        if started.is_some_and(|start| start.elapsed() >= duration) {
+            self.end.get_or_init(|| End::Duration);
+            stop.request();
+        }
+    }
+
     /// The sends in flight and when the next slot is due, read together.
     pub(crate) fn load(&self) -> Load {
         let live = lock(&self.live);
@@ -303,6 +317,12 @@ impl Engine {
             })
             .collect();
         *taken += 1;
+        if self.spool.is_some() && self.settings.count.is_some_and(|n| *taken >= n) {
+            // The last slot: with every sender retrying a spooled event without limit, no
+            // thread may come back to see the count reached, so the end starts here.
+            self.end.get_or_init(|| End::Count);
+            stop.request();
+        }
         if let Some(log) = keys_log {
             let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
             if let Err(e) = log.append_all(&keys) {

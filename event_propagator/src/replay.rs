@@ -2,8 +2,9 @@
 //! with their original keys and bodies, on a thread of their own beside the schedule (the
 //! consumer answers those it already stored with 200 and `Idempotent-Replayed`, so each is
 //! stored once). They go in requests of `batch_size` events, one request at a time: a backlog
-//! drains without taking the slots of new events. At the end of the run the replay stops
-//! taking more; what it did not settle within the shutdown allowance stays in the spool.
+//! drains without taking the slots of new events. The end of the run gives the replay the
+//! shutdown allowance, as every send in flight: what it did not settle by then stays in the
+//! spool.
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -56,18 +57,20 @@ fn replay(engine: &Engine, events: &[crate::spool::Spooled], stop: &Stop) {
     let Some(spool) = engine.spool() else { return };
     let per_request = engine.settings().batch_size.max(1);
     for chunk in events.chunks(per_request) {
-        if stop.is_requested() {
-            return;
-        }
         let delivery = engine.deliver_spooled(spool, chunk, stop);
-        if let Outcome::Rejected { status, message } = &delivery.outcome {
-            for event in chunk {
-                log::error!(
-                    "replayed event {} rejected with {status}: {message}; moved to {}",
-                    event.key,
-                    crate::spool::DEAD_LETTER_FILE
-                );
+        match &delivery.outcome {
+            Outcome::Rejected { status, message } => {
+                for event in chunk {
+                    log::error!(
+                        "replayed event {} rejected with {status}: {message}; moved to {}",
+                        event.key,
+                        crate::spool::DEAD_LETTER_FILE
+                    );
+                }
             }
+            // The shutdown allowance ran out: the rest stays in the spool.
+            Outcome::Abandoned => return,
+            _ => {}
         }
     }
     log::info!("replay from the spool finished");
@@ -78,7 +81,7 @@ impl Replay {
     /// from the stop request, like every other send.
     pub(crate) fn finish(self, engine: &Engine, stop: &Stop) {
         let Some(done) = self.done else { return };
-        // The run ended, so no more replays start; the one in flight gets the allowance.
+        // The run ended: the replay has the shutdown allowance from now (or from the stop).
         stop.request();
         let deadline = stop
             .requested_at()

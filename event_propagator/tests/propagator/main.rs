@@ -12,5 +12,6 @@ mod delivery;
 mod end_to_end;
 mod endpoints;
 mod helpers;
+mod spool;
 mod tls;
 mod window;
