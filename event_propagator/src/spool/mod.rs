@@ -473,10 +473,43 @@ impl Spool {
     }
 }
 
+/// The unsettled events of the spool in `dir`, oldest first, read without taking its lock or
+/// changing anything (for checks such as `make chaos`'s: what a propagator left behind).
+pub fn read_pending(dir: &Path) -> io::Result<Vec<Spooled>> {
+    Ok(read_segments(dir, false)?.1.events)
+}
+
 /// Reads every segment in `dir`, oldest first, and rewrites the unsettled events into a fresh
 /// segment (durable before the old ones are deleted). Returns what was found and the new
 /// segment: its file, number and size.
 fn recover(dir: &Path) -> io::Result<(Recovered, (File, u64, u64))> {
+    let (ids, recovered) = read_segments(dir, true)?;
+    let id = ids.last().map_or(1, |last| last + 1);
+    let mut bytes = Vec::new();
+    for event in &recovered.events {
+        format::encode_add(
+            &event.key,
+            event.generated_at_micros,
+            &event.body,
+            &mut bytes,
+        );
+    }
+    let mut file = create_segment(dir, id)?;
+    file.write_all(&bytes)?;
+    file.sync_data()?;
+    sync_dir(dir)?;
+    if !ids.is_empty() {
+        for old in ids {
+            fs::remove_file(dir.join(segment_name(old)))?;
+        }
+        sync_dir(dir)?;
+    }
+    Ok((recovered, (file, id, bytes.len() as u64)))
+}
+
+/// Reads every segment in `dir`, oldest first: their numbers and the unsettled events in them.
+/// With `move_aside`, damaged stretches are copied to files of their own and logged.
+fn read_segments(dir: &Path, move_aside: bool) -> io::Result<(Vec<u64>, Recovered)> {
     let mut ids: Vec<u64> = fs::read_dir(dir)?
         .filter_map(|entry| entry.ok()?.file_name().to_str().and_then(segment_id))
         .collect();
@@ -512,7 +545,7 @@ fn recover(dir: &Path) -> io::Result<(Recovered, (File, u64, u64))> {
                 }
             }
         }
-        for range in &scan.corrupt {
+        for range in scan.corrupt.iter().filter(|_| move_aside) {
             let aside = dir.join(format!("corrupted-{id:020}-{}.bin", range.start));
             fs::write(&aside, &bytes[range.clone()])?;
             log::warn!(
@@ -524,7 +557,7 @@ fn recover(dir: &Path) -> io::Result<(Recovered, (File, u64, u64))> {
             );
         }
         recovered.corrupt += scan.corrupt.len();
-        if let Some(torn) = scan.torn_tail {
+        if let Some(torn) = scan.torn_tail.filter(|_| move_aside) {
             log::info!(
                 "spool segment {}: dropped a torn tail of {} byte(s) (a write cut short: never \
                  sent)",
@@ -535,27 +568,7 @@ fn recover(dir: &Path) -> io::Result<(Recovered, (File, u64, u64))> {
         }
     }
     recovered.events = order.into_iter().flatten().collect();
-    let id = ids.last().map_or(1, |last| last + 1);
-    let mut bytes = Vec::new();
-    for event in &recovered.events {
-        format::encode_add(
-            &event.key,
-            event.generated_at_micros,
-            &event.body,
-            &mut bytes,
-        );
-    }
-    let mut file = create_segment(dir, id)?;
-    file.write_all(&bytes)?;
-    file.sync_data()?;
-    sync_dir(dir)?;
-    if !ids.is_empty() {
-        for old in ids {
-            fs::remove_file(dir.join(segment_name(old)))?;
-        }
-        sync_dir(dir)?;
-    }
-    Ok((recovered, (file, id, bytes.len() as u64)))
+    Ok((ids, recovered))
 }
 
 #[cfg(test)]

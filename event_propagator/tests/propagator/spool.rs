@@ -196,7 +196,10 @@ fn a_full_spool_skips_slots_and_drops_nothing_then_the_next_run_sends_it_all() {
     // deadline); the last of them releases the spool's lock, as the process's exit would.
     let deadline = Instant::now() + Duration::from_secs(20);
     while Spool::open(&dir.path().join("spool"), 4096, None).is_err() {
-        assert!(Instant::now() < deadline, "the first run kept the spool locked");
+        assert!(
+            Instant::now() < deadline,
+            "the first run kept the spool locked"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let up = Receiver::accepting();
