@@ -7,8 +7,9 @@
 //! killed; it is not `fsync`ed (that would cost a disk flush per event), so it does not survive
 //! the machine losing power.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug)]
@@ -29,6 +30,25 @@ impl KeysLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The keys on the file's last `max_bytes` (a first line cut short left out).
+    pub fn recent(&self, max_bytes: u64) -> io::Result<HashSet<String>> {
+        let mut file = File::open(&self.path)?;
+        let len = file.metadata()?.len();
+        let start = len.saturating_sub(max_bytes);
+        file.seek(SeekFrom::Start(start))?;
+        let mut text = Vec::new();
+        file.read_to_end(&mut text)?;
+        let mut lines = text.split(|&b| b == b'\n');
+        if start > 0 {
+            lines.next();
+        }
+        Ok(lines
+            .filter_map(|line| std::str::from_utf8(line).ok())
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect())
     }
 
     /// Appends `key` and a newline in a single write.

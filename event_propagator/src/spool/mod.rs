@@ -198,6 +198,10 @@ impl Spool {
             lock::LockError::Io(e) => error(SpoolErrorKind::Io(e)),
         })?;
         let (recovered, segment) = recover(dir).map_err(|e| error(SpoolErrorKind::Io(e)))?;
+        let mut keys_log = keys_log;
+        if let Some(log) = &mut keys_log {
+            log_unlogged_keys(log, &recovered.events).map_err(|e| error(SpoolErrorKind::Io(e)))?;
+        }
         let dead_letter_bytes = match fs::metadata(dir.join(DEAD_LETTER_FILE)) {
             Ok(metadata) => metadata.len(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
@@ -471,6 +475,38 @@ impl Spool {
             }
         }
     }
+}
+
+/// How many of the newest spooled events [`log_unlogged_keys`] checks, and how much of the
+/// keys log's end it reads for that: only the last group commit's keys can be missing, and a
+/// group is at most `max_in_flight` sends; 100 000 keys are 3.7 MB of log.
+const UNLOGGED_CHECK_EVENTS: usize = 100_000;
+const UNLOGGED_CHECK_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Appends the keys of spooled events that the keys log lacks: a process killed between the
+/// fsync that made them durable and the write of their lines. Without this their replay would
+/// store events whose keys are in no log.
+fn log_unlogged_keys(log: &mut KeysLog, events: &[Spooled]) -> io::Result<()> {
+    let newest = &events[events.len().saturating_sub(UNLOGGED_CHECK_EVENTS)..];
+    if newest.is_empty() {
+        return Ok(());
+    }
+    let logged = log.recent(UNLOGGED_CHECK_BYTES)?;
+    let missing: Vec<&str> = newest
+        .iter()
+        .map(|e| e.key.as_str())
+        .filter(|key| !logged.contains(*key))
+        .collect();
+    if !missing.is_empty() {
+        log::info!(
+            "{} spooled key(s) missing from keys log {} (the last run was killed between the \
+             spool's fsync and their lines): logged now",
+            missing.len(),
+            log.path().display()
+        );
+        log.append_all(&missing)?;
+    }
+    Ok(())
 }
 
 /// The unsettled events of the spool in `dir`, oldest first, read without taking its lock or

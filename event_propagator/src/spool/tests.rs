@@ -222,3 +222,27 @@ fn concurrent_writers_share_fsyncs_and_log_every_key_once() {
     assert_eq!(lines.len(), 200, "a key logged twice");
     assert_eq!(spool.pending(), 200);
 }
+
+#[test]
+fn spooled_keys_missing_from_the_keys_log_are_logged_at_the_next_open_and_no_key_twice() {
+    let dir = Dir::new("unlogged");
+    fs::create_dir_all(&dir.0).unwrap();
+    let keys_path = dir.0.join("keys.log");
+    {
+        let keys_log = KeysLog::open(&keys_path).unwrap();
+        let (spool, _) = Spool::open(&dir.0.join("spool"), 1 << 20, Some(keys_log)).unwrap();
+        spool.add(&[event(0), event(1)]).unwrap();
+    }
+    // As if killed after the fsync of key-0002 but before its line was written.
+    {
+        let (spool, _) = Spool::open(&dir.0.join("spool"), 1 << 20, None).unwrap();
+        spool.add(&[event(2)]).unwrap();
+    }
+    let keys_log = KeysLog::open(&keys_path).unwrap();
+    let (_spool, recovered) = Spool::open(&dir.0.join("spool"), 1 << 20, Some(keys_log)).unwrap();
+    assert_eq!(recovered.events.len(), 3);
+    assert_eq!(
+        fs::read_to_string(&keys_path).unwrap(),
+        "key-0000\nkey-0001\nkey-0002\n"
+    );
+}
