@@ -5,7 +5,7 @@
 //!   the load tools; `shapes`: the event rows `write_paths` and `batch_load` both write.
 //! - `inputs`: the raw outputs of scripts/bench.sh and scripts/bench-compare.sh, read into
 //!   typed measurements; `rounds`, `batches`, `report`: `make bench`'s report
-//!   (bench/RESULTS.md); `compare`: `make bench-compare`'s report of two consumer binaries.
+//!   (bench/RESULTS.md), `spool` its section on the propagator's spool; `compare`: `make bench-compare`'s report of two consumer binaries.
 #![forbid(unsafe_code)]
 
 pub mod batches;
@@ -14,5 +14,6 @@ pub mod inputs;
 pub mod report;
 pub mod rounds;
 pub mod shapes;
+pub mod spool;
 pub mod stats;
 pub mod tool;

@@ -215,6 +215,18 @@ impl Propagator {
         let end = window::run(Arc::clone(&self.engine), stop);
         replay.finish(&self.engine, stop);
         let summary = self.summary_at(end);
+        if let Some(spool) = self.engine.spool() {
+            // What the spool cost: the fsyncs that group commit shared among the events.
+            let (events, fsyncs) = spool.writes();
+            let seconds = summary.elapsed.as_secs_f64().max(1e-9);
+            log::info!(
+                "spool {}: spool_events={events} fsyncs={fsyncs} fsyncs_per_s={:.1} \
+                 events_per_fsync={:.1}",
+                spool.dir().display(),
+                fsyncs as f64 / seconds,
+                events as f64 / (fsyncs.max(1)) as f64
+            );
+        }
         log::info!("summary: {summary}");
         summary
     }

@@ -146,6 +146,9 @@ struct State {
     keys_waiting: VecDeque<(u64, Vec<String>)>,
     keys_log_failed: Option<io::ErrorKind>,
     errors: RateLimited,
+    /// Events written and fsyncs made since the spool was opened, for the run's last line.
+    added: u64,
+    fsyncs: u64,
 }
 
 #[derive(Debug)]
@@ -229,6 +232,8 @@ impl Spool {
             keys_waiting: VecDeque::new(),
             keys_log_failed: None,
             errors: RateLimited::new(log::Level::Error, Duration::from_secs(1), "errors"),
+            added: 0,
+            fsyncs: 0,
         };
         let spool = Spool {
             dir: dir.to_owned(),
@@ -255,6 +260,12 @@ impl Spool {
     /// How many events are in the spool, unsettled.
     pub fn pending(&self) -> usize {
         lock(&self.state).pending.len()
+    }
+
+    /// Events written and fsyncs made (group commits) since the spool was opened.
+    pub fn writes(&self) -> (u64, u64) {
+        let state = lock(&self.state);
+        (state.added, state.fsyncs)
     }
 
     /// Writes `events` and returns once they are durable (and their keys logged).
@@ -291,6 +302,7 @@ impl Spool {
             state.pending.insert(key.clone(), id);
         }
         state.written += 1;
+        state.added += events.len() as u64;
         let number = state.written;
         if state.keys_log.is_some() {
             state.keys_waiting.push_back((number, keys));
@@ -351,6 +363,7 @@ impl Spool {
             let result = file.sync_data();
             state = lock(&self.state);
             state.syncing = false;
+            state.fsyncs += 1;
             if let Err(e) = result {
                 // The bytes are written, only not known to be durable: the events are sent all
                 // the same rather than held back by a failing disk.
