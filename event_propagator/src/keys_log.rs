@@ -6,6 +6,10 @@
 //! Each line is one `write` on a file opened for appending, so it survives the propagator being
 //! killed; it is not `fsync`ed (that would cost a disk flush per event), so it does not survive
 //! the machine losing power.
+//!
+//! With a spool the spool writes the lines ([`crate::spool`]): after the fsync that made their
+//! events durable, in the order they were written, and at start the keys of spooled events that
+//! a kill kept out of the file.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};

@@ -26,9 +26,14 @@
 //! at setup (`targets.rs`). Taking a slot and sending it is the engine's (`engine.rs`), the same
 //! code whether one tick or a sender thread calls it; [`window`] runs it on threads.
 //!
-//! What it does not do: it keeps no queue of unsent events (a stopped propagator simply stops
-//! generating; slots that a busy window or a stall left more than 20 ms behind are skipped, not
-//! queued), never fires skipped slots in a burst, and does not read the consumer's database.
+//! With a spool (`spool_dir`, see [`spool`]) every event is durable on disk before its first
+//! attempt and retried until the consumer settles it; what the spool holds at start is replayed
+//! beside the schedule (`replay.rs`), and what the end of a run leaves unanswered stays in it.
+//!
+//! What it does not do: without a spool it keeps no queue of unsent events (a stopped
+//! propagator simply stops generating); slots that a busy window or a stall left more than
+//! 20 ms behind are skipped, not queued; it never fires skipped slots in a burst, and does not
+//! read the consumer's database.
 #![forbid(unsafe_code)]
 
 mod answer;

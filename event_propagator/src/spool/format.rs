@@ -286,7 +286,7 @@ mod tests {
                 })
                 .collect();
             assert_eq!(keys, ["key-0", "key-2"], "flip at {at}");
-            assert_eq!(scan.corrupt, [starts[1]..starts[2]], "flip at {at}");
+            assert_eq!(scan.corrupt, vec![(starts[1]..starts[2])], "flip at {at}");
         }
     }
 
