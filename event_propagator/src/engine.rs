@@ -17,11 +17,12 @@
 //! count events. With several endpoints the [`Sender`] chooses one per attempt; how slots are
 //! taken and how the threads share the engine do not change.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::logging::RateLimited;
-use common::sync::lock;
+use common::sync::{lock, wait_timeout};
 
 use crate::event_set::EventSet;
 use crate::events::Picker;
@@ -52,8 +53,12 @@ pub(crate) struct Engine {
     live: Mutex<Live>,
     /// Where events wait until the consumer settles them, with a spool.
     spool: Option<Spool>,
-    /// What the spool held at start, until the replay takes it.
-    replay: Mutex<Vec<Spooled>>,
+    /// Requests for the spool's retry thread (`replay.rs`): what the spool held at start, then
+    /// those whose sender spent its retries.
+    parked: Mutex<VecDeque<Parked>>,
+    /// Something was parked.
+    parked_wake: Condvar,
+    park_warnings: Mutex<RateLimited>,
     /// The add record of the largest event: what a slot must find room for in the spool.
     max_record_bytes: u64,
 }
@@ -102,6 +107,14 @@ pub(crate) struct Taken {
     lateness: Duration,
     /// When it was taken: the events' generation time.
     generated_at: SystemTime,
+}
+
+/// One request's events waiting in the spool for its retry thread.
+#[derive(Debug)]
+pub(crate) struct Parked {
+    pub(crate) events: Vec<Spooled>,
+    /// Generated in this run (counted in `sent`), rather than found in the spool at start.
+    pub(crate) this_run: bool,
 }
 
 /// One event of a send, from the moment it is picked: a batch holds several.
@@ -161,9 +174,24 @@ impl Engine {
         };
         let mut live = Live::default();
         live.stats.replayed = replay.len() as u64;
+        // Replayed in requests of the run's shape, oldest first.
+        let per_request = settings.batch_size.max(1);
+        let parked = replay
+            .chunks(per_request)
+            .map(|events| Parked {
+                events: events.to_vec(),
+                this_run: false,
+            })
+            .collect();
         Engine {
             spool,
-            replay: Mutex::new(replay),
+            parked: Mutex::new(parked),
+            parked_wake: Condvar::new(),
+            park_warnings: Mutex::new(RateLimited::new(
+                log::Level::Warn,
+                Duration::from_secs(1),
+                "warnings",
+            )),
             max_record_bytes,
             live: Mutex::new(live),
             events,
@@ -442,12 +470,83 @@ impl Engine {
             }
         }
         let delivery = self.deliver_spooled(spool, &events, stop);
+        if let Outcome::GaveUp { reason } = &delivery.outcome {
+            return self.park(taken, events, reason, delivery.clone());
+        }
         self.finish(taken, delivery)
     }
 
-    /// Takes the events the spool held at start (once; empty after).
-    pub(crate) fn take_replay(&self) -> Vec<Spooled> {
-        std::mem::take(&mut *lock(&self.replay))
+    /// Hands a request whose sender spent its retries to the spool's retry thread, which
+    /// retries it until it is settled or the run ends: not given up, and the sender is free
+    /// for the next slot, so events go on being generated (and spooled) through an outage.
+    fn park(&self, taken: Taken, events: Vec<Spooled>, reason: &str, delivery: Delivery) -> Sent {
+        let counted = {
+            let mut live = lock(&self.live);
+            if live.stats.in_flight() >= self.settings.max_in_flight {
+                live.full_until = Some(Instant::now());
+            }
+            live.stats.record_parked(taken.number, delivery.attempts)
+        };
+        if counted {
+            lock(&self.park_warnings).log(
+                Instant::now(),
+                format_args!(
+                    "{} from {} still failing after {} attempt(s) ({reason}): kept in the spool, \
+                     retried in the background",
+                    match events.len() {
+                        1 => "event".to_owned(),
+                        n => format!("batch of {n} events"),
+                    },
+                    events[0].key,
+                    delivery.attempts
+                ),
+            );
+            lock(&self.parked).push_back(Parked {
+                events,
+                this_run: true,
+            });
+            self.parked_wake.notify_all();
+        }
+        Sent {
+            events: taken.events,
+            slot: taken.slot,
+            lateness: taken.lateness,
+            delivery,
+        }
+    }
+
+    /// The next parked request, oldest first, waiting for one; none once a stop is requested
+    /// and nothing is parked nor in flight (a send in flight may still park its events), or
+    /// once the shutdown allowance has run out.
+    pub(crate) fn next_parked(&self, stop: &Stop) -> Option<Parked> {
+        let mut parked = lock(&self.parked);
+        loop {
+            if let Some(requested) = stop.requested_at() {
+                if requested.elapsed() >= self.settings.shutdown_timeout {
+                    return None;
+                }
+            }
+            if let Some(next) = parked.pop_front() {
+                return Some(next);
+            }
+            if stop.is_requested() && self.load().in_flight == 0 {
+                return None;
+            }
+            // The stop request does not notify this condition variable: look again soon.
+            parked = wait_timeout(&self.parked_wake, parked, Duration::from_millis(100));
+        }
+    }
+
+    /// Puts a parked request that failed again behind the others.
+    pub(crate) fn repark(&self, parked: Parked) {
+        lock(&self.parked).push_back(parked);
+    }
+
+    /// Counts how the retry thread settled a request parked by this run.
+    pub(crate) fn record_parked_settled(&self, events: usize, delivery: &Delivery) {
+        lock(&self.live)
+            .stats
+            .record_parked_settled(events as u64, delivery);
     }
 
     /// Sends spooled events (one, or a batch) with their retries, and settles them in the
@@ -484,7 +583,8 @@ impl Engine {
                 spool.settle(events, Some((*status, message)));
                 lock(&self.live).stats.dead_lettered += events.len() as u64;
             }
-            Outcome::GaveUp { .. } | Outcome::Abandoned => {}
+            // Not settled: the events stay in the spool.
+            _ => {}
         }
         delivery
     }

@@ -27,8 +27,9 @@
 //! code whether one tick or a sender thread calls it; [`window`] runs it on threads.
 //!
 //! With a spool (`spool_dir`, see [`spool`]) every event is durable on disk before its first
-//! attempt and retried until the consumer settles it; what the spool holds at start is replayed
-//! beside the schedule (`replay.rs`), and what the end of a run leaves unanswered stays in it.
+//! attempt and retried until the consumer settles it: after `max_retries` its sender hands it
+//! to the spool's retry thread (`replay.rs`), which also replays what the spool held at start,
+//! beside the schedule; what the end of a run leaves unanswered stays in the spool.
 //!
 //! What it does not do: without a spool it keeps no queue of unsent events (a stopped
 //! propagator simply stops generating); slots that a busy window or a stall left more than

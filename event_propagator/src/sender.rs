@@ -342,8 +342,7 @@ impl Sender {
             }
             lock(&self.failing_since).get_or_insert((now, 0)).1 += 1;
             let retry = attempts; // the retry this failure would lead to
-                                  // A spooled event is retried until it is settled or the run ends.
-            if self.settings.spool_dir.is_none() && retry > self.settings.max_retries {
+            if retry > self.settings.max_retries {
                 return self.finish(Outcome::GaveUp { reason }, attempts, last);
             }
             // Another endpoint that is up takes the retry at once (its Retry-After, if any,

@@ -74,6 +74,9 @@ pub struct Stats {
     pub skipped_spool_full: u64,
     /// With a spool: events in it, unsettled, when the summary was made; none without one.
     pub spooled: Option<u64>,
+    /// With a spool: events of this run whose sender spent its retries and handed them to the
+    /// spool's retry thread, not yet settled (still in the spool: abandoned if the run ends).
+    pub parked: u64,
     /// The sends started and not yet finished, by send number (0 for the first), with their
     /// events.
     in_flight: BTreeMap<u64, Vec<InFlight>>,
@@ -134,6 +137,29 @@ impl Stats {
         };
         let n = events.len() as u64;
         self.retries += u64::from(delivery.attempts.saturating_sub(1));
+        self.count(n, delivery);
+        true
+    }
+
+    /// With a spool: records that send `number`, its retries spent, was handed to the spool's
+    /// retry thread instead of being given up. Returns false when it is no longer in flight.
+    pub fn record_parked(&mut self, number: u64, attempts: u32) -> bool {
+        let Some(events) = self.in_flight.remove(&number) else {
+            return false;
+        };
+        self.retries += u64::from(attempts.saturating_sub(1));
+        self.parked += events.len() as u64;
+        true
+    }
+
+    /// With a spool: records how the spool's retry thread settled `n` parked events.
+    pub fn record_parked_settled(&mut self, n: u64, delivery: &Delivery) {
+        self.parked = self.parked.saturating_sub(n);
+        self.count(n, delivery);
+    }
+
+    /// Counts `n` events of one request by how it ended.
+    fn count(&mut self, n: u64, delivery: &Delivery) {
         let delivered = matches!(
             delivery.outcome,
             Outcome::Delivered | Outcome::Duplicate | Outcome::PartlyDuplicate { .. }
@@ -158,7 +184,6 @@ impl Stats {
             Outcome::GaveUp { .. } => self.given_up += n,
             Outcome::Abandoned => self.abandoned += n,
         }
-        true
     }
 
     /// How many sends are in flight.
@@ -201,7 +226,8 @@ impl Stats {
             duplicates: self.duplicates,
             rejected: self.rejected,
             given_up: self.given_up,
-            abandoned: self.abandoned,
+            // Parked events the run did not settle stay in the spool, as abandoned ones do.
+            abandoned: self.abandoned + self.parked,
             retries: self.retries,
             skipped_slots: self.skipped_slots,
             skipped_window_full: self.skipped_window_full,
