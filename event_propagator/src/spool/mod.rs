@@ -14,11 +14,11 @@
 //! it is the oldest and holds no unsettled event (so a *done* never outlives the *add* before
 //! it), and a new one begins when the current one passes an eighth of `spool_max_bytes`.
 //!
-//! At start ([`Spool::open`]) the spool takes its lock (`lock.rs`), reads every segment, drops
-//! a torn tail (an unfinished write: never sent, since the fsync precedes the first attempt),
-//! copies a damaged stretch aside to `corrupted-<segment>-<offset>.bin` and counts it, writes
-//! the unsettled events to a fresh segment and deletes the old ones; none of this stops the
-//! propagator from starting.
+//! At start ([`Spool::open`], `recovery.rs`) the spool takes its lock (`lock.rs`), reads every
+//! segment (`segment.rs` names them), drops a torn tail (an unfinished write: never sent, since
+//! the fsync precedes the first attempt), copies a damaged stretch aside to
+//! `corrupted-<segment>-<offset>.bin` and counts it, writes the unsettled events to a fresh
+//! segment and deletes the old ones; none of this stops the propagator from starting.
 //!
 //! With `--keys-log`, the keys of an event are appended by the fsync that made it durable, in
 //! the order the events were written, so every logged key is stored or still spooled.
@@ -26,6 +26,8 @@
 mod dead_letter;
 mod format;
 mod lock;
+mod recovery;
+mod segment;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -42,6 +44,10 @@ use crate::keys_log::KeysLog;
 
 pub use dead_letter::{rfc3339, FILE as DEAD_LETTER_FILE};
 pub use format::add_len;
+pub use recovery::read_pending;
+
+use recovery::{log_unlogged_keys, recover};
+use segment::{create_segment, segment_name, sync_dir};
 
 /// One event as the spool keeps it: what a replay needs to send it again unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,29 +163,6 @@ struct Segment {
     bytes: u64,
     /// Unsettled events whose add it holds.
     live: usize,
-}
-
-fn segment_name(id: u64) -> String {
-    format!("segment-{id:020}.log")
-}
-
-fn segment_id(name: &str) -> Option<u64> {
-    name.strip_prefix("segment-")?
-        .strip_suffix(".log")?
-        .parse()
-        .ok()
-}
-
-/// Makes creations and deletions in `dir` durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-fn create_segment(dir: &Path, id: u64) -> io::Result<File> {
-    OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(dir.join(segment_name(id)))
 }
 
 impl Spool {
@@ -488,136 +471,6 @@ impl Spool {
             }
         }
     }
-}
-
-/// How many of the newest spooled events [`log_unlogged_keys`] checks, and how much of the
-/// keys log's end it reads for that: only the last group commit's keys can be missing, and a
-/// group is at most `max_in_flight` sends; 100 000 keys are 3.7 MB of log.
-const UNLOGGED_CHECK_EVENTS: usize = 100_000;
-const UNLOGGED_CHECK_BYTES: u64 = 8 * 1024 * 1024;
-
-/// Appends the keys of spooled events that the keys log lacks: a process killed between the
-/// fsync that made them durable and the write of their lines. Without this their replay would
-/// store events whose keys are in no log.
-fn log_unlogged_keys(log: &mut KeysLog, events: &[Spooled]) -> io::Result<()> {
-    let newest = &events[events.len().saturating_sub(UNLOGGED_CHECK_EVENTS)..];
-    if newest.is_empty() {
-        return Ok(());
-    }
-    let logged = log.recent(UNLOGGED_CHECK_BYTES)?;
-    let missing: Vec<&str> = newest
-        .iter()
-        .map(|e| e.key.as_str())
-        .filter(|key| !logged.contains(*key))
-        .collect();
-    if !missing.is_empty() {
-        log::info!(
-            "{} spooled key(s) missing from keys log {} (the last run was killed between the \
-             spool's fsync and their lines): logged now",
-            missing.len(),
-            log.path().display()
-        );
-        log.append_all(&missing)?;
-    }
-    Ok(())
-}
-
-/// The unsettled events of the spool in `dir`, oldest first, read without taking its lock or
-/// changing anything (for checks such as `make chaos`'s: what a propagator left behind).
-pub fn read_pending(dir: &Path) -> io::Result<Vec<Spooled>> {
-    Ok(read_segments(dir, false)?.1.events)
-}
-
-/// Reads every segment in `dir`, oldest first, and rewrites the unsettled events into a fresh
-/// segment (durable before the old ones are deleted). Returns what was found and the new
-/// segment: its file, number and size.
-fn recover(dir: &Path) -> io::Result<(Recovered, (File, u64, u64))> {
-    let (ids, recovered) = read_segments(dir, true)?;
-    let id = ids.last().map_or(1, |last| last + 1);
-    let mut bytes = Vec::new();
-    for event in &recovered.events {
-        format::encode_add(
-            &event.key,
-            event.generated_at_micros,
-            &event.body,
-            &mut bytes,
-        );
-    }
-    let mut file = create_segment(dir, id)?;
-    file.write_all(&bytes)?;
-    file.sync_data()?;
-    sync_dir(dir)?;
-    if !ids.is_empty() {
-        for old in ids {
-            fs::remove_file(dir.join(segment_name(old)))?;
-        }
-        sync_dir(dir)?;
-    }
-    Ok((recovered, (file, id, bytes.len() as u64)))
-}
-
-/// Reads every segment in `dir`, oldest first: their numbers and the unsettled events in them.
-/// With `move_aside`, damaged stretches are copied to files of their own and logged.
-fn read_segments(dir: &Path, move_aside: bool) -> io::Result<(Vec<u64>, Recovered)> {
-    let mut ids: Vec<u64> = fs::read_dir(dir)?
-        .filter_map(|entry| entry.ok()?.file_name().to_str().and_then(segment_id))
-        .collect();
-    ids.sort_unstable();
-    let mut recovered = Recovered::default();
-    // In the order first added; a key added twice (a crash between a rewrite and the deletion
-    // of the old segments) is kept once.
-    let mut order: Vec<Option<Spooled>> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for &id in &ids {
-        let bytes = fs::read(dir.join(segment_name(id)))?;
-        let scan = format::scan(&bytes);
-        for record in scan.records {
-            match record {
-                format::Record::Add {
-                    key,
-                    generated_at_micros,
-                    body,
-                } => {
-                    if !index.contains_key(key) {
-                        index.insert(key.to_owned(), order.len());
-                        order.push(Some(Spooled {
-                            key: key.to_owned(),
-                            generated_at_micros,
-                            body: body.to_vec(),
-                        }));
-                    }
-                }
-                format::Record::Done { key } => {
-                    if let Some(&i) = index.get(key) {
-                        order[i] = None;
-                    }
-                }
-            }
-        }
-        for range in scan.corrupt.iter().filter(|_| move_aside) {
-            let aside = dir.join(format!("corrupted-{id:020}-{}.bin", range.start));
-            fs::write(&aside, &bytes[range.clone()])?;
-            log::warn!(
-                "spool segment {}: {} damaged byte(s) at offset {} moved aside to {}",
-                segment_name(id),
-                range.len(),
-                range.start,
-                aside.display()
-            );
-        }
-        recovered.corrupt += scan.corrupt.len();
-        if let Some(torn) = scan.torn_tail.filter(|_| move_aside) {
-            log::info!(
-                "spool segment {}: dropped a torn tail of {} byte(s) (a write cut short: never \
-                 sent)",
-                segment_name(id),
-                torn.len()
-            );
-            recovered.torn_bytes += torn.len();
-        }
-    }
-    recovered.events = order.into_iter().flatten().collect();
-    Ok((ids, recovered))
 }
 
 #[cfg(test)]
