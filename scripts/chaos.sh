@@ -37,7 +37,9 @@
 # faults are the ones a spool must ride out: both consumers SIGKILLed and kept down for
 # CHAOS_OUTAGE seconds (70; longer than the ~45 s the default retry budget rides out), three
 # propagators SIGKILLed at random moments and restarted (they replay their spools), PostgreSQL
-# restarted -m fast and -m immediate. CHAOS_SECONDS must be at least CHAOS_OUTAGE + 40. A
+# restarted -m fast and -m immediate; max_retries 3, so that senders hand what they cannot
+# deliver to the spool's retry thread and go on generating through the outage. CHAOS_SECONDS
+# must be at least CHAOS_OUTAGE + 40. A
 # propagator may then exit 3 (events kept in its spool), and the check becomes: every key in the
 # keys logs is stored exactly once or is still in its propagator's spool (bench's spool_keys
 # reads them), with no row whose key is in no log.
@@ -198,7 +200,12 @@ say "consumers on ports ${consumer_port[*]}, $transport"
 # Only the events file is set: the retry policy is the shipped default (max_retries 20,
 # backoff 0.1 s doubling to 5 s with full jitter), which is what must ride out the faults.
 # With CHAOS_TLS, also the CA file (and the client certificate).
-printf 'propagator:\n  events_file: %s\n%s\n' "$repo/events.json" "$propagator_tls" >"$work/propagator.yaml"
+# With CHAOS_SPOOL, max_retries 3: a sender hands an event it cannot deliver to its spool's
+# retry thread after about a second instead of holding it for the ~45 s of the default budget,
+# so the propagators go on generating (and spooling) through the outage.
+spool_retries=""
+((spool)) && spool_retries="  max_retries: 3"
+printf 'propagator:\n  events_file: %s\n%s\n%s\n' "$repo/events.json" "$propagator_tls" "$spool_retries" >"$work/propagator.yaml"
 started_at=$(date +%s.%N)
 spool_args=()
 # Propagator J for DURATION seconds (a restarted one for what is left of the run), appending to
@@ -331,6 +338,10 @@ if ((spool)); then
     # A key still in its propagator's spool is kept, not lost.
     "$bin/spool_keys" spool/* | sort -u >spooled
     spooled_n=$(wc -l <spooled)
+    # Kept: generated, not stored, in a spool. The others still spooled were stored and their
+    # answer lost (cut at the shutdown deadline): the next replay gets "already stored".
+    comm -12 lost spooled >kept
+    kept_n=$(wc -l <kept)
     comm -23 lost spooled >lost.kept
     mv lost.kept lost
     lost_n=$(wc -l <lost)
@@ -353,8 +364,8 @@ printf '  %s\n' "${timeline[@]}"
 printf 'events generated:   %s\n' "$n_generated"
 printf 'stored:             %s (rows %s)\n' "$stored" "$n_rows"
 if ((spool)); then
-    printf 'still spooled:      %s (generated = stored + still spooled: %s = %s + %s)\n' \
-        "$spooled_n" "$n_generated" "$stored" "$spooled_n"
+    printf 'still spooled:      %s: %s not stored yet (generated = stored + kept: %s = %s + %s), %s stored with the answer lost\n' \
+        "$spooled_n" "$kept_n" "$n_generated" "$stored" "$kept_n" "$((spooled_n - kept_n))"
     printf 'replayed:           %s events taken from spools at restarts\n' "$replays"
 fi
 printf 'lost:               %s\n' "$lost_n"
