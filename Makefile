@@ -29,6 +29,9 @@
 #                   bench/notes/compare-<date>.md
 #   make chaos      kill/stop consumers and restart PostgreSQL under load; check every event is
 #                   stored exactly once (CHAOS_SECONDS=60 by default; CI runs 15)
+#   make chaos-spool  the same with propagator spools: a 70 s outage of both consumers,
+#                   propagators SIGKILLed and restarted; every key stored once or still spooled
+#   make bench-spool  the propagator's throughput without and with its spool, alone
 #   make ha         3 consumers behind HAProxy on a primary + synchronous standby; kill, drain, stop
 #                   consumers and fail the primary over under load; check exactly-once on the new
 #                   primary (HA_SECONDS=60 by default; CI runs 30)
@@ -83,6 +86,14 @@ bench:
 .PHONY: bench-compare
 bench-compare:
 	scripts/bench-compare.sh
+
+.PHONY: bench-spool
+bench-spool:
+	scripts/bench-spool.sh
+
+.PHONY: chaos-spool
+chaos-spool: build
+	CHAOS_SPOOL=1 CHAOS_SECONDS=$${CHAOS_SECONDS:-130} scripts/chaos.sh
 
 .PHONY: deb deb-check
 deb:

@@ -8,6 +8,8 @@
 #   measure_wrk OUT CONNS URL [PID [CA]]   OUT.out (post_event.lua's BENCH line); for a consumer
 #                                          (PID given) also OUT.facts and OUT.cpu
 #   measure_batch OUT PORT PID CONNS [ARG...]  batch_load's BATCH line, OUT.facts, OUT.cpu
+#   measure_spool ROUND CONFIG             the propagator without and with --spool-dir, single
+#                                          events and batches: rROUND-spool-SHAPE-MODE.err
 # The .facts and .cpu files are what bench/src/inputs.rs reads.
 #
 # The caller makes its directories with bench_make_dirs (tmp: consumers run in it, so no .env
@@ -266,4 +268,33 @@ measure_batch() {
         "$(rss_kb "$pid" VmHWM)" "$(($(count_rows) - rows_before))" \
         "$(($(metric "$url" event_consumer_events_stored_total) - stored_before))" \
         "$(sql "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn_before')::bigint")" >"$out.facts"
+}
+
+# The propagator as a load generator without and with its spool (--spool-dir on the disk of
+# the run's temporary directory, fsync on), single events at --max-in-flight 8 and batches of
+# 100, each pair back to back and its order alternating by round so drift favours neither:
+# rROUND-spool-SHAPE-MODE.err (its stderr; bench/src/spool.rs reads the summary and the spool's
+# fsync line). Needs bin (event_propagator), tmp and raw.
+measure_spool() { # ROUND CONFIG
+    local round=$1 config=$2 shape mode modes args
+    modes=(off on)
+    ((round % 2 == 0)) && modes=(on off)
+    for shape in single batch; do
+        case $shape in
+        single) args=(--period 0 --max-in-flight 8 --count 20000) ;;
+        batch) args=(--period 0 --batch-size 100 --max-in-flight 8 --count 1000) ;;
+        esac
+        for mode in "${modes[@]}"; do
+            local spool_args=()
+            if [[ $mode == on ]]; then
+                rm -rf "$tmp/spool"
+                spool_args=(--spool-dir "$tmp/spool")
+            fi
+            (cd "$tmp" && exec env LOG_LEVEL=info "$bin/event_propagator" --config "$config" \
+                "${args[@]}" "${spool_args[@]}" >/dev/null 2>"$raw/r$round-spool-$shape-$mode.err") &
+            load_pid=$!
+            wait "$load_pid" || say "the propagator ($shape, spool $mode) exited with status $?"
+            load_pid=
+        done
+    done
 }

@@ -20,7 +20,9 @@
 # PostgreSQL at 8 connections by binary COPY (the ceiling) and by the write paths that keep the
 # contract (unnest, multi-row VALUES, COPY into a staging table then INSERT), and bench's
 # batch_load posts them to POST /events at 1, 8 and 64 connections, and gzipped at 8;
-# then the propagator as a 1 kHz pacer and as a load generator (--period 0 --batch-size 100), the time from start to ready, idle RSS and binary
+# then the propagator as a 1 kHz pacer and as a load generator (--period 0 --batch-size 100),
+# and without and with its durable spool (single events at 8 in flight, batches of 100; also
+# alone: scripts/bench-spool.sh), the time from start to ready, idle RSS and binary
 # sizes; last, scripts/bench-retention.sh (throughput while a backlog of expired rows is
 # pruned, appended to the report). This script only runs things and collects their raw outputs; bench_report (bench/src)
 # computes the percentiles, medians, ratios and targets and writes bench/RESULTS.md
@@ -267,6 +269,14 @@ if [[ $propagator_built == yes ]]; then
     wait "$load_pid" || say "the propagator exited with status $? (see its summary)"
     load_pid=
     printf 'rows_added=%s\n' "$(($(count_rows) - before))" >"$raw/propagator-load.facts"
+fi
+# The propagator without and with its spool (bench-lib.sh's measure_spool), every round.
+if [[ $propagator_built == yes ]]; then
+    for round in $(seq 1 "$rounds"); do
+        quiet
+        say "propagator without and with --spool-dir, round $round of $rounds"
+        measure_spool "$round" "$tmp/config.yaml"
+    done
 fi
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 # Disk per event: the table and its indexes after every run above, vacuumed (the staging

@@ -32,6 +32,17 @@
 # batch is stored all or nothing, so a fault mid-batch must leave every key once or not at all
 # until its retry. Binaries come from
 # ${CARGO_TARGET_DIR:-target}/release (`make chaos` builds them).
+#
+# CHAOS_SPOOL=1 (`make chaos-spool`): the propagators keep durable spools (--spool-dir), and the
+# faults are the ones a spool must ride out: both consumers SIGKILLed and kept down for
+# CHAOS_OUTAGE seconds (70; longer than the ~45 s the default retry budget rides out), three
+# propagators SIGKILLed at random moments and restarted (they replay their spools), PostgreSQL
+# restarted -m fast and -m immediate; max_retries 3, so that senders hand what they cannot
+# deliver to the spool's retry thread and go on generating through the outage. CHAOS_SECONDS
+# must be at least CHAOS_OUTAGE + 40. A
+# propagator may then exit 3 (events kept in its spool), and the check becomes: every key in the
+# keys logs is stored exactly once or is still in its propagator's spool (bench's spool_keys
+# reads them), with no row whose key is in no log.
 set -euo pipefail
 me=chaos.sh
 # shellcheck source=scripts/lib.sh
@@ -42,10 +53,17 @@ rate=${CHAOS_RATE:-500}
 per_consumer=${CHAOS_PROPAGATORS_PER_CONSUMER:-4}
 batch=${CHAOS_BATCH:-1}
 seed=${CHAOS_SEED:-$((RANDOM * 32768 + RANDOM))}
-for n in seconds rate per_consumer seed; do
+spool=${CHAOS_SPOOL:-0}
+outage=${CHAOS_OUTAGE:-70}
+for n in seconds rate per_consumer seed outage; do
     [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || die "$n must be a positive whole number, got '${!n}'"
 done
 ((seconds >= 10)) || die "CHAOS_SECONDS must be at least 10"
+case $spool in
+0) ;;
+1) ((seconds >= outage + 40)) || die "CHAOS_SPOOL=1 needs CHAOS_SECONDS of at least CHAOS_OUTAGE + 40 ($((outage + 40)))" ;;
+*) die "CHAOS_SPOOL must be 0 or 1, got '$spool'" ;;
+esac
 if ! [[ $batch =~ ^[1-9][0-9]*$ ]] || ((batch > 1000)); then
     die "CHAOS_BATCH must be a whole number from 1 to 1000, got '$batch'"
 fi
@@ -61,6 +79,9 @@ bin=${CARGO_TARGET_DIR:-$repo/target}/release
 for program in event_consumer event_propagator; do
     [[ -x $bin/$program ]] || die "$bin/$program is missing: run \`make chaos\` (it builds), or cargo build --release"
 done
+if ((spool)) && [[ ! -x $bin/spool_keys ]]; then
+    cargo build --release --quiet -p bench --bin spool_keys || die "cannot build bench's spool_keys"
+fi
 need_pg_cluster
 command -v psql >/dev/null || die "psql not found: install the PostgreSQL client"
 
@@ -105,7 +126,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- PostgreSQL, default durability -------------------------------------------------------
-mkdir -p "$work/logs" "$work/keys"
+mkdir -p "$work/logs" "$work/keys" "$work/spool"
 # The harness's cluster (lib.sh's start_cluster): fsync stays on, as it does by default.
 start_cluster "$work/pg"
 db_port=$cluster_port
@@ -179,20 +200,35 @@ say "consumers on ports ${consumer_port[*]}, $transport"
 # Only the events file is set: the retry policy is the shipped default (max_retries 20,
 # backoff 0.1 s doubling to 5 s with full jitter), which is what must ride out the faults.
 # With CHAOS_TLS, also the CA file (and the client certificate).
-printf 'propagator:\n  events_file: %s\n%s\n' "$repo/events.json" "$propagator_tls" >"$work/propagator.yaml"
+# With CHAOS_SPOOL, max_retries 3: a sender hands an event it cannot deliver to its spool's
+# retry thread after about a second instead of holding it for the ~45 s of the default budget,
+# so the propagators go on generating (and spooling) through the outage.
+spool_retries=""
+((spool)) && spool_retries="  max_retries: 3"
+printf 'propagator:\n  events_file: %s\n%s\n%s\n' "$repo/events.json" "$propagator_tls" "$spool_retries" >"$work/propagator.yaml"
 started_at=$(date +%s.%N)
-for j in $(seq 0 $((propagators - 1))); do
-    port=${consumer_port[j % consumers]}
+spool_args=()
+# Propagator J for DURATION seconds (a restarted one for what is left of the run), appending to
+# its log and keys log; with CHAOS_SPOOL, on its own spool.
+start_propagator() { # J DURATION
+    local j=$1 port=${consumer_port[$1 % consumers]}
+    ((spool)) && spool_args=(--spool-dir "$work/spool/propagator-$j")
     (cd "$work" && exec "$bin/event_propagator" --config "$work/propagator.yaml" \
-        --endpoint "$scheme://127.0.0.1:$port/event" --period "$period" --duration "$seconds" \
+        --endpoint "$scheme://127.0.0.1:$port/event" --period "$period" --duration "$2" \
         --keys-log "$work/keys/propagator-$j.keys" --seed $((seed + j)) --batch-size "$batch" \
-        >"$work/logs/propagator-$j.log" 2>&1) &
+        "${spool_args[@]}" >>"$work/logs/propagator-$j.log" 2>&1) &
     propagator_pid[j]=$!
+}
+for j in $(seq 0 $((propagators - 1))); do
+    start_propagator "$j" "$seconds"
 done
 say "$propagators propagators at one request of $batch event(s) per ${period}s each (${rate} events/s combined) for ${seconds}s, seed $seed"
 
 # --- faults -------------------------------------------------------------------------------
-if ((seconds >= 40)); then
+if ((spool)); then
+    faults=(outage pkill pkill pkill fast immediate)
+    hold=5
+elif ((seconds >= 40)); then
     faults=(kill kill kill fast fast immediate stop readonly freeze)
     hold=5
 else
@@ -218,6 +254,24 @@ for k in "${!faults[@]}"; do
     victim=$((RANDOM % consumers))
     t0=$(elapsed_ms)
     case ${faults[k]} in
+    outage)
+        for i in "${!consumer_pid[@]}"; do
+            kill -KILL "${consumer_pid[i]}"
+            wait "${consumer_pid[i]}" 2>/dev/null || true
+        done
+        sleep "$outage"
+        for i in "${!consumer_pid[@]}"; do start_consumer "$i"; done
+        what="both consumers SIGKILLed, down for $outage s, restarted"
+        ;;
+    pkill)
+        victim=$((RANDOM % propagators))
+        kill -KILL "${propagator_pid[victim]}"
+        wait "${propagator_pid[victim]}" 2>/dev/null || true
+        sleep "0.$((2 + RANDOM % 8))"
+        left=$((seconds - $(elapsed_ms) / 1000))
+        start_propagator "$victim" $((left > 1 ? left : 1))
+        what="SIGKILL propagator $victim, restarted on its spool"
+        ;;
     kill)
         kill -KILL "${consumer_pid[victim]}"
         wait "${consumer_pid[victim]}" 2>/dev/null || true
@@ -264,7 +318,12 @@ done
 
 # --- wait for the propagators -------------------------------------------------------------
 # They stop starting sends at --duration and finish the event in flight, retries included.
-wait_for_propagators "$seconds"
+if ((spool)); then
+    # Exit 3: nothing failed, events kept in the spool (counted below).
+    wait_for_propagators "$seconds" 3
+else
+    wait_for_propagators "$seconds"
+fi
 for i in "${!consumer_pid[@]}"; do
     kill -TERM "${consumer_pid[i]}" 2>/dev/null || true
     wait "${consumer_pid[i]}" 2>/dev/null || true
@@ -274,6 +333,20 @@ consumer_pid=() propagator_pid=()
 # --- the check ----------------------------------------------------------------------------
 cd "$work"
 keys_vs_table
+spooled_n=0
+if ((spool)); then
+    # A key still in its propagator's spool is kept, not lost.
+    "$bin/spool_keys" spool/* | sort -u >spooled
+    spooled_n=$(wc -l <spooled)
+    # Kept: generated, not stored, in a spool. The others still spooled were stored and their
+    # answer lost (cut at the shutdown deadline): the next replay gets "already stored".
+    comm -12 lost spooled >kept
+    kept_n=$(wc -l <kept)
+    comm -23 lost spooled >lost.kept
+    mv lost.kept lost
+    lost_n=$(wc -l <lost)
+    replays=$(grep -ho 'replaying [0-9]* event' logs/propagator-*.log | awk '{ n += $2 } END { print n + 0 }')
+fi
 lateness_max=$(sed -n 's/.*lateness_max=\([^ ]*\).*/\1/p' logs/propagator-*.log | awk '
     { v = $1; if (v ~ /ms$/) { sub(/ms$/, "", v); v /= 1000 } else if (v ~ /s$/) sub(/s$/, "", v);
       if (v + 0 > max) max = v + 0 } END { printf "%.3f", max }')
@@ -290,6 +363,11 @@ printf 'faults:\n'
 printf '  %s\n' "${timeline[@]}"
 printf 'events generated:   %s\n' "$n_generated"
 printf 'stored:             %s (rows %s)\n' "$stored" "$n_rows"
+if ((spool)); then
+    printf 'still spooled:      %s: %s not stored yet (generated = stored + kept: %s = %s + %s), %s stored with the answer lost\n' \
+        "$spooled_n" "$kept_n" "$n_generated" "$stored" "$kept_n" "$((spooled_n - kept_n))"
+    printf 'replayed:           %s events taken from spools at restarts\n' "$replays"
+fi
 printf 'lost:               %s\n' "$lost_n"
 printf 'duplicated:         %s (keys stored more than once %s, rows with a key in no log %s)\n' \
     "$duplicated" "$repeated_n" "$strangers_n"
@@ -299,7 +377,8 @@ printf 'retries:            %s (answered "already stored": %s); schedule slots s
     "$retries" "$duplicates_acked" "$skipped"
 printf 'consumer log:       %s lines about the database (outages start, change cause, end: not per request)\n' \
     "$(cat logs/consumer-*.log | grep -c 'database 127.0.0.1:' || true)"
-printf 'propagators:        %s of %s exited 0\n' "$((propagators - failed_propagators))" "$propagators"
+printf 'propagators:        %s of %s exited 0%s\n' "$((propagators - failed_propagators))" "$propagators" \
+    "$( ((spool)) && echo ' or 3 (events kept in the spool)')"
 
 status=0
 ((log_dups == 0)) || { say "the keys logs repeat $log_dups keys (a propagator bug)"; status=1; }

@@ -183,10 +183,11 @@ keys_vs_table() {
 # Waits for the propagators of chaos.sh and ha.sh (pids in the array propagator_pid, logs in
 # $work/logs/propagator-J.log) to exit, at most SECONDS + 120 s from now (they stop starting
 # sends at --duration and finish what is in flight, retries included); one still running then
-# is stopped. Sets failed_propagators to the number that did not exit 0 (each reported).
+# is stopped. Sets failed_propagators to the number that did not exit 0 (or ALSO_OK: 3 for
+# propagators with a spool, which exit 3 when events stay in it) (each reported).
 # shellcheck disable=SC2154 # propagator_pid and work belong to the script that calls it
-wait_for_propagators() { # SECONDS
-    local j code deadline=$((SECONDS + $1 + 120))
+wait_for_propagators() { # SECONDS [ALSO_OK]
+    local j code deadline=$((SECONDS + $1 + 120)) also_ok=${2:-0}
     failed_propagators=0
     for j in "${!propagator_pid[@]}"; do
         while alive "${propagator_pid[j]}" && ((SECONDS < deadline)); do sleep 0.2; done
@@ -196,7 +197,7 @@ wait_for_propagators() { # SECONDS
         fi
         code=0
         wait "${propagator_pid[j]}" || code=$?
-        if ((code != 0)); then
+        if ((code != 0 && code != also_ok)); then
             failed_propagators=$((failed_propagators + 1))
             say "propagator $j exited $code; the end of its log:"
             tail -n 5 "$work/logs/propagator-$j.log" >&2

@@ -5,8 +5,9 @@
 //!   the load tools; `shapes`: the event rows `write_paths` and `batch_load` both write.
 //! - `inputs`: the raw outputs of scripts/bench.sh and scripts/bench-compare.sh, read into
 //!   typed measurements; `rounds`, `batches`, `report`: `make bench`'s report
-//!   (bench/RESULTS.md); `compare`: `make bench-compare`'s report of two consumer binaries;
-//!   `retention`: the section on throughput while a backlog is pruned.
+//!   (bench/RESULTS.md), `spool` its section on the propagator's spool; `compare`: `make
+//!   bench-compare`'s report of two consumer binaries; `retention`: the section on throughput
+//!   while a backlog is pruned.
 #![forbid(unsafe_code)]
 
 pub mod batches;
@@ -16,5 +17,6 @@ pub mod report;
 pub mod retention;
 pub mod rounds;
 pub mod shapes;
+pub mod spool;
 pub mod stats;
 pub mod tool;

@@ -5,6 +5,7 @@
 //! ```text
 //! bench_report latency LOG...              p50_ms= p99_ms= max_ms= count= of pgbench logs
 //! bench_report report --dir DIR --rounds N write the report of DIR's raw outputs to stdout
+//! bench_report spool --dir DIR --rounds N  only the propagator's spool section (scripts/bench-spool.sh)
 //! bench_report compare --dir DIR --rounds N  the same for scripts/bench-compare.sh's outputs:
 //!                                          two consumers, point by point, round by round
 //! bench_report retention --dir DIR         the retention section (scripts/bench-retention.sh)
@@ -28,6 +29,7 @@ use bench::stats::Latency;
 
 const USAGE: &str = "usage: bench_report latency LOG...
        bench_report report --dir DIR --rounds N
+       bench_report spool --dir DIR --rounds N
        bench_report compare --dir DIR --rounds N
        bench_report retention --dir DIR";
 
@@ -53,6 +55,7 @@ enum Task {
     Report { dir: PathBuf, rounds: usize },
     Compare { dir: PathBuf, rounds: usize },
     Retention { dir: PathBuf },
+    Spool { dir: PathBuf, rounds: usize },
 }
 
 fn run(task: Task) -> Result<(), InputError> {
@@ -85,8 +88,23 @@ fn run(task: Task) -> Result<(), InputError> {
                 } else {
                     None
                 },
+                spool: if bench::spool::measured(&dir) {
+                    (1..=rounds)
+                        .map(|r| bench::spool::Round::read(&dir, r))
+                        .collect::<Result<_, _>>()?
+                } else {
+                    Vec::new()
+                },
             };
             print!("{}", report.render()?);
+        }
+        Task::Spool { dir, rounds } => {
+            let rounds = (1..=rounds)
+                .map(|r| bench::spool::Round::read(&dir, r))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut o = String::new();
+            bench::spool::render(&rounds, &mut o);
+            print!("{o}");
         }
         Task::Compare { dir, rounds } => {
             print!("{}", Comparison::read(&dir, rounds)?.render()?);
@@ -129,6 +147,10 @@ fn parse_args() -> Result<Task, String> {
         "report" => Ok(Task::Report {
             dir: dir.ok_or("report needs --dir DIR")?,
             rounds: rounds.ok_or("report needs --rounds N (a positive number)")?,
+        }),
+        "spool" => Ok(Task::Spool {
+            dir: dir.ok_or("spool needs --dir DIR")?,
+            rounds: rounds.ok_or("spool needs --rounds N (a positive number)")?,
         }),
         "compare" => Ok(Task::Compare {
             dir: dir.ok_or("compare needs --dir DIR")?,

@@ -19,6 +19,8 @@ pub struct Report {
     /// Where the raw outputs are (for the CPU figures, read where they are shown).
     pub dir: std::path::PathBuf,
     pub pacer: Option<Pacer>,
+    /// The propagator without and with its spool, one per round (none in older runs).
+    pub spool: Vec<crate::spool::Round>,
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -272,6 +274,7 @@ impl Report {
 
         batches::render(&self.batches, &mut o);
         batches::render_load(self.load.as_ref(), &mut o);
+        crate::spool::render(&self.spool, &mut o);
         let clk_tck = m.number::<f64>("clk_tck").unwrap_or(100.0);
         batches::render_cpu(
             &self.dir,

@@ -38,13 +38,16 @@ Options:
   --duration SECONDS     stop starting new sends after this long, then exit
   --seed N               seed for choosing events, to replay a run (default: random, logged)
   --keys-log PATH        append each event's Idempotency-Key to PATH before sending it
+  --spool-dir DIR        keep every event in DIR until the consumer settles it, replayed
+                         at the next start, overrides propagator.spool_dir
   -h, --help             print this help
   -V, --version          print the version
 
 Without --count or --duration it runs until SIGTERM or SIGINT.
 Exit status: 0 every event sent was delivered; 1 an event was rejected, given up or
 abandoned at shutdown, a second SIGTERM/SIGINT, or a runtime failure (as the consumer's);
-2 configuration or input error.
+2 configuration or input error, or the spool directory in use by another propagator;
+3 (with a spool) nothing failed, but events remain in the spool for the next run.
 ";
 
 /// What the command line asks for.
@@ -75,6 +78,7 @@ pub struct Args {
     pub duration_seconds: Option<f64>,
     pub seed: Option<u64>,
     pub keys_log: Option<PathBuf>,
+    pub spool_dir: Option<PathBuf>,
 }
 
 impl Args {
@@ -121,6 +125,9 @@ impl Args {
         }
         if let Some(path) = &self.keys_log {
             settings.keys_log = Some(path.clone());
+        }
+        if let Some(dir) = &self.spool_dir {
+            settings.spool_dir = Some(dir.clone());
         }
     }
 }
@@ -220,6 +227,7 @@ where
                 })?);
             }
             Long("keys-log") => out.keys_log = Some(parser.value().map_err(lexopt_error)?.into()),
+            Long("spool-dir") => out.spool_dir = Some(parser.value().map_err(lexopt_error)?.into()),
             Value(value) => {
                 return Err(CliError(format!(
                     "unexpected argument `{}`: this program takes only options",
@@ -294,7 +302,7 @@ mod tests {
         let args = run(
             "--config /etc/p.yaml --endpoint http://h:1/event --period 0.05 --events-file e.json \
              --max-in-flight 8 --count 200 --duration 1.5 --seed 42 --keys-log keys.txt \
-             --batch-size 100 --batch-endpoint https://h:2/bulk --gzip",
+             --batch-size 100 --batch-endpoint https://h:2/bulk --gzip --spool-dir /var/spool/p",
         )
         .unwrap();
         assert_eq!(
@@ -312,6 +320,7 @@ mod tests {
                 duration_seconds: Some(1.5),
                 seed: Some(42),
                 keys_log: Some("keys.txt".into()),
+                spool_dir: Some("/var/spool/p".into()),
             }
         );
         // --flag=value works too.

@@ -17,12 +17,13 @@
 //! count events. With several endpoints the [`Sender`] chooses one per attempt; how slots are
 //! taken and how the threads share the engine do not change.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::calendar::rfc3339_utc;
 use common::logging::RateLimited;
-use common::sync::lock;
+use common::sync::{lock, wait_timeout};
 
 use crate::event_set::EventSet;
 use crate::events::Picker;
@@ -30,6 +31,7 @@ use crate::keys_log::KeysLog;
 use crate::schedule::{Schedule, Slot};
 use crate::sender::{Delivery, Outcome, Post, Sender};
 use crate::settings::Settings;
+use crate::spool::{self, AddError, Recovered, Spool, Spooled};
 use crate::stats::{End, InFlight, Stats, Summary};
 use crate::stop::Stop;
 use crate::targets::Target;
@@ -50,6 +52,16 @@ pub(crate) struct Engine {
     end: OnceLock<End>,
     /// Updated by every sender thread.
     live: Mutex<Live>,
+    /// Where events wait until the consumer settles them, with a spool.
+    spool: Option<Spool>,
+    /// Requests for the spool's retry thread (`replay.rs`): what the spool held at start, then
+    /// those whose sender spent its retries.
+    parked: Mutex<VecDeque<Parked>>,
+    /// Something was parked.
+    parked_wake: Condvar,
+    park_warnings: Mutex<RateLimited>,
+    /// The add record of the largest event: what a slot must find room for in the spool.
+    max_record_bytes: u64,
 }
 
 /// The counters and when the next slot is due, under one lock, so that a [`Load`] never pairs
@@ -80,6 +92,7 @@ struct Turn {
     /// Created at the first slot: slot 0 is due when the run starts sending, not when it was set up.
     schedule: Option<Schedule>,
     skip_warnings: RateLimited,
+    spool_full_warnings: RateLimited,
     /// Slots taken so far: what `--count` counts (requests, each of `batch_size` events).
     taken: u64,
 }
@@ -93,6 +106,14 @@ pub(crate) struct Taken {
     events: Vec<SentEvent>,
     slot: Slot,
     lateness: Duration,
+}
+
+/// One request's events waiting in the spool for its retry thread.
+#[derive(Debug)]
+pub(crate) struct Parked {
+    pub(crate) events: Vec<Spooled>,
+    /// Generated in this run (counted in `sent`), rather than found in the spool at start.
+    pub(crate) this_run: bool,
 }
 
 /// One event of a send, from the moment it is picked: a batch holds several.
@@ -133,21 +154,53 @@ impl Engine {
         events: EventSet,
         keys_log: Option<KeysLog>,
         seed: u64,
+        spool: Option<(Spool, Recovered)>,
     ) -> Engine {
         let turn = Turn {
             picker: Picker::new(events.len(), seed),
             keys_log,
             schedule: None,
             skip_warnings: RateLimited::new(log::Level::Warn, Duration::from_secs(1), "warnings"),
+            spool_full_warnings: RateLimited::new(
+                log::Level::Warn,
+                Duration::from_secs(1),
+                "warnings",
+            ),
             taken: 0,
         };
+        let max_body = (0..events.len()).map(|i| events.body(i).len()).max();
+        let max_record_bytes = spool::add_len(36, max_body.unwrap_or(0)) as u64;
+        let (spool, replay) = match spool {
+            Some((spool, recovered)) => (Some(spool), recovered.events),
+            None => (None, Vec::new()),
+        };
+        let mut live = Live::default();
+        live.stats.replayed = replay.len() as u64;
+        // Replayed in requests of the run's shape, oldest first.
+        let per_request = settings.batch_size.max(1);
+        let parked = replay
+            .chunks(per_request)
+            .map(|events| Parked {
+                events: events.to_vec(),
+                this_run: false,
+            })
+            .collect();
         Engine {
+            spool,
+            parked: Mutex::new(parked),
+            parked_wake: Condvar::new(),
+            park_warnings: Mutex::new(RateLimited::new(
+                log::Level::Warn,
+                Duration::from_secs(1),
+                "warnings",
+            )),
+            max_record_bytes,
+            live: Mutex::new(live),
             events,
             sender,
             seed,
             turn: Mutex::new(turn),
             end: OnceLock::new(),
-            live: Mutex::default(),
             settings,
         }
     }
@@ -175,6 +228,20 @@ impl Engine {
         self.end.get().copied()
     }
 
+    /// With a spool, ends the run once `--duration` has passed, whether or not a sender is free
+    /// to see it (each may be retrying a spooled event without limit): the sends in flight get
+    /// the shutdown allowance from now.
+    pub(crate) fn end_if_duration_passed(&self, stop: &Stop) {
+        let (Some(_), Some(duration)) = (&self.spool, self.settings.duration) else {
+            return;
+        };
+        let started = lock(&self.live).stats.started();
+        if started.is_some_and(|start| start.elapsed() >= duration) {
+            self.end.get_or_init(|| End::Duration);
+            stop.request();
+        }
+    }
+
     /// The sends in flight and when the next slot is due, read together.
     pub(crate) fn load(&self) -> Load {
         let live = lock(&self.live);
@@ -191,7 +258,10 @@ impl Engine {
 
     /// The summary so far, as if the run ended now for `end`.
     pub(crate) fn summary_at(&self, end: End) -> Summary {
-        let stats = &lock(&self.live).stats;
+        let stats = &mut lock(&self.live).stats;
+        if let Some(spool) = &self.spool {
+            stats.spooled = Some(spool.pending() as u64);
+        }
         let elapsed = stats.started().map(|s| s.elapsed()).unwrap_or_default();
         let names: Vec<String> = self.targets().iter().map(|t| t.name.clone()).collect();
         stats.summary(elapsed, end, &names)
@@ -209,12 +279,20 @@ impl Engine {
             return Err(ended);
         }
         // Only the thread holding the turn sets the end, so the first reason seen is kept.
-        let finish = |reason: End| -> Result<Taken, End> { Err(*self.end.get_or_init(|| reason)) };
+        let finish = |reason: End| -> Result<Taken, End> {
+            if self.spool.is_some() {
+                // Spooled sends retry without limit: the end of the run gives them the
+                // shutdown allowance, as a stop request does, and leaves the rest spooled.
+                stop.request();
+            }
+            Err(*self.end.get_or_init(|| reason))
+        };
         let Turn {
             picker,
             keys_log,
             schedule,
             skip_warnings,
+            spool_full_warnings,
             taken,
         } = &mut *turn;
         // --count counts slots (requests): --count 20 --batch-size 50 sends 1000 events.
@@ -222,21 +300,45 @@ impl Engine {
             return finish(End::Count);
         }
         let batch_len = self.settings.batch_size;
-        if stop.is_requested() {
-            return finish(End::Stopped);
-        }
-        let now = Instant::now();
-        let schedule = schedule.get_or_insert_with(|| Schedule::new(now, self.settings.period));
-        let start = schedule.start();
-        let slot = schedule.next_slot(now);
-        if let Some(duration) = self.settings.duration {
-            if slot.due.max(now) >= start + duration {
-                return finish(End::Duration);
+        let (slot, start) = loop {
+            if stop.is_requested() {
+                return finish(End::Stopped);
             }
-        }
-        if stop.sleep_until(slot.due) {
-            return finish(End::Stopped);
-        }
+            let now = Instant::now();
+            let schedule = schedule.get_or_insert_with(|| Schedule::new(now, self.settings.period));
+            let start = schedule.start();
+            let slot = schedule.next_slot(now);
+            if let Some(duration) = self.settings.duration {
+                if slot.due.max(now) >= start + duration {
+                    return finish(End::Duration);
+                }
+            }
+            if stop.sleep_until(slot.due) {
+                return finish(End::Stopped);
+            }
+            let room = self.max_record_bytes * batch_len as u64;
+            match &self.spool {
+                Some(spool) if !spool.has_room(room) => {
+                    let skipped = {
+                        let mut live = lock(&self.live);
+                        live.stats.mark_start(start);
+                        live.stats.skipped_spool_full += 1;
+                        live.stats.skipped_spool_full
+                    };
+                    spool_full_warnings.log(
+                        Instant::now(),
+                        format_args!(
+                            "spool {} is full (propagator.spool_max_bytes {}): slot skipped, \
+                             no event generated, total {skipped}",
+                            spool.dir().display(),
+                            self.settings.spool_max_bytes
+                        ),
+                    );
+                }
+                _ => break (slot, start),
+            }
+        };
+        let schedule = schedule.get_or_insert_with(|| Schedule::new(start, self.settings.period));
 
         let generated_at = SystemTime::now();
         let events: Vec<SentEvent> = (0..batch_len)
@@ -247,6 +349,12 @@ impl Engine {
             })
             .collect();
         *taken += 1;
+        if self.spool.is_some() && self.settings.count.is_some_and(|n| *taken >= n) {
+            // The last slot: with every sender retrying a spooled event without limit, no
+            // thread may come back to see the count reached, so the end starts here.
+            self.end.get_or_init(|| End::Count);
+            stop.request();
+        }
         if let Some(log) = keys_log {
             let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
             if let Err(e) = log.append_all(&keys) {
@@ -315,6 +423,9 @@ impl Engine {
     /// Sends a taken slot's event (or batch) with its retries, on the calling thread, and
     /// records how it ended (unless the run already counted it as abandoned).
     pub(crate) fn send(&self, taken: Taken, stop: &Stop) -> Sent {
+        if let Some(spool) = &self.spool {
+            return self.send_spooled(spool, taken, stop);
+        }
         let delivery = if self.settings.batch_size == 1 {
             let event = &taken.events[0];
             let mut body = Vec::with_capacity(self.events.body(event.event_index).len() + 48);
@@ -333,6 +444,171 @@ impl Engine {
             self.sender.deliver_post(&body, post, stop)
         };
         self.finish(taken, delivery)
+    }
+
+    /// Spools a taken slot's events (durable, and their keys logged) before the first attempt,
+    /// then sends them as [`Engine::send`] does and settles them.
+    fn send_spooled(&self, spool: &Spool, taken: Taken, stop: &Stop) -> Sent {
+        // The body is kept as sent, its `occurred_at` included, so a replay in a later run
+        // carries the event's own generation time.
+        let events: Vec<Spooled> = taken
+            .events
+            .iter()
+            .map(|event| {
+                let mut body = Vec::with_capacity(self.events.body(event.event_index).len() + 48);
+                self.events.write_event(
+                    event.event_index,
+                    &occurred_at(event.generated_at),
+                    &mut body,
+                );
+                Spooled {
+                    key: event.key.clone(),
+                    generated_at_micros: Spooled::micros(event.generated_at),
+                    body,
+                }
+            })
+            .collect();
+        match spool.add(&events) {
+            Ok(()) => {}
+            Err(AddError::Io(e)) => log::error!(
+                "cannot write to spool {}: {e}; sending {} without it",
+                spool.dir().display(),
+                taken.events[0].key
+            ),
+            Err(AddError::KeysLog(_)) => {
+                self.end.get_or_init(|| End::KeysLogFailed);
+                stop.request();
+                let unsent = Delivery {
+                    outcome: Outcome::Abandoned,
+                    attempts: 0,
+                    endpoint: None,
+                };
+                return self.finish(taken, unsent);
+            }
+        }
+        let delivery = self.deliver_spooled(spool, &events, stop);
+        if let Outcome::GaveUp { reason } = &delivery.outcome {
+            return self.park(taken, events, reason, delivery.clone());
+        }
+        self.finish(taken, delivery)
+    }
+
+    /// Hands a request whose sender spent its retries to the spool's retry thread, which
+    /// retries it until it is settled or the run ends: not given up, and the sender is free
+    /// for the next slot, so events go on being generated (and spooled) through an outage.
+    fn park(&self, taken: Taken, events: Vec<Spooled>, reason: &str, delivery: Delivery) -> Sent {
+        let counted = {
+            let mut live = lock(&self.live);
+            if live.stats.in_flight() >= self.settings.max_in_flight {
+                live.full_until = Some(Instant::now());
+            }
+            live.stats.record_parked(taken.number, delivery.attempts)
+        };
+        if counted {
+            lock(&self.park_warnings).log(
+                Instant::now(),
+                format_args!(
+                    "{} from {} still failing after {} attempt(s) ({reason}): kept in the spool, \
+                     retried in the background",
+                    match events.len() {
+                        1 => "event".to_owned(),
+                        n => format!("batch of {n} events"),
+                    },
+                    events[0].key,
+                    delivery.attempts
+                ),
+            );
+            lock(&self.parked).push_back(Parked {
+                events,
+                this_run: true,
+            });
+            self.parked_wake.notify_all();
+        }
+        Sent {
+            events: taken.events,
+            slot: taken.slot,
+            lateness: taken.lateness,
+            delivery,
+        }
+    }
+
+    /// The next parked request, oldest first, waiting for one; none once a stop is requested
+    /// and nothing is parked nor in flight (a send in flight may still park its events), or
+    /// once the shutdown allowance has run out.
+    pub(crate) fn next_parked(&self, stop: &Stop) -> Option<Parked> {
+        let mut parked = lock(&self.parked);
+        loop {
+            if let Some(requested) = stop.requested_at() {
+                if requested.elapsed() >= self.settings.shutdown_timeout {
+                    return None;
+                }
+            }
+            if let Some(next) = parked.pop_front() {
+                return Some(next);
+            }
+            if stop.is_requested() && self.load().in_flight == 0 {
+                return None;
+            }
+            // The stop request does not notify this condition variable: look again soon.
+            parked = wait_timeout(&self.parked_wake, parked, Duration::from_millis(100));
+        }
+    }
+
+    /// Puts a parked request that failed again behind the others.
+    pub(crate) fn repark(&self, parked: Parked) {
+        lock(&self.parked).push_back(parked);
+    }
+
+    /// Counts how the retry thread settled a request parked by this run.
+    pub(crate) fn record_parked_settled(&self, events: usize, delivery: &Delivery) {
+        lock(&self.live)
+            .stats
+            .record_parked_settled(events as u64, delivery);
+    }
+
+    /// Sends spooled events (one, or a batch) with their retries, and settles them in the
+    /// spool: delivered ones leave it, rejected ones move to `rejected.ndjson`, the rest stay.
+    pub(crate) fn deliver_spooled(
+        &self,
+        spool: &Spool,
+        events: &[Spooled],
+        stop: &Stop,
+    ) -> Delivery {
+        let delivery = match events {
+            [event] => self.sender.deliver(&event.body, &event.key, stop),
+            _ => {
+                let mut body = vec![b'['];
+                for (i, event) in events.iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    crate::event_set::write_batch_item(&event.body, &event.key, &mut body);
+                }
+                body.push(b']');
+                let post = Post::Batch {
+                    items: events.len(),
+                    first_key: &events[0].key,
+                };
+                self.sender.deliver_post(&body, post, stop)
+            }
+        };
+        match &delivery.outcome {
+            Outcome::Delivered | Outcome::Duplicate | Outcome::PartlyDuplicate { .. } => {
+                spool.settle(events, None)
+            }
+            Outcome::Rejected { status, message } => {
+                spool.settle(events, Some((*status, message)));
+                lock(&self.live).stats.dead_lettered += events.len() as u64;
+            }
+            // Not settled: the events stay in the spool.
+            _ => {}
+        }
+        delivery
+    }
+
+    /// The spool, if the run has one.
+    pub(crate) fn spool(&self) -> Option<&Spool> {
+        self.spool.as_ref()
     }
 
     /// The JSON array of a batch: each event with its `occurred_at` and `idempotency_key`.
@@ -414,6 +690,14 @@ impl Engine {
     /// Counts every send still in flight as abandoned and logs each with its key.
     pub(crate) fn abandon_in_flight(&self) {
         let abandoned = lock(&self.live).stats.abandon_in_flight();
+        if let (Some(spool), false) = (&self.spool, abandoned.is_empty()) {
+            log::warn!(
+                "{} event(s) unanswered at shutdown stay in spool {} for the next run",
+                abandoned.len(),
+                spool.dir().display()
+            );
+            return;
+        }
         for (_, event) in abandoned {
             log_abandoned(&event.key, &event.event_type, event.event_index);
         }
@@ -471,7 +755,14 @@ mod tests {
         };
         let sender = Sender::new(Arc::clone(&settings), vec![target], Default::default(), 1);
         let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
-        Engine::new(settings, sender, EventSet::from_events(&[event]), None, 1)
+        Engine::new(
+            settings,
+            sender,
+            EventSet::from_events(&[event]),
+            None,
+            1,
+            None,
+        )
     }
 
     fn settings() -> Settings {

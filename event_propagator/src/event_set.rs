@@ -67,38 +67,44 @@ impl EventSet {
     /// Appends event `index` to `out` as `POST /event` sends it: its body with
     /// `"occurred_at": occurred_at` added.
     pub fn write_event(&self, index: usize, occurred_at: &str, out: &mut Vec<u8>) {
-        self.write_with(index, &[(OCCURRED_AT, occurred_at)], out);
+        write_with(self.body(index), &[(OCCURRED_AT, occurred_at)], out);
     }
 
     /// Appends event `index` to `out` as an item of a batch: its body with
     /// `"occurred_at": occurred_at` and `"idempotency_key": key` added.
     pub fn write_batch_item(&self, index: usize, key: &str, occurred_at: &str, out: &mut Vec<u8>) {
-        self.write_with(
-            index,
+        write_with(
+            self.body(index),
             &[(OCCURRED_AT, occurred_at), (IDEMPOTENCY_KEY, key)],
             out,
         );
-    }
-
-    /// Event `index`'s body with `fields` added, whose values must need no JSON escaping (a
-    /// UUID and an RFC 3339 time do not).
-    fn write_with(&self, index: usize, fields: &[(&str, &str)], out: &mut Vec<u8>) {
-        let body = self.body(index);
-        // Every body is a JSON object written by serde_json, so it ends with its closing brace.
-        let open = body.strip_suffix(b"}").unwrap_or(body);
-        out.extend_from_slice(open);
-        for (name, value) in fields {
-            for part in [",\"", name, "\":\"", value, "\""] {
-                out.extend_from_slice(part.as_bytes());
-            }
-        }
-        out.push(b'}');
     }
 
     /// The `event_type` of event `index`.
     pub fn event_type(&self, index: usize) -> &str {
         &self.types[span(&self.type_ends, index)]
     }
+}
+
+/// Appends `body` (an event's body as sent, its `occurred_at` included) to `out` as an item of
+/// a batch, with `"idempotency_key": key` added. `key` must need no JSON escaping (a UUID does
+/// not).
+pub fn write_batch_item(body: &[u8], key: &str, out: &mut Vec<u8>) {
+    write_with(body, &[(IDEMPOTENCY_KEY, key)], out);
+}
+
+/// Appends `body` to `out` with `fields` added, whose values must need no JSON escaping (a UUID
+/// and an RFC 3339 time do not).
+fn write_with(body: &[u8], fields: &[(&str, &str)], out: &mut Vec<u8>) {
+    // Every body is a JSON object written by serde_json, so it ends with its closing brace.
+    let open = body.strip_suffix(b"}").unwrap_or(body);
+    out.extend_from_slice(open);
+    for (name, value) in fields {
+        for part in [",\"", name, "\":\"", value, "\""] {
+            out.extend_from_slice(part.as_bytes());
+        }
+    }
+    out.push(b'}');
 }
 
 /// The range of entry `index` in a buffer whose entries end at `ends`.

@@ -14,9 +14,14 @@
 //! version without the cut, or cut short by a crash of the machine) has that tail cut when it is
 //! opened, so the next run's first key is not fused onto it. The cut assumes this process is the
 //! file's only writer, as one keys log per run is.
+//!
+//! With a spool the spool writes the lines ([`crate::spool`]): after the fsync that made their
+//! events durable, in the order they were written, and at start the keys of spooled events that
+//! a kill kept out of the file.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -56,6 +61,25 @@ impl KeysLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The keys on the file's last `max_bytes` (a first line cut short left out).
+    pub fn recent(&self, max_bytes: u64) -> io::Result<HashSet<String>> {
+        let mut file = File::open(&self.path)?;
+        let len = file.metadata()?.len();
+        let start = len.saturating_sub(max_bytes);
+        file.seek(SeekFrom::Start(start))?;
+        let mut text = Vec::new();
+        file.read_to_end(&mut text)?;
+        let mut lines = text.split(|&b| b == b'\n');
+        if start > 0 {
+            lines.next();
+        }
+        Ok(lines
+            .filter_map(|line| std::str::from_utf8(line).ok())
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect())
     }
 
     /// Appends `key` and a newline in a single write.

@@ -26,9 +26,15 @@
 //! at setup (`targets.rs`). Taking a slot and sending it is the engine's (`engine.rs`), the same
 //! code whether one tick or a sender thread calls it; [`window`] runs it on threads.
 //!
-//! What it does not do: it keeps no queue of unsent events (a stopped propagator simply stops
-//! generating; slots that a busy window or a stall left more than 20 ms behind are skipped, not
-//! queued), never fires skipped slots in a burst, and does not read the consumer's database.
+//! With a spool (`spool_dir`, see [`spool`]) every event is durable on disk before its first
+//! attempt and retried until the consumer settles it: after `max_retries` its sender hands it
+//! to the spool's retry thread (`replay.rs`), which also replays what the spool held at start,
+//! beside the schedule; what the end of a run leaves unanswered stays in the spool.
+//!
+//! What it does not do: without a spool it keeps no queue of unsent events (a stopped
+//! propagator simply stops generating); slots that a busy window or a stall left more than
+//! 20 ms behind are skipped, not queued; it never fires skipped slots in a burst, and does not
+//! read the consumer's database.
 #![forbid(unsafe_code)]
 
 mod answer;
@@ -38,9 +44,11 @@ mod engine;
 pub mod event_set;
 pub mod events;
 pub mod keys_log;
+mod replay;
 pub mod schedule;
 pub mod sender;
 pub mod settings;
+pub mod spool;
 pub mod stats;
 pub mod stop;
 pub mod targets;
@@ -64,6 +72,7 @@ use engine::Engine;
 use events::EventsFileError;
 use keys_log::KeysLog;
 use sender::Sender;
+use spool::Spool;
 use targets::Target;
 
 /// Why a run cannot start. Each is a configuration or input error ([`common::exit::CONFIG`]).
@@ -80,6 +89,8 @@ pub enum SetupError {
     },
     /// A CA or client certificate file that cannot be used.
     Tls(TlsError),
+    /// The spool directory cannot be used, or another propagator uses it.
+    Spool(spool::SpoolError),
 }
 
 impl fmt::Display for SetupError {
@@ -93,6 +104,7 @@ impl fmt::Display for SetupError {
                 write!(f, "cannot open keys log {}: {error}", path.display())
             }
             SetupError::Tls(e) => write!(f, "{e}"),
+            SetupError::Spool(e) => write!(f, "{e}"),
         }
     }
 }
@@ -121,11 +133,19 @@ impl Propagator {
         let targets = targets::resolve(&settings)?;
         let tls = settings.tls.load().map_err(SetupError::Tls)?;
         let events = events::load(&settings.events_file).map_err(SetupError::Events)?;
-        let keys_log = match &settings.keys_log {
+        let mut keys_log = match &settings.keys_log {
             Some(path) => Some(KeysLog::open(path).map_err(|error| SetupError::KeysLog {
                 path: path.clone(),
                 error,
             })?),
+            None => None,
+        };
+        // With a spool, the spool writes the keys log: a key is logged once its event is durable.
+        let spool = match &settings.spool_dir {
+            Some(dir) => Some(
+                Spool::open(dir, settings.spool_max_bytes, keys_log.take())
+                    .map_err(SetupError::Spool)?,
+            ),
             None => None,
         };
         let seed = settings.seed.unwrap_or_else(events::random_seed);
@@ -138,7 +158,7 @@ impl Propagator {
             seed ^ 0x9e37_79b9_7f4a_7c15,
         );
         Ok(Propagator {
-            engine: Arc::new(Engine::new(settings, sender, events, keys_log, seed)),
+            engine: Arc::new(Engine::new(settings, sender, events, keys_log, seed, spool)),
         })
     }
 
@@ -197,8 +217,22 @@ impl Propagator {
                 .map(|d| format!(", duration {}s", d.as_secs_f64()))
                 .unwrap_or_default(),
         );
+        let replay = replay::start(&self.engine, stop);
         let end = window::run(Arc::clone(&self.engine), stop);
+        replay.finish(&self.engine, stop);
         let summary = self.summary_at(end);
+        if let Some(spool) = self.engine.spool() {
+            // What the spool cost: the fsyncs that group commit shared among the events.
+            let (events, fsyncs) = spool.writes();
+            let seconds = summary.elapsed.as_secs_f64().max(1e-9);
+            log::info!(
+                "spool {}: spool_events={events} fsyncs={fsyncs} fsyncs_per_s={:.1} \
+                 events_per_fsync={:.1}",
+                spool.dir().display(),
+                fsyncs as f64 / seconds,
+                events as f64 / (fsyncs.max(1)) as f64
+            );
+        }
         log::info!("summary: {summary}");
         summary
     }

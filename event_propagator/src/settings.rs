@@ -48,6 +48,11 @@ pub struct Settings {
     pub keys_log: Option<PathBuf>,
     /// CA file and client certificate for `https://` endpoints.
     pub tls: TlsFiles,
+    /// Where events wait until the consumer settles them (see [`crate::spool`]); none: no
+    /// spool, and `max_retries` bounds every event.
+    pub spool_dir: Option<PathBuf>,
+    /// Most bytes the spool may hold.
+    pub spool_max_bytes: u64,
 }
 
 impl Settings {
@@ -77,6 +82,8 @@ impl Settings {
                     .tls_client_identity_files()
                     .map(|(cert, key)| (cert.to_owned(), key.to_owned())),
             },
+            spool_dir: config.spool_dir().map(PathBuf::from),
+            spool_max_bytes: config.spool_max_bytes,
         }
     }
 }

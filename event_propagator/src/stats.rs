@@ -67,6 +67,18 @@ pub struct Stats {
     pub max_in_flight_used: usize,
     /// Of `delivered`, by the endpoint that answered (its index in the configuration).
     pub delivered_by_endpoint: Vec<u64>,
+    /// With a spool: events it held at start, to be replayed.
+    pub replayed: u64,
+    /// With a spool: events refused for good and moved to `rejected.ndjson` (replayed ones
+    /// included).
+    pub dead_lettered: u64,
+    /// With a spool: slots skipped, with no event generated, because the spool was full.
+    pub skipped_spool_full: u64,
+    /// With a spool: events in it, unsettled, when the summary was made; none without one.
+    pub spooled: Option<u64>,
+    /// With a spool: events of this run whose sender spent its retries and handed them to the
+    /// spool's retry thread, not yet settled (still in the spool: abandoned if the run ends).
+    pub parked: u64,
     /// The sends started and not yet finished, by send number (0 for the first), with their
     /// events.
     in_flight: BTreeMap<u64, Vec<InFlight>>,
@@ -127,6 +139,29 @@ impl Stats {
         };
         let n = events.len() as u64;
         self.retries += u64::from(delivery.attempts.saturating_sub(1));
+        self.count(n, delivery);
+        true
+    }
+
+    /// With a spool: records that send `number`, its retries spent, was handed to the spool's
+    /// retry thread instead of being given up. Returns false when it is no longer in flight.
+    pub fn record_parked(&mut self, number: u64, attempts: u32) -> bool {
+        let Some(events) = self.in_flight.remove(&number) else {
+            return false;
+        };
+        self.retries += u64::from(attempts.saturating_sub(1));
+        self.parked += events.len() as u64;
+        true
+    }
+
+    /// With a spool: records how the spool's retry thread settled `n` parked events.
+    pub fn record_parked_settled(&mut self, n: u64, delivery: &Delivery) {
+        self.parked = self.parked.saturating_sub(n);
+        self.count(n, delivery);
+    }
+
+    /// Counts `n` events of one request by how it ended.
+    fn count(&mut self, n: u64, delivery: &Delivery) {
         let delivered = matches!(
             delivery.outcome,
             Outcome::Delivered | Outcome::Duplicate | Outcome::PartlyDuplicate { .. }
@@ -152,7 +187,6 @@ impl Stats {
             Outcome::GaveUp { .. } => self.given_up += n,
             Outcome::Abandoned => self.abandoned += n,
         }
-        true
     }
 
     /// How many sends are in flight.
@@ -196,7 +230,8 @@ impl Stats {
             unconfirmed: self.unconfirmed,
             rejected: self.rejected,
             given_up: self.given_up,
-            abandoned: self.abandoned,
+            // Parked events the run did not settle stay in the spool, as abandoned ones do.
+            abandoned: self.abandoned + self.parked,
             retries: self.retries,
             skipped_slots: self.skipped_slots,
             skipped_window_full: self.skipped_window_full,
@@ -207,6 +242,10 @@ impl Stats {
             lateness_max: self.lateness.max(),
             end,
             max_in_flight_used: self.max_in_flight_used,
+            spooled: self.spooled,
+            replayed: self.replayed,
+            dead_lettered: self.dead_lettered,
+            skipped_spool_full: self.skipped_spool_full,
         }
     }
 }
@@ -239,6 +278,14 @@ pub struct Summary {
     pub max_in_flight_used: usize,
     /// Of `delivered`, by endpoint (without any `user:password@`), in the configured order.
     pub delivered_by_endpoint: Vec<(String, u64)>,
+    /// With a spool: events left in it at the end; none without a spool.
+    pub spooled: Option<u64>,
+    /// Events the spool held at start.
+    pub replayed: u64,
+    /// Events moved to the spool's `rejected.ndjson`.
+    pub dead_lettered: u64,
+    /// Slots skipped because the spool was full.
+    pub skipped_spool_full: u64,
 }
 
 impl Summary {
@@ -251,7 +298,22 @@ impl Summary {
 
     /// 0 when every event sent was delivered, 1 otherwise (unconfirmed, rejected, given up,
     /// abandoned, or the keys log failed).
+    ///
+    /// With a spool, events left in it are not failures: 3 when nothing failed (nothing
+    /// unconfirmed, rejected or given up, the keys log written) but events remain spooled.
     pub fn exit_code(&self) -> u8 {
+        if let Some(spooled) = self.spooled {
+            let failed = self.end == End::KeysLogFailed
+                || self.unconfirmed > 0
+                || self.rejected > 0
+                || self.given_up > 0
+                || self.dead_lettered > 0;
+            return match (failed, spooled) {
+                (true, _) => common::exit::FAILURE,
+                (false, 0) => common::exit::OK,
+                (false, _) => common::exit::SPOOLED,
+            };
+        }
         let all_delivered = self.delivered == self.sent;
         if all_delivered && self.end != End::KeysLogFailed {
             common::exit::OK
@@ -311,7 +373,15 @@ impl fmt::Display for Summary {
             let name = serde_json::Value::String(name.clone());
             write!(f, "{comma}{name}:{delivered}")?;
         }
-        write!(f, "}} unconfirmed={}", self.unconfirmed)
+        write!(f, "}} unconfirmed={}", self.unconfirmed)?;
+        if let Some(spooled) = self.spooled {
+            write!(
+                f,
+                " spooled={spooled} replayed={} dead_lettered={} skipped_spool_full={}",
+                self.replayed, self.dead_lettered, self.skipped_spool_full
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -99,6 +99,7 @@ pub(crate) fn run(engine: Arc<Engine>, stop: &Stop) -> End {
         if crew.threads == 0 {
             return shared.engine.end().unwrap_or(End::Stopped);
         }
+        shared.engine.end_if_duration_passed(stop);
         let now = Instant::now();
         let mut wait = STOP_CHECK;
         if let Some(requested) = stop.requested_at() {
@@ -106,8 +107,12 @@ pub(crate) fn run(engine: Arc<Engine>, stop: &Stop) -> End {
             if left.is_zero() {
                 drop(crew);
                 shared.engine.abandon_in_flight();
-                // The stop ended the run here, whatever a sender thread saw before.
-                return End::Stopped;
+                // The stop ended the run here, whatever a sender thread saw before; with a
+                // spool, the end of the run (count, duration) makes the stop request itself.
+                return match shared.engine.spool() {
+                    Some(_) => shared.engine.end().unwrap_or(End::Stopped),
+                    None => End::Stopped,
+                };
             }
             wait = wait.min(left);
         } else if can_grow && crew.threads < max && shared.engine.end().is_none() {

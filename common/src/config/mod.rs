@@ -30,7 +30,7 @@ pub use database::{
 pub use error::ConfigError;
 pub use propagator::{
     sibling_batch_endpoint, PropagatorConfig, DEFAULT_ENDPOINT, DEFAULT_MAX_IN_FLIGHT,
-    MAX_BATCH_SIZE, MAX_IN_FLIGHT_LIMIT,
+    DEFAULT_SPOOL_MAX_BYTES, MAX_BATCH_SIZE, MAX_IN_FLIGHT_LIMIT,
 };
 pub use removed::REMOVED_KEYS;
 pub use rules::Invalid;

@@ -14,5 +14,6 @@ mod endpoints;
 mod helpers;
 mod keys_log;
 mod odd_servers;
+mod spool;
 mod tls;
 mod window;

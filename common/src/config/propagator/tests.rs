@@ -208,3 +208,31 @@ fn a_client_certificate_without_its_key_or_the_reverse_is_refused_naming_both_ke
         Some((Path::new("c.pem"), Path::new("k.pem")))
     );
 }
+
+#[test]
+fn the_spool_is_off_unless_a_directory_is_named_and_its_bound_has_a_floor() {
+    // The shipped file: off by default, on through its variable.
+    let text = include_str!("../../../../config.yaml");
+    let config = load(text, &[("DB_PASSWORD", "x")]).unwrap();
+    assert_eq!(config.propagator.spool_dir(), None, "empty means no spool");
+    assert_eq!(config.propagator.spool_max_bytes, DEFAULT_SPOOL_MAX_BYTES);
+    let env = [
+        ("DB_PASSWORD", "x"),
+        ("PROPAGATOR_SPOOL_DIR", "/var/spool/p"),
+    ];
+    let config = load(text, &env).unwrap();
+    assert_eq!(
+        config.propagator.spool_dir(),
+        Some(Path::new("/var/spool/p"))
+    );
+    for (value, reason) in [
+        ("100", "below the floor"),
+        ("-1", "negative"),
+        ("x", "not a number"),
+    ] {
+        let text = format!("propagator:\n  spool_max_bytes: {value}\n");
+        refused(&text, "propagator.spool_max_bytes", reason);
+    }
+    let config = load("propagator:\n  spool_max_bytes: 4096\n", &[]).unwrap();
+    assert_eq!(config.propagator.spool_max_bytes, MIN_SPOOL_MAX_BYTES);
+}
