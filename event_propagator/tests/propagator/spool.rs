@@ -312,3 +312,49 @@ fn a_run_that_ends_with_events_left_in_the_spool_exits_3_and_says_how_many() {
     );
     assert!(Path::new(&dir.path().join("spool")).is_dir());
 }
+
+#[test]
+fn a_replayed_event_is_stored_with_its_own_generation_time_not_the_replays() {
+    let dir = TempDir::new();
+    let db = TestDb::new();
+    let down = Receiver::start(|_, _| Reply::status(503));
+    let mut first = settings(&dir, &down.url());
+    first.count = Some(3);
+    first.period = Duration::ZERO;
+    first.shutdown_timeout = Duration::from_millis(300);
+    first.spool_dir = Some(dir.path().join("spool"));
+    let generated_before = std::time::SystemTime::now();
+    let kept = run(first, &Stop::new()).unwrap();
+    assert_eq!(kept.spooled, Some(3), "{kept}");
+    // The replay comes well after the events were generated.
+    std::thread::sleep(Duration::from_millis(1500));
+    let consumer = event_consumer::start(&consumer_config(&db)).unwrap();
+    let mut second = settings(&dir, &format!("http://{}/event", consumer.addr()));
+    second.count = Some(1);
+    second.spool_dir = Some(dir.path().join("spool"));
+    let replayed = run(second, &Stop::new()).unwrap();
+    consumer.shutdown();
+    assert_eq!(
+        (replayed.replayed, replayed.spooled),
+        (3, Some(0)),
+        "{replayed}"
+    );
+    let rows = db
+        .client()
+        .query(
+            "SELECT occurred_at, received_at FROM events ORDER BY occurred_at",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 4);
+    for row in &rows[..3] {
+        let occurred: std::time::SystemTime = row.get(0);
+        let received: std::time::SystemTime = row.get(1);
+        assert!(occurred >= generated_before - Duration::from_millis(1));
+        let late = received.duration_since(occurred).unwrap_or_default();
+        assert!(
+            late >= Duration::from_millis(1400),
+            "a replayed event keeps its generation time: {late:?} between it and its storing"
+        );
+    }
+}
