@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use common::Config;
 
-use crate::db::Database;
+use crate::db::{Database, Readiness};
 use crate::https::{Https, HttpsError};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -94,8 +94,11 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
     let notifier = Arc::new(notifier);
     let metrics = Arc::new(Metrics::default());
     let db = Arc::new(Database::new(config.database.clone()));
+    // The readiness probe's connection is numbered after the workers' in log lines.
+    let readiness = Readiness::new(Arc::clone(&db), c.workers);
     let pipeline = Arc::new(Pipeline::new(
         db,
+        readiness,
         pipeline::QUEUE_CAPACITY,
         pipeline::MAX_BATCH,
         Arc::clone(&metrics),

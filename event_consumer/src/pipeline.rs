@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 use common::sync::{lock, wait_timeout};
 
 use crate::answer::Answer;
-use crate::db::{Counts, Database, DbConnection, Health, Outcome, Saved, Task};
+use crate::db::{
+    Counts, Database, DbConnection, Health, Outcome, Readiness, Saved, Task, READY_WAIT,
+};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::routes;
@@ -91,6 +93,8 @@ pub struct Pipeline {
     capacity: usize,
     max_batch: usize,
     db: Arc<Database>,
+    /// The probe of `/readyz`, on a session of its own (not one of the batches').
+    readiness: Readiness,
     metrics: Arc<Metrics>,
     notifier: Arc<Notifier>,
 }
@@ -107,8 +111,10 @@ pub const QUEUE_CAPACITY: usize = 1024;
 pub const MAX_BATCH: usize = 256;
 
 impl Pipeline {
+    /// `readiness` probes the same database as `db`.
     pub fn new(
         db: Arc<Database>,
+        readiness: Readiness,
         queue_capacity: usize,
         max_batch: usize,
         metrics: Arc<Metrics>,
@@ -126,6 +132,7 @@ impl Pipeline {
             capacity: queue_capacity,
             max_batch: max_batch.max(1),
             db,
+            readiness,
             metrics,
             notifier,
         }
@@ -293,9 +300,18 @@ impl Pipeline {
         &self.db.health
     }
 
+    /// Whether a write would succeed now: the readiness probe, answered within
+    /// [`READY_WAIT`] whatever the database does (see `db/readiness.rs`).
+    pub fn check_ready(&self) -> Outcome {
+        let outcome = self.readiness.check(READY_WAIT);
+        self.record(self.readiness.take_counts());
+        outcome
+    }
+
     /// Closes the database connections (after the worker threads stopped).
     pub fn disconnect(&self) {
         lock(&self.state).idle.clear();
+        self.readiness.close();
     }
 
     /// A worker thread: opens one database connection, then stores queued batches until the
@@ -455,9 +471,10 @@ mod tests {
     }
 
     fn pipeline(capacity: usize, max_batch: usize) -> Pipeline {
-        let db = Database::new(DatabaseConfig::default());
+        let db = Arc::new(Database::new(DatabaseConfig::default()));
         Pipeline::new(
-            Arc::new(db),
+            Arc::clone(&db),
+            Readiness::new(db, 2),
             capacity,
             max_batch,
             Arc::new(Metrics::default()),

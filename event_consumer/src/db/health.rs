@@ -166,6 +166,11 @@ impl Health {
         }
     }
 
+    /// The hosts and ports, as the log lines name them.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
     /// Whether an outage is going on.
     pub fn is_down(&self) -> bool {
         self.down.load(Ordering::Relaxed)

@@ -16,5 +16,6 @@ mod lifecycle;
 mod module_graph;
 mod outages;
 mod parser_props;
+mod readiness;
 mod readme_examples;
 mod store;

@@ -170,10 +170,10 @@ fn postmaster_pid(cluster: &Cluster) -> u32 {
 }
 
 /// A cluster of its own whose processes are stopped until the guard is dropped.
-struct Frozen(Vec<u32>);
+pub struct Frozen(Vec<u32>);
 
 impl Frozen {
-    fn freeze(cluster: &Cluster) -> Frozen {
+    pub fn freeze(cluster: &Cluster) -> Frozen {
         let pids = cluster_processes(postmaster_pid(cluster));
         // The postmaster itself must be stopped; a child that just exited is not an error.
         assert!(
@@ -417,7 +417,7 @@ fn the_queued_events_gauge_counts_the_requests_waiting_behind_a_stuck_database()
     let consumer = ConsumerProcess::start(&db, "", &[]);
     assert_eq!(post_event(consumer.addr, GOOD_EVENT, &[]).status, 201);
     // The second connection opens on its own in the background; its last prepared statement
-    // is the readiness probe's. Opened under the lock, it would be the one stuck, in its
+    // is the lookup of stored keys. Opened under the lock, it would be the one stuck, in its
     // prepare, and the second request would queue.
     let mut watcher = db.client();
     wait_until(
@@ -428,7 +428,7 @@ fn the_queued_events_gauge_counts_the_requests_waiting_behind_a_stuck_database()
                 .query_one(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
                      AND application_name = 'event_consumer' AND state = 'idle' \
-                     AND (query LIKE '%readiness probe%' OR query LIKE '%VALUES ($1, $2, $3)%')",
+                     AND (query LIKE '%= ANY($1::text[])%' OR query LIKE '%VALUES ($1, $2, $3)%')",
                     &[&db.name],
                 )
                 .unwrap()
