@@ -9,6 +9,7 @@
 pub mod answer;
 pub mod content_coding;
 pub mod db;
+pub mod deadlines;
 pub mod http;
 pub mod https;
 pub mod metrics;
@@ -111,6 +112,15 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
         let handle = std::thread::Builder::new()
             .name(format!("db-worker-{id}"))
             .spawn(move || pipeline.run_worker(id))
+            .map_err(StartError::Thread)?;
+        workers.push(handle);
+    }
+    {
+        // Answers 503 to requests the database keeps past their deadline; ends at close.
+        let pipeline = Arc::clone(&pipeline);
+        let handle = std::thread::Builder::new()
+            .name("db-deadlines".into())
+            .spawn(move || pipeline.run_deadlines())
             .map_err(StartError::Thread)?;
         workers.push(handle);
     }

@@ -36,6 +36,7 @@ use crate::answer::Answer;
 use crate::db::{
     Counts, Database, DbConnection, Health, Outcome, Readiness, Saved, Task, READY_WAIT,
 };
+use crate::deadlines::{InFlight, DEADLINE_TICK};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::routes;
@@ -95,6 +96,8 @@ pub struct Pipeline {
     db: Arc<Database>,
     /// The probe of `/readyz`, on a session of its own (not one of the batches').
     readiness: Readiness,
+    /// The batches being stored and when their requests are due (see `deadlines.rs`).
+    in_flight: InFlight,
     metrics: Arc<Metrics>,
     notifier: Arc<Notifier>,
 }
@@ -133,6 +136,7 @@ impl Pipeline {
             max_batch: max_batch.max(1),
             db,
             readiness,
+            in_flight: InFlight::default(),
             metrics,
             notifier,
         }
@@ -143,11 +147,17 @@ impl Pipeline {
     pub fn submit(&self, job: Job) -> Result<(), Refused> {
         if let Some((mut connection, job)) = self.enqueue_or_lead(job)? {
             let mut outcomes = Vec::with_capacity(1);
+            let watch = self.in_flight.watch(
+                connection.id,
+                std::slice::from_ref(&job.answer),
+                self.db.answer_within(),
+            );
             self.store_with(
                 &mut connection,
                 std::slice::from_ref(&job.task),
                 &mut outcomes,
             );
+            drop(watch);
             self.give_back(connection, true);
             job.answer
                 .send_outcome(&outcomes.pop().unwrap_or(Outcome::Internal));
@@ -349,10 +359,55 @@ impl Pipeline {
         log::debug!("worker thread {id}: stopped");
     }
 
+    /// The deadline thread: until the queue is closed, answers 503 to every request that has
+    /// waited [`Database::answer_within`] for the database, queued or in a batch the database
+    /// does not answer (see `deadlines.rs`). A stalled batch starts an outage.
+    pub fn run_deadlines(&self) {
+        let limit = self.db.answer_within();
+        while !lock(&self.state).closed {
+            std::thread::sleep(DEADLINE_TICK);
+            let now = Instant::now();
+            let expired = self.in_flight.expire(now);
+            if !expired.is_empty() {
+                self.db.no_answer();
+                let response = routes::answer_to(&Outcome::Unavailable);
+                let answered = expired.iter().filter(|w| w.abandon(&response)).count();
+                self.db.health.refused(answered);
+            }
+            // Queued in arrival order: the expired ones are at the front.
+            let queued: Vec<Job> = {
+                let mut state = lock(&self.state);
+                let n = state
+                    .jobs
+                    .iter()
+                    .take_while(|job| {
+                        now.saturating_duration_since(job.answer.waiting_since()) >= limit
+                    })
+                    .count();
+                if n > 0 {
+                    self.metrics
+                        .queued
+                        .store(state.jobs.len() - n, Ordering::Relaxed);
+                }
+                state.jobs.drain(..n).collect()
+            };
+            if !queued.is_empty() {
+                self.db.health.refused(queued.len());
+                for job in queued {
+                    job.answer.send_outcome(&Outcome::Unavailable);
+                }
+            }
+        }
+    }
+
     /// Stores a batch, gives the connection back, then answers every job of the batch (also
     /// when storing panics): the next batch need not wait for the answers to be sent.
     fn store_batch(&self, mut connection: DbConnection, batch: &mut Batch) {
+        let watch = self
+            .in_flight
+            .watch(connection.id, &batch.answers, self.db.answer_within());
         self.store_with(&mut connection, &batch.tasks, &mut batch.outcomes);
+        drop(watch);
         self.give_back(connection, true);
         // One outcome per job in order; none (only after a panic) means 500.
         let mut outcomes = batch.outcomes.drain(..);

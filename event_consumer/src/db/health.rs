@@ -69,6 +69,7 @@ fn error_kind(error: &StoreError) -> &'static str {
     match error {
         StoreError::Unavailable(e) | StoreError::Failed(e) => postgres_kind(e),
         StoreError::Tls(_) => "tls",
+        StoreError::NoAnswer(_) => "timed out",
         StoreError::Inconsistent(_) => "unexpected answer",
         StoreError::Connect { failures, .. } => failures
             .first()

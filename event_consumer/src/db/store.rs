@@ -91,6 +91,10 @@ pub enum StoreError {
     /// `database.sslrootcert` cannot be used (it was fine at start: changed since). Nothing
     /// was sent; the next attempt reads it again.
     Tls(TlsError),
+    /// A batch got no answer within its deadline (`statement_timeout_seconds` and a margin):
+    /// the server is silent (a stopped process, storage that hangs, a partition TCP has not
+    /// noticed yet). The call itself still waits; its requests were answered 503.
+    NoAnswer(Duration),
     /// No host of `database.host` gave a session: each host tried, in order, with why.
     /// `name_hosts`: there are several, so the text names each.
     Connect {
@@ -137,6 +141,7 @@ impl StoreError {
                 format!("unexpected answer from the database: {what}")
             }
             StoreError::Tls(e) => e.to_string(),
+            StoreError::NoAnswer(limit) => no_answer(*limit),
             StoreError::Connect {
                 failures,
                 name_hosts: false,
@@ -153,7 +158,7 @@ impl StoreError {
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
             StoreError::Unavailable(e) | StoreError::Failed(e) => e.code().map(SqlState::code),
-            StoreError::Inconsistent(_) | StoreError::Tls(_) => None,
+            StoreError::Inconsistent(_) | StoreError::Tls(_) | StoreError::NoAnswer(_) => None,
             StoreError::Connect { failures, .. } => {
                 let first = failures.first()?.sqlstate()?;
                 failures
@@ -176,7 +181,7 @@ impl StoreError {
     /// shutting down, or it is read-only (a standby or a demoted primary: a new connection may
     /// reach the new primary). A full disk or a timeout leave a connection fit for later.
     pub fn needs_new_connection(&self) -> bool {
-        if matches!(self, StoreError::Connect { .. }) {
+        if matches!(self, StoreError::Connect { .. } | StoreError::NoAnswer(_)) {
             return true;
         }
         let StoreError::Unavailable(e) = self else {
@@ -197,7 +202,7 @@ impl StoreError {
     pub fn certainly_not_committed(&self) -> bool {
         match self {
             StoreError::Unavailable(e) | StoreError::Failed(e) => e.code().is_some(),
-            StoreError::Inconsistent(_) => false,
+            StoreError::Inconsistent(_) | StoreError::NoAnswer(_) => false,
             StoreError::Tls(_) | StoreError::Connect { .. } => true,
         }
     }
@@ -212,6 +217,7 @@ impl fmt::Display for StoreError {
                 write!(f, "unexpected answer from the database: {what}")
             }
             StoreError::Tls(e) => write!(f, "database TLS setup: {e}"),
+            StoreError::NoAnswer(limit) => f.write_str(&no_answer(*limit)),
             StoreError::Connect { .. } => {
                 write!(f, "cannot open a database session: {}", self.detail())
             }
@@ -232,6 +238,14 @@ pub(crate) fn describe(e: &postgres::Error) -> String {
             format!("{e}{source}")
         }
     }
+}
+
+fn no_answer(limit: Duration) -> String {
+    format!(
+        "no answer within statement_timeout_seconds + {:.1} s ({:.1} s): timed out",
+        super::session::USER_TIMEOUT_MARGIN.as_secs_f64(),
+        limit.as_secs_f64()
+    )
 }
 
 /// Errors that a new connection, later, can cure.
