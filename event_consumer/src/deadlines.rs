@@ -35,8 +35,23 @@ pub struct InFlight {
 struct Watched {
     /// The database connection storing it (one batch per connection at a time).
     connection: usize,
+    /// When its requests are due: `limit` after the oldest was read.
     deadline: Instant,
+    /// When the database stopped answering, unless it answers first: `limit` after the batch
+    /// was sent. A server that is alive has cancelled the statement by then.
+    stalled: Instant,
+    /// Its requests' connections; empty once they were answered 503.
     writers: Vec<Arc<Writer>>,
+    reported: bool,
+}
+
+/// What [`InFlight::expire`] found.
+#[derive(Debug, Default)]
+pub struct Expired {
+    /// The connections of the requests past their deadline.
+    pub writers: Vec<Arc<Writer>>,
+    /// Batches the database has not answered for `limit` (each reported once).
+    pub stalled: usize,
 }
 
 /// Removes its batch when the batch returned from the database, however it returned.
@@ -50,13 +65,15 @@ impl InFlight {
     /// Watches the batch that `connection` stores now for `answers`, due `limit` after the
     /// oldest of them was read.
     pub fn watch(&self, connection: usize, answers: &[Answer], limit: Duration) -> Watch<'_> {
+        let now = Instant::now();
         let oldest = answers.iter().map(Answer::waiting_since).min();
-        let deadline = oldest.unwrap_or_else(Instant::now) + limit;
         let writers = answers.iter().map(|a| Arc::clone(a.writer())).collect();
         lock(&self.batches).push(Watched {
             connection,
-            deadline,
+            deadline: oldest.unwrap_or(now) + limit,
+            stalled: now + limit,
             writers,
+            reported: false,
         });
         Watch {
             in_flight: self,
@@ -64,18 +81,30 @@ impl InFlight {
         }
     }
 
-    /// Takes the batches whose deadline passed at `now`: the writers of their requests.
-    pub fn expire(&self, now: Instant) -> Vec<Arc<Writer>> {
-        let mut batches = lock(&self.batches);
-        let mut expired = Vec::new();
-        batches.retain_mut(|batch| {
-            if now < batch.deadline {
-                return true;
+    /// Takes the writers of the requests whose deadline passed at `now`, and counts the
+    /// batches that stalled since the last call.
+    pub fn expire(&self, now: Instant) -> Expired {
+        let mut expired = Expired::default();
+        for batch in lock(&self.batches).iter_mut() {
+            if now >= batch.deadline {
+                expired.writers.append(&mut batch.writers);
             }
-            expired.append(&mut batch.writers);
-            false
-        });
+            if now >= batch.stalled && !batch.reported {
+                batch.reported = true;
+                expired.stalled += 1;
+            }
+        }
         expired
+    }
+}
+
+impl InFlight {
+    /// Batches the database has not answered for `limit` at `now`.
+    pub fn stalled(&self, now: Instant) -> usize {
+        lock(&self.batches)
+            .iter()
+            .filter(|batch| now >= batch.stalled)
+            .count()
     }
 }
 

@@ -53,6 +53,9 @@ pub struct Job {
 pub enum QueueError {
     Full,
     Closed,
+    /// An outage is going on and no connection is idle: the batch that took the job would
+    /// refuse it (one attempt per backoff interval), so it is refused at once.
+    DatabaseDown,
 }
 
 /// A job the queue did not take, given back so its request can be answered.
@@ -182,6 +185,14 @@ impl Pipeline {
                 state.committing += 1;
                 return Ok(Some((connection, job)));
             }
+        }
+        if self.db.health.is_down() {
+            drop(state);
+            self.db.health.refused(1);
+            return Err(Refused {
+                error: QueueError::DatabaseDown,
+                answer: job.answer,
+            });
         }
         if state.jobs.len() >= self.capacity {
             drop(state);
@@ -313,6 +324,16 @@ impl Pipeline {
     /// Whether a write would succeed now: the readiness probe, answered within
     /// [`READY_WAIT`] whatever the database does (see `db/readiness.rs`).
     pub fn check_ready(&self) -> Outcome {
+        // A new session may work while every connection of the pipeline is stuck in a batch
+        // the database never answered (its backends stopped): nothing can be stored then.
+        let stalled = self.in_flight.stalled(Instant::now());
+        let all_stalled = stalled > 0 && {
+            let state = lock(&self.state);
+            state.idle.is_empty() && stalled >= state.committing
+        };
+        if all_stalled {
+            return Outcome::Unavailable;
+        }
         let outcome = self.readiness.check(READY_WAIT);
         self.record(self.readiness.take_counts());
         outcome
@@ -361,17 +382,24 @@ impl Pipeline {
 
     /// The deadline thread: until the queue is closed, answers 503 to every request that has
     /// waited [`Database::answer_within`] for the database, queued or in a batch the database
-    /// does not answer (see `deadlines.rs`). A stalled batch starts an outage.
+    /// does not answer (see `deadlines.rs`). A batch the database has not answered for that
+    /// long starts an outage: a server that is alive cancels it at `statement_timeout`.
     pub fn run_deadlines(&self) {
         let limit = self.db.answer_within();
         while !lock(&self.state).closed {
             std::thread::sleep(DEADLINE_TICK);
             let now = Instant::now();
             let expired = self.in_flight.expire(now);
-            if !expired.is_empty() {
+            if expired.stalled > 0 {
                 self.db.no_answer();
+            }
+            if !expired.writers.is_empty() {
                 let response = routes::answer_to(&Outcome::Unavailable);
-                let answered = expired.iter().filter(|w| w.abandon(&response)).count();
+                let answered = expired
+                    .writers
+                    .iter()
+                    .filter(|w| w.abandon(&response))
+                    .count();
                 self.db.health.refused(answered);
             }
             // Queued in arrival order: the expired ones are at the front.

@@ -150,7 +150,7 @@ fn cluster_processes(postmaster: u32) -> Vec<u32> {
 
 /// Sends `signal` to each pid; false when some had exited meanwhile (a backend ends when its
 /// client goes).
-fn signal_all(pids: &[u32], signal: &str) -> bool {
+pub fn signal_all(pids: &[u32], signal: &str) -> bool {
     Command::new("kill")
         .arg(format!("-{signal}"))
         .args(pids.iter().map(u32::to_string))

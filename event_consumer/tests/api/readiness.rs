@@ -10,7 +10,7 @@ use crate::helpers::{
     post_event, send, stop_and_log, wait_until, ConsumerProcess, ProcessOptions, RawResponse,
     GOOD_EVENT,
 };
-use crate::outages::Frozen;
+use crate::outages::{signal_all, Frozen};
 
 fn get_closing(addr: std::net::SocketAddr, path: &str) -> RawResponse {
     send(
@@ -151,4 +151,114 @@ fn with_its_database_silent_readyz_answers_503_within_2_s_and_requests_within_st
         || get_closing(consumer.addr, "/readyz").status == 200,
     );
     stop_and_log(consumer);
+}
+
+/// The backends of the consumer's pipeline, stopped until the guard is dropped: the server
+/// takes new sessions and answers everyone else, the readiness probe's session included.
+struct StoppedBackends(Vec<u32>);
+
+impl StoppedBackends {
+    fn stop(admin: &mut postgres::Client, dbname: &str) -> StoppedBackends {
+        let pids: Vec<u32> = admin
+            .query(
+                "SELECT pid FROM pg_stat_activity \
+                 WHERE datname = $1 AND application_name = 'event_consumer' \
+                 AND query NOT LIKE 'DO $probe$%'",
+                &[&dbname],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<_, i32>(0) as u32)
+            .collect();
+        assert!(!pids.is_empty(), "the consumer has sessions");
+        assert!(signal_all(&pids, "STOP"), "kill -STOP {pids:?}");
+        StoppedBackends(pids)
+    }
+}
+
+impl Drop for StoppedBackends {
+    fn drop(&mut self) {
+        signal_all(&self.0, "CONT");
+    }
+}
+
+#[test]
+fn with_its_pipelines_backends_stopped_the_consumer_answers_503_in_time_and_is_not_ready() {
+    let db = TestDb::new();
+    let mut admin = db.client();
+    let consumer = ConsumerProcess::start_with(
+        &db,
+        ProcessOptions {
+            database_yaml: "  statement_timeout_seconds: 2\n",
+            env: &[("LOG_LEVEL", "info")],
+            ..ProcessOptions::default()
+        },
+    );
+    assert_eq!(get_closing(consumer.addr, "/readyz").status, 200);
+    wait_until(
+        "both connections and the probe's session open",
+        Duration::from_secs(10),
+        || {
+            let n: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = $1 AND application_name = 'event_consumer'",
+                    &[&db.name],
+                )
+                .unwrap()
+                .get(0);
+            n == 3
+        },
+    );
+    let stopped = StoppedBackends::stop(&mut admin, &db.name);
+    // One request stored by its own thread on one connection, then two that queue behind it
+    // and go as one batch on the other: both connections stuck.
+    let post = |i: usize| {
+        let addr = consumer.addr;
+        std::thread::spawn(move || {
+            let sent = Instant::now();
+            let key = format!("stopped-{i}");
+            let status = post_event(addr, GOOD_EVENT, &[("Idempotency-Key", &key)]).status;
+            (status, sent.elapsed())
+        })
+    };
+    let first = post(0);
+    std::thread::sleep(Duration::from_millis(300));
+    let posts: Vec<_> = [first, post(1), post(2)].into_iter().collect();
+    let posts: Vec<(u16, Duration)> = posts.into_iter().map(|h| h.join().unwrap()).collect();
+    let asked = Instant::now();
+    let ready = get_closing(consumer.addr, "/readyz").status;
+    let ready_took = asked.elapsed();
+    let asked = Instant::now();
+    let later = post_event(consumer.addr, GOOD_EVENT, &[]).status;
+    let later_took = asked.elapsed();
+    drop(stopped);
+
+    eprintln!(
+        "backends stopped: POST /event {posts:?}, then /readyz {ready} in {ready_took:?}, \
+         POST /event {later} in {later_took:?}"
+    );
+    for (status, took) in &posts {
+        assert_eq!(*status, 503, "{posts:?}");
+        // statement_timeout_seconds (2) + 1 s.
+        assert!(*took < Duration::from_secs(3), "{posts:?}");
+    }
+    // The probe's own session works: only the pipeline's state says that nothing can be stored.
+    assert_eq!(ready, 503, "not ready while every connection is stuck");
+    assert!(
+        ready_took < Duration::from_secs(1),
+        "at once: {ready_took:?}"
+    );
+    assert_eq!(later, 503, "the outage answers at once");
+    assert!(later_took < Duration::from_secs(1), "{later_took:?}");
+    wait_until(
+        "ready again once the backends run",
+        Duration::from_secs(30),
+        || get_closing(consumer.addr, "/readyz").status == 200,
+    );
+    let log = stop_and_log(consumer);
+    assert!(
+        log.contains("no answer within statement_timeout_seconds + 0.5 s (2.5 s): timed out"),
+        "{log}"
+    );
 }
