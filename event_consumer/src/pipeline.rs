@@ -23,6 +23,10 @@
 //! thread does not wait for it: it goes back to reading, see [`crate::answer`]). The systemd
 //! watchdog is pinged when a connection comes back from a batch and while one is idle, so the
 //! pings stop when every connection is stuck in the database.
+//!
+//! Deadlines: a request waits for the database at most `statement_timeout_seconds` + 0.5 s,
+//! queued or in a batch, whatever the database does; the deadline thread answers 503 in its
+//! place (see [`crate::deadlines`]). `/readyz` does not queue: it has a probe of its own (`db/readiness.rs`).
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -53,9 +57,6 @@ pub struct Job {
 pub enum QueueError {
     Full,
     Closed,
-    /// An outage is going on and no connection is idle: the batch that took the job would
-    /// refuse it (one attempt per backoff interval), so it is refused at once.
-    DatabaseDown,
 }
 
 /// A job the queue did not take, given back so its request can be answered.
@@ -185,14 +186,6 @@ impl Pipeline {
                 state.committing += 1;
                 return Ok(Some((connection, job)));
             }
-        }
-        if self.db.health.is_down() {
-            drop(state);
-            self.db.health.refused(1);
-            return Err(Refused {
-                error: QueueError::DatabaseDown,
-                answer: job.answer,
-            });
         }
         if state.jobs.len() >= self.capacity {
             drop(state);

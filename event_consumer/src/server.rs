@@ -349,7 +349,6 @@ fn act(action: Action, answer: Answer, server: &Server) -> std::io::Result<()> {
         Err(Refused { error, answer }) => answer.send(&match error {
             QueueError::Full => routes::queue_full(),
             QueueError::Closed => routes::shutting_down(),
-            QueueError::DatabaseDown => routes::answer_to(&crate::db::Outcome::Unavailable),
         }),
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! An outage is any failure of the write path: the server cannot be reached, refuses the login,
 //! is read-only (a standby, `default_transaction_read_only`), has a full disk, runs past
-//! `statement_timeout`, misses the table. While it lasts:
+//! `statement_timeout`, misses the table, or gives no answer at all within `statement_timeout`
+//! and a margin (a stopped server, hung storage: see `deadlines.rs`). While it lasts:
 //! - the consumer answers 503 at once, and only one attempt to use the database (a reconnect, a
 //!   write, a readiness probe) is made per backoff interval, 0.1 s doubling to 5 s, however many
 //!   requests arrive and whichever thread makes them: no new session and no failed login per
