@@ -326,6 +326,11 @@ fn a_login_refused_mid_run_is_logged_as_a_new_cause_and_logins_follow_the_backof
         },
     );
     assert_eq!(post_event(consumer.addr, GOOD_EVENT, &[]).status, 201);
+    // Both workers' sessions open first: a worker still logging in at the NOLOGIN below would
+    // make the refused login the first cause.
+    wait_until("both sessions open", Duration::from_secs(10), || {
+        consumer_sessions(&mut admin, &db.name) == 2
+    });
     // What a changed password or a locked account gives: the sessions end, logins fail.
     admin
         .batch_execute(&format!("ALTER ROLE {role} NOLOGIN"))
