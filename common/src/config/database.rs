@@ -282,15 +282,9 @@ impl DbEndpoint {
     }
 }
 
-/// `db1:5432`; an IPv6 address in brackets, `[::1]:5432`, as in a URL, so the port is not
-/// read as the address's last group.
 impl fmt::Display for DbEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') && !self.is_unix_socket() {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
+        write!(f, "{}:{}", self.host, self.port)
     }
 }
 

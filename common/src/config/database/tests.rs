@@ -226,25 +226,3 @@ fn bad_host_and_port_lists_are_refused_naming_the_key_and_the_file() {
         assert!(!err.contains('\n'), "{why}: one line: {err}");
     }
 }
-
-#[test]
-fn an_ipv6_database_address_is_shown_in_brackets_before_its_port() {
-    let shown = |host: &str, port: u16| {
-        DbEndpoint {
-            host: host.into(),
-            port,
-        }
-        .to_string()
-    };
-    assert_eq!(shown("::1", 53141), "[::1]:53141");
-    assert_eq!(shown("fd00:a::5", 5432), "[fd00:a::5]:5432");
-    assert_eq!(shown("127.0.0.1", 5432), "127.0.0.1:5432");
-    assert_eq!(shown("db1.example", 5433), "db1.example:5433");
-    assert_eq!(shown("/run/postgresql", 5432), "/run/postgresql:5432");
-    let config = DatabaseConfig {
-        host: "::1,db2".into(),
-        port: DbPorts::new(vec![5432, 5433]).unwrap(),
-        ..DatabaseConfig::default()
-    };
-    assert_eq!(config.endpoints_text(), "[::1]:5432,db2:5433");
-}
