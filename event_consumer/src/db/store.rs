@@ -27,8 +27,8 @@ use super::session;
 /// (`BEGIN`, the `INSERT`, `ROLLBACK`), a `ROLLBACK` that never arrived (the consumer's host
 /// died after the `INSERT`'s answer, a path that lost that one segment) left the session idle
 /// in its transaction, holding the row and a lock on `events`, until TCP gave up on it (2 h).
-/// A `DO` block is run whole by the server once it has the message, whatever happens to the
-/// client meanwhile, and it ends its own transaction: on success with its `ROLLBACK`, on an
+/// A `DO` block (PL/pgSQL, in every database unless dropped) is run whole by the server once
+/// it has the message, whatever happens to the client meanwhile, and it ends its own transaction: on success with its `ROLLBACK`, on an
 /// error with the implicit transaction of the statement, so no session of ours is ever left
 /// in a transaction, not even an aborted one. (`BEGIN; INSERT …; ROLLBACK` in one message
 /// is not enough: an `INSERT` that fails, on a read-only server say, skips the `ROLLBACK` and
@@ -38,7 +38,7 @@ use super::session;
 /// no other live session's, so probes of several consumers never wait for each other's rows,
 /// nor for a row an orphaned session of an older consumer still holds (those used `-1`).
 /// `ON CONFLICT DO NOTHING` skips a committed row that has the id (one written by hand).
-pub const PROBE_SQL: &str = "DO $probe$ BEGIN \
+const PROBE_SQL: &str = "DO $probe$ BEGIN \
      INSERT INTO events (id, event_type, event_payload) OVERRIDING SYSTEM VALUE \
      VALUES (-pg_backend_pid(), 'readiness probe', '') ON CONFLICT DO NOTHING; \
      ROLLBACK; \
