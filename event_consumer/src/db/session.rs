@@ -41,15 +41,15 @@ const SERVER_KEEPALIVE_INTERVAL: u32 = 5;
 const SERVER_KEEPALIVE_COUNT: u32 = 3;
 
 /// Applies the settings of every consumer session (see the module docs) to a driver
-/// configuration that already names the host. Public so that tests can open a session as the
-/// consumer does.
-pub fn apply(config: &DatabaseConfig, pg: &mut postgres::Config) {
+/// configuration that already names the host; `application_name` tells the session apart in
+/// `pg_stat_activity`. Public so that tests can open a session as the consumer does.
+pub fn apply(config: &DatabaseConfig, application_name: &str, pg: &mut postgres::Config) {
     let statement_timeout = Duration::from_secs_f64(config.statement_timeout_seconds);
     let statement_timeout_ms = statement_timeout.as_millis().max(1);
     pg.user(&config.user)
         .password(config.password.expose())
         .dbname(&config.dbname)
-        .application_name("event_consumer")
+        .application_name(application_name)
         .connect_timeout(Duration::from_secs_f64(config.connect_timeout_seconds))
         .options(&format!(
             "-c statement_timeout={statement_timeout_ms} \
@@ -75,7 +75,7 @@ mod tests {
             ..DatabaseConfig::default()
         };
         let mut pg = postgres::Config::new();
-        apply(&config, &mut pg);
+        apply(&config, "event_consumer", &mut pg);
         let options = pg.get_options().unwrap_or_default();
         for setting in [
             "statement_timeout=2500",

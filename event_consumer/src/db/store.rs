@@ -296,7 +296,7 @@ impl Store {
     /// `target_session_attrs` (see `connect.rs`), with the configured timeouts, and
     /// prepares the statements there.
     pub fn connect(config: &DatabaseConfig) -> Result<Store, StoreError> {
-        let settings = |pg: &mut postgres::Config| session::apply(config, pg);
+        let settings = |pg: &mut postgres::Config| session::apply(config, "event_consumer", pg);
         let Session {
             client,
             endpoint,

@@ -27,7 +27,7 @@ fn orphaned_probe(db: &TestDb, statement_timeout_seconds: f64) -> (postgres::Cli
     config.statement_timeout_seconds = statement_timeout_seconds;
     let mut pg = postgres::Config::new();
     pg.host(&config.host).port(config.port.as_slice()[0]);
-    event_consumer::db::session::apply(&config, &mut pg);
+    event_consumer::db::session::apply(&config, "event_consumer", &mut pg);
     let mut client = pg.connect(postgres::NoTls).unwrap();
     let pid: i32 = client
         .query_one("SELECT pg_backend_pid()", &[])
