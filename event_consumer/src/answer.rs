@@ -57,6 +57,17 @@ impl Answer {
         }
     }
 
+    /// The connection this answer goes to: a deadline that cannot wait for the thread that
+    /// owes the answer abandons it there ([`Writer::abandon`]).
+    pub fn writer(&self) -> &Arc<Writer> {
+        &self.writer
+    }
+
+    /// When the request was read.
+    pub fn waiting_since(&self) -> Instant {
+        self.started
+    }
+
     /// Closes the connection after this answer (the service is shutting down).
     pub fn set_closing(&mut self) {
         self.framing.keep_alive = false;

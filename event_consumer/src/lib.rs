@@ -9,6 +9,7 @@
 pub mod answer;
 pub mod content_coding;
 pub mod db;
+pub mod deadlines;
 pub mod http;
 pub mod https;
 pub mod metrics;
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use common::Config;
 
-use crate::db::Database;
+use crate::db::{Database, Readiness};
 use crate::https::{Https, HttpsError};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -97,8 +98,11 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
     let notifier = Arc::new(notifier);
     let metrics = Arc::new(Metrics::default());
     let db = Arc::new(Database::new(config.database.clone()));
+    // The readiness probe's connection is numbered after the workers' in log lines.
+    let readiness = Readiness::new(Arc::clone(&db), c.workers);
     let pipeline = Arc::new(Pipeline::new(
         Arc::clone(&db),
+        readiness,
         pipeline::QUEUE_CAPACITY,
         pipeline::MAX_BATCH,
         Arc::clone(&metrics),
@@ -113,6 +117,15 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
         let handle = std::thread::Builder::new()
             .name(format!("db-worker-{id}"))
             .spawn(move || pipeline.run_worker(id))
+            .map_err(StartError::Thread)?;
+        workers.push(handle);
+    }
+    {
+        // Answers 503 to requests the database keeps past their deadline; ends at close.
+        let pipeline = Arc::clone(&pipeline);
+        let handle = std::thread::Builder::new()
+            .name("db-deadlines".into())
+            .spawn(move || pipeline.run_deadlines())
             .map_err(StartError::Thread)?;
         workers.push(handle);
     }

@@ -23,6 +23,10 @@
 //! thread does not wait for it: it goes back to reading, see [`crate::answer`]). The systemd
 //! watchdog is pinged when a connection comes back from a batch and while one is idle, so the
 //! pings stop when every connection is stuck in the database.
+//!
+//! Deadlines: a request waits for the database at most `statement_timeout_seconds` + 0.5 s,
+//! queued or in a batch, whatever the database does; the deadline thread answers 503 in its
+//! place (see [`crate::deadlines`]). `/readyz` does not queue: it has a probe of its own (`db/readiness.rs`).
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -33,7 +37,10 @@ use std::time::{Duration, Instant};
 use common::sync::{lock, wait_timeout};
 
 use crate::answer::Answer;
-use crate::db::{Counts, Database, DbConnection, Health, Outcome, Saved, Task};
+use crate::db::{
+    Counts, Database, DbConnection, Health, Outcome, Readiness, Saved, Task, READY_WAIT,
+};
+use crate::deadlines::{InFlight, DEADLINE_TICK};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::routes;
@@ -91,6 +98,10 @@ pub struct Pipeline {
     capacity: usize,
     max_batch: usize,
     db: Arc<Database>,
+    /// The probe of `/readyz`, on a session of its own (not one of the batches').
+    readiness: Readiness,
+    /// The batches being stored and when their requests are due (see `deadlines.rs`).
+    in_flight: InFlight,
     metrics: Arc<Metrics>,
     notifier: Arc<Notifier>,
 }
@@ -107,8 +118,10 @@ pub const QUEUE_CAPACITY: usize = 1024;
 pub const MAX_BATCH: usize = 256;
 
 impl Pipeline {
+    /// `readiness` probes the same database as `db`.
     pub fn new(
         db: Arc<Database>,
+        readiness: Readiness,
         queue_capacity: usize,
         max_batch: usize,
         metrics: Arc<Metrics>,
@@ -126,6 +139,8 @@ impl Pipeline {
             capacity: queue_capacity,
             max_batch: max_batch.max(1),
             db,
+            readiness,
+            in_flight: InFlight::default(),
             metrics,
             notifier,
         }
@@ -136,11 +151,17 @@ impl Pipeline {
     pub fn submit(&self, job: Job) -> Result<(), Refused> {
         if let Some((mut connection, job)) = self.enqueue_or_lead(job)? {
             let mut outcomes = Vec::with_capacity(1);
+            let watch = self.in_flight.watch(
+                connection.id,
+                std::slice::from_ref(&job.answer),
+                self.db.answer_within(),
+            );
             self.store_with(
                 &mut connection,
                 std::slice::from_ref(&job.task),
                 &mut outcomes,
             );
+            drop(watch);
             self.give_back(connection, true);
             job.answer
                 .send_outcome(&outcomes.pop().unwrap_or(Outcome::Internal));
@@ -293,9 +314,28 @@ impl Pipeline {
         &self.db.health
     }
 
+    /// Whether a write would succeed now: the readiness probe, answered within
+    /// [`READY_WAIT`] whatever the database does (see `db/readiness.rs`).
+    pub fn check_ready(&self) -> Outcome {
+        // A new session may work while every connection of the pipeline is stuck in a batch
+        // the database never answered (its backends stopped): nothing can be stored then.
+        let stalled = self.in_flight.stalled(Instant::now());
+        let all_stalled = stalled > 0 && {
+            let state = lock(&self.state);
+            state.idle.is_empty() && stalled >= state.committing
+        };
+        if all_stalled {
+            return Outcome::Unavailable;
+        }
+        let outcome = self.readiness.check(READY_WAIT);
+        self.record(self.readiness.take_counts());
+        outcome
+    }
+
     /// Closes the database connections (after the worker threads stopped).
     pub fn disconnect(&self) {
         lock(&self.state).idle.clear();
+        self.readiness.close();
     }
 
     /// A worker thread: opens one database connection, then stores queued batches until the
@@ -333,10 +373,62 @@ impl Pipeline {
         log::debug!("worker thread {id}: stopped");
     }
 
+    /// The deadline thread: until the queue is closed, answers 503 to every request that has
+    /// waited [`Database::answer_within`] for the database, queued or in a batch the database
+    /// does not answer (see `deadlines.rs`). A batch the database has not answered for that
+    /// long starts an outage: a server that is alive cancels it at `statement_timeout`.
+    pub fn run_deadlines(&self) {
+        let limit = self.db.answer_within();
+        while !lock(&self.state).closed {
+            std::thread::sleep(DEADLINE_TICK);
+            let now = Instant::now();
+            let expired = self.in_flight.expire(now);
+            if expired.stalled > 0 {
+                self.db.no_answer();
+            }
+            if !expired.writers.is_empty() {
+                let response = routes::answer_to(&Outcome::Unavailable);
+                let answered = expired
+                    .writers
+                    .iter()
+                    .filter(|w| w.abandon(&response))
+                    .count();
+                self.db.health.refused(answered);
+            }
+            // Queued in arrival order: the expired ones are at the front.
+            let queued: Vec<Job> = {
+                let mut state = lock(&self.state);
+                let n = state
+                    .jobs
+                    .iter()
+                    .take_while(|job| {
+                        now.saturating_duration_since(job.answer.waiting_since()) >= limit
+                    })
+                    .count();
+                if n > 0 {
+                    self.metrics
+                        .queued
+                        .store(state.jobs.len() - n, Ordering::Relaxed);
+                }
+                state.jobs.drain(..n).collect()
+            };
+            if !queued.is_empty() {
+                self.db.health.refused(queued.len());
+                for job in queued {
+                    job.answer.send_outcome(&Outcome::Unavailable);
+                }
+            }
+        }
+    }
+
     /// Stores a batch, gives the connection back, then answers every job of the batch (also
     /// when storing panics): the next batch need not wait for the answers to be sent.
     fn store_batch(&self, mut connection: DbConnection, batch: &mut Batch) {
+        let watch = self
+            .in_flight
+            .watch(connection.id, &batch.answers, self.db.answer_within());
         self.store_with(&mut connection, &batch.tasks, &mut batch.outcomes);
+        drop(watch);
         self.give_back(connection, true);
         // One outcome per job in order; none (only after a panic) means 500.
         let mut outcomes = batch.outcomes.drain(..);
@@ -455,9 +547,10 @@ mod tests {
     }
 
     fn pipeline(capacity: usize, max_batch: usize) -> Pipeline {
-        let db = Database::new(DatabaseConfig::default());
+        let db = Arc::new(Database::new(DatabaseConfig::default()));
         Pipeline::new(
-            Arc::new(db),
+            Arc::clone(&db),
+            Readiness::new(db, 2),
             capacity,
             max_batch,
             Arc::new(Metrics::default()),

@@ -341,7 +341,10 @@ fn act(action: Action, answer: Answer, server: &Server) -> std::io::Result<()> {
         Action::CheckReady if server.draining.load(Ordering::SeqCst) => {
             return answer.send(&routes::draining());
         }
-        Action::CheckReady => Task::Ping,
+        // Not through the queue: the probe has a deadline and a session of its own.
+        Action::CheckReady => {
+            return answer.send(&routes::answer_to(&server.pipeline.check_ready()));
+        }
         Action::StoreBatch { items } => Task::StoreBatch { items },
         Action::Store {
             event,

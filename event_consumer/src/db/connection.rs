@@ -10,6 +10,7 @@ use common::config::{DatabaseConfig, DbEndpoint};
 use common::sync::lock;
 
 use super::health::Health;
+use super::session::USER_TIMEOUT_MARGIN;
 use super::store::{NewEvent, Saved, Store, StoreError};
 use super::{Outcome, Task};
 
@@ -66,6 +67,19 @@ impl Database {
     /// Where the database is, as configured.
     pub fn config(&self) -> &DatabaseConfig {
         &self.config
+    }
+
+    /// How long a request may wait for the database before it is answered 503 whatever the
+    /// database does: `statement_timeout_seconds`, after which the server cancels a statement
+    /// itself, and the margin its cancel needs to arrive.
+    pub fn answer_within(&self) -> Duration {
+        Duration::from_secs_f64(self.config.statement_timeout_seconds) + USER_TIMEOUT_MARGIN
+    }
+
+    /// A batch got no answer within [`Database::answer_within`]: an outage starts (or goes on)
+    /// as with any failure, and the other connections check themselves before their next use.
+    pub fn no_answer(&self) {
+        self.failed(&StoreError::NoAnswer(self.answer_within()));
     }
 
     /// A use of the database failed: the other connections check themselves before their

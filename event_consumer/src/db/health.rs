@@ -2,7 +2,8 @@
 //!
 //! An outage is any failure of the write path: the server cannot be reached, refuses the login,
 //! is read-only (a standby, `default_transaction_read_only`), has a full disk, runs past
-//! `statement_timeout`, misses the table. While it lasts:
+//! `statement_timeout`, misses the table, or gives no answer at all within `statement_timeout`
+//! and a margin (a stopped server, hung storage: see `deadlines.rs`). While it lasts:
 //! - the consumer answers 503 at once, and only one attempt to use the database (a reconnect, a
 //!   write, a readiness probe) is made per backoff interval, 0.1 s doubling to 5 s, however many
 //!   requests arrive and whichever thread makes them: no new session and no failed login per
@@ -69,6 +70,7 @@ fn error_kind(error: &StoreError) -> &'static str {
     match error {
         StoreError::Unavailable(e) | StoreError::Failed(e) => postgres_kind(e),
         StoreError::Tls(_) => "tls",
+        StoreError::NoAnswer(_) => "timed out",
         StoreError::Inconsistent(_) => "unexpected answer",
         StoreError::Connect { failures, .. } => failures
             .first()
@@ -164,6 +166,11 @@ impl Health {
             down: AtomicBool::new(false),
             pending: AtomicBool::new(false),
         }
+    }
+
+    /// The hosts and ports, as the log lines name them.
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     /// Whether an outage is going on.

@@ -9,11 +9,15 @@
 //! | `health.rs` | [`Health`]: working, or an outage with its cause, backoff and log lines; the one outage flag |
 //! | `store.rs` | [`Store`]: the SQL (the only file with SQL, with `connect.rs`'s read-only check) |
 //! | `connect.rs` | opening a session over the hosts of `database.host`, each bounded by `connect_timeout_seconds` |
+//! | `session.rs` | what every session is told: timeouts and keepalives on both ends, so no end waits without bound |
+//! | `readiness.rs` | [`Readiness`]: the probe of `/readyz` on a session of its own, answered within [`READY_WAIT`] |
 //! | `tls.rs` | `database.sslmode` and `sslrootcert` as the driver's TLS connector (rustls) |
 
 mod connect;
 mod connection;
 mod health;
+mod readiness;
+pub mod session;
 pub mod store;
 mod tls;
 
@@ -23,6 +27,7 @@ use common::Event;
 pub use connect::{HostCause, HostFailure};
 pub use connection::{Counts, Database, DbConnection};
 pub use health::{Health, ATTEMPT_DELAY_MAX, ATTEMPT_DELAY_MIN, REMINDER_EVERY, SETTLE};
+pub use readiness::{Readiness, READY_WAIT};
 pub use store::{NewEvent, Saved, Store, StoreError, StoredEvent};
 pub use tls::DbTls;
 

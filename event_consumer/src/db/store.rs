@@ -23,6 +23,28 @@ use postgres::{Client, Statement};
 
 use super::connect::{self, Session};
 pub use super::connect::{HostCause, HostFailure};
+use super::session;
+
+/// The readiness probe's write, rolled back, as ONE statement in ONE message. Sent as three
+/// (`BEGIN`, the `INSERT`, `ROLLBACK`), a `ROLLBACK` that never arrived (the consumer's host
+/// died after the `INSERT`'s answer, a path that lost that one segment) left the session idle
+/// in its transaction, holding the row and a lock on `events`, until TCP gave up on it (2 h).
+/// A `DO` block (PL/pgSQL, in every database unless dropped) is run whole by the server once
+/// it has the message, whatever happens to the client meanwhile, and it ends its own transaction: on success with its `ROLLBACK`, on an
+/// error with the implicit transaction of the statement, so no session of ours is ever left
+/// in a transaction, not even an aborted one. (`BEGIN; INSERT …; ROLLBACK` in one message
+/// is not enough: an `INSERT` that fails, on a read-only server say, skips the `ROLLBACK` and
+/// leaves the session in an aborted transaction that needs another message.)
+///
+/// The row's id is minus the session's backend pid: no identity value (they start at 1), and
+/// no other live session's, so probes of several consumers never wait for each other's rows,
+/// nor for a row an orphaned session of an older consumer still holds (those used `-1`).
+/// `ON CONFLICT DO NOTHING` skips a committed row that has the id (one written by hand).
+const PROBE_SQL: &str = "DO $probe$ BEGIN \
+     INSERT INTO events (id, event_type, event_payload) OVERRIDING SYSTEM VALUE \
+     VALUES (-pg_backend_pid(), 'readiness probe', '') ON CONFLICT DO NOTHING; \
+     ROLLBACK; \
+     END $probe$";
 
 /// One event to store, with the idempotency key its request carried.
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +93,10 @@ pub enum StoreError {
     /// `database.sslrootcert` cannot be used (it was fine at start: changed since). Nothing
     /// was sent; the next attempt reads it again.
     Tls(TlsError),
+    /// A batch got no answer within its deadline (`statement_timeout_seconds` and a margin):
+    /// the server is silent (a stopped process, storage that hangs, a partition TCP has not
+    /// noticed yet). The call itself still waits; its requests were answered 503.
+    NoAnswer(Duration),
     /// No host of `database.host` gave a session: each host tried, in order, with why.
     /// `name_hosts`: there are several, so the text names each.
     Connect {
@@ -117,6 +143,7 @@ impl StoreError {
                 format!("unexpected answer from the database: {what}")
             }
             StoreError::Tls(e) => e.to_string(),
+            StoreError::NoAnswer(limit) => no_answer(*limit),
             StoreError::Connect {
                 failures,
                 name_hosts: false,
@@ -133,7 +160,7 @@ impl StoreError {
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
             StoreError::Unavailable(e) | StoreError::Failed(e) => e.code().map(SqlState::code),
-            StoreError::Inconsistent(_) | StoreError::Tls(_) => None,
+            StoreError::Inconsistent(_) | StoreError::Tls(_) | StoreError::NoAnswer(_) => None,
             StoreError::Connect { failures, .. } => {
                 let first = failures.first()?.sqlstate()?;
                 failures
@@ -156,7 +183,7 @@ impl StoreError {
     /// shutting down, or it is read-only (a standby or a demoted primary: a new connection may
     /// reach the new primary). A full disk or a timeout leave a connection fit for later.
     pub fn needs_new_connection(&self) -> bool {
-        if matches!(self, StoreError::Connect { .. }) {
+        if matches!(self, StoreError::Connect { .. } | StoreError::NoAnswer(_)) {
             return true;
         }
         let StoreError::Unavailable(e) = self else {
@@ -177,7 +204,7 @@ impl StoreError {
     pub fn certainly_not_committed(&self) -> bool {
         match self {
             StoreError::Unavailable(e) | StoreError::Failed(e) => e.code().is_some(),
-            StoreError::Inconsistent(_) => false,
+            StoreError::Inconsistent(_) | StoreError::NoAnswer(_) => false,
             StoreError::Tls(_) | StoreError::Connect { .. } => true,
         }
     }
@@ -192,6 +219,7 @@ impl fmt::Display for StoreError {
                 write!(f, "unexpected answer from the database: {what}")
             }
             StoreError::Tls(e) => write!(f, "database TLS setup: {e}"),
+            StoreError::NoAnswer(limit) => f.write_str(&no_answer(*limit)),
             StoreError::Connect { .. } => {
                 write!(f, "cannot open a database session: {}", self.detail())
             }
@@ -212,6 +240,14 @@ pub(crate) fn describe(e: &postgres::Error) -> String {
             format!("{e}{source}")
         }
     }
+}
+
+fn no_answer(limit: Duration) -> String {
+    format!(
+        "no answer within statement_timeout_seconds + {:.1} s ({:.1} s): timed out",
+        super::session::USER_TIMEOUT_MARGIN.as_secs_f64(),
+        limit.as_secs_f64()
+    )
 }
 
 /// Errors that a new connection, later, can cure.
@@ -250,8 +286,6 @@ pub struct Store {
     /// not promise that RETURNING follows the order of the rows inserted.
     insert_numbered: Statement,
     lookup: Statement,
-    /// The write of the readiness probe, always rolled back.
-    probe: Statement,
 }
 
 impl fmt::Debug for Store {
@@ -277,23 +311,7 @@ impl Store {
         config: &DatabaseConfig,
         application_name: &str,
     ) -> Result<Store, StoreError> {
-        let statement_timeout_ms = (config.statement_timeout_seconds * 1000.0).round() as u64;
-        let connect_timeout = Duration::from_secs_f64(config.connect_timeout_seconds);
-        let settings = |pg: &mut postgres::Config| {
-            pg.user(&config.user)
-                .password(config.password.expose())
-                .dbname(&config.dbname)
-                .application_name(application_name)
-                .connect_timeout(connect_timeout)
-                // The server cancels any statement running longer (a lock, a slow disk). A
-                // frozen server cancels nothing: see `Running::shutdown` for what bounds a stop
-                // then.
-                .options(&format!("-c statement_timeout={statement_timeout_ms}"))
-                // A silent network loss is noticed within a bounded time, not after 2 h of TCP
-                // keepalive defaults.
-                .keepalives_idle(Duration::from_secs(10))
-                .tcp_user_timeout(connect_timeout + Duration::from_millis(statement_timeout_ms));
-        };
+        let settings = |pg: &mut postgres::Config| session::apply(config, application_name, pg);
         let Session {
             client,
             endpoint,
@@ -351,12 +369,6 @@ impl Store {
         let insert_one = client.prepare(insert_one_sql)?;
         let insert_numbered = client.prepare(insert_numbered_sql)?;
         let lookup = client.prepare(lookup_sql)?;
-        // An id no real row has (identities start at 1), so the probe takes no value from the
-        // sequence and can collide only with another probe, which it waits for.
-        let probe_sql = "INSERT INTO events (id, event_type, event_payload) \
-             OVERRIDING SYSTEM VALUE VALUES (-1, 'readiness probe', '') \
-             ON CONFLICT DO NOTHING";
-        let probe = client.prepare(probe_sql)?;
         Ok(Store {
             client,
             endpoint,
@@ -365,7 +377,6 @@ impl Store {
             insert,
             insert_numbered,
             lookup,
-            probe,
         })
     }
 
@@ -384,18 +395,13 @@ impl Store {
         self.client.is_valid(timeout).is_ok()
     }
 
-    /// Writes a row in a transaction and rolls it back: fails as a real write would on a
-    /// read-only server, a full disk or a missing table, and leaves no row behind (only a dead
-    /// tuple for vacuum).
+    /// Writes a row and rolls it back: fails as a real write would on a read-only server, a
+    /// full disk or a missing table, and leaves no row behind (only a dead tuple for vacuum).
+    /// See [`PROBE_SQL`] for why it is one statement.
     pub fn probe_write(&mut self) -> Result<(), StoreError> {
-        let mut transaction = self
-            .client
-            .transaction()
-            .map_err(StoreError::from_postgres)?;
-        transaction
-            .execute(&self.probe, &[])
-            .map_err(StoreError::from_postgres)?;
-        transaction.rollback().map_err(StoreError::from_postgres)
+        self.client
+            .batch_execute(PROBE_SQL)
+            .map_err(StoreError::from_postgres)
     }
 
     /// Takes the retention's advisory lock for this session, if no other session holds it:

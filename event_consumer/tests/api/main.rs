@@ -17,6 +17,7 @@ mod module_graph;
 mod occurred_at;
 mod outages;
 mod parser_props;
+mod readiness;
 mod readme_examples;
 mod retention;
 mod store;

@@ -140,7 +140,7 @@ fn cluster_processes(postmaster: u32) -> Vec<u32> {
 
 /// Sends `signal` to each pid; false when some had exited meanwhile (a backend ends when its
 /// client goes).
-fn signal_all(pids: &[u32], signal: &str) -> bool {
+pub fn signal_all(pids: &[u32], signal: &str) -> bool {
     Command::new("kill")
         .arg(format!("-{signal}"))
         .args(pids.iter().map(u32::to_string))
@@ -160,10 +160,10 @@ fn postmaster_pid(cluster: &Cluster) -> u32 {
 }
 
 /// A cluster of its own whose processes are stopped until the guard is dropped.
-struct Frozen(Vec<u32>);
+pub struct Frozen(Vec<u32>);
 
 impl Frozen {
-    fn freeze(cluster: &Cluster) -> Frozen {
+    pub fn freeze(cluster: &Cluster) -> Frozen {
         let pids = cluster_processes(postmaster_pid(cluster));
         // The postmaster itself must be stopped; a child that just exited is not an error.
         assert!(
@@ -316,6 +316,11 @@ fn a_login_refused_mid_run_is_logged_as_a_new_cause_and_logins_follow_the_backof
         },
     );
     assert_eq!(post_event(consumer.addr, GOOD_EVENT, &[]).status, 201);
+    // Both workers' sessions open first: a worker still logging in at the NOLOGIN below would
+    // make the refused login the first cause.
+    wait_until("both sessions open", Duration::from_secs(10), || {
+        consumer_sessions(&mut admin, &db.name) == 2
+    });
     // What a changed password or a locked account gives: the sessions end, logins fail.
     admin
         .batch_execute(&format!("ALTER ROLE {role} NOLOGIN"))
@@ -407,7 +412,7 @@ fn the_queued_events_gauge_counts_the_requests_waiting_behind_a_stuck_database()
     let consumer = ConsumerProcess::start(&db, "", &[]);
     assert_eq!(post_event(consumer.addr, GOOD_EVENT, &[]).status, 201);
     // The second connection opens on its own in the background; its last prepared statement
-    // is the readiness probe's. Opened under the lock, it would be the one stuck, in its
+    // is the lookup of stored keys. Opened under the lock, it would be the one stuck, in its
     // prepare, and the second request would queue.
     let mut watcher = db.client();
     wait_until(
@@ -418,7 +423,7 @@ fn the_queued_events_gauge_counts_the_requests_waiting_behind_a_stuck_database()
                 .query_one(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
                      AND application_name = 'event_consumer' AND state = 'idle' \
-                     AND (query LIKE '%readiness probe%' OR query LIKE '%VALUES ($1, $2, $3, $4)%')",
+                     AND (query LIKE '%= ANY($1::text[])%' OR query LIKE '%VALUES ($1, $2, $3, $4)%')",
                     &[&db.name],
                 )
                 .unwrap()
