@@ -13,10 +13,11 @@ use crate::deadlines::DEADLINE_TICK;
 use crate::routes;
 
 impl Pipeline {
-    /// The deadline thread: until the queue is closed, answers 503 to every request that has
-    /// waited [`Database::answer_within`](crate::db::Database::answer_within) for the database, queued or in a batch the database
-    /// does not answer (see `deadlines.rs`). A batch the database has not answered for that
-    /// long starts an outage: a server that is alive cancels it at `statement_timeout`.
+    /// The deadline thread: until the queue is closed, answers 503 to every request that has waited
+    /// [`Database::answer_within`](crate::db::Database::answer_within) for the database, queued or
+    /// in a batch the database does not answer (see `deadlines.rs`). A batch the database has not
+    /// answered for that long starts an outage: a server that is alive cancels it at
+    /// `statement_timeout`.
     pub fn run_deadlines(&self) {
         let limit = self.db.answer_within();
         while !lock(&self.state).closed {

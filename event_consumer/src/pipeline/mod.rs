@@ -24,9 +24,10 @@
 //! watchdog is pinged when a connection comes back from a batch and while one is idle, so the
 //! pings stop when every connection is stuck in the database.
 //!
-//! Deadlines: a request waits for the database at most `statement_timeout_seconds` + 0.5 s,
-//! queued or in a batch, whatever the database does; the deadline thread (`deadline.rs`) answers
-//! 503 in its place (see [`crate::deadlines`]). `/readyz` does not queue: it has a probe of its own (`db/readiness.rs`).
+//! Deadlines: a request waits for the database at most `statement_timeout_seconds` + 0.5 s, queued
+//! or in a batch, whatever the database does; the deadline thread (`deadline.rs`) answers 503 in
+//! its place (see [`crate::deadlines`]). `/readyz` does not queue: it has a probe of its own
+//! (`db/readiness.rs`).
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};

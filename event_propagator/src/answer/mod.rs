@@ -17,8 +17,8 @@ const MAX_MESSAGE_CHARS: usize = 300;
 /// How much of a 2xx body that is not the consumer's answer a warning quotes: enough to tell a
 /// login page from a proxy's default page.
 const MAX_QUOTED_BODY_CHARS: usize = 120;
-/// A `Retry-After` beyond a day is taken as a day, so the figure a log line quotes stays
-/// readable; the wait itself is capped far lower, at `backoff_max_seconds` (see `sender.rs`).
+/// A `Retry-After` beyond a day is taken as a day, so the figure a log line quotes stays readable;
+/// the wait itself is capped far lower, at `backoff_max_seconds` (see `sender/backoff.rs`).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
 /// The result of one attempt.

@@ -8,14 +8,15 @@
 //! first to see it) and how busy the run is ([`Engine::load`]: the sends in flight, counted by
 //! [`Stats`] from their start to their outcome, and when the next slot is due).
 //!
-//! A taken slot is one request: one event to `POST /event`, or with `batch_size` above 1 a
-//! batch of that many events as one `POST /events` whose body is built when it is sent. Each
-//! event is a [`SentEvent`] (its key, its entry in the events file, and its generation time, sent
-//! as its `occurred_at`) from the moment it is picked: picked, keyed and logged in turn, so the
-//! seeded choice and the keys log are the same events in the same order whatever the batch
-//! size; [`Sent`] reports the same values. A batch is one send in flight and one slot: the schedule, the window and the lateness count requests, the event counters
-//! count events. With several endpoints the [`Sender`] chooses one per attempt; how slots are
-//! taken and how the threads share the engine do not change.
+//! A taken slot is one request: one event to `POST /event`, or with `batch_size` above 1 a batch of
+//! that many events as one `POST /events` whose body is built when it is sent. Each event is a
+//! [`SentEvent`] (its key, its entry in the events file, and its generation time, sent as its
+//! `occurred_at`) from the moment it is picked: picked, keyed and logged in turn, so the seeded
+//! choice and the keys log are the same events in the same order whatever the batch size; [`Sent`]
+//! reports the same values. A batch is one send in flight and one slot: the schedule, the window
+//! and the lateness count requests, the event counters count events. With several endpoints the
+//! [`Sender`] chooses one per attempt; how slots are taken and how the threads share the engine do
+//! not change.
 //!
 //! What a spool adds (spooling before the first attempt, parking what its sender gave up on
 //! for the retry thread, settling in the spool) is in `spooled.rs`.
@@ -96,7 +97,7 @@ pub(crate) struct Load {
 struct Turn {
     picker: Picker,
     keys_log: Option<KeysLog>,
-    /// Created at the first slot: slot 0 is due when the run starts sending, not when it was set up.
+    /// Created at the first slot: slot 0 is due when the run starts sending, not at setup.
     schedule: Option<Schedule>,
     skip_warnings: RateLimited,
     spool_full_warnings: RateLimited,

@@ -12,12 +12,12 @@ const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Builds the one agent used for the whole run: explicit timeouts (ureq has none by default),
 /// statuses as answers rather than errors so `Retry-After` and the error body can be read, no
-/// redirects (a POST must reach the configured endpoint, not wherever it points), and room in
-/// the pool for a keep-alive connection per send in flight on each of `hosts` endpoints. ureq 3 keeps only 3 idle
-/// connections per host (10 in all) by default and closes the rest, so after a stall with more
-/// sends in flight the next one would pay for new connections (each also resolves the host on
-/// a thread of its own when a timeout is set): a test with two stalls saw 30 connections where
-/// 16 suffice, and skipped slots.
+/// redirects (a POST must reach the configured endpoint, not wherever it points), and room in the
+/// pool for a keep-alive connection per send in flight on each of `hosts` endpoints. ureq 3 keeps
+/// only 3 idle connections per host (10 in all) by default and closes the rest, so after a stall
+/// with more sends in flight the next one would pay for new connections (each also resolves the
+/// host on a thread of its own when a timeout is set): a test with two stalls saw 30 connections
+/// where 16 suffice, and skipped slots.
 pub fn build_agent(
     request_timeout: Duration,
     max_in_flight: usize,

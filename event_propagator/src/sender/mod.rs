@@ -1,6 +1,6 @@
 //! Sending one request (one event, or a batch of them): the attempts, which endpoint each goes
 //! to, give-up, gzip. The HTTP agent and its timeouts are built in `agent.rs`, the wait between
-//! attempts is `backoff.rs`'s; how an attempt's result is sorted is `answer.rs`'s; which
+//! attempts is `backoff.rs`'s; how an attempt's result is sorted is `answer/`'s; which
 //! endpoint is up, `endpoints.rs`'s.
 //!
 //! Retry policy: connection errors, timeouts and the answers 408, 429, 500, 502, 503 and 504
