@@ -23,7 +23,7 @@
 //! This file is the façade ([`Propagator`], [`run`], [`SetupError`]). What a run needs is one
 //! [`Settings`] value (`settings.rs`: the config section with the flags on top), shared by
 //! the engine, the window and the sender through one `Arc`; its endpoints are resolved once,
-//! at setup (`targets.rs`). Taking a slot and sending it is the engine's (`engine.rs`), the same
+//! at setup (`targets.rs`). Taking a slot and sending it is the engine's (`engine/`), the same
 //! code whether one tick or a sender thread calls it; [`window`] runs it on threads.
 //!
 //! With a spool (`spool_dir`, see [`spool`]) every event is durable on disk before its first

@@ -1,6 +1,7 @@
-//! Sending one request (one event, or a batch of them): the HTTP agent, the attempts, which
-//! endpoint each goes to, backoff, give-up, gzip. How an attempt's result is sorted is
-//! `answer.rs`'s; which endpoint is up, `endpoints.rs`'s.
+//! Sending one request (one event, or a batch of them): the attempts, which endpoint each goes
+//! to, give-up, gzip. The HTTP agent and its timeouts are built in `agent.rs`, the wait between
+//! attempts is `backoff.rs`'s; how an attempt's result is sorted is `answer/`'s; which
+//! endpoint is up, `endpoints.rs`'s.
 //!
 //! Retry policy: connection errors, timeouts and the answers 408, 429, 500, 502, 503 and 504
 //! mean "try again later". With several endpoints, a retry goes at once to another endpoint
@@ -41,56 +42,26 @@ use common::sync::lock;
 use common::Secret;
 
 use crate::answer::{
-    classify, classify_batch, classify_error, describe_body, seconds, status_text, Answer, Head,
-    Limits, REPLAYED_HEADER,
+    classify, classify_batch, classify_error, describe_body, status_text, Answer, Head, Limits,
+    REPLAYED_HEADER,
 };
 use crate::endpoints::{Failed, Pick, Rotation};
 use crate::settings::Settings;
 use crate::stop::Stop;
 use crate::targets::Target;
 
+mod agent;
+mod backoff;
+
+use agent::resolve_timeout;
+pub use agent::{build_agent, CONNECT_TIMEOUT, RESOLVE_TIMEOUT};
+pub use backoff::{Backoff, BACKOFF_INITIAL};
+
 /// Longest answer body read: the consumer's error bodies are a few hundred bytes.
 const MAX_ANSWER_BYTES: u64 = 64 * 1024;
 /// Added to that per item of a batch: a result (`{"id":..,"received_at":"..","status":".."}`)
 /// is under 100 bytes, so 1000 items fit with room to spare.
 const MAX_ANSWER_BYTES_PER_ITEM: u64 = 256;
-/// Each pooled connection's read and write buffers, allocated and zeroed in full when it is
-/// opened. ureq's 128 KiB each cost 256 KiB of memory per send in flight (13 MB of peak RSS
-/// with 32 in flight, against 3.4 MB with one); the consumer's answers are a few hundred
-/// bytes, and bodies larger than the buffer are written through it in pieces. The read buffer
-/// must hold a whole answer head, hence the same cap on that.
-const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
-
-/// Builds the one agent used for the whole run: explicit timeouts (ureq has none by default),
-/// statuses as answers rather than errors so `Retry-After` and the error body can be read, no
-/// redirects (a POST must reach the configured endpoint, not wherever it points), and room in
-/// the pool for a keep-alive connection per send in flight on each of `hosts` endpoints. ureq 3 keeps only 3 idle
-/// connections per host (10 in all) by default and closes the rest, so after a stall with more
-/// sends in flight the next one would pay for new connections (each also resolves the host on
-/// a thread of its own when a timeout is set): a test with two stalls saw 30 connections where
-/// 16 suffice, and skipped slots.
-pub fn build_agent(
-    request_timeout: Duration,
-    max_in_flight: usize,
-    hosts: usize,
-    tls: ureq::tls::TlsConfig,
-) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .tls_config(tls)
-        .http_status_as_error(false)
-        .timeout_resolve(Some(resolve_timeout(request_timeout)))
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_global(Some(request_timeout))
-        .max_idle_connections(max_in_flight.saturating_mul(hosts.max(1)))
-        .max_idle_connections_per_host(max_in_flight)
-        .input_buffer_size(CONNECTION_BUFFER_BYTES)
-        .output_buffer_size(CONNECTION_BUFFER_BYTES)
-        .max_response_header_size(CONNECTION_BUFFER_BYTES)
-        .max_redirects(0)
-        .user_agent(concat!("event_propagator/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into()
-}
 
 /// How sending one event ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,71 +127,6 @@ impl Post<'_> {
                 format!("batch of {items} events from {first_key}")
             }
         }
-    }
-}
-
-/// How long one TCP (and TLS) connect may take: a consumer that is up accepts within
-/// milliseconds, and 3 s rides out a lost SYN (retransmitted after 1 s) without waiting long
-/// on a host that is gone; the whole request stays bounded by `request_timeout_seconds`.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// How long a name lookup may take, at most the request timeout: glibc asks a DNS server again
-/// after 5 s (`timeout:5` in resolv.conf), so a lookup unanswered by then has lost its first
-/// query. Set apart from the request timeout so that a lookup that hangs is reported as one
-/// (ureq names the phase whose own timeout ran out; without one it says `timeout: global`).
-pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// [`RESOLVE_TIMEOUT`], but never beyond `request_timeout`: at a tie ureq reports the phase.
-fn resolve_timeout(request_timeout: Duration) -> Duration {
-    RESOLVE_TIMEOUT.min(request_timeout)
-}
-
-/// The first retry's longest wait, doubled per retry up to `backoff_max_seconds`: 0.1 s
-/// retries a brief blip at once, and 20 retries still ride out about 45 s of outage.
-pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
-
-/// Exponential backoff with full jitter.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
-    pub initial: Duration,
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// The longest wait before retry number `retry` (1 for the first retry):
-    /// `initial × 2^(retry−1)`, capped at `max`.
-    pub fn ceiling(&self, retry: u32) -> Duration {
-        let doublings = retry.saturating_sub(1).min(62) as i32;
-        let seconds = self.initial.as_secs_f64() * 2f64.powi(doublings);
-        Duration::from_secs_f64(seconds.min(self.max.as_secs_f64()))
-    }
-
-    /// The wait before retry number `retry`: uniform between zero and the ceiling, and never
-    /// shorter than the consumer's `Retry-After` up to `max` (see [`Backoff::capped`]).
-    pub fn delay(
-        &self,
-        retry: u32,
-        retry_after: Option<Duration>,
-        rng: &mut fastrand::Rng,
-    ) -> Duration {
-        let jittered = self.ceiling(retry).mul_f64(rng.f64());
-        match retry_after {
-            Some(floor) => jittered.max(floor.min(self.max)),
-            None => jittered,
-        }
-    }
-
-    /// The log text for a `Retry-After` longer than `max`, which the wait does not honour in
-    /// full: `backoff_max_seconds` bounds every wait between attempts, so one 429 or 503 with
-    /// `Retry-After: 3600` (a rate limiter, a maintenance page) cannot park an event and its
-    /// sender for an hour, and a run with `--count` ends within `max_retries` such waits.
-    pub fn capped(&self, retry_after: Option<Duration>) -> Option<String> {
-        let asked = retry_after.filter(|asked| *asked > self.max)?;
-        Some(format!(
-            "Retry-After {} s capped to {} s (backoff_max_seconds)",
-            seconds(asked),
-            seconds(self.max)
-        ))
     }
 }
 
@@ -617,88 +523,6 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn backoff() -> Backoff {
-        Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(5),
-        }
-    }
-
-    #[test]
-    fn the_backoff_ceiling_doubles_then_stays_at_the_cap() {
-        let b = backoff();
-        let ceilings: Vec<_> = (1..=9).map(|r| b.ceiling(r).as_millis()).collect();
-        assert_eq!(ceilings, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
-        assert_eq!(b.ceiling(1_000_000), Duration::from_secs(5), "no overflow");
-    }
-
-    #[test]
-    fn full_jitter_stays_between_zero_and_the_ceiling_and_spreads_out() {
-        let b = backoff();
-        let mut rng = fastrand::Rng::with_seed(7);
-        for retry in 1..=10 {
-            let ceiling = b.ceiling(retry);
-            let waits: Vec<_> = (0..2_000).map(|_| b.delay(retry, None, &mut rng)).collect();
-            assert!(waits.iter().all(|w| *w <= ceiling), "retry {retry}");
-            let below_tenth = waits.iter().filter(|w| **w < ceiling / 10).count();
-            let above_nine_tenths = waits.iter().filter(|w| **w > ceiling * 9 / 10).count();
-            // About 200 each for a uniform spread; a fixed or half-jitter wait has none.
-            assert!(
-                below_tenth > 120 && above_nine_tenths > 120,
-                "retry {retry}"
-            );
-        }
-    }
-
-    #[test]
-    fn retry_after_is_a_floor_for_the_wait() {
-        let b = backoff();
-        let mut rng = fastrand::Rng::with_seed(7);
-        for _ in 0..100 {
-            assert!(b.delay(1, Some(Duration::from_secs(3)), &mut rng) >= Duration::from_secs(3));
-        }
-        assert_eq!(
-            b.capped(Some(Duration::from_secs(3))),
-            None,
-            "under the cap"
-        );
-        // A Retry-After shorter than the jitter does not shorten it below the random draw.
-        let mut a = fastrand::Rng::with_seed(9);
-        let mut c = fastrand::Rng::with_seed(9);
-        assert_eq!(
-            b.delay(4, Some(Duration::ZERO), &mut a),
-            b.delay(4, None, &mut c)
-        );
-    }
-
-    #[test]
-    fn a_retry_after_beyond_backoff_max_is_capped_to_it_and_says_so() {
-        let b = backoff();
-        let mut rng = fastrand::Rng::with_seed(7);
-        let hour = Some(Duration::from_secs(3600));
-        for retry in [1, 5, 40] {
-            assert_eq!(
-                b.delay(retry, hour, &mut rng),
-                Duration::from_secs(5),
-                "retry {retry}"
-            );
-        }
-        assert_eq!(
-            b.capped(hour).as_deref(),
-            Some("Retry-After 3600 s capped to 5 s (backoff_max_seconds)")
-        );
-        let short = Backoff {
-            initial: BACKOFF_INITIAL,
-            max: Duration::from_millis(50),
-        };
-        assert_eq!(
-            short
-                .capped(Some(Duration::from_millis(86_399_495)))
-                .as_deref(),
-            Some("Retry-After 86399.495 s capped to 0.05 s (backoff_max_seconds)")
-        );
-    }
 
     #[test]
     fn gzip_gives_a_gzip_member_that_inflates_to_the_body() {

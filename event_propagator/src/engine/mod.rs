@@ -8,14 +8,18 @@
 //! first to see it) and how busy the run is ([`Engine::load`]: the sends in flight, counted by
 //! [`Stats`] from their start to their outcome, and when the next slot is due).
 //!
-//! A taken slot is one request: one event to `POST /event`, or with `batch_size` above 1 a
-//! batch of that many events as one `POST /events` whose body is built when it is sent. Each
-//! event is a [`SentEvent`] (its key, its entry in the events file, and its generation time, sent
-//! as its `occurred_at`) from the moment it is picked: picked, keyed and logged in turn, so the
-//! seeded choice and the keys log are the same events in the same order whatever the batch
-//! size; [`Sent`] reports the same values. A batch is one send in flight and one slot: the schedule, the window and the lateness count requests, the event counters
-//! count events. With several endpoints the [`Sender`] chooses one per attempt; how slots are
-//! taken and how the threads share the engine do not change.
+//! A taken slot is one request: one event to `POST /event`, or with `batch_size` above 1 a batch of
+//! that many events as one `POST /events` whose body is built when it is sent. Each event is a
+//! [`SentEvent`] (its key, its entry in the events file, and its generation time, sent as its
+//! `occurred_at`) from the moment it is picked: picked, keyed and logged in turn, so the seeded
+//! choice and the keys log are the same events in the same order whatever the batch size; [`Sent`]
+//! reports the same values. A batch is one send in flight and one slot: the schedule, the window
+//! and the lateness count requests, the event counters count events. With several endpoints the
+//! [`Sender`] chooses one per attempt; how slots are taken and how the threads share the engine do
+//! not change.
+//!
+//! What a spool adds (spooling before the first attempt, parking what its sender gave up on
+//! for the retry thread, settling in the spool) is in `spooled.rs`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -23,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::calendar::rfc3339_utc;
 use common::logging::RateLimited;
-use common::sync::{lock, wait_timeout};
+use common::sync::lock;
 
 use crate::event_set::EventSet;
 use crate::events::Picker;
@@ -31,10 +35,14 @@ use crate::keys_log::KeysLog;
 use crate::schedule::{Schedule, Slot};
 use crate::sender::{Delivery, Outcome, Post, Sender};
 use crate::settings::Settings;
-use crate::spool::{self, AddError, Recovered, Spool, Spooled};
+use crate::spool::{self, Recovered, Spool};
 use crate::stats::{End, InFlight, Stats, Summary};
 use crate::stop::Stop;
 use crate::targets::Target;
+
+mod spooled;
+
+pub(crate) use spooled::Parked;
 
 /// What every sender thread of a run shares. The settings are the run's one [`Settings`],
 /// shared with the sender.
@@ -89,7 +97,7 @@ pub(crate) struct Load {
 struct Turn {
     picker: Picker,
     keys_log: Option<KeysLog>,
-    /// Created at the first slot: slot 0 is due when the run starts sending, not when it was set up.
+    /// Created at the first slot: slot 0 is due when the run starts sending, not at setup.
     schedule: Option<Schedule>,
     skip_warnings: RateLimited,
     spool_full_warnings: RateLimited,
@@ -106,14 +114,6 @@ pub(crate) struct Taken {
     events: Vec<SentEvent>,
     slot: Slot,
     lateness: Duration,
-}
-
-/// One request's events waiting in the spool for its retry thread.
-#[derive(Debug)]
-pub(crate) struct Parked {
-    pub(crate) events: Vec<Spooled>,
-    /// Generated in this run (counted in `sent`), rather than found in the spool at start.
-    pub(crate) this_run: bool,
 }
 
 /// One event of a send, from the moment it is picked: a batch holds several.
@@ -446,171 +446,6 @@ impl Engine {
         self.finish(taken, delivery)
     }
 
-    /// Spools a taken slot's events (durable, and their keys logged) before the first attempt,
-    /// then sends them as [`Engine::send`] does and settles them.
-    fn send_spooled(&self, spool: &Spool, taken: Taken, stop: &Stop) -> Sent {
-        // The body is kept as sent, its `occurred_at` included, so a replay in a later run
-        // carries the event's own generation time.
-        let events: Vec<Spooled> = taken
-            .events
-            .iter()
-            .map(|event| {
-                let mut body = Vec::with_capacity(self.events.body(event.event_index).len() + 48);
-                self.events.write_event(
-                    event.event_index,
-                    &occurred_at(event.generated_at),
-                    &mut body,
-                );
-                Spooled {
-                    key: event.key.clone(),
-                    generated_at_micros: Spooled::micros(event.generated_at),
-                    body,
-                }
-            })
-            .collect();
-        match spool.add(&events) {
-            Ok(()) => {}
-            Err(AddError::Io(e)) => log::error!(
-                "cannot write to spool {}: {e}; sending {} without it",
-                spool.dir().display(),
-                taken.events[0].key
-            ),
-            Err(AddError::KeysLog(_)) => {
-                self.end.get_or_init(|| End::KeysLogFailed);
-                stop.request();
-                let unsent = Delivery {
-                    outcome: Outcome::Abandoned,
-                    attempts: 0,
-                    endpoint: None,
-                };
-                return self.finish(taken, unsent);
-            }
-        }
-        let delivery = self.deliver_spooled(spool, &events, stop);
-        if let Outcome::GaveUp { reason } = &delivery.outcome {
-            return self.park(taken, events, reason, delivery.clone());
-        }
-        self.finish(taken, delivery)
-    }
-
-    /// Hands a request whose sender spent its retries to the spool's retry thread, which
-    /// retries it until it is settled or the run ends: not given up, and the sender is free
-    /// for the next slot, so events go on being generated (and spooled) through an outage.
-    fn park(&self, taken: Taken, events: Vec<Spooled>, reason: &str, delivery: Delivery) -> Sent {
-        let counted = {
-            let mut live = lock(&self.live);
-            if live.stats.in_flight() >= self.settings.max_in_flight {
-                live.full_until = Some(Instant::now());
-            }
-            live.stats.record_parked(taken.number, delivery.attempts)
-        };
-        if counted {
-            lock(&self.park_warnings).log(
-                Instant::now(),
-                format_args!(
-                    "{} from {} still failing after {} attempt(s) ({reason}): kept in the spool, \
-                     retried in the background",
-                    match events.len() {
-                        1 => "event".to_owned(),
-                        n => format!("batch of {n} events"),
-                    },
-                    events[0].key,
-                    delivery.attempts
-                ),
-            );
-            lock(&self.parked).push_back(Parked {
-                events,
-                this_run: true,
-            });
-            self.parked_wake.notify_all();
-        }
-        Sent {
-            events: taken.events,
-            slot: taken.slot,
-            lateness: taken.lateness,
-            delivery,
-        }
-    }
-
-    /// The next parked request, oldest first, waiting for one; none once a stop is requested
-    /// and nothing is parked nor in flight (a send in flight may still park its events), or
-    /// once the shutdown allowance has run out.
-    pub(crate) fn next_parked(&self, stop: &Stop) -> Option<Parked> {
-        let mut parked = lock(&self.parked);
-        loop {
-            if let Some(requested) = stop.requested_at() {
-                if requested.elapsed() >= self.settings.shutdown_timeout {
-                    return None;
-                }
-            }
-            if let Some(next) = parked.pop_front() {
-                return Some(next);
-            }
-            if stop.is_requested() && self.load().in_flight == 0 {
-                return None;
-            }
-            // The stop request does not notify this condition variable: look again soon.
-            parked = wait_timeout(&self.parked_wake, parked, Duration::from_millis(100));
-        }
-    }
-
-    /// Puts a parked request that failed again behind the others.
-    pub(crate) fn repark(&self, parked: Parked) {
-        lock(&self.parked).push_back(parked);
-    }
-
-    /// Counts how the retry thread settled a request parked by this run.
-    pub(crate) fn record_parked_settled(&self, events: usize, delivery: &Delivery) {
-        lock(&self.live)
-            .stats
-            .record_parked_settled(events as u64, delivery);
-    }
-
-    /// Sends spooled events (one, or a batch) with their retries, and settles them in the
-    /// spool: delivered ones leave it, rejected ones move to `rejected.ndjson`, the rest stay.
-    pub(crate) fn deliver_spooled(
-        &self,
-        spool: &Spool,
-        events: &[Spooled],
-        stop: &Stop,
-    ) -> Delivery {
-        let delivery = match events {
-            [event] => self.sender.deliver(&event.body, &event.key, stop),
-            _ => {
-                let mut body = vec![b'['];
-                for (i, event) in events.iter().enumerate() {
-                    if i > 0 {
-                        body.push(b',');
-                    }
-                    crate::event_set::write_batch_item(&event.body, &event.key, &mut body);
-                }
-                body.push(b']');
-                let post = Post::Batch {
-                    items: events.len(),
-                    first_key: &events[0].key,
-                };
-                self.sender.deliver_post(&body, post, stop)
-            }
-        };
-        match &delivery.outcome {
-            Outcome::Delivered | Outcome::Duplicate | Outcome::PartlyDuplicate { .. } => {
-                spool.settle(events, None)
-            }
-            Outcome::Rejected { status, message } => {
-                spool.settle(events, Some((*status, message)));
-                lock(&self.live).stats.dead_lettered += events.len() as u64;
-            }
-            // Not settled: the events stay in the spool.
-            _ => {}
-        }
-        delivery
-    }
-
-    /// The spool, if the run has one.
-    pub(crate) fn spool(&self) -> Option<&Spool> {
-        self.spool.as_ref()
-    }
-
     /// The JSON array of a batch: each event with its `occurred_at` and `idempotency_key`.
     fn batch_body(&self, events: &[SentEvent]) -> Vec<u8> {
         let length: usize = events
@@ -740,126 +575,4 @@ fn log_abandoned(key: &str, event_type: &str, event_index: usize) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An engine over one event for `settings`, whose sends are never made: slots are only
-    /// taken (and their ends recorded by hand).
-    fn engine_with(settings: Settings) -> Engine {
-        let settings = Arc::new(settings);
-        let target = Target {
-            event_url: common::config::DEFAULT_ENDPOINT.into(),
-            batch_url: None,
-            name: common::config::DEFAULT_ENDPOINT.into(),
-            batch_name: None,
-        };
-        let sender = Sender::new(Arc::clone(&settings), vec![target], Default::default(), 1);
-        let event = common::parse_event(br#"{"event_type": "t", "event_payload": "p"}"#).unwrap();
-        Engine::new(
-            settings,
-            sender,
-            EventSet::from_events(&[event]),
-            None,
-            1,
-            None,
-        )
-    }
-
-    fn settings() -> Settings {
-        Settings::from_config(&common::Config::default().propagator)
-    }
-
-    /// An engine whose slots are all due at once, ending after `count`.
-    fn engine(count: u64) -> Engine {
-        let mut settings = settings();
-        settings.period = Duration::ZERO;
-        settings.count = Some(count);
-        engine_with(settings)
-    }
-
-    #[test]
-    fn the_first_end_seen_is_the_one_every_later_slot_sees() {
-        let engine = engine(1);
-        let stop = Stop::new();
-        assert_eq!(engine.end(), None);
-        assert!(engine.take_slot(&stop).is_ok(), "slot 0 is due at once");
-        assert_eq!(engine.take_slot(&stop).err(), Some(End::Count));
-        stop.request();
-        assert_eq!(
-            engine.take_slot(&stop).err(),
-            Some(End::Count),
-            "a later stop does not change why the run ended"
-        );
-        assert_eq!(engine.end(), Some(End::Count));
-    }
-
-    #[test]
-    fn slots_skipped_while_the_window_was_full_count_as_window_full_after_it_empties() {
-        let mut settings = settings();
-        settings.period = Duration::from_millis(5);
-        settings.max_in_flight = 2;
-        let engine = engine_with(settings);
-        let stop = Stop::new();
-        let first = engine.take_slot(&stop).unwrap();
-        let second = engine.take_slot(&stop).unwrap();
-        // Both senders wait for a stalled consumer while slots pass (more than CATCH_UP late)...
-        std::thread::sleep(Duration::from_millis(60));
-        // ...then every answer arrives at once: both senders are free before either takes the
-        // next slot, which the window, not this process, held up.
-        let delivered = Delivery {
-            attempts: 1,
-            outcome: Outcome::Delivered,
-            endpoint: Some(0),
-        };
-        engine.finish(first, delivered.clone());
-        engine.finish(second, delivered);
-        let late = engine.take_slot(&stop).unwrap();
-        let stats = engine.stats();
-        assert!(late.slot.skipped > 0, "no slot was skipped: {late:?}");
-        assert_eq!(stats.skipped_slots, late.slot.skipped);
-        assert_eq!(
-            stats.skipped_window_full, stats.skipped_slots,
-            "skipped slots blamed on this process although the window was full"
-        );
-    }
-
-    #[test]
-    fn slots_skipped_with_senders_to_spare_are_not_counted_as_window_full() {
-        let mut settings = settings();
-        settings.period = Duration::from_millis(5);
-        settings.max_in_flight = 2;
-        let engine = engine_with(settings);
-        let stop = Stop::new();
-        let first = engine.take_slot(&stop).unwrap();
-        let delivered = Delivery {
-            attempts: 1,
-            outcome: Outcome::Delivered,
-            endpoint: Some(0),
-        };
-        engine.finish(first, delivered);
-        // One sender was free all along: the slots passed because nothing took them.
-        std::thread::sleep(Duration::from_millis(60));
-        let late = engine.take_slot(&stop).unwrap();
-        let stats = engine.stats();
-        assert!(late.slot.skipped > 0, "no slot was skipped: {late:?}");
-        assert_eq!(stats.skipped_window_full, 0, "{stats:?}");
-    }
-
-    #[test]
-    fn a_taken_slot_is_in_flight_until_it_is_abandoned() {
-        let engine = engine(3);
-        let stop = Stop::new();
-        let first = engine.take_slot(&stop).unwrap();
-        let second = engine.take_slot(&stop).unwrap();
-        assert_eq!((first.number, second.number), (0, 1));
-        assert_ne!(first.events[0].key, second.events[0].key, "a key per send");
-        let load = engine.load();
-        assert_eq!(load.in_flight, 2);
-        assert!(load.next_due.is_some(), "the next slot's due time is known");
-        engine.abandon_in_flight();
-        assert_eq!(engine.load().in_flight, 0);
-        let stats = engine.stats();
-        assert_eq!((stats.sent, stats.abandoned), (2, 2));
-        assert_eq!(engine.end(), None, "abandoning sends does not end the run");
-    }
-}
+mod tests;
