@@ -13,7 +13,7 @@
 //!   (`readiness.rs`);
 //! - the server's end gives up on a consumer that vanished (its host died, the path broke):
 //!   the server's TCP keepalives (`tcp_keepalives_*`) end such a session within about
-//!   [`SERVER_KEEPALIVE_IDLE`] + [`SERVER_KEEPALIVE_COUNT`] × [`SERVER_KEEPALIVE_INTERVAL`]
+//!   `SERVER_KEEPALIVE_IDLE` + `SERVER_KEEPALIVE_COUNT` × `SERVER_KEEPALIVE_INTERVAL`
 //!   instead of the 2 h of the server's defaults, so it stops holding a connection slot;
 //! - a session left idle in a transaction is ended by the server after
 //!   `statement_timeout_seconds` (`idle_in_transaction_session_timeout`). The consumer never

@@ -397,7 +397,7 @@ impl Store {
 
     /// Writes a row and rolls it back: fails as a real write would on a read-only server, a
     /// full disk or a missing table, and leaves no row behind (only a dead tuple for vacuum).
-    /// See [`PROBE_SQL`] for why it is one statement.
+    /// See `PROBE_SQL` for why it is one statement.
     pub fn probe_write(&mut self) -> Result<(), StoreError> {
         self.client
             .batch_execute(PROBE_SQL)

@@ -67,13 +67,16 @@ fn start(db: &TestDb, cgroup: &MemoryCgroup, consumer_yaml: &str) -> ConsumerPro
     )
 }
 
+/// Opens one connection of a measured kind and holds it in its state.
+type OpenHeld<'a> = Box<dyn Fn(SocketAddr) -> Held + 'a>;
+
 /// The first bytes of a hostile connection of kind `i`: even ones are slow uploaders (a whole
 /// head that declares a body, then a little of it; one in two declares more than the 4 KiB a
 /// body may hold outside the body budget), odd ones an unfinished head just under the shipped
 /// 16 KiB `max_header_bytes`, which no `auth_token` can refuse before it is complete.
 fn hostile_start(i: usize) -> Vec<u8> {
-    if i % 2 == 0 {
-        let declared = if i % 4 == 0 { 60_000 } else { 4_000 };
+    if i.is_multiple_of(2) {
+        let declared = if i.is_multiple_of(4) { 60_000 } else { 4_000 };
         let mut bytes = format!(
             "POST /event HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
              Content-Length: {declared}\r\n\r\n{{\"event_type\":\"slow\",\"event_payload\":\""
@@ -337,7 +340,7 @@ fn the_cgroup_charge_per_connection_stays_within_what_docs_capacity_budgets() {
     assert_enough_descriptors(2 * MEASURED + 100);
     let db = TestDb::new();
     let short_head = b"POST /event HTTP/1.1\r\nHost: t\r\nX-Padding: p";
-    let kinds: [(&str, Box<dyn Fn(SocketAddr) -> Held>); 5] = [
+    let kinds: [(&str, OpenHeld<'_>); 5] = [
         ("idle keep-alive", Box::new(|a| idle(connect(a)))),
         (
             "partial body (4,000 declared)",
@@ -379,7 +382,7 @@ fn the_cgroup_charge_per_connection_stays_within_what_docs_capacity_budgets() {
         server.cert.display(),
         server.key.display()
     );
-    let over_https: [(&str, Box<dyn Fn(SocketAddr) -> Held>); 2] = [
+    let over_https: [(&str, OpenHeld<'_>); 2] = [
         (
             "idle keep-alive over HTTPS",
             Box::new(|a| idle(https(a, &config))),
