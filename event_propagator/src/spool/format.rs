@@ -177,36 +177,14 @@ pub fn scan(bytes: &[u8]) -> Scan<'_> {
     scan
 }
 
-/// CRC-32 (IEEE 802.3, as zlib and gzip), by table: 20 lines instead of a dependency.
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
-/// The CRC-32 of the parts, end to end.
+/// The CRC-32 of the parts, end to end: IEEE 802.3's, as gzip's, computed by flate2's `Crc`
+/// (crc32fast), which the gzip of request bodies already links in, rather than a second one.
 pub fn crc32_of(parts: &[&[u8]]) -> u32 {
-    let mut crc = !0u32;
+    let mut crc = flate2::Crc::new();
     for part in parts {
-        for &byte in *part {
-            crc = CRC_TABLE[((crc ^ u32::from(byte)) & 0xFF) as usize] ^ (crc >> 8);
-        }
+        crc.update(part);
     }
-    !crc
+    crc.sum()
 }
 
 #[cfg(test)]
