@@ -78,7 +78,11 @@ fn with_a_short_retention_the_table_size_levels_off_and_no_young_event_is_missin
             let ids: Vec<i64> = acked.iter().map(|(id, _)| *id).collect();
             let row = client
                 .query_one(
-                    "SELECT extract(epoch FROM now())::float8, \
+                    // clock_timestamp(), read after the statement's snapshot, bounds from above
+                    // the moment the snapshot saw: a prune that committed before it used a now()
+                    // no later. now(), the transaction's start, may come before such a prune
+                    // (a run under CI's load missed two events by that gap).
+                    "SELECT extract(epoch FROM clock_timestamp())::float8, \
                             coalesce(array_agg(id), '{}') FROM events WHERE id = ANY($1)",
                     &[&ids],
                 )
