@@ -19,7 +19,7 @@ use std::path::Path;
 
 use crate::inputs::{per_second, Cpu, Fields, InputError, Wrk};
 use crate::rounds::ratio;
-use crate::stats::{median_index, Latency};
+use crate::stats::{median, Latency};
 
 /// Throughput with pruning active must stay at least this share of the same load without.
 pub const TARGET_RATIO: f64 = 0.8;
@@ -161,11 +161,6 @@ impl Point {
     pub fn all_2xx(&self) -> bool {
         self.rounds.iter().all(|r| r.off.all_2xx && r.on.all_2xx)
     }
-}
-
-/// The median round's value (the lower middle: a real round's figure), 0 for none.
-fn median(values: &[f64]) -> f64 {
-    median_index(values).map_or(0.0, |i| values[i])
 }
 
 /// batch_load's `BATCH` line alone.
