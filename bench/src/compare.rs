@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::batches::BatchRun;
 use crate::inputs::{ConsumerRun, Cpu, Fields, InputError, Pgbench};
 use crate::rounds::ratio;
-use crate::stats::median_index;
+use crate::stats::median;
 
 /// The point that is pgbench's, once a round, not a side's.
 pub const PGBENCH_POINT: &str = "pgbench-32";
@@ -239,11 +239,6 @@ impl Comparison {
             .ok();
         }
     }
-}
-
-/// The median round's value (the lower middle), 0 for none.
-fn median(values: &[f64]) -> f64 {
-    median_index(values).map_or(0.0, |i| values[i])
 }
 
 fn list(values: &[f64], digits: usize) -> String {

@@ -18,6 +18,11 @@ pub fn median_index(values: &[f64]) -> Option<usize> {
     order.get(values.len().checked_sub(1)? / 2).copied()
 }
 
+/// The median round's value (the lower middle: a real round's figure), 0 for none.
+pub fn median(values: &[f64]) -> f64 {
+    median_index(values).map_or(0.0, |i| values[i])
+}
+
 /// Latency of a sample in milliseconds: median, 99th percentile and maximum.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Latency {
@@ -58,6 +63,12 @@ mod tests {
         assert_eq!(median_index(&[1.0, 1.0, 1.0]), Some(1));
         assert_eq!(median_index(&[7.0]), Some(0));
         assert_eq!(median_index(&[]), None);
+    }
+
+    #[test]
+    fn the_median_value_is_the_lower_middle_rounds_and_zero_without_rounds() {
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.0);
+        assert_eq!(median(&[]), 0.0);
     }
 
     #[test]
