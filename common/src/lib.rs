@@ -15,6 +15,7 @@ pub mod exit;
 pub mod file;
 pub mod logging;
 pub mod signals;
+pub mod stop;
 pub mod sync;
 pub mod tls;
 

@@ -96,9 +96,7 @@ impl InFlight {
         }
         expired
     }
-}
 
-impl InFlight {
     /// Batches the database has not answered for `limit` at `now`.
     pub fn stalled(&self, now: Instant) -> usize {
         lock(&self.batches)

@@ -19,12 +19,12 @@
 //! lines. Other failures (a chunk past `statement_timeout`, say) are a rate-limited warning and
 //! the next turn tries again.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::logging::RateLimited;
-use common::sync::{lock, wait_timeout};
+use common::stop::Stop;
 
 use crate::db::{Database, Store, StoreError};
 use crate::metrics::Metrics;
@@ -89,35 +89,8 @@ pub fn describe(retention: Option<Duration>) -> String {
 /// The running thread; [`Retention::stop`] ends it.
 #[derive(Debug)]
 pub struct Retention {
-    stop: Arc<Stop>,
+    stop: Stop,
     thread: Option<JoinHandle<()>>,
-}
-
-/// A stop request the thread's pauses wake up for.
-#[derive(Debug, Default)]
-struct Stop {
-    requested: Mutex<bool>,
-    wake: Condvar,
-}
-
-impl Stop {
-    /// Sleeps for `length` or until a stop is requested; true when one was.
-    fn sleep(&self, length: Duration) -> bool {
-        let end = Instant::now() + length;
-        let mut requested = lock(&self.requested);
-        while !*requested {
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            requested = wait_timeout(&self.wake, requested, left);
-        }
-        true
-    }
-
-    fn requested(&self) -> bool {
-        *lock(&self.requested)
-    }
 }
 
 impl Retention {
@@ -128,12 +101,12 @@ impl Retention {
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Retention> {
         log::info!("{}", describe(retention));
-        let stop = Arc::new(Stop::default());
+        let stop = Stop::new();
         let mut pruner = Pruner {
             retention,
             db,
             metrics,
-            stop: Arc::clone(&stop),
+            stop: stop.clone(),
             store: None,
             pruned_line: RateLimited::new(log::Level::Info, PRUNED_LINE_EVERY, "lines"),
             pruned_unlogged: 0,
@@ -153,8 +126,7 @@ impl Retention {
     /// `grace`; one still blocked in the database then is left behind: the process exit closes
     /// its session.
     pub fn stop(mut self, grace: Duration) {
-        *lock(&self.stop.requested) = true;
-        self.stop.wake.notify_all();
+        self.stop.request();
         let Some(thread) = self.thread.take() else {
             return;
         };
@@ -174,7 +146,7 @@ struct Pruner {
     retention: Option<Duration>,
     db: Arc<Database>,
     metrics: Arc<Metrics>,
-    stop: Arc<Stop>,
+    stop: Stop,
     /// The thread's own session between turns, opened when first needed. A turn takes it and
     /// gives it back only when the turn succeeded: after any failure a new session is opened,
     /// so an advisory lock a failed turn may still hold goes with the old one.
@@ -208,10 +180,7 @@ impl Pruner {
                 Some(_) => next_size.min(next_prune),
                 None => next_size,
             };
-            if self
-                .stop
-                .sleep(next.saturating_duration_since(Instant::now()))
-            {
+            if self.stop.sleep_until(next) {
                 break;
             }
         }
@@ -277,10 +246,13 @@ impl Pruner {
             };
             total += deleted;
             self.metrics.record_pruned(deleted);
-            if deleted < CHUNK_ROWS as u64 || self.stop.requested() {
+            if deleted < CHUNK_ROWS as u64 || self.stop.is_requested() {
                 break Ok(());
             }
-            if self.stop.sleep(pause_after(chunk_start.elapsed())) {
+            if self
+                .stop
+                .sleep_until(Instant::now() + pause_after(chunk_start.elapsed()))
+            {
                 break Ok(());
             }
         };
@@ -377,20 +349,6 @@ mod tests {
         assert_eq!(
             describe(Some(day / 2)),
             "keeping events for 0.500000 days (43200.0 s)"
-        );
-    }
-
-    #[test]
-    fn a_stop_wakes_a_sleep_at_once() {
-        let stop = Arc::new(Stop::default());
-        assert!(!stop.sleep(Duration::from_millis(1)), "no stop: slept out");
-        let waker = Arc::clone(&stop);
-        let sleeper = std::thread::spawn(move || waker.sleep(Duration::from_secs(600)));
-        *lock(&stop.requested) = true;
-        stop.wake.notify_all();
-        assert!(
-            sleeper.join().unwrap(),
-            "woken by the stop, not after 600 s"
         );
     }
 }

@@ -57,7 +57,7 @@ fn real_main() -> u8 {
         Err(e) => return fail(&e, exit::FAILURE),
     };
     let stop = Stop::new();
-    if let Err(e) = stop.on_signals(signals) {
+    if let Err(e) = event_propagator::stop::on_signals(&stop, signals) {
         return fail(
             &format!("cannot start the signal thread: {e}"),
             exit::FAILURE,
