@@ -242,13 +242,18 @@ for ((i = ${#faults[@]} - 1; i > 0; i--)); do
     tmp=${faults[i]} faults[i]=${faults[j]} faults[j]=$tmp
 done
 margin=$((seconds >= 40 ? 5 : 1))
+# The spool's outage lasts CHAOS_OUTAGE seconds: it is taken out of the window and the faults
+# after it move by that much, so every fault (the propagator kills above all) falls within the
+# run and none finds its victim already finished.
+long_ms=$((spool ? outage * 1000 : 0))
 window=$((seconds - 2 * margin))
-slice_ms=$((window * 1000 / ${#faults[@]}))
+slice_ms=$(((window * 1000 - long_ms) / ${#faults[@]}))
+shift_ms=0
 elapsed_ms() { awk -v s="$started_at" -v n="$(date +%s.%N)" 'BEGIN { printf "%d", (n - s) * 1000 }'; }
 timeline=()
 injected=0
 for k in "${!faults[@]}"; do
-    at_ms=$((margin * 1000 + k * slice_ms + (RANDOM * 32768 + RANDOM) % (slice_ms * 2 / 3 + 1)))
+    at_ms=$((margin * 1000 + shift_ms + k * slice_ms + (RANDOM * 32768 + RANDOM) % (slice_ms * 2 / 3 + 1)))
     now_ms=$(elapsed_ms)
     ((at_ms > now_ms)) && sleep "$(awk -v d=$((at_ms - now_ms)) 'BEGIN { printf "%.3f", d / 1000 }')"
     victim=$((RANDOM % consumers))
@@ -261,10 +266,15 @@ for k in "${!faults[@]}"; do
         done
         sleep "$outage"
         for i in "${!consumer_pid[@]}"; do start_consumer "$i"; done
+        shift_ms=$long_ms
         what="both consumers SIGKILLed, down for $outage s, restarted"
         ;;
     pkill)
         victim=$((RANDOM % propagators))
+        # The schedule keeps this within the run; a propagator that has exited all the same is
+        # a failure of the run, not of the script.
+        kill -0 "${propagator_pid[victim]}" 2>/dev/null ||
+            die "propagator $victim (pid ${propagator_pid[victim]}) exited before the run's end; see $work/logs/propagator-$victim.log"
         kill -KILL "${propagator_pid[victim]}"
         wait "${propagator_pid[victim]}" 2>/dev/null || true
         sleep "0.$((2 + RANDOM % 8))"
