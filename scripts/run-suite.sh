@@ -157,9 +157,25 @@ shutdown() {
 # db_script MODE start|stop: the database script in a session of its own, so that the terminal's
 # Ctrl-C cannot cut a start (initdb, pg_ctl start) or a stop in half, which would leave a half
 # cluster or a server nobody knows to stop. Both are bounded (pg_ctl -t); a signal is acted upon
-# right after.
+# right after. The waiting `setsid` ignores the signals too: killed by a Ctrl-C sent to make's
+# process group, it would return at once and make would exit while the database still stops.
 db_script() {
-    setsid -w "scripts/$1-pg.sh" "$2"
+    local pid rc rc2
+    (
+        trap '' INT TERM HUP
+        exec setsid -w "scripts/$1-pg.sh" "$2"
+    ) &
+    pid=$!
+    # A trapped signal ends `wait` early (status above 128) while the script goes on: wait again
+    # until it has ended, then return its own status.
+    while true; do
+        wait "$pid" && return 0 || rc=$?
+        ((rc > 128)) || return "$rc"
+        kill -0 "$pid" 2>/dev/null && continue
+        wait "$pid" 2>/dev/null && return 0 || rc2=$?
+        ((rc2 == 127)) || rc=$rc2
+        return "$rc"
+    done
 }
 
 on_signal() {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::db::Outcome;
-use crate::http::{Response, ResponseFraming, Route, Writer};
+use crate::http::{OnAnswer, Response, ResponseFraming, Route, Writer};
 use crate::metrics::Metrics;
 use crate::routes;
 
@@ -76,7 +76,13 @@ impl Answer {
     /// Marks the answer as coming from another thread (the one that will store its event): the
     /// connection's own writes wait for it from now on.
     pub fn hand_over(mut self) -> Answer {
-        self.writer.await_answer();
+        // Counted by the writer with what the client gets: this answer, or the 503 a deadline
+        // or a stop writes in its place ([`Writer::abandon`]).
+        let (metrics, route, started) = (Arc::clone(&self.metrics), self.route, self.started);
+        self.writer.await_answer(OnAnswer::new(move |status| {
+            metrics.record_request(route, status, started.elapsed());
+            metrics.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }));
         self.handed_over = true;
         self
     }
@@ -96,18 +102,18 @@ impl Answer {
     }
 
     fn deliver(&self, response: &Response) -> io::Result<()> {
+        log::debug!("{:?} -> {}", self.route, response.status.code());
+        if self.handed_over {
+            // Counted by the hook `hand_over` gave the writer.
+            self.writer.send_awaited(response, self.framing);
+            return Ok(());
+        }
         // Counted before the answer leaves: a client that reads it and then asks /metrics must
         // find it counted.
         self.metrics
             .record_request(self.route, response.status, self.started.elapsed());
-        let written = if self.handed_over {
-            self.writer.send_awaited(response, self.framing);
-            Ok(())
-        } else {
-            self.writer.send(response, self.framing)
-        };
+        let written = self.writer.send(response, self.framing);
         self.metrics.in_flight.fetch_sub(1, Ordering::SeqCst);
-        log::debug!("{:?} -> {}", self.route, response.status.code());
         written
     }
 }

@@ -49,4 +49,4 @@ pub use response::Response;
 pub use route::{Body, Route};
 pub use status::Status;
 pub use tls::Tls;
-pub use writer::{Writer, BORROWED_SEND_TIMEOUT};
+pub use writer::{OnAnswer, Writer, BORROWED_SEND_TIMEOUT};

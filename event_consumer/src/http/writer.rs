@@ -11,7 +11,9 @@
 //! thread ([`Writer::await_answer`]) until that thread has written it
 //! ([`Writer::send_awaited`]). The connection's own writes wait for the awaited answer first
 //! ([`Writer::settle`]), and the connection hands over at most one request at a time, so
-//! answers leave in order.
+//! answers leave in order. Whoever hands a request over passes an [`OnAnswer`] with it, called
+//! once with the status that actually left: the awaited answer's, or the one
+//! [`Writer::abandon`] wrote in its place (so `/metrics` counts what the client got).
 //!
 //! The other thread must not be held up by a client that does not read: it writes with a
 //! send timeout of [`BORROWED_SEND_TIMEOUT`] and leaves what the socket did not take for the
@@ -30,12 +32,29 @@ use std::time::Duration;
 
 use super::encode::{encode_response, DateCache, ResponseFraming};
 use super::response::Response;
+use super::status::Status;
 use super::tls::Tls;
 
 /// How long a thread other than the connection's may wait for the socket to take an answer.
 /// The kernel rounds it up to its clock tick; an answer of a few hundred bytes to a client
 /// that reads never waits at all.
 pub const BORROWED_SEND_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// Called once, under the writer's lock and before the bytes leave, with the status of what was
+/// written for an awaited answer: the answer itself, or the one an abandon wrote in its place.
+pub struct OnAnswer(Box<dyn FnOnce(Status) + Send>);
+
+impl OnAnswer {
+    pub fn new(call: impl FnOnce(Status) + Send + 'static) -> OnAnswer {
+        OnAnswer(Box::new(call))
+    }
+}
+
+impl std::fmt::Debug for OnAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnAnswer")
+    }
+}
 
 /// The writing half of one connection; see the module docs.
 #[derive(Debug)]
@@ -52,8 +71,9 @@ struct WriteState {
     write_timeout: Duration,
     /// The send timeout set on the socket, so it is changed only when the writer changes.
     send_timeout: Option<Duration>,
-    /// An answer was handed to another thread and is not written yet.
-    awaited: bool,
+    /// An answer was handed to another thread and is not written yet: what to call when it is
+    /// (or when an abandon writes another in its place).
+    awaited: Option<OnAnswer>,
     /// The connection's thread waits for the awaited answer. Tracked so that the answering
     /// thread wakes it only when it waits: a condvar notify is a futex call even without
     /// waiters, once per request otherwise.
@@ -85,7 +105,7 @@ impl Writer {
                 stream,
                 write_timeout,
                 send_timeout: None,
-                awaited: false,
+                awaited: None,
                 settling: false,
                 // Allocated at the first answer: an idle connection holds no answer buffer.
                 out: Vec::new(),
@@ -102,7 +122,7 @@ impl Writer {
     /// connection is broken. Every write of the connection's own thread does this first.
     pub fn settle(&self) -> io::Result<()> {
         let mut state = lock(&self.state);
-        while state.awaited {
+        while state.awaited.is_some() {
             state.settling = true;
             state = wait(&self.answered, state);
         }
@@ -138,18 +158,23 @@ impl Writer {
         state.flush_blocking()
     }
 
-    /// Announces that another thread will write the answer to the request just read.
-    pub fn await_answer(&self) {
-        lock(&self.state).awaited = true;
+    /// Announces that another thread will write the answer to the request just read;
+    /// `on_answer` is called with the status of what is written for it.
+    pub fn await_answer(&self, on_answer: OnAnswer) {
+        lock(&self.state).awaited = Some(on_answer);
     }
 
     /// Writes the awaited answer from another thread without waiting on the client for more
     /// than [`BORROWED_SEND_TIMEOUT`]; the rest, if any, is left to the connection's thread.
+    /// Nothing is written when an abandon answered in its place.
     pub fn send_awaited(&self, response: &Response, framing: ResponseFraming) {
         let mut state = lock(&self.state);
+        let Some(on_answer) = state.awaited.take() else {
+            return;
+        };
+        (on_answer.0)(response.status);
         state.encode(response, framing);
         state.flush_borrowed();
-        state.awaited = false;
         let wake = state.settling;
         drop(state);
         if wake {
@@ -163,14 +188,14 @@ impl Writer {
     /// goes nowhere. Returns whether an answer was awaited.
     pub fn abandon(&self, response: &Response) -> bool {
         let mut state = lock(&self.state);
-        if !state.awaited {
+        let Some(on_answer) = state.awaited.take() else {
             return false;
-        }
+        };
+        (on_answer.0)(response.status);
         state.encode(response, ResponseFraming::CLOSING);
         state.flush_borrowed();
         let _ = state.stream.shutdown(Shutdown::Both);
         state.failed = Some(io::ErrorKind::BrokenPipe);
-        state.awaited = false;
         drop(state);
         self.answered.notify_all();
         true

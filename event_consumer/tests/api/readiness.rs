@@ -267,6 +267,17 @@ fn with_its_pipelines_backends_stopped_the_consumer_answers_503_in_time_and_is_n
         Duration::from_secs(30),
         || get_closing(consumer.addr, "/readyz").status == 200,
     );
+    // Counted as what the clients got, not as the late commit's answer that went nowhere.
+    let metrics = get_closing(consumer.addr, "/metrics").body;
+    let count = |status: &str| {
+        let series =
+            format!("event_consumer_requests_total{{route=\"/event\",status=\"{status}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .map_or(0, |n| n.parse::<u64>().unwrap())
+    };
+    assert_eq!((count("503"), count("201")), (4, 0), "{metrics}");
     let log = stop_and_log(consumer);
     assert!(
         log.contains("no answer within statement_timeout_seconds + 0.5 s (2.5 s): timed out"),

@@ -45,12 +45,8 @@ impl Engine {
             })
             .collect();
         match spool.add(&events) {
-            Ok(()) => {}
-            Err(AddError::Io(e)) => log::error!(
-                "cannot write to spool {}: {e}; sending {} without it",
-                spool.dir().display(),
-                taken.events[0].key
-            ),
+            // Logged by the spool (rate-limited): sent without it.
+            Ok(()) | Err(AddError::Io(_)) => {}
             Err(AddError::KeysLog(_)) => {
                 self.end.get_or_init(|| End::KeysLogFailed);
                 stop.request();

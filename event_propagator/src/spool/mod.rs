@@ -268,7 +268,17 @@ impl Spool {
             return Err(AddError::KeysLog(kind.into()));
         }
         if let Err(e) = self.append(&mut state, &bytes) {
-            // Not spooled, but about to be sent: its keys are logged all the same.
+            // Not spooled, but about to be sent: its keys are logged all the same, and the
+            // error shares the spool's rate limit (a full disk fails every add).
+            let now = Instant::now();
+            state.errors.log(
+                now,
+                format_args!(
+                    "cannot write to spool {}: {e}; sending {} without it",
+                    self.dir.display(),
+                    keys.first().map_or("", String::as_str)
+                ),
+            );
             if let Some(log) = &mut state.keys_log {
                 if let Err(log_error) = log.append_all(&keys) {
                     state.keys_log_failed = Some(log_error.kind());
@@ -313,9 +323,15 @@ impl Spool {
                 live: 0,
             });
         }
+        let Some(segment) = state.segments.back_mut() else {
+            return Ok(());
+        };
+        let before = segment.bytes;
         let written = (&*state.active).write_all(bytes);
-        // Counted even when the write failed part-way: the bytes may be on disk.
-        if let Some(segment) = state.segments.back_mut() {
+        // A write that failed part-way (a full disk) is cut off again, so the next record
+        // follows whole ones instead of a torn stretch that recovery would set aside. Counted
+        // only when that fails too: then the bytes may be on disk.
+        if written.is_ok() || state.active.set_len(before).is_err() {
             segment.bytes += bytes.len() as u64;
         }
         written
@@ -434,8 +450,8 @@ impl Spool {
             state.errors.log(
                 now,
                 format_args!(
-                    "cannot write to the spool in {}: {e}; settled events may be sent again \
-                     after a restart (the consumer stores them once)",
+                    "cannot write to spool {}: {e}; settled events may be sent again after a \
+                     restart (the consumer stores them once)",
                     self.dir.display()
                 ),
             );

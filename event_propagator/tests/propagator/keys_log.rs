@@ -2,67 +2,12 @@
 //! so a write of the keys log stops part way, as on a real full disk.
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use event_propagator::{run, End, Stop};
 
 use crate::helpers::*;
-
-/// A tmpfs mounted on a directory, unmounted on drop (before the [`TempDir`] holding it is
-/// removed, as it is declared after it).
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (`64k`) on `dir/name`; `None`, with a line saying why, where
-    /// mounting is not permitted (not root, no CAP_SYS_ADMIN in a container).
-    fn mount(dir: &TempDir, name: &str, size: &str) -> Option<Tmpfs> {
-        let path = dir.path().join(name);
-        std::fs::create_dir(&path).unwrap();
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .output();
-        match output {
-            Ok(output) if output.status.success() => Some(Tmpfs { path }),
-            Ok(output) => {
-                eprintln!(
-                    "SKIPPED: cannot mount a tmpfs to fill ({}); run the tests as root to check \
-                     the keys log on a full disk",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!(
-                    "SKIPPED: cannot run mount ({e}): the keys log on a full disk is unchecked"
-                );
-                None
-            }
-        }
-    }
-
-    /// Fills the file system, then frees `pages` pages of 4 KiB: room for that much and no more.
-    fn fill_leaving(&self, pages: u64) -> PathBuf {
-        let filler = self.path.join("filler");
-        let mut file = std::fs::File::create(&filler).unwrap();
-        // A full disk stores what fits, then refuses: the file ends at a page boundary.
-        while file.write_all(&[0; 4096]).is_ok() {}
-        let length = file.metadata().unwrap().len();
-        assert!(length >= pages * 4096, "the tmpfs holds {length} bytes");
-        file.set_len(length - pages * 4096).unwrap();
-        filler
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
-}
+use crate::tmpfs::Tmpfs;
 
 /// The keys of every item the receiver got.
 fn received_keys(receiver: &Receiver) -> HashSet<String> {

@@ -16,4 +16,5 @@ mod keys_log;
 mod odd_servers;
 mod spool;
 mod tls;
+mod tmpfs;
 mod window;

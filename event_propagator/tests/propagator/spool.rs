@@ -1,5 +1,5 @@
 //! The durable spool: outages longer than the retry budget, SIGKILL at random moments, damaged
-//! spool files, a full spool, a second propagator, rejected events.
+//! spool files, a full spool, a spool on a full disk, a second propagator, rejected events.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -10,6 +10,7 @@ use event_propagator::{run, Stop};
 use test_support::TestDb;
 
 use crate::helpers::*;
+use crate::tmpfs::Tmpfs;
 
 /// A port on 127.0.0.1 that nothing listens on (for now).
 fn free_port() -> u16 {
@@ -225,6 +226,48 @@ fn a_full_spool_skips_slots_and_drops_nothing_then_the_next_run_sends_it_all() {
     let received: HashSet<String> = received_keys(&up).into_iter().collect();
     let missing: Vec<_> = logged.iter().filter(|k| !received.contains(*k)).collect();
     assert!(missing.is_empty(), "dropped from the spool: {missing:?}");
+}
+
+#[test]
+fn a_spool_on_a_full_disk_sends_without_it_logs_that_rate_limited_and_leaves_no_torn_record() {
+    let dir = TempDir::new();
+    let Some(tmpfs) = Tmpfs::mount(&dir, "full", "64k") else {
+        return;
+    };
+    let spool_dir = tmpfs.path.join("spool");
+    // One free page: a few dozen records fit, then a write stops part way and every later one
+    // fails.
+    let filler = tmpfs.fill_leaving(1);
+    let receiver = Receiver::accepting();
+    write_config(&dir, &receiver.url(), "");
+    let spool_arg = spool_dir.to_str().unwrap();
+    let (code, stderr) = run_binary(
+        &dir,
+        &["--spool-dir", spool_arg, "--count", "300"],
+        Duration::from_secs(60),
+    );
+    let summary = summary_line(&stderr);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(summary.contains(" spooled=0 "), "{summary}");
+    let received: HashSet<String> = received_keys(&receiver).into_iter().collect();
+    assert_eq!(received.len(), 300, "every event sent, spooled or not");
+    let errors = stderr
+        .lines()
+        .filter(|l| l.contains("cannot write to spool"))
+        .count();
+    assert!(
+        (1..=3).contains(&errors),
+        "{errors} lines for one full disk, not one an event:\n{stderr}"
+    );
+
+    // The failed writes were cut off: what the disk holds is whole records.
+    std::fs::remove_file(filler).unwrap();
+    let (_spool, recovered) = Spool::open(&spool_dir, 1 << 20, None).unwrap();
+    assert_eq!(
+        (recovered.torn_bytes, recovered.corrupt),
+        (0, 0),
+        "a torn record left behind"
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Tests of the connection, kept beside it so that file stays one concept.
 
 use super::*;
-use crate::http::Method;
+use crate::http::{Method, OnAnswer};
 use std::io::Write;
 use std::net::{Shutdown, TcpListener};
 use std::sync::mpsc;
@@ -31,7 +31,7 @@ fn settling_waits_for_the_awaited_answer_and_wakes_when_another_thread_sends_it(
     let (server, _) = listener.accept().unwrap();
     let connection = Connection::new(server, limits(), unlimited());
     let writer = Arc::clone(connection.writer());
-    writer.await_answer();
+    writer.await_answer(OnAnswer::new(|_| {}));
     let (settled_tx, settled) = mpsc::channel();
     let settler = thread::spawn(move || {
         let result = connection.settle();
@@ -77,7 +77,7 @@ fn an_awaited_answer_never_blocks_on_a_client_that_does_not_read_and_all_arrive_
         for i in 0..answers {
             let body = vec![b'a' + (i % 26) as u8; 256 * 1024];
             let response = Response::json(Status::Ok, body);
-            writer.await_answer();
+            writer.await_answer(OnAnswer::new(|_| {}));
             let started = Instant::now();
             writer.send_awaited(&response, framing);
             assert!(
