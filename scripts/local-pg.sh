@@ -87,7 +87,7 @@ start() {
     fi
     if ((rc == 4)); then init_cluster; fi
     say "starting PostgreSQL $(pg postgres --version | awk '{print $3}') from $bindir on localhost:$DB_PORT (log: $cluster/server.log)"
-    if ! pg pg_ctl -D "$data" -l "$cluster/server.log" -o "-p $DB_PORT" -w -t 60 start >/dev/null; then
+    if ! pg pg_ctl -D "$data" -l "$cluster/server.log" -o "-p $DB_PORT" -w -t 60 start >/dev/null 9>&-; then
         tail -n 20 "$cluster/server.log" >&2 || true
         die "PostgreSQL did not start (the end of $cluster/server.log is above)"
     fi
@@ -138,4 +138,14 @@ clean() {
     fi
 }
 
+# One start, stop or clean at a time: `make psql` during `make`'s build and `make` itself would
+# otherwise both run initdb on a new cluster. The lock's descriptor is closed for the server
+# (pg_ctl start below), which would otherwise hold it for as long as it runs.
+case ${1:-} in
+start | stop | clean)
+    mkdir -p "$state"
+    exec 9>"$state/local-pg.lock"
+    flock -w 120 9 || die "another start or stop of the local PostgreSQL holds $state/local-pg.lock for over 120 s"
+    ;;
+esac
 run_command "start stop status clean" "${1:-}"

@@ -366,4 +366,22 @@ env "${suite_env[@]}" make --no-print-directory clean-db >"$tmp/clean.log" 2>&1 
 [[ ! -e $sm_state/pg ]] || fail "make clean-db left $sm_state/pg"
 ok "make clean-db removed the local cluster"
 
+# --- round 7: two starts at once on no cluster (make psql during make's build, then make) -------
+env "${suite_env[@]}" scripts/local-pg.sh start >"$tmp/start-a.log" 2>&1 &
+start_a=$!
+env "${suite_env[@]}" scripts/local-pg.sh start >"$tmp/start-b.log" 2>&1 &
+start_b=$!
+rc_a=0 rc_b=0
+wait "$start_a" || rc_a=$?
+wait "$start_b" || rc_b=$?
+make_log=$tmp/start-a.log
+((rc_a == 0 && rc_b == 0)) || { cat "$tmp/start-b.log" >&2; fail "two starts at once: exit statuses $rc_a and $rc_b"; }
+inits=$(cat "$tmp/start-a.log" "$tmp/start-b.log" | grep -c "creating a PostgreSQL cluster" || true)
+((inits == 1)) || fail "two starts at once ran initdb $inits times"
+grep -q "is already running" "$tmp/start-a.log" "$tmp/start-b.log" || fail "the second start did not find the first one's server"
+env "${suite_env[@]}" make --no-print-directory stop >"$tmp/stop7.log" 2>&1 || { make_log=$tmp/stop7.log; fail "make stop after two starts failed"; }
+check_nothing_left "two starts at once"
+env "${suite_env[@]}" make --no-print-directory clean-db >"$tmp/clean7.log" 2>&1 || { make_log=$tmp/clean7.log; fail "make clean-db failed"; }
+ok "two starts of the local database at once (make psql during make's build): one initdb, the second found the server running; make stop left nothing"
+
 echo "smoke: $passed passed, 0 failed"
