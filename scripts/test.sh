@@ -21,8 +21,27 @@ export EVENTS_TEST_TMPDIR
 # The cluster runs as the postgres user when we are root: it must be able to enter this dir.
 chmod 755 "$EVENTS_TEST_TMPDIR"
 
-status=0
-cargo test "$@" || status=$?
+# cargo's output as it comes, and one line with the totals of its `test result:` lines at the end.
+started=$SECONDS
+totals=$EVENTS_TEST_TMPDIR.totals
+set +e
+cargo test "$@" | awk -v totals="$totals" '
+    { print; fflush() }
+    /^test result:/ {
+        n = $4 + $6 + $8
+        if (n > 0) binaries++
+        passed += $4; failed += $6; ignored += $8
+    }
+    END { printf "%d %d %d %d\n", passed, failed, ignored, binaries > totals }'
+status=${PIPESTATUS[0]}
+set -e
+read -r passed failed ignored binaries <"$totals" || true
+rm -f "$totals"
+summary="test.sh: ${passed:-0} passed, ${failed:-0} failed, ${ignored:-0} ignored, in ${binaries:-0} test binaries, $((SECONDS - started)) s"
+if ((status != 0)); then
+    summary+=" (cargo test exited $status; it stops at the first test binary that fails)"
+fi
+echo "$summary"
 
 # Guardians clean up asynchronously once their test process has exited.
 leftover() {
