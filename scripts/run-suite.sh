@@ -198,8 +198,9 @@ on_exit() {
 }
 
 # How make reaches /readyz: over HTTPS with curl when the consumer serves it, checked against
-# PROPAGATOR_TLS_CA_FILE (the CA the propagator trusts), else plain HTTP. Refuses at once what
-# cannot work, instead of timing out later.
+# PROPAGATOR_TLS_CA_FILE (the CA the propagator trusts) under the host name of
+# PROPAGATOR_ENDPOINT, else plain HTTP. Refuses at once what cannot work, instead of timing out
+# later.
 ready_url=
 curl_tls=()
 prepare_readiness() {
@@ -229,7 +230,17 @@ prepare_readiness() {
                 "make and the propagator present that certificate"
         curl_tls+=(--cert "$PROPAGATOR_TLS_CLIENT_CERT_FILE" --key "$PROPAGATOR_TLS_CLIENT_KEY_FILE")
     fi
-    ready_url=https://localhost:$CONSUMER_PORT/readyz
+    # Verified under the name the propagator verifies (its endpoint's host), on make's own
+    # consumer: curl connects to 127.0.0.1:CONSUMER_PORT whatever that name resolves to.
+    local authority=${PROPAGATOR_ENDPOINT#https://}
+    authority=${authority%%/*}
+    local host=$authority port=443
+    if [[ $authority =~ ^(\[[^]]*\]|[^:]*)(:([0-9]+))?$ ]]; then
+        host=${BASH_REMATCH[1]}
+        port=${BASH_REMATCH[3]:-443}
+    fi
+    curl_tls+=(--connect-to "$host:$port:127.0.0.1:$CONSUMER_PORT")
+    ready_url=https://$host:$port/readyz
 }
 
 # The status code /readyz answers, or nothing. Over HTTPS, a certificate that does not verify
