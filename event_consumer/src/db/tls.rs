@@ -237,12 +237,8 @@ impl<S> ConnectFuture<S> {
         let unknown_issuer = error
             .get_ref()
             .and_then(|e| e.downcast_ref::<rustls::Error>())
-            .is_some_and(|e| {
-                matches!(
-                    e,
-                    rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
-                )
-            });
+            .and_then(tls::CertificateProblem::of)
+            == Some(tls::CertificateProblem::UnknownIssuer);
         let text = match unknown_issuer {
             true => format!("{failure}; trusted: {}", self.trusted),
             false => failure,

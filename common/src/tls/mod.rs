@@ -26,6 +26,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 
+mod problem;
+
+pub use problem::CertificateProblem;
+
 /// Largest PEM file read: a CA bundle of every public root is about 250 KiB.
 pub const PEM_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -257,19 +261,16 @@ pub fn read_root_store(key: &'static str, path: &Path) -> Result<RootCertStore, 
 }
 
 /// What to log when a handshake failed on the peer's certificate: that it failed verification
-/// and why, in words; `None` for any other TLS error.
+/// and why, in words ([`CertificateProblem`]); `None` for any other TLS error.
 pub fn verification_failure(error: &rustls::Error) -> Option<String> {
-    use rustls::CertificateError as E;
-    let rustls::Error::InvalidCertificate(problem) = error else {
+    let problem = CertificateProblem::of(error)?;
+    let rustls::Error::InvalidCertificate(detail) = error else {
         return None;
     };
+    // rustls' own text beside ours: the variant's name, or the names and times it carries.
     let why = match problem {
-        E::UnknownIssuer => "it is not signed by a trusted CA (UnknownIssuer)".to_owned(),
-        E::BadSignature => "its signature does not verify (BadSignature)".to_owned(),
-        E::Expired => "it has expired (Expired)".to_owned(),
-        E::NotValidForName => "it is not valid for the host name (NotValidForName)".to_owned(),
-        E::Revoked => "it is revoked (Revoked)".to_owned(),
-        other => other.to_string(),
+        CertificateProblem::Other => detail.to_string(),
+        kind => format!("{} ({detail})", kind.what()),
     };
     Some(format!("the certificate failed verification: {why}"))
 }
@@ -393,5 +394,24 @@ mod tests {
     fn without_a_ca_file_the_bundled_roots_are_trusted() {
         let store = root_store("database.sslrootcert", None).unwrap();
         assert!(store.len() > 100, "{} roots", store.len());
+    }
+
+    #[test]
+    fn a_failed_verification_is_said_in_words_with_rustls_own_text_beside() {
+        use rustls::CertificateError as E;
+        let said = |e: E| verification_failure(&rustls::Error::InvalidCertificate(e)).unwrap();
+        assert_eq!(
+            said(E::UnknownIssuer),
+            "the certificate failed verification: it is not signed by a trusted CA (UnknownIssuer)"
+        );
+        let v1 = E::Other(rustls::OtherError(Arc::new(
+            webpki::Error::UnsupportedCertVersion,
+        )));
+        assert!(said(v1)
+            .starts_with("the certificate failed verification: it is an X.509 v1 certificate ("),);
+        assert_eq!(
+            verification_failure(&rustls::Error::NoCertificatesPresented),
+            None
+        );
     }
 }
