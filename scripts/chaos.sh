@@ -35,11 +35,12 @@
 #
 # CHAOS_SPOOL=1 (`make chaos-spool`): the propagators keep durable spools (--spool-dir), and the
 # faults are the ones a spool must ride out: both consumers SIGKILLed and kept down for
-# CHAOS_OUTAGE seconds (70; longer than the ~45 s the default retry budget rides out), three
-# propagators SIGKILLed at random moments and restarted (they replay their spools), PostgreSQL
-# restarted -m fast and -m immediate; max_retries 3, so that senders hand what they cannot
-# deliver to the spool's retry thread and go on generating through the outage. CHAOS_SECONDS
-# must be at least CHAOS_OUTAGE + 40. A
+# CHAOS_OUTAGE seconds (70, at least 20; longer than the ~45 s the default retry budget rides
+# out), ending at least 20 s before the run does; beside it three propagators SIGKILLed at
+# random moments and restarted (they replay their spools), at least one of them during the
+# outage, and PostgreSQL restarted -m fast and -m immediate; max_retries 3, so that senders hand
+# what they cannot deliver to the spool's retry thread and go on generating through the outage.
+# CHAOS_SECONDS must be at least CHAOS_OUTAGE + 40. A
 # propagator may then exit 3 (events kept in its spool), and the check becomes: every key in the
 # keys logs is stored exactly once or is still in its propagator's spool (bench's spool_keys
 # reads them), with no row whose key is in no log.
@@ -61,7 +62,10 @@ done
 ((seconds >= 10)) || die "CHAOS_SECONDS must be at least 10"
 case $spool in
 0) ;;
-1) ((seconds >= outage + 40)) || die "CHAOS_SPOOL=1 needs CHAOS_SECONDS of at least CHAOS_OUTAGE + 40 ($((outage + 40)))" ;;
+1)
+    ((outage >= 20)) || die "CHAOS_OUTAGE must be at least 20 (seconds), got $outage"
+    ((seconds >= outage + 40)) || die "CHAOS_SPOOL=1 needs CHAOS_SECONDS of at least CHAOS_OUTAGE + 40 ($((outage + 40)))"
+    ;;
 *) die "CHAOS_SPOOL must be 0 or 1, got '$spool'" ;;
 esac
 if ! [[ $batch =~ ^[1-9][0-9]*$ ]] || ((batch > 1000)); then
@@ -226,7 +230,8 @@ say "$propagators propagators at one request of $batch event(s) per ${period}s e
 
 # --- faults -------------------------------------------------------------------------------
 if ((spool)); then
-    faults=(outage pkill pkill pkill fast immediate)
+    # And the outage of both consumers, which runs beside these (see below).
+    faults=(pkill pkill pkill fast immediate)
     hold=5
 elif ((seconds >= 40)); then
     faults=(kill kill kill fast fast immediate stop readonly freeze)
@@ -242,33 +247,88 @@ for ((i = ${#faults[@]} - 1; i > 0; i--)); do
     tmp=${faults[i]} faults[i]=${faults[j]} faults[j]=$tmp
 done
 margin=$((seconds >= 40 ? 5 : 1))
-# The spool's outage lasts CHAOS_OUTAGE seconds: it is taken out of the window and the faults
-# after it move by that much, so every fault (the propagator kills above all) falls within the
-# run and none finds its victim already finished.
-long_ms=$((spool ? outage * 1000 : 0))
 window=$((seconds - 2 * margin))
-slice_ms=$(((window * 1000 - long_ms) / ${#faults[@]}))
-shift_ms=0
+slice_ms=$((window * 1000 / ${#faults[@]}))
+at_ms=()
+for k in "${!faults[@]}"; do
+    at_ms[k]=$((margin * 1000 + k * slice_ms + (RANDOM * 32768 + RANDOM) % (slice_ms * 2 / 3 + 1)))
+done
+total_faults=${#faults[@]}
+outage_state=done
+if ((spool)); then
+    # The outage of both consumers runs beside the other faults: it starts early enough to end
+    # 20 s before the run does (the spools drain), and at least one propagator kill falls inside
+    # it, so a propagator is restarted on a spool holding the outage's events and replays them
+    # while the consumers are still down.
+    latest_ms=$(((seconds - margin - outage - 20) * 1000))
+    outage_at_ms=$((margin * 1000 + (RANDOM * 32768 + RANDOM) % (latest_ms - margin * 1000 + 1)))
+    outage_end_ms=$((outage_at_ms + outage * 1000))
+    inside=0
+    for k in "${!faults[@]}"; do
+        if [[ ${faults[k]} == pkill ]] && ((at_ms[k] > outage_at_ms + 2000 && at_ms[k] < outage_end_ms - 2000)); then
+            inside=1
+        fi
+    done
+    if ((!inside)); then
+        for k in "${!faults[@]}"; do
+            if [[ ${faults[k]} == pkill ]]; then
+                at_ms[k]=$((outage_at_ms + 5000 + (RANDOM * 32768 + RANDOM) % ((outage - 10) * 1000)))
+                break
+            fi
+        done
+    fi
+    # Back into the order of their moments.
+    mapfile -t order < <(for k in "${!faults[@]}"; do echo "${at_ms[k]} ${faults[k]}"; done | sort -n)
+    for k in "${!order[@]}"; do
+        at_ms[k]=${order[k]%% *} faults[k]=${order[k]#* }
+    done
+    outage_state=pending
+    total_faults=$((total_faults + 1))
+fi
 elapsed_ms() { awk -v s="$started_at" -v n="$(date +%s.%N)" 'BEGIN { printf "%d", (n - s) * 1000 }'; }
+sleep_until_ms() {
+    local now
+    now=$(elapsed_ms)
+    if (($1 > now)); then sleep "$(awk -v d=$(($1 - now)) 'BEGIN { printf "%.3f", d / 1000 }')"; fi
+}
 timeline=()
 injected=0
+# record T0 WHAT: a fault injected at T0 ms into the run, done now.
+record() {
+    injected=$((injected + 1))
+    timeline+=("$(printf '%6.1fs  %-50s (%.1fs)' "$(awk -v t="$1" 'BEGIN { print t / 1000 }')" "$2" \
+        "$(awk -v a="$1" -v b="$(elapsed_ms)" 'BEGIN { print (b - a) / 1000 }')")")
+    say "fault $injected/$total_faults: ${timeline[-1]}"
+}
+# The spool's outage: starts or ends it when that is due before $1 ms into the run.
+outage_due_before() {
+    local next
+    while [[ $outage_state != done ]]; do
+        next=$outage_end_ms
+        [[ $outage_state == pending ]] && next=$outage_at_ms
+        (($1 >= next)) || return 0
+        sleep_until_ms "$next"
+        if [[ $outage_state == pending ]]; then
+            outage_t0=$(elapsed_ms)
+            for i in "${!consumer_pid[@]}"; do
+                kill -KILL "${consumer_pid[i]}"
+                wait "${consumer_pid[i]}" 2>/dev/null || true
+            done
+            say "both consumers SIGKILLed at $(awk -v t="$outage_t0" 'BEGIN { printf "%.1f", t / 1000 }')s, down for $outage s"
+            outage_state=on
+        else
+            for i in "${!consumer_pid[@]}"; do start_consumer "$i"; done
+            outage_state=done
+            record "$outage_t0" "both consumers SIGKILLed, down for $outage s, restarted"
+        fi
+    done
+}
 for k in "${!faults[@]}"; do
-    at_ms=$((margin * 1000 + shift_ms + k * slice_ms + (RANDOM * 32768 + RANDOM) % (slice_ms * 2 / 3 + 1)))
-    now_ms=$(elapsed_ms)
-    ((at_ms > now_ms)) && sleep "$(awk -v d=$((at_ms - now_ms)) 'BEGIN { printf "%.3f", d / 1000 }')"
+    outage_due_before "${at_ms[k]}"
+    sleep_until_ms "${at_ms[k]}"
     victim=$((RANDOM % consumers))
     t0=$(elapsed_ms)
     case ${faults[k]} in
-    outage)
-        for i in "${!consumer_pid[@]}"; do
-            kill -KILL "${consumer_pid[i]}"
-            wait "${consumer_pid[i]}" 2>/dev/null || true
-        done
-        sleep "$outage"
-        for i in "${!consumer_pid[@]}"; do start_consumer "$i"; done
-        shift_ms=$long_ms
-        what="both consumers SIGKILLed, down for $outage s, restarted"
-        ;;
     pkill)
         victim=$((RANDOM % propagators))
         # The schedule keeps this within the run; a propagator that has exited all the same is
@@ -281,6 +341,7 @@ for k in "${!faults[@]}"; do
         left=$((seconds - $(elapsed_ms) / 1000))
         start_propagator "$victim" $((left > 1 ? left : 1))
         what="SIGKILL propagator $victim, restarted on its spool"
+        [[ $outage_state == on ]] && what="SIGKILL propagator $victim (consumers down), restarted"
         ;;
     kill)
         kill -KILL "${consumer_pid[victim]}"
@@ -320,11 +381,9 @@ for k in "${!faults[@]}"; do
         what="PostgreSQL frozen (SIGSTOP) for $hold s, SIGCONT"
         ;;
     esac
-    injected=$((injected + 1))
-    timeline+=("$(printf '%6.1fs  %-50s (%.1fs)' "$(awk -v t="$t0" 'BEGIN { print t / 1000 }')" "$what" \
-        "$(awk -v a="$t0" -v b="$(elapsed_ms)" 'BEGIN { print (b - a) / 1000 }')")")
-    say "fault $injected/${#faults[@]}: ${timeline[-1]}"
+    record "$t0" "$what"
 done
+outage_due_before $((seconds * 1000))
 
 # --- wait for the propagators -------------------------------------------------------------
 # They stop starting sends at --duration and finish the event in flight, retries included.
@@ -371,7 +430,7 @@ printf '\nchaos: %s s, %s consumers, %s propagators (%s events/s asked, %s/s gen
     "$seconds" "$consumers" "$propagators" "$rate" "$sent_rate" "$seed"
 printf 'transport:          %s, %s event(s) a request\n' "$transport" "$batch"
 printf 'faults:\n'
-printf '  %s\n' "${timeline[@]}"
+printf '  %s\n' "${timeline[@]}" | sort -n
 printf 'events generated:   %s\n' "$n_generated"
 printf 'stored:             %s (rows %s)\n' "$stored" "$n_rows"
 if ((spool)); then
@@ -396,6 +455,6 @@ status=0
 ((lost_n == 0)) || { say "lost keys (first 5):"; head -n 5 lost >&2; status=1; }
 ((duplicated == 0)) || { say "duplicated (first 5):"; head -n 5 repeated strangers >&2; status=1; }
 ((failed_propagators == 0)) || status=1
-((injected == ${#faults[@]})) || { say "only $injected of ${#faults[@]} faults were injected"; status=1; }
+((injected == total_faults)) || { say "only $injected of $total_faults faults were injected"; status=1; }
 if ((status == 0)); then echo "chaos: PASS"; else echo "chaos: FAIL"; fi
 exit "$status"
