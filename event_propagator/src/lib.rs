@@ -175,6 +175,8 @@ impl Propagator {
     /// Waits for the next slot, sends one event with its retries on this thread, and says what
     /// happened; or says that the run is over (count reached, duration passed, stop requested).
     /// Each tick is one sender: the next slot waits for this event (as with `max_in_flight: 1`).
+    /// With a spool, an event whose retries are spent stays in the spool for the next run: the
+    /// spool's retry thread runs only under [`Propagator::run_until_stopped`].
     pub fn tick(&mut self, stop: &Stop) -> Tick {
         match self.engine.take_slot(stop) {
             Ok(taken) => Tick::Sent(self.engine.send(taken, stop)),
