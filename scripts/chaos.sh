@@ -11,8 +11,13 @@
 #   - the database read-only for 5 s (default_transaction_read_only, the consumers' sessions
 #     terminated), as after a failover to a standby (once),
 #   - the database frozen for 5 s: every PostgreSQL process SIGSTOPped, as hung storage or a
-#     paused VM look (once).
-# In the short form (below 40 s) the last two last 3 s.
+#     paused VM look (once),
+#   - the database's port silent for 8 s (long form only): iptables drops its segments on
+#     loopback, no reset, as a broken link; the answers are cut 0.2 s before the requests, so
+#     events committed in that moment lose their answer and come back as retries (once; needs
+#     root and iptables, else left out with a line saying so, or a failure under
+#     EVENTS_TEST_PRIVILEGED=require).
+# In the short form (below 40 s) the read-only and frozen database last 3 s.
 # Afterwards every key in the propagators' keys logs (written before each event's first send)
 # must be in the table exactly once, no row may carry a key that is in no log, and every
 # propagator must have exited 0. Exit 1 otherwise.
@@ -34,7 +39,8 @@
 # ${CARGO_TARGET_DIR:-target}/release (`make chaos` builds them).
 #
 # CHAOS_SPOOL=1 (`make chaos-spool`): the propagators keep durable spools (--spool-dir), and the
-# faults are the ones a spool must ride out: both consumers SIGKILLed and kept down for
+# faults are the ones a spool must ride out (and the silent port above, moved out of the outage
+# so that it meets live consumers): both consumers SIGKILLed and kept down for
 # CHAOS_OUTAGE seconds (70, at least 20; longer than the ~45 s the default retry budget rides
 # out), ending at least 20 s before the run does; beside it three propagators SIGKILLed at
 # random moments and restarted (they replay their spools), at least one of them during the
@@ -108,7 +114,14 @@ pg_processes() {
     pgrep -P "$postmaster" || true
 }
 
-consumer_pid=() consumer_port=() propagator_pid=() frozen_pids=()
+consumer_pid=() consumer_port=() propagator_pid=() frozen_pids=() partitioned=()
+
+# The silent port: one iptables rule per direction (--sport: the server's answers, --dport: the
+# requests), marked so that a leftover can be told from anything else.
+partition_rule() {
+    iptables -w "$1" INPUT -i lo -p tcp "$2" "$db_port" -m comment --comment events-chaos-partition -j DROP
+}
+can_partition() { [[ $(id -u) == 0 ]] && command -v iptables >/dev/null && iptables -w -S INPUT >/dev/null 2>&1; }
 # shellcheck disable=SC2317 # called through the EXIT trap
 cleanup() {
     local status=$?
@@ -118,6 +131,7 @@ cleanup() {
         kill -KILL "$pid" 2>/dev/null
     done
     for pid in "${frozen_pids[@]}"; do kill -CONT "$pid" 2>/dev/null; done
+    for direction in "${partitioned[@]}"; do partition_rule -D "$direction" 2>/dev/null; done
     pg_cluster stop --dir "$work/pg" --mode immediate >/dev/null 2>&1
     if ((status != 0)) || [[ ${CHAOS_KEEP:-} == 1 ]]; then
         say "work directory kept: $work (logs/, keys/)"
@@ -231,14 +245,23 @@ say "$propagators propagators at one request of $batch event(s) per ${period}s e
 # --- faults -------------------------------------------------------------------------------
 if ((spool)); then
     # And the outage of both consumers, which runs beside these (see below).
-    faults=(pkill pkill pkill fast immediate)
+    faults=(pkill pkill pkill fast immediate partition)
     hold=5
 elif ((seconds >= 40)); then
-    faults=(kill kill kill fast fast immediate stop readonly freeze)
+    faults=(kill kill kill fast fast immediate stop readonly freeze partition)
     hold=5
 else
     faults=(kill fast immediate stop readonly freeze)
     hold=3
+fi
+# Longer than statement_timeout_seconds + 0.5 s (5.5 s with the shipped defaults): the
+# consumers' deadlines and TCP user timeouts fire, and their sessions are replaced afterwards.
+partition_hold=8
+if [[ " ${faults[*]} " == *" partition "* ]] && ! can_partition; then
+    why="the silent-port fault needs root and iptables (Debian: apt-get install iptables)"
+    [[ ${EVENTS_TEST_PRIVILEGED:-} == require ]] && die "$why; EVENTS_TEST_PRIVILEGED=require does not allow leaving it out"
+    say "$why: left out"
+    mapfile -t faults < <(printf '%s\n' "${faults[@]}" | grep -vx partition)
 fi
 # Shuffle, then give each fault a random moment within its own slice of the run (leaving the
 # first and last seconds quiet), one fault at a time.
@@ -254,7 +277,7 @@ for k in "${!faults[@]}"; do
     at_ms[k]=$((margin * 1000 + k * slice_ms + (RANDOM * 32768 + RANDOM) % (slice_ms * 2 / 3 + 1)))
 done
 total_faults=${#faults[@]}
-outage_state=done
+outage_state=over
 if ((spool)); then
     # The outage of both consumers runs beside the other faults: it starts early enough to end
     # 20 s before the run does (the spools drain), and at least one propagator kill falls inside
@@ -277,6 +300,13 @@ if ((spool)); then
             fi
         done
     fi
+    # The silent port is meant for live consumers: one drawn inside the outage (or ending in
+    # its first moments) moves to 2 s after it, while the spools drain into the consumers.
+    for k in "${!faults[@]}"; do
+        if [[ ${faults[k]} == partition ]] && ((at_ms[k] > outage_at_ms - (partition_hold + 1) * 1000 && at_ms[k] < outage_end_ms + 2000)); then
+            at_ms[k]=$((outage_end_ms + 2000))
+        fi
+    done
     # Back into the order of their moments.
     mapfile -t order < <(for k in "${!faults[@]}"; do echo "${at_ms[k]} ${faults[k]}"; done | sort -n)
     for k in "${!order[@]}"; do
@@ -303,7 +333,7 @@ record() {
 # The spool's outage: starts or ends it when that is due before $1 ms into the run.
 outage_due_before() {
     local next
-    while [[ $outage_state != done ]]; do
+    while [[ $outage_state != over ]]; do
         next=$outage_end_ms
         [[ $outage_state == pending ]] && next=$outage_at_ms
         (($1 >= next)) || return 0
@@ -318,7 +348,7 @@ outage_due_before() {
             outage_state=on
         else
             for i in "${!consumer_pid[@]}"; do start_consumer "$i"; done
-            outage_state=done
+            outage_state=over
             record "$outage_t0" "both consumers SIGKILLed, down for $outage s, restarted"
         fi
     done
@@ -379,6 +409,16 @@ for k in "${!faults[@]}"; do
         kill -CONT "${frozen_pids[@]}"
         frozen_pids=()
         what="PostgreSQL frozen (SIGSTOP) for $hold s, SIGCONT"
+        ;;
+    partition)
+        # Answers first: what commits in these 0.2 s is stored and never acknowledged.
+        partition_rule -I --sport && partitioned+=(--sport)
+        sleep 0.2
+        partition_rule -I --dport && partitioned+=(--dport)
+        sleep "$partition_hold"
+        for direction in "${partitioned[@]}"; do partition_rule -D "$direction"; done
+        partitioned=()
+        what="database port silent (iptables DROP, answers first) for $partition_hold s"
         ;;
     esac
     record "$t0" "$what"

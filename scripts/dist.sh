@@ -2,7 +2,8 @@
 # `make dist`: static binaries of both services for small VMs and embedded boxes.
 #
 # Builds event_consumer and event_propagator with the size-tuned `dist` profile (release + LTO,
-# one codegen unit, stripped, opt-level s) for each target, fully static against musl, copies
+# one codegen unit, stripped, opt-level z; on x86_64 relocations packed as RELR, see
+# .cargo/config.toml) for each target, fully static against musl, copies
 # them to dist/<target>/ and prints their sizes; a binary over 3 MB (3,000,000 bytes) fails the
 # run. Each binary is then run with --version: natively, or under qemu-user when it is installed
 # (Debian: apt-get install qemu-user), else that check is skipped and said so.

@@ -13,15 +13,21 @@ load_settings
 file=$repo/postgres/compose.yml
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-events-dev}
 
-compose() {
+# compose_cmd: the compose command of this machine, on postgres/compose.yml.
+find_compose() {
     if docker compose version >/dev/null 2>&1; then
-        docker compose -f "$file" "$@"
+        compose_cmd=(docker compose -f "$file")
     elif command -v docker-compose >/dev/null; then
-        docker-compose -f "$file" "$@"
+        compose_cmd=(docker-compose -f "$file")
     else
         die "neither 'docker compose' nor 'docker-compose' is installed (Debian/Ubuntu:" \
             "apt-get install docker-compose-plugin), or run the local cluster with EVENTS_DB=local"
     fi
+}
+
+compose() {
+    find_compose
+    "${compose_cmd[@]}" "$@"
 }
 
 container_running() {
@@ -44,7 +50,13 @@ start() {
 stop() {
     docker_engine || return 0
     say "stopping the PostgreSQL container ($COMPOSE_PROJECT_NAME)"
-    compose stop db
+    # PostgreSQL gets 30 s for a clean shutdown, then SIGKILL (crash recovery at the next start);
+    # an engine that does not answer at all is not waited for past 60 s.
+    local status=0
+    find_compose
+    timeout 60 "${compose_cmd[@]}" stop --timeout 30 db || status=$?
+    ((status == 0)) || die "the PostgreSQL container did not stop (exit $status; 124: no answer within 60 s):" \
+        "see 'docker compose -p $COMPOSE_PROJECT_NAME -f postgres/compose.yml ps', or kill it there with 'kill db'"
 }
 
 status() {

@@ -184,7 +184,9 @@ start_propagator 0 "${via_haproxy[@]}" --period "$period"
 start_propagator 1 "${via_haproxy[@]}" --period "$period"
 start_propagator 2 "${list[@]}" --period "$period"
 start_propagator 3 "${list[@]}" --period "$(awk -v p="$period" 'BEGIN { printf "%.6f", p * 10 }')" --batch-size 10
-note "4 propagators at $rate events/s each for $seconds s: ${kinds[*]}"
+described=
+for j in "${!kinds[@]}"; do described+="${described:+; }$j ${kinds[j]}"; done
+note "4 propagators at $rate events/s each for $seconds s: $described"
 
 # --- faults, one after the other ----------------------------------------------------------
 gap=$(((seconds - 25) / 5))

@@ -27,10 +27,16 @@ find_binaries() {
     bindir=$(pg_cluster bindir) || die "no PostgreSQL server binaries (initdb, pg_ctl) were found. $install_hint"
 }
 
-# 0 running, 3 not running, 4 no cluster (pg_ctl's codes).
+# 0 running, 3 not running, 4 no cluster (pg_ctl's codes). Any other answer stops the script
+# with pg_ctl's words: taken for "not running", it would let `stop` leave a server running.
 server_state() {
     [[ -f $data/PG_VERSION ]] || return 4
-    pg pg_ctl -D "$data" status >/dev/null 2>&1 || return 3
+    local rc=0 out
+    out=$(pg pg_ctl -D "$data" status 2>&1) || rc=$?
+    case $rc in
+    0 | 3) return "$rc" ;;
+    esac
+    die "cannot tell whether PostgreSQL runs in $data: pg_ctl status exited with $rc: ${out//$'\n'/ }"
 }
 
 # The port the running server listens on (line 4 of postmaster.pid).

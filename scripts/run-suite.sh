@@ -82,17 +82,18 @@ prefix_lines() {
 # prefix_lines. The pipe exists before either process starts, so neither can block opening it
 # (as a FIFO's open could); the prefixer ends when the service's end of the pipe closes. It
 # ignores INT and HUP (the terminal's) to print the service's last lines after Ctrl-C, never TERM.
+# Both are started by deaf_start (lib.sh): a Ctrl-C at that moment cannot kill either before
+# it ignores the signal.
 start_service() {
     local name=$1 fd
     shift
-    exec {fd}> >(
-        trap '' INT HUP
-        prefix_lines "$(printf '%-10s' "$name")" "$log_dir/$name.log"
-    )
-    prefixers[$name]=$!
+    deaf_start --pipe "$name-prefixer" "INT HUP" "$BASH" "$repo/scripts/run-suite.sh" prefix \
+        "$(printf '%-10s' "$name")" "$log_dir/$name.log"
+    fd=$deaf_fd
+    prefixers[$name]=$deaf_pid
     echo "${prefixers[$name]}" >"$run_dir/$name.prefixer.pid"
-    setsid "$@" >&"$fd" 2>&1 </dev/null &
-    pids[$name]=$!
+    deaf_start "$name" "INT HUP" setsid "$@" >&"$fd" 2>&1 </dev/null
+    pids[$name]=$deaf_pid
     exec {fd}>&-
     echo "${pids[$name]}" >"$run_dir/$name.pid"
 }
@@ -157,15 +158,13 @@ shutdown() {
 # db_script MODE start|stop: the database script in a session of its own, so that the terminal's
 # Ctrl-C cannot cut a start (initdb, pg_ctl start) or a stop in half, which would leave a half
 # cluster or a server nobody knows to stop. Both are bounded (pg_ctl -t); a signal is acted upon
-# right after. The waiting `setsid` ignores the signals too: killed by a Ctrl-C sent to make's
-# process group, it would return at once and make would exit while the database still stops.
+# right after. The waiting `setsid` ignores the signals too (deaf_start, lib.sh): killed by a
+# Ctrl-C sent to make's process group, it would return at once and make would exit while the
+# database still stops, or, killed before the script began, leave the database running.
 db_script() {
     local pid rc rc2
-    (
-        trap '' INT TERM HUP
-        exec setsid -w "scripts/$1-pg.sh" "$2"
-    ) &
-    pid=$!
+    deaf_start db "INT TERM HUP" setsid -w "scripts/$1-pg.sh" "$2"
+    pid=$deaf_pid
     # A trapped signal ends `wait` early (status above 128) while the script goes on: wait again
     # until it has ended, then return its own status.
     while true; do
@@ -469,6 +468,7 @@ clean_db() {
 
 case ${1:-} in
 run) run ;;
+prefix) prefix_lines "$2" "$3" ;; # start_service's prefixer
 stop) stop ;;
 clean-db) clean_db ;;
 *)

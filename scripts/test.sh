@@ -8,7 +8,11 @@
 # Without DATABASE_URL each test process starts its own throwaway cluster (test_support) under
 # a temporary directory made here; its guardian stops the cluster and deletes it when the
 # process exits. After the run this script waits for that and fails if a postgres process or
-# a data directory of the run is still there.
+# a data directory of the run is still there, or a packet filter rule of a partition test.
+#
+# Tests that need root (a partition by iptables, a full tmpfs, port 53, a mount namespace) say
+# SKIPPED where they cannot run; EVENTS_TEST_PRIVILEGED=require (set by .ci/run) makes that a
+# failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,4 +65,16 @@ else
     echo "test.sh: no PostgreSQL process or data directory left behind"
 fi
 rmdir "$EVENTS_TEST_TMPDIR" 2>/dev/null || true
+
+# Packet filter rules of a partition test (test_support::Blackhole) that a killed test left:
+# removed, and the run fails, as for a server left behind.
+if command -v iptables >/dev/null && rules=$(iptables -w -S INPUT 2>/dev/null | grep -- '--comment events-test-blackhole'); then
+    echo "test.sh: removing packet filter rules a partition test left behind:" >&2
+    while read -r rule; do
+        echo "  $rule" >&2
+        read -r -a words <<<"${rule/#-A /}"
+        iptables -w -D "${words[@]}" || true
+    done <<<"$rules"
+    status=1
+fi
 exit "$status"

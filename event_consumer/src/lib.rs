@@ -10,6 +10,7 @@ pub mod answer;
 pub mod content_coding;
 pub mod db;
 pub mod deadlines;
+pub mod descriptors;
 pub mod http;
 pub mod https;
 pub mod metrics;
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 use common::Config;
 
 use crate::db::{Database, Readiness};
+use crate::descriptors::TooFewDescriptors;
 use crate::https::{Https, HttpsError};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -47,6 +49,8 @@ pub enum StartError {
     Thread(std::io::Error),
     /// The HTTPS files could not be used (a configuration error: exit 2).
     Tls(HttpsError),
+    /// `ulimit -n` leaves no descriptor for a client connection.
+    Descriptors(TooFewDescriptors),
 }
 
 impl fmt::Display for StartError {
@@ -55,6 +59,7 @@ impl fmt::Display for StartError {
             StartError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
             StartError::Thread(error) => write!(f, "cannot start a thread: {error}"),
             StartError::Tls(error) => write!(f, "{error}"),
+            StartError::Descriptors(error) => write!(f, "cannot start: {error}"),
         }
     }
 }
@@ -83,6 +88,16 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
 /// keep reconnecting and `/readyz` says so.
 pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Running, StartError> {
     let c = &config.consumer;
+    // The workers', the readiness probe's and retention's sessions, and per host one attempt
+    // given up at its deadline that may still hold its descriptors.
+    let hosts = config.database.endpoints().map_or(1, |e| e.len());
+    let sessions = c.workers + 2 + hosts;
+    let bound =
+        descriptors::connection_bound(c.max_connections, descriptors::open_files_limit(), sessions)
+            .map_err(StartError::Descriptors)?;
+    if let Some(lowered) = bound.lowered_by {
+        log::warn!("{lowered}");
+    }
     let addr = format!("{}:{}", c.host, c.port);
     let listener = TcpListener::bind(&addr).map_err(|error| StartError::Bind {
         addr: addr.clone(),
@@ -110,7 +125,13 @@ pub fn start_with_notifier(config: &Config, notifier: Notifier) -> Result<Runnin
     ));
     let retention =
         Retention::start(c.retention(), db, Arc::clone(&metrics)).map_err(StartError::Thread)?;
-    let server = Arc::new(Server::new(c, metrics, Arc::clone(&pipeline), https));
+    let server = Arc::new(Server::new(
+        c,
+        bound.connections,
+        metrics,
+        Arc::clone(&pipeline),
+        https,
+    ));
     let mut workers = Vec::with_capacity(c.workers);
     for id in 0..c.workers {
         let pipeline = Arc::clone(&pipeline);

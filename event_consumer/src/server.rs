@@ -48,6 +48,7 @@ const CONNECTION_STACK_BYTES: usize = 256 * 1024;
 #[derive(Debug)]
 pub struct Server {
     pub limits: Limits,
+    /// `max_connections`, or less when the open-file limit leaves less (`descriptors.rs`).
     pub max_connections: usize,
     pub auth_token: Option<Secret>,
     /// The request bodies all connections may hold at once ([`MAX_BUFFERED_BODY_BYTES`]).
@@ -72,9 +73,11 @@ pub struct Server {
 }
 
 impl Server {
-    /// The server of `config`'s limits, token and body budget, over `pipeline`.
+    /// The server of `config`'s limits, token and body budget, over `pipeline`, holding at
+    /// most `max_connections` client connections.
     pub fn new(
         config: &ConsumerConfig,
+        max_connections: usize,
         metrics: Arc<Metrics>,
         pipeline: Arc<Pipeline>,
         https: Option<Https>,
@@ -88,7 +91,7 @@ impl Server {
         );
         Server {
             limits: Limits::from_config(config),
-            max_connections: config.max_connections,
+            max_connections,
             auth_token: config.auth_token().cloned(),
             // Never below the largest body a request may have, or that body could never be read.
             body_budget: Arc::new(BodyBudget::new(

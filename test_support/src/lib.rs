@@ -9,6 +9,8 @@
 //! - [`Cluster`]: a `PgDir` in a temporary directory that cannot outlive the test process.
 //! - [`TestDb`]: a fresh database with `schema.sql` per test, dropped afterwards.
 //! - [`Pki`]: a test CA and the certificates it signs, as PEM files (TLS tests).
+//! - [`Blackhole`]: one direction of a loopback port made silent (iptables, as root).
+//! - [`privileged`]: how a test that needs root skips, or fails where CI requires it.
 //!
 //! Tests may turn fsync off ([`Cluster::start`]); benchmarks and chaos never do. It does not
 //! manage a long-lived server: the cluster of `make` in `.local/pg` is scripts/local-pg.sh's,
@@ -16,11 +18,13 @@
 #![forbid(unsafe_code)]
 
 mod bindir;
+mod blackhole;
 mod cluster;
 mod error;
 mod pg_dir;
 mod pki;
 mod port;
+pub mod privileged;
 mod process;
 mod run_as;
 mod test_db;
@@ -28,6 +32,7 @@ mod test_db;
 use std::path::{Path, PathBuf};
 
 pub use bindir::find_bindir;
+pub use blackhole::Blackhole;
 pub use cluster::Cluster;
 pub use error::HarnessError;
 pub use pg_dir::{Durability, PgDir, StopMode};

@@ -25,8 +25,9 @@ use std::time::Duration;
 use common::config::{DatabaseConfig, DbEndpoint, TargetSessionAttrs};
 use common::sync::lock;
 use postgres::error::SqlState;
-use postgres::{Client, NoTls, SimpleQueryMessage};
+use postgres::{Client, SimpleQueryMessage};
 
+use super::driver_panic;
 use super::store::{describe, StoreError};
 use super::tls::DbTls;
 
@@ -41,8 +42,9 @@ pub enum HostCause {
     TimedOut(Duration),
     /// An earlier attempt, given up at its deadline, still waits for this host.
     StillHanging,
-    /// The attempt's thread could not be started, or ended without an answer (a bug).
-    Thread(String),
+    /// This side could not make the attempt: no thread for it, no file descriptor for the
+    /// driver (EMFILE, see `driver_panic.rs`), or its thread ended without an answer (a bug).
+    Local(String),
 }
 
 /// One host that was tried and gave no session, and why.
@@ -76,7 +78,7 @@ impl HostFailure {
             HostCause::StillHanging => "an earlier attempt, given up after \
                  connect_timeout_seconds, still waits for an answer: timed out"
                 .to_owned(),
-            HostCause::Thread(what) => what.clone(),
+            HostCause::Local(what) => what.clone(),
         }
     }
 }
@@ -185,7 +187,7 @@ fn connect_within(
             let _ = answer.send(result);
         });
     if let Err(e) = spawned {
-        return Err(HostCause::Thread(format!(
+        return Err(HostCause::Local(format!(
             "cannot start a thread to connect: {e}"
         )));
     }
@@ -217,11 +219,9 @@ fn connect_checked(
     tls: &DbTls,
     attrs: TargetSessionAttrs,
 ) -> Result<Client, HostCause> {
-    let mut client = match tls.connector() {
-        Some(connector) => pg.connect(connector),
-        None => pg.connect(NoTls),
-    }
-    .map_err(HostCause::Postgres)?;
+    let mut client = driver_panic::catch(|| pg.connect(tls.connector()))
+        .map_err(|panic| HostCause::Local(format!("cannot start the database driver: {panic}")))?
+        .map_err(HostCause::Postgres)?;
     if attrs == TargetSessionAttrs::ReadWrite {
         let answer = client
             .simple_query("SHOW transaction_read_only")
@@ -238,5 +238,5 @@ fn connect_checked(
 }
 
 fn no_answer() -> HostCause {
-    HostCause::Thread("the connecting thread ended without an answer".into())
+    HostCause::Local("the connecting thread ended without an answer".into())
 }

@@ -83,7 +83,7 @@ fn host_kind(cause: &HostCause) -> &'static str {
         HostCause::Postgres(e) => postgres_kind(e),
         HostCause::ReadOnly => "read-only",
         HostCause::TimedOut(_) | HostCause::StillHanging => "timed out",
-        HostCause::Thread(_) => "connection lost",
+        HostCause::Local(_) => "connection lost",
     }
 }
 

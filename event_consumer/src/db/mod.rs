@@ -9,12 +9,14 @@
 //! | `health.rs` | [`Health`]: working, or an outage with its cause, backoff and log lines; the one outage flag |
 //! | `store.rs` | [`Store`]: the SQL (the only file with SQL, with `connect.rs`'s read-only check) |
 //! | `connect.rs` | opening a session over the hosts of `database.host`, each bounded by `connect_timeout_seconds` |
+//! | `driver_panic.rs` | the driver's panic out of file descriptors, caught as the error it should be |
 //! | `session.rs` | what every session is told: timeouts and keepalives on both ends, so no end waits without bound |
 //! | `readiness.rs` | [`Readiness`]: the probe of `/readyz` on a session of its own, answered within [`READY_WAIT`] |
 //! | `tls.rs` | `database.sslmode` and `sslrootcert` as the driver's TLS connector (rustls) |
 
 mod connect;
 mod connection;
+mod driver_panic;
 mod health;
 mod readiness;
 pub mod session;

@@ -12,9 +12,12 @@
 //!   storage that hangs) is not seen by TCP: `/readyz` has its own deadline for that
 //!   (`readiness.rs`);
 //! - the server's end gives up on a consumer that vanished (its host died, the path broke):
-//!   the server's TCP keepalives (`tcp_keepalives_*`) end such a session within about
+//!   the server's TCP keepalives (`tcp_keepalives_*`) end an idle session within about
 //!   `SERVER_KEEPALIVE_IDLE` + `SERVER_KEEPALIVE_COUNT` × `SERVER_KEEPALIVE_INTERVAL`
-//!   instead of the 2 h of the server's defaults, so it stops holding a connection slot;
+//!   instead of the 2 h of the server's defaults, so it stops holding a connection slot. A
+//!   session whose last answer was lost with the link has data unacknowledged, and the kernel
+//!   then retransmits instead of probing, for about 15 min (`tcp_retries2`): the server's TCP
+//!   user timeout (`tcp_user_timeout`, the same 25 s) bounds that case too;
 //! - a session left idle in a transaction is ended by the server after
 //!   `statement_timeout_seconds` (`idle_in_transaction_session_timeout`). The consumer never
 //!   leaves one open between two messages (a batch is one statement, the probe one message),
@@ -40,6 +43,10 @@ const SERVER_KEEPALIVE_IDLE: u32 = 10;
 const SERVER_KEEPALIVE_INTERVAL: u32 = 5;
 const SERVER_KEEPALIVE_COUNT: u32 = 3;
 
+/// The server's TCP user timeout, in ms: as long as its keepalives take to give up.
+const SERVER_USER_TIMEOUT_MS: u32 =
+    (SERVER_KEEPALIVE_IDLE + SERVER_KEEPALIVE_COUNT * SERVER_KEEPALIVE_INTERVAL) * 1000;
+
 /// Applies the settings of every consumer session (see the module docs) to a driver
 /// configuration that already names the host; `application_name` tells the session apart in
 /// `pg_stat_activity`. Public so that tests can open a session as the consumer does.
@@ -56,7 +63,8 @@ pub fn apply(config: &DatabaseConfig, application_name: &str, pg: &mut postgres:
              -c idle_in_transaction_session_timeout={statement_timeout_ms} \
              -c tcp_keepalives_idle={SERVER_KEEPALIVE_IDLE} \
              -c tcp_keepalives_interval={SERVER_KEEPALIVE_INTERVAL} \
-             -c tcp_keepalives_count={SERVER_KEEPALIVE_COUNT}"
+             -c tcp_keepalives_count={SERVER_KEEPALIVE_COUNT} \
+             -c tcp_user_timeout={SERVER_USER_TIMEOUT_MS}"
         ))
         .keepalives(true)
         .keepalives_idle(KEEPALIVE)
@@ -81,6 +89,7 @@ mod tests {
             "statement_timeout=2500",
             "idle_in_transaction_session_timeout=2500",
             "tcp_keepalives_idle=10",
+            "tcp_user_timeout=25000",
         ] {
             assert!(options.contains(setting), "{setting} in {options}");
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use test_support::{Cluster, Pki, TestDb};
 
 use crate::helpers::{
-    send, stop_and_log, wait_until, ConsumerProcess, ProcessOptions, RawResponse, GOOD_EVENT,
+    get_closing, stop_and_log, wait_until, ConsumerProcess, ProcessOptions, RawResponse, GOOD_EVENT,
 };
 
 /// A cluster with TLS on, its CA's certificate and an unrelated CA's, both copied into the
@@ -56,11 +56,6 @@ fn start(db: &TestDb, host: Option<&str>, database_yaml: &str) -> ConsumerProces
             ..ProcessOptions::default()
         },
     )
-}
-
-fn get(consumer: &ConsumerProcess, path: &str) -> RawResponse {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    send(consumer.addr, request.as_bytes())
 }
 
 fn post(consumer: &ConsumerProcess) -> RawResponse {
@@ -113,7 +108,7 @@ fn verify_ca_accepts_a_certificate_for_another_name_which_verify_full_refuses() 
         None,
         &database_yaml("verify-full", Some(&server.ca_file)),
     );
-    assert_eq!(get(&consumer, "/readyz").status, 503);
+    assert_eq!(get_closing(consumer.addr, "/readyz").status, 503);
     assert_eq!(post(&consumer).status, 503);
     let log = stop_and_log(consumer);
     assert!(
@@ -128,11 +123,11 @@ fn an_unknown_ca_under_verify_ca_is_not_ready_and_logged_once_with_the_reason() 
     let db = TestDb::on(&server.cluster.server());
     let yaml = database_yaml("verify-ca", Some(&server.stranger_ca_file));
     let consumer = start(&db, None, &yaml);
-    assert_eq!(get(&consumer, "/readyz").status, 503);
+    assert_eq!(get_closing(consumer.addr, "/readyz").status, 503);
     // Several attempts at the backoff pace (0.1 s doubling) still make one line.
     wait_until("a few connection attempts", Duration::from_secs(20), || {
         crate::helpers::metric_in(
-            &get(&consumer, "/metrics").body,
+            &get_closing(consumer.addr, "/metrics").body,
             "event_consumer_db_connects_total",
         )
         .is_some_and(|n| n >= 4.0)
@@ -182,7 +177,7 @@ fn require_encrypts_without_checking_the_certificate() {
 fn require_against_a_server_without_tls_is_unavailable_rather_than_plain_text() {
     let db = TestDb::new();
     let consumer = start(&db, None, &database_yaml("require", None));
-    assert_eq!(get(&consumer, "/readyz").status, 503);
+    assert_eq!(get_closing(consumer.addr, "/readyz").status, 503);
     assert_eq!(post(&consumer).status, 503);
     assert_eq!(db.count_events(), 0);
     assert!(consumer_sessions_encrypted(&db).is_empty());

@@ -9,15 +9,9 @@ use std::time::{Duration, Instant};
 use test_support::TestDb;
 
 use crate::helpers::{
-    read_response, send, wait_until, ConsumerProcess, ProcessOptions, RawResponse, GOOD_EVENT,
+    get_closing, read_response, wait_until, ConsumerProcess, ProcessOptions, RawResponse,
+    GOOD_EVENT,
 };
-
-fn get(addr: SocketAddr, path: &str) -> RawResponse {
-    send(
-        addr,
-        format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-}
 
 fn post_request(connection: &str) -> String {
     format!(
@@ -79,7 +73,11 @@ fn a_drain_answers_readyz_503_at_once_and_stores_events_until_it_ends_then_exits
     let db = TestDb::new();
     let consumer = ConsumerProcess::start(&db, "  drain_seconds: 2\n", &[]);
     let addr = consumer.addr;
-    assert_eq!(get(addr, "/readyz").status, 200, "ready before the stop");
+    assert_eq!(
+        get_closing(addr, "/readyz").status,
+        200,
+        "ready before the stop"
+    );
     let mut keep_alive = KeepAlive::open(addr);
     let mut acknowledged = vec![created_id(&keep_alive.post().unwrap())];
 
@@ -90,9 +88,13 @@ fn a_drain_answers_readyz_503_at_once_and_stores_events_until_it_ends_then_exits
     wait_until(
         "/readyz answering 503 after SIGTERM",
         Duration::from_secs(2),
-        || get(addr, "/readyz").status == 503,
+        || get_closing(addr, "/readyz").status == 503,
     );
-    assert_eq!(get(addr, "/healthz").status, 200, "alive while draining");
+    assert_eq!(
+        get_closing(addr, "/healthz").status,
+        200,
+        "alive while draining"
+    );
 
     // Requests spread over the drain, alternating the old keep-alive connection and a new
     // one, until the consumer stops accepting.
@@ -164,7 +166,7 @@ fn a_second_signal_during_a_drain_cuts_it_short_and_the_stop_stays_graceful() {
     wait_until(
         "/readyz answering 503 after SIGTERM",
         Duration::from_secs(10),
-        || get(addr, "/readyz").status == 503,
+        || get_closing(addr, "/readyz").status == 503,
     );
     let response = try_post_on_new_connection(addr).expect("served while draining");
     assert_eq!(response.status, 201);
@@ -218,7 +220,7 @@ fn a_third_signal_exits_at_once_with_1_while_the_stop_after_a_drain_waits() {
     wait_until(
         "/readyz answering 503 after SIGTERM",
         Duration::from_secs(10),
-        || get(addr, "/readyz").status == 503,
+        || get_closing(addr, "/readyz").status == 503,
     );
     consumer.signal("TERM");
     wait_until(

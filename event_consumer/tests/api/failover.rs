@@ -10,18 +10,13 @@ use std::time::Duration;
 use test_support::{repo_root, Cluster, TestDb};
 
 use crate::helpers::{
-    end_consumer_sessions, post_event, send, stop_and_log, wait_until, ConsumerProcess,
-    ProcessOptions, RawResponse,
+    end_consumer_sessions, get_closing, post_event, stop_and_log, wait_until, ConsumerProcess,
+    ProcessOptions,
 };
 
 /// Long enough for a promotion and the consumer's backoff (at most 5 s between attempts) on a
 /// loaded machine; the tests end as soon as the condition holds.
 const SWITCH_LIMIT: Duration = Duration::from_secs(30);
-
-fn get(consumer: &ConsumerProcess, path: &str) -> RawResponse {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    send(consumer.addr, request.as_bytes())
-}
 
 fn post_keyed(consumer: &ConsumerProcess, key: &str) -> u16 {
     let body = r#"{"event_type":"failover.test","event_payload":"p"}"#;
@@ -123,14 +118,14 @@ fn with_a_standby_first_events_go_to_the_primary_and_after_a_promotion_to_the_ne
         before,
         "stored on the primary"
     );
-    assert_eq!(get(&consumer, "/readyz").status, 200);
+    assert_eq!(get_closing(consumer.addr, "/readyz").status, 200);
 
     // The failover: everything acknowledged has reached the standby (asynchronous
     // replication: the README's trade-off), the primary dies, the standby is promoted.
     wait_for_keys(&standby, &dbname, &before);
     primary.stop("immediate");
     wait_until("not ready once the primary is gone", SWITCH_LIMIT, || {
-        get(&consumer, "/readyz").status == 503
+        get_closing(consumer.addr, "/readyz").status == 503
     });
     let refused = post_keyed(&consumer, "during");
     assert_eq!(refused, 503, "no host takes writes: 503, not a 500");
@@ -138,11 +133,15 @@ fn with_a_standby_first_events_go_to_the_primary_and_after_a_promotion_to_the_ne
     wait_until(
         "ready again on the promoted standby, without a restart",
         SWITCH_LIMIT,
-        || get(&consumer, "/readyz").status == 200,
+        || get_closing(consumer.addr, "/readyz").status == 200,
     );
     // Over: ready stays ready, and writes go through at once.
     for i in 0..5 {
-        assert_eq!(get(&consumer, "/readyz").status, 200, "readyz {i} after");
+        assert_eq!(
+            get_closing(consumer.addr, "/readyz").status,
+            200,
+            "readyz {i} after"
+        );
     }
     let after: Vec<String> = (0..3).map(|i| format!("later-{i}")).collect();
     for key in &after {
@@ -195,7 +194,7 @@ fn with_target_session_attrs_any_the_standby_first_is_taken_and_writes_wait_for_
     );
     // libpq's `any`: the first host that accepts, a standby included. Its writes fail, so the
     // consumer is not ready and answers 503; it does not fall back to the writable second host.
-    assert_eq!(get(&consumer, "/readyz").status, 503);
+    assert_eq!(get_closing(consumer.addr, "/readyz").status, 503);
     for i in 0..5 {
         assert_eq!(post_keyed(&consumer, &format!("refused-{i}")), 503, "{i}");
     }

@@ -42,10 +42,7 @@ impl TestApp {
     }
 
     pub fn get(&self, path: &str) -> RawResponse {
-        send(
-            self.addr,
-            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
+        get_closing(self.addr, path)
     }
 
     /// One sample of `GET /metrics` by its name and labels as the consumer writes them, e.g.
@@ -138,6 +135,14 @@ pub fn post_event(addr: SocketAddr, body: &str, headers: &[(&str, &str)]) -> Raw
     request.push_str("\r\n");
     request.push_str(body);
     send(addr, request.as_bytes())
+}
+
+/// `GET path` on a connection of its own, closed after the answer.
+pub fn get_closing(addr: SocketAddr, path: &str) -> RawResponse {
+    send(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
 }
 
 /// Sends raw bytes on a new connection and reads one response.
@@ -396,6 +401,19 @@ pub fn end_consumer_sessions(admin: &mut postgres::Client, name: &str) {
         .unwrap();
 }
 
+/// Sessions of the consumer's workers and readiness probe open on database `name` now (the
+/// retention thread's has another `application_name`).
+pub fn consumer_sessions(admin: &mut postgres::Client, name: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = $1 AND application_name = 'event_consumer'",
+            &[&name],
+        )
+        .unwrap()
+        .get(0)
+}
+
 /// Makes every new session on database `name` read-only (`on`), what a failover to a standby
 /// or `default_transaction_read_only` gives, or writable again. Sessions open already keep
 /// what they had: [`end_consumer_sessions`] ends the consumer's.
@@ -407,4 +425,27 @@ pub fn set_read_only(admin: &mut postgres::Client, name: &str, on: bool) {
     admin
         .batch_execute(&format!("ALTER DATABASE {name} {change}"))
         .unwrap();
+}
+
+/// `GET /readyz` `times` times, one after the other: each answer's status and how long it took.
+pub fn readyz_timed(addr: SocketAddr, times: usize) -> Vec<(u16, Duration)> {
+    (0..times)
+        .map(|_| {
+            let asked = Instant::now();
+            let status = get_closing(addr, "/readyz").status;
+            (status, asked.elapsed())
+        })
+        .collect()
+}
+
+/// A consumer whose requests are due after 2.5 s (`statement_timeout_seconds: 2` + 0.5 s).
+pub fn with_statement_timeout_2_s(db: &TestDb) -> ConsumerProcess {
+    ConsumerProcess::start_with(
+        db,
+        ProcessOptions {
+            database_yaml: "  statement_timeout_seconds: 2\n",
+            env: &[("LOG_LEVEL", "info")],
+            ..ProcessOptions::default()
+        },
+    )
 }

@@ -74,6 +74,34 @@ fn configuration_errors_exit_2_with_one_line_naming_the_problem() {
 }
 
 #[test]
+fn an_open_file_limit_that_leaves_no_connection_exits_1_saying_what_it_needs() {
+    let dir = std::env::temp_dir().join(format!("consumer-nofile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        "consumer:\n  host: 127.0.0.1\n  port: 0\n  workers: 2\n",
+    )
+    .unwrap();
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -n 30 && exec \"$0\" --config \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_event_consumer"))
+        .arg(&config)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // 2 workers, the probe, retention, one host: 5 sessions of 4 descriptors, and 16 more.
+    assert_eq!(
+        stderr.trim_end(),
+        "event_consumer: cannot start: the open-file limit (ulimit -n, LimitNOFILE) is 30, and \
+         the database sessions and the listener need 36 of it: raise it to at least 37"
+    );
+}
+
+#[test]
 fn help_and_version_exit_0_and_bad_flags_exit_2() {
     let bin = env!("CARGO_BIN_EXE_event_consumer");
     let out = Command::new(bin).arg("--help").output().unwrap();

@@ -8,32 +8,13 @@ use std::time::{Duration, Instant};
 use test_support::{Cluster, TestDb};
 
 use crate::helpers::{
-    connect, end_consumer_sessions, metric_in, post_event, send, set_read_only, wait_until,
-    ConsumerProcess, ProcessOptions, GOOD_EVENT,
+    connect, consumer_sessions, end_consumer_sessions, get_closing, metric_in, post_event,
+    set_read_only, wait_until, ConsumerProcess, ProcessOptions, GOOD_EVENT,
 };
 
-fn get(consumer: &ConsumerProcess, path: &str) -> crate::helpers::RawResponse {
-    send(
-        consumer.addr,
-        format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-}
-
 fn metric(consumer: &ConsumerProcess, sample: &str) -> f64 {
-    metric_in(&get(consumer, "/metrics").body, sample)
+    metric_in(&get_closing(consumer.addr, "/metrics").body, sample)
         .unwrap_or_else(|| panic!("{sample} is in /metrics"))
-}
-
-/// The consumer's sessions open on the database now.
-fn consumer_sessions(admin: &mut postgres::Client, dbname: &str) -> i64 {
-    admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = $1 AND application_name = 'event_consumer'",
-            &[&dbname],
-        )
-        .unwrap()
-        .get(0)
 }
 
 #[test]
@@ -59,7 +40,7 @@ fn a_database_turned_read_only_gets_503_and_not_ready_at_the_backoff_pace_and_re
     }
     let outage_seconds = outage.elapsed().as_secs_f64();
     assert_eq!(
-        get(&consumer, "/readyz").status,
+        get_closing(consumer.addr, "/readyz").status,
         503,
         "not ready while writes fail"
     );
@@ -83,7 +64,7 @@ fn a_database_turned_read_only_gets_503_and_not_ready_at_the_backoff_pace_and_re
         Duration::from_secs(15),
         || post_event(consumer.addr, GOOD_EVENT, &[]).status == 201,
     );
-    assert_eq!(get(&consumer, "/readyz").status, 200);
+    assert_eq!(get_closing(consumer.addr, "/readyz").status, 200);
     assert_eq!(metric(&consumer, "event_consumer_database_outage"), 0.0);
 
     consumer.signal("TERM");
@@ -391,7 +372,7 @@ fn a_database_that_is_not_there_is_logged_with_its_host_and_port_and_tried_at_th
         assert_eq!(post_event(consumer.addr, GOOD_EVENT, &[]).status, 503);
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(get(&consumer, "/readyz").status, 503);
+    assert_eq!(get_closing(consumer.addr, "/readyz").status, 503);
     let connects = metric(&consumer, "event_consumer_db_connects_total");
     assert!(connects <= 12.0, "{connects} connects in about 2 s");
     consumer.signal("TERM");

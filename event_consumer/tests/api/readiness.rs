@@ -7,17 +7,10 @@ use std::time::{Duration, Instant};
 use test_support::{Cluster, TestDb};
 
 use crate::helpers::{
-    post_event, send, stop_and_log, wait_until, ConsumerProcess, ProcessOptions, RawResponse,
-    GOOD_EVENT,
+    get_closing, post_event, readyz_timed, stop_and_log, wait_until, with_statement_timeout_2_s,
+    ConsumerProcess, ProcessOptions, GOOD_EVENT,
 };
 use crate::outages::{signal_all, Frozen};
-
-fn get_closing(addr: std::net::SocketAddr, path: &str) -> RawResponse {
-    send(
-        addr,
-        format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-}
 
 /// Opens a session as the consumer opens its own (the same settings), and leaves it as a
 /// consumer of an earlier release left one whose probe's `ROLLBACK` never arrived: idle in a
@@ -41,18 +34,6 @@ fn orphaned_probe(db: &TestDb, statement_timeout_seconds: f64) -> (postgres::Cli
         )
         .unwrap();
     (client, pid)
-}
-
-/// A consumer whose requests are due after 2.5 s (`statement_timeout_seconds: 2` + 0.5 s).
-fn with_statement_timeout_2_s(db: &TestDb) -> ConsumerProcess {
-    ConsumerProcess::start_with(
-        db,
-        ProcessOptions {
-            database_yaml: "  statement_timeout_seconds: 2\n",
-            env: &[("LOG_LEVEL", "info")],
-            ..ProcessOptions::default()
-        },
-    )
 }
 
 fn session_state(admin: &mut postgres::Client, pid: i32) -> Option<String> {
@@ -81,13 +62,7 @@ fn a_probe_whose_rollback_was_lost_neither_blocks_another_consumers_readyz_nor_o
             ..ProcessOptions::default()
         },
     );
-    let answers: Vec<(u16, Duration)> = (0..3)
-        .map(|_| {
-            let asked = Instant::now();
-            let status = get_closing(consumer.addr, "/readyz").status;
-            (status, asked.elapsed())
-        })
-        .collect();
+    let answers = readyz_timed(consumer.addr, 3);
     eprintln!("orphaned probe: /readyz {answers:?}");
     for (status, took) in &answers {
         assert_eq!(
@@ -134,12 +109,7 @@ fn with_its_database_silent_readyz_answers_503_within_2_s_and_requests_within_st
     assert_eq!(get_closing(consumer.addr, "/readyz").status, 200);
 
     let frozen = Frozen::freeze(&cluster);
-    let mut readyz = Vec::new();
-    for _ in 0..3 {
-        let asked = Instant::now();
-        let status = get_closing(consumer.addr, "/readyz").status;
-        readyz.push((status, asked.elapsed()));
-    }
+    let readyz = readyz_timed(consumer.addr, 3);
     let posted = Instant::now();
     let post = post_event(
         consumer.addr,

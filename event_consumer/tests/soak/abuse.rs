@@ -1,6 +1,6 @@
 //! Hostile clients against the consumer binary (a child process, so its memory is its own):
 //! idle and trickling connections, header bombs, huge declared bodies, smuggling shapes,
-//! deep pipelining, half-closed sockets, file-descriptor exhaustion.
+//! deep pipelining, half-closed sockets (file descriptors: `descriptors.rs`).
 //!
 //! For each: the client gets a 4xx or a closed connection (never a 5xx), the process stays up
 //! with its peak resident memory (VmHWM) under [`RSS_BOUND_KIB`], and a normal request succeeds
@@ -25,7 +25,7 @@ const RSS_BOUND_KIB: u64 = 64 * 1024;
 
 /// The checks every abuse ends with: still running, memory within the bound, a normal request
 /// stored. Prints the peak.
-fn assert_survived(consumer: &mut ConsumerProcess, what: &str) {
+pub(crate) fn assert_survived(consumer: &mut ConsumerProcess, what: &str) {
     assert!(
         consumer.child.try_wait().unwrap().is_none(),
         "{what}: the consumer exited"
@@ -49,7 +49,7 @@ fn assert_survived(consumer: &mut ConsumerProcess, what: &str) {
 }
 
 /// What a hostile request got: a status, or the connection closed (EOF or reset) unanswered.
-fn answer_or_close(stream: TcpStream, timeout: Duration) -> Option<u16> {
+pub(crate) fn answer_or_close(stream: TcpStream, timeout: Duration) -> Option<u16> {
     stream.set_read_timeout(Some(timeout)).unwrap();
     read_response(&mut BufReader::new(stream)).map(|r| r.status)
 }
@@ -490,88 +490,8 @@ fn a_client_that_half_closes_after_its_request_still_gets_the_answer() {
     assert_survived(&mut consumer, "half-closed connections");
 }
 
-/// The soft limit on open files of this process.
+/// The soft limit on open files of this process (the consumer's own reading of it); unlimited
+/// or unknown as `u64::MAX`.
 pub(crate) fn open_files_limit() -> u64 {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(u64::MAX)
-}
-
-/// Open file descriptors of a process.
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
-#[test]
-fn out_of_file_descriptors_the_listener_waits_and_accepts_again_once_they_free_up() {
-    let _shared = crate::beside_other_abuse();
-    let db = TestDb::new();
-    let mut consumer = ConsumerProcess::start_with(
-        &db,
-        ProcessOptions {
-            env: QUIET,
-            max_open_files: Some(64),
-            ..ProcessOptions::default()
-        },
-    );
-    let addr = consumer.addr;
-    let pid = consumer.pid();
-    let mut held = Vec::new();
-    let mut refused = 0;
-    for _ in 0..200 {
-        // Past the listen backlog the kernel drops the handshake: a short timeout, not a failure.
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
-            Ok(stream) => held.push(stream),
-            Err(_) => refused += 1,
-        }
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let fds_at_limit = open_fds(pid);
-    println!(
-        "ulimit -n 64: {} of 200 connections opened ({refused} timed out in the backlog), \
-         the consumer holds {fds_at_limit} descriptors",
-        held.len()
-    );
-    assert!(
-        fds_at_limit >= 60,
-        "the descriptors were not exhausted ({fds_at_limit} open)"
-    );
-    assert!(
-        consumer.child.try_wait().unwrap().is_none(),
-        "the consumer exited at EMFILE"
-    );
-
-    // The last connection sits in the listen backlog, not yet accepted: its request is served
-    // once the other held connections close and free their descriptors.
-    let mut waiting = held.pop().expect("some connections were opened");
-    waiting
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        consumer.child.try_wait().unwrap().is_none(),
-        "the consumer exited at EMFILE"
-    );
-    let freed = Instant::now();
-    drop(held);
-    let answer = answer_or_close(waiting, Duration::from_secs(10));
-    assert_eq!(
-        answer,
-        Some(200),
-        "the queued request after descriptors freed up"
-    );
-    println!(
-        "after the held connections closed, a queued request was answered in {:?}",
-        freed.elapsed()
-    );
-    assert_survived(&mut consumer, "file-descriptor exhaustion");
-    // And the descriptors are really free again: many more clients come and go.
-    for i in 0..100 {
-        let response = post_event(addr, GOOD_EVENT, &[]);
-        assert_eq!(response.status, 201, "request {i} after the exhaustion");
-    }
+    event_consumer::descriptors::open_files_limit().unwrap_or(u64::MAX)
 }

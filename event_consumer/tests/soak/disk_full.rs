@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use test_support::{ServerUser, TestDb};
 
-use crate::helpers::{metric_in, post_event, send, wait_until, ConsumerProcess, GOOD_EVENT};
+use crate::helpers::{
+    get_closing, metric_in, post_event, send, wait_until, ConsumerProcess, GOOD_EVENT,
+};
 
 /// A tmpfs mounted for one test, unmounted on drop.
 struct SmallDisk {
@@ -78,14 +80,6 @@ impl Drop for SmallDisk {
     }
 }
 
-fn get(consumer: &ConsumerProcess, path: &str) -> u16 {
-    send(
-        consumer.addr,
-        format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .status
-}
-
 fn connects(consumer: &ConsumerProcess) -> f64 {
     let body = send(
         consumer.addr,
@@ -150,7 +144,11 @@ fn a_full_disk_gets_503_and_not_ready_with_a_handful_of_log_lines_and_recovers_w
         assert!(response.header("Retry-After").is_some());
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(get(&consumer, "/readyz"), 503, "not ready on a full disk");
+    assert_eq!(
+        get_closing(consumer.addr, "/readyz").status,
+        503,
+        "not ready on a full disk"
+    );
     let new_sessions = connects(&consumer) - connects_before;
     assert!(
         new_sessions <= 1.0,
@@ -164,7 +162,7 @@ fn a_full_disk_gets_503_and_not_ready_with_a_handful_of_log_lines_and_recovers_w
         || post_event(consumer.addr, GOOD_EVENT, &[]).status == 201,
     );
     stored += 1;
-    assert_eq!(get(&consumer, "/readyz"), 200);
+    assert_eq!(get_closing(consumer.addr, "/readyz").status, 200);
 
     consumer.signal("TERM");
     let (code, log) = consumer.wait(Duration::from_secs(20));

@@ -80,6 +80,8 @@ pub struct SpoolError {
 pub enum SpoolErrorKind {
     /// Another propagator holds the directory's lock.
     Locked,
+    /// The path names a file (or anything else) that is not a directory.
+    NotADirectory,
     Io(io::Error),
 }
 
@@ -93,6 +95,9 @@ impl fmt::Display for SpoolError {
                  give each propagator a spool directory of its own",
                 lock::LOCK_FILE
             ),
+            SpoolErrorKind::NotADirectory => {
+                write!(f, "spool directory {dir} exists and is not a directory")
+            }
             SpoolErrorKind::Io(e) => write!(f, "spool directory {dir}: {e}"),
         }
     }
@@ -178,6 +183,9 @@ impl Spool {
             dir: dir.to_owned(),
             kind,
         };
+        if fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+            return Err(error(SpoolErrorKind::NotADirectory));
+        }
         fs::create_dir_all(dir).map_err(|e| error(SpoolErrorKind::Io(e)))?;
         let lock_file = lock::take(dir).map_err(|e| match e {
             lock::LockError::Held => error(SpoolErrorKind::Locked),

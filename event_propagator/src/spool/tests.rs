@@ -86,6 +86,31 @@ fn a_second_spool_on_the_same_directory_is_refused_naming_it() {
 }
 
 #[test]
+fn a_file_in_place_of_the_directory_is_refused_saying_so() {
+    let dir = Dir::new("file");
+    fs::create_dir_all(&dir.0).unwrap();
+    let file = dir.0.join("spool");
+    fs::write(&file, "not a spool").unwrap();
+    let error = Spool::open(&file, 1 << 20, None).unwrap_err();
+    assert!(
+        matches!(error.kind, SpoolErrorKind::NotADirectory),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "spool directory {} exists and is not a directory",
+            file.display()
+        )
+    );
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        "not a spool",
+        "left as it was"
+    );
+}
+
+#[test]
 fn a_segment_cut_at_every_offset_of_its_last_record_opens_with_the_records_before_it() {
     let dir = Dir::new("torn");
     let (spool, _) = open(&dir);

@@ -196,7 +196,8 @@ fn silent_dns_server() -> Option<std::net::UdpSocket> {
     match std::net::UdpSocket::bind("127.83.0.1:53") {
         Ok(socket) => Some(socket),
         Err(e) => {
-            eprintln!("SKIPPED: cannot bind a silent DNS server on 127.83.0.1:53 ({e}): run the tests as root");
+            let why = format!("cannot bind a silent DNS server on 127.83.0.1:53 ({e})");
+            test_support::privileged::unavailable("the hanging name lookup", why);
             None
         }
     }
@@ -234,13 +235,15 @@ fn a_name_lookup_that_hangs_is_reported_as_one() {
     let child = match unshare.spawn() {
         Ok(child) => child,
         Err(e) => {
-            eprintln!("SKIPPED: cannot run unshare ({e}): the hanging name lookup is unchecked");
+            let why = format!("cannot run unshare ({e})");
+            test_support::privileged::unavailable("the hanging name lookup", why);
             return;
         }
     };
     let (status, stderr) = wait_with_timeout(child, LIMIT);
     if stderr.contains("unshare:") || stderr.contains("mount:") {
-        eprintln!("SKIPPED: no mount namespace here: {stderr}");
+        let why = format!("no mount namespace here: {stderr}");
+        test_support::privileged::unavailable("the hanging name lookup", why);
         return;
     }
     assert_eq!(status.code(), Some(1), "{stderr}");

@@ -14,8 +14,8 @@ pub struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// Mounts a tmpfs of `size` (`64k`) on `dir/name`; `None`, with a line saying why, where
-    /// mounting is not permitted (not root, no CAP_SYS_ADMIN in a container).
+    /// Mounts a tmpfs of `size` (`64k`) on `dir/name`; `None` where mounting is not permitted
+    /// (not root, no CAP_SYS_ADMIN in a container; see `test_support::privileged`).
     pub fn mount(dir: &TempDir, name: &str, size: &str) -> Option<Tmpfs> {
         let path = dir.path().join(name);
         std::fs::create_dir(&path).unwrap();
@@ -26,15 +26,16 @@ impl Tmpfs {
         match output {
             Ok(output) if output.status.success() => Some(Tmpfs { path }),
             Ok(output) => {
-                eprintln!(
-                    "SKIPPED: cannot mount a tmpfs to fill ({}); run the tests as root to check \
-                     writes on a full disk",
+                let why = format!(
+                    "cannot mount a tmpfs to fill ({})",
                     String::from_utf8_lossy(&output.stderr).trim()
                 );
+                test_support::privileged::unavailable("writing on a full disk", why);
                 None
             }
             Err(e) => {
-                eprintln!("SKIPPED: cannot run mount ({e}): writes on a full disk are unchecked");
+                let why = format!("cannot run mount ({e})");
+                test_support::privileged::unavailable("writing on a full disk", why);
                 None
             }
         }
