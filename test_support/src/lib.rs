@@ -11,6 +11,7 @@
 //! - [`Pki`]: a test CA and the certificates it signs, as PEM files (TLS tests).
 //! - [`Blackhole`]: one direction of a loopback port made silent (iptables, as root).
 //! - [`privileged`]: how a test that needs root skips, or fails where CI requires it.
+//! - [`timing`]: a timing bound measured up to three times on a shared machine.
 //!
 //! Tests may turn fsync off ([`Cluster::start`]); benchmarks and chaos never do. It does not
 //! manage a long-lived server: the cluster of `make` in `.local/pg` is scripts/local-pg.sh's,
@@ -28,6 +29,7 @@ pub mod privileged;
 mod process;
 mod run_as;
 mod test_db;
+pub mod timing;
 
 use std::path::{Path, PathBuf};
 
