@@ -6,10 +6,9 @@
 //! cargo run --release -p common --example sleep_precision -- [BUSY_LOOPS [ROUNDS]]
 //! ```
 //!
-//! BUSY_LOOPS child processes spin for the whole run (two on a 2-core machine is a neighbour
+//! BUSY_LOOPS threads spin for the whole run (two on a 2-core machine is a neighbour
 //! taking every core); each round measures every way once, in A B C C B A order.
 
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::stop::{Stop, SPIN_MARGIN};
@@ -21,23 +20,15 @@ const PERIOD: Duration = Duration::from_millis(1);
 type Way = fn(&Stop, Instant);
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    if args.next().as_deref() == Some("--busy-loop") {
-        loop {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let busy: usize = args.first().map_or(0, |a| a.parse().expect("BUSY_LOOPS"));
+    let rounds: usize = args.get(1).map_or(3, |a| a.parse().expect("ROUNDS"));
+    // Threads of this process, so they end with it however it ends.
+    for _ in 0..busy {
+        std::thread::spawn(|| loop {
             std::hint::spin_loop();
-        }
+        });
     }
-    let mut args = std::env::args().skip(1);
-    let busy: usize = args.next().map_or(0, |a| a.parse().expect("BUSY_LOOPS"));
-    let rounds: usize = args.next().map_or(3, |a| a.parse().expect("ROUNDS"));
-    let mut loops: Vec<Child> = (0..busy)
-        .map(|_| {
-            Command::new(std::env::current_exe().unwrap())
-                .arg("--busy-loop")
-                .spawn()
-                .unwrap()
-        })
-        .collect();
     println!("{busy} busy loops, {SLOTS} slots of {PERIOD:?} per measure");
     let ways: [(&str, Way); 3] = [
         ("Stop::sleep_until", |stop, due| {
@@ -55,10 +46,6 @@ fn main() {
             let (p50, p99) = lateness(way);
             println!("round {round} {name:<18} p50 {p50:>10.3?} p99 {p99:>10.3?}");
         }
-    }
-    for child in &mut loops {
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 

@@ -16,7 +16,7 @@ use crate::sync::{lock, wait_timeout};
 /// 1000 sends per second, nothing worth noting at one per second).
 ///
 /// The spin does not yield: beside a busy neighbour, `yield_now` hands the core over for a
-/// whole time slice, and sleeps on a 1 ms grid ended 1.5 to 1.9 ms late (p50) where a plain
+/// whole time slice, and sleeps on a 1 ms grid ended 1.4 to 1.9 ms late (p50) where a plain
 /// `thread::sleep` ended 80 µs late. A thread that has just woken keeps its core for 150 µs.
 /// `cargo run --release -p common --example sleep_precision -- 2` measures both.
 pub const SPIN_MARGIN: Duration = Duration::from_micros(150);
